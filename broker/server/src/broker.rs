@@ -1,0 +1,534 @@
+//! The broker's shared state: hosted topics and partitions, persisted
+//! metadata, producer-id allocation, and the signal that wakes long-polling
+//! fetches.
+//!
+//! Every connection task holds an `Arc<Broker>`. Topic changes (create,
+//! delete, grow, reconfigure) take the `topics` write lock and persist
+//! `meta.json` before they are visible, so what clients were told survives a
+//! crash.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, RwLock},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use kafka_protocol::ResponseError;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::{
+    config::BrokerConfig,
+    meta_store::{self, Meta, MetaError, TopicRecord},
+    metrics::{Metrics, TopicMetrics},
+    partition::Partition,
+    topic_config::{self, TopicConfig},
+};
+
+/// An error answered to a client: a Kafka error code and a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// The Kafka error.
+    pub code: ResponseError,
+    /// Text for clients that show `error_message`.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with a message.
+    pub fn new(code: ResponseError, message: impl Into<String>) -> Self {
+        ApiError { code, message: message.into() }
+    }
+}
+
+/// A topic hosted by this broker.
+pub struct Topic {
+    /// The topic name.
+    pub name: String,
+    /// The topic id (Metadata v10+, Fetch v13+).
+    pub id: Uuid,
+    /// Replication factor requested at creation.
+    pub replication_factor: i16,
+    /// Partitions, in index order; only ever grows.
+    partitions: RwLock<Vec<Arc<Partition>>>,
+    /// The user's overrides and the effective config built from them.
+    config: RwLock<(BTreeMap<String, String>, TopicConfig)>,
+    /// Metric handles, resolved once.
+    pub metrics: TopicMetrics,
+}
+
+impl Topic {
+    /// Partition `index`, if it exists.
+    pub fn partition(&self, index: i32) -> Option<Arc<Partition>> {
+        let parts = self.partitions.read().unwrap_or_else(|e| e.into_inner());
+        usize::try_from(index).ok().and_then(|i| parts.get(i).cloned())
+    }
+
+    /// All partitions.
+    pub fn partitions(&self) -> Vec<Arc<Partition>> {
+        self.partitions.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Number of partitions.
+    pub fn partition_count(&self) -> i32 {
+        self.partitions.read().unwrap_or_else(|e| e.into_inner()).len() as i32
+    }
+
+    /// The effective config.
+    pub fn config(&self) -> TopicConfig {
+        self.config.read().unwrap_or_else(|e| e.into_inner()).1.clone()
+    }
+
+    /// The overrides the user set.
+    pub fn overrides(&self) -> BTreeMap<String, String> {
+        self.config.read().unwrap_or_else(|e| e.into_inner()).0.clone()
+    }
+}
+
+/// The broker.
+pub struct Broker {
+    /// Its configuration.
+    pub config: BrokerConfig,
+    /// Cluster id from `meta.json`.
+    pub cluster_id: String,
+    /// Metric families.
+    pub metrics: Metrics,
+    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    /// The persisted metadata; its lock also serializes topic changes.
+    meta: Mutex<Meta>,
+    /// Next producer id to hand out.
+    next_producer_id: Mutex<i64>,
+    /// Bumped on every append so long-polling fetches re-check.
+    data_version: watch::Sender<u64>,
+    /// The address the Kafka listener is bound to (set once listening).
+    bound: Mutex<Option<(String, u16)>>,
+}
+
+/// Producer ids are reserved on disk this many at a time.
+const PRODUCER_ID_BLOCK: i64 = 1000;
+
+/// Opening the broker's data directory failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// `meta.json` could not be loaded.
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+    /// A partition's log could not be opened.
+    #[error("open partition {topic}-{partition}: {source}")]
+    Partition {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The cause.
+        #[source]
+        source: rivulet_storage::StorageError,
+    },
+    /// A persisted topic config is no longer valid.
+    #[error("topic {topic}: {source}")]
+    TopicConfig {
+        /// The topic.
+        topic: String,
+        /// The cause.
+        #[source]
+        source: topic_config::TopicConfigError,
+    },
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_millis() as i64
+}
+
+/// Kafka's rule for topic names.
+pub fn validate_topic_name(name: &str) -> Result<(), ApiError> {
+    let bad = |why: &str| Err(ApiError::new(ResponseError::InvalidTopicException, format!("topic name `{name}` {why}")));
+    if name.is_empty() {
+        return bad("is empty");
+    }
+    if name == "." || name == ".." {
+        return bad("is not allowed");
+    }
+    if name.len() > 249 {
+        return bad("is longer than 249 characters");
+    }
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
+        return bad("may only contain ASCII letters, digits, '.', '_' and '-'");
+    }
+    Ok(())
+}
+
+fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
+    data_dir.join(format!("{topic}-{partition}"))
+}
+
+impl Broker {
+    /// Loads `meta.json` and opens (recovering) every partition it lists.
+    pub fn open(config: BrokerConfig) -> Result<Arc<Self>, OpenError> {
+        let meta = meta_store::load_or_create(&config.data_dir, config.node_id)?;
+        let metrics = Metrics::new();
+        let mut topics = BTreeMap::new();
+        for (name, record) in &meta.topics {
+            let effective = config
+                .topic_defaults
+                .with_overrides(&record.configs)
+                .map_err(|source| OpenError::TopicConfig { topic: name.clone(), source })?;
+            let id = Uuid::parse_str(&record.id).unwrap_or_else(|_| Uuid::new_v4());
+            let mut parts = Vec::new();
+            for p in 0..record.partitions {
+                let partition = Partition::open(
+                    p,
+                    &partition_dir(&config.data_dir, name, p),
+                    effective.log_config(),
+                    metrics.partition(name, p),
+                )
+                .map_err(|source| OpenError::Partition { topic: name.clone(), partition: p, source })?;
+                parts.push(Arc::new(partition));
+            }
+            let topic = Topic {
+                name: name.clone(),
+                id,
+                replication_factor: record.replication_factor,
+                partitions: RwLock::new(parts),
+                config: RwLock::new((record.configs.clone(), effective)),
+                metrics: metrics.topic(name),
+            };
+            topics.insert(name.clone(), Arc::new(topic));
+        }
+        remove_orphan_dirs(&config.data_dir, &meta);
+        let next_pid = meta.producer_id_block_end;
+        let broker = Broker {
+            cluster_id: meta.cluster_id.clone(),
+            config,
+            metrics,
+            topics: RwLock::new(topics),
+            meta: Mutex::new(meta),
+            next_producer_id: Mutex::new(next_pid),
+            data_version: watch::channel(0).0,
+            bound: Mutex::new(None),
+        };
+        broker.refresh_partition_gauges();
+        Ok(Arc::new(broker))
+    }
+
+    /// Records the listener's bound address and the endpoint advertised.
+    pub fn set_bound(&self, endpoint: (String, u16)) {
+        *self.bound.lock().unwrap_or_else(|e| e.into_inner()) = Some(endpoint);
+    }
+
+    /// Host and port advertised to clients.
+    pub fn advertised(&self) -> (String, u16) {
+        self.bound
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or_else(|| self.config.advertised_endpoint(self.config.listener))
+    }
+
+    /// A topic by name.
+    pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
+    }
+
+    /// A topic by id.
+    pub fn topic_by_id(&self, id: Uuid) -> Option<Arc<Topic>> {
+        self.topics.read().unwrap_or_else(|e| e.into_inner()).values().find(|t| t.id == id).cloned()
+    }
+
+    /// Every topic, by name.
+    pub fn topics(&self) -> Vec<Arc<Topic>> {
+        self.topics.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+    }
+
+    /// A receiver that changes whenever data is appended anywhere.
+    pub fn subscribe_data(&self) -> watch::Receiver<u64> {
+        self.data_version.subscribe()
+    }
+
+    /// Wakes long-polling fetches after an append.
+    pub fn notify_data(&self) {
+        self.data_version.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    fn refresh_partition_gauges(&self) {
+        let count: i64 = self.topics().iter().map(|t| t.partition_count() as i64).sum();
+        self.metrics.partition_count.set(count);
+        self.metrics.leader_count.set(count);
+        self.metrics.under_replicated.set(0);
+    }
+
+    fn persist(&self, meta: &Meta) -> Result<(), ApiError> {
+        meta_store::save(&self.config.data_dir, meta)
+            .map_err(|e| ApiError::new(ResponseError::KafkaStorageError, e.to_string()))
+    }
+
+    /// Creates a topic. `partitions`/`replication_factor` of -1 take the broker defaults.
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        overrides: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<Arc<Topic>, ApiError> {
+        validate_topic_name(name)?;
+        let partitions = if partitions == -1 { self.config.num_partitions } else { partitions };
+        let rf = if replication_factor == -1 { self.config.default_replication_factor } else { replication_factor };
+        if partitions < 1 {
+            return Err(ApiError::new(ResponseError::InvalidPartitions, "number of partitions must be at least 1"));
+        }
+        if partitions > 100_000 {
+            return Err(ApiError::new(ResponseError::InvalidPartitions, "number of partitions must be at most 100000"));
+        }
+        if rf < 1 {
+            return Err(ApiError::new(ResponseError::InvalidReplicationFactor, "replication factor must be at least 1"));
+        }
+        if rf > 1 {
+            return Err(ApiError::new(
+                ResponseError::InvalidReplicationFactor,
+                format!("replication factor {rf} is larger than the number of brokers (1)"),
+            ));
+        }
+        let effective = self
+            .config
+            .topic_defaults
+            .with_overrides(&overrides)
+            .map_err(|e| ApiError::new(ResponseError::InvalidConfig, e.to_string()))?;
+        let mut meta = self.meta.lock().unwrap_or_else(|e| e.into_inner());
+        if meta.topics.contains_key(name) {
+            return Err(ApiError::new(ResponseError::TopicAlreadyExists, format!("topic `{name}` already exists")));
+        }
+        let collides = meta.topics.keys().any(|t| t != name && t.replace('.', "_") == name.replace('.', "_"));
+        if collides {
+            return Err(ApiError::new(
+                ResponseError::InvalidTopicException,
+                format!("topic `{name}` collides with an existing topic ('.' and '_' are the same in metric names)"),
+            ));
+        }
+        let id = Uuid::new_v4();
+        if validate_only {
+            return Ok(Arc::new(Topic {
+                name: name.to_string(),
+                id,
+                replication_factor: rf,
+                partitions: RwLock::new(Vec::new()),
+                config: RwLock::new((overrides, effective)),
+                metrics: self.metrics.topic(name),
+            }));
+        }
+        let mut next = meta.clone();
+        next.topics.insert(
+            name.to_string(),
+            TopicRecord { id: id.to_string(), partitions, replication_factor: rf, configs: overrides.clone() },
+        );
+        // Stale directories of an earlier topic with this name must not leak in.
+        for p in 0..partitions {
+            let _ = std::fs::remove_dir_all(partition_dir(&self.config.data_dir, name, p));
+        }
+        self.persist(&next)?;
+        *meta = next;
+        let parts = self.open_partitions(name, 0..partitions, &effective)?;
+        let topic = Arc::new(Topic {
+            name: name.to_string(),
+            id,
+            replication_factor: rf,
+            partitions: RwLock::new(parts),
+            config: RwLock::new((overrides, effective)),
+            metrics: self.metrics.topic(name),
+        });
+        self.topics.write().unwrap_or_else(|e| e.into_inner()).insert(name.to_string(), topic.clone());
+        drop(meta);
+        self.refresh_partition_gauges();
+        tracing::info!(topic = name, partitions, "created topic");
+        Ok(topic)
+    }
+
+    fn open_partitions(
+        &self,
+        name: &str,
+        range: std::ops::Range<i32>,
+        config: &TopicConfig,
+    ) -> Result<Vec<Arc<Partition>>, ApiError> {
+        range
+            .map(|p| {
+                Partition::open(
+                    p,
+                    &partition_dir(&self.config.data_dir, name, p),
+                    config.log_config(),
+                    self.metrics.partition(name, p),
+                )
+                .map(Arc::new)
+                .map_err(|e| ApiError::new(ResponseError::KafkaStorageError, e.to_string()))
+            })
+            .collect()
+    }
+
+    /// Deletes a topic and its data.
+    pub fn delete_topic(&self, name: &str) -> Result<(), ApiError> {
+        let mut meta = self.meta.lock().unwrap_or_else(|e| e.into_inner());
+        if !meta.topics.contains_key(name) {
+            return Err(ApiError::new(ResponseError::UnknownTopicOrPartition, format!("topic `{name}` does not exist")));
+        }
+        let mut next = meta.clone();
+        next.topics.remove(name);
+        self.persist(&next)?;
+        *meta = next;
+        let topic = self.topics.write().unwrap_or_else(|e| e.into_inner()).remove(name);
+        drop(meta);
+        if let Some(topic) = topic {
+            let parts = std::mem::take(&mut *topic.partitions.write().unwrap_or_else(|e| e.into_inner()));
+            let count = parts.len() as i32;
+            for (p, partition) in parts.into_iter().enumerate() {
+                let dir = partition_dir(&self.config.data_dir, name, p as i32);
+                match Arc::try_unwrap(partition) {
+                    Ok(partition) => {
+                        if let Err(e) = partition.delete() {
+                            tracing::warn!(topic = name, error = %e, "deleting partition data");
+                        }
+                    }
+                    // A request still holds it: remove the files under it;
+                    // the open handles die with the last reference.
+                    Err(_) => {
+                        let _ = std::fs::remove_dir_all(&dir);
+                    }
+                }
+            }
+            self.metrics.remove_topic(name, count);
+        }
+        self.refresh_partition_gauges();
+        tracing::info!(topic = name, "deleted topic");
+        Ok(())
+    }
+
+    /// Grows a topic to `count` partitions.
+    pub fn create_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<(), ApiError> {
+        let mut meta = self.meta.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(record) = meta.topics.get(name).cloned() else {
+            return Err(ApiError::new(ResponseError::UnknownTopicOrPartition, format!("topic `{name}` does not exist")));
+        };
+        if count <= record.partitions {
+            return Err(ApiError::new(
+                ResponseError::InvalidPartitions,
+                format!("topic `{name}` has {} partitions; the count can only grow", record.partitions),
+            ));
+        }
+        if count > 100_000 {
+            return Err(ApiError::new(ResponseError::InvalidPartitions, "number of partitions must be at most 100000"));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let topic = self.topic(name).expect("meta and topics agree");
+        let mut next = meta.clone();
+        next.topics.get_mut(name).expect("checked above").partitions = count;
+        self.persist(&next)?;
+        *meta = next;
+        let new = self.open_partitions(name, record.partitions..count, &topic.config())?;
+        topic.partitions.write().unwrap_or_else(|e| e.into_inner()).extend(new);
+        drop(meta);
+        self.refresh_partition_gauges();
+        Ok(())
+    }
+
+    /// Replaces a topic's config overrides (already merged by the caller).
+    pub fn set_topic_configs(
+        &self,
+        name: &str,
+        overrides: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), ApiError> {
+        let effective = self
+            .config
+            .topic_defaults
+            .with_overrides(&overrides)
+            .map_err(|e| ApiError::new(ResponseError::InvalidConfig, e.to_string()))?;
+        let mut meta = self.meta.lock().unwrap_or_else(|e| e.into_inner());
+        if !meta.topics.contains_key(name) {
+            return Err(ApiError::new(ResponseError::UnknownTopicOrPartition, format!("topic `{name}` does not exist")));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let topic = self.topic(name).expect("meta and topics agree");
+        let mut next = meta.clone();
+        next.topics.get_mut(name).expect("checked above").configs = overrides.clone();
+        self.persist(&next)?;
+        *meta = next;
+        for partition in topic.partitions() {
+            partition.write_log().set_config(effective.log_config());
+        }
+        *topic.config.write().unwrap_or_else(|e| e.into_inner()) = (overrides, effective);
+        Ok(())
+    }
+
+    /// Hands out a fresh producer id, reserving a block on disk when needed
+    /// so ids are never reused after a restart.
+    pub fn allocate_producer_id(&self) -> Result<i64, ApiError> {
+        let mut next = self.next_producer_id.lock().unwrap_or_else(|e| e.into_inner());
+        let mut meta = self.meta.lock().unwrap_or_else(|e| e.into_inner());
+        if *next >= meta.producer_id_block_end {
+            let mut updated = meta.clone();
+            updated.producer_id_block_end = *next + PRODUCER_ID_BLOCK;
+            self.persist(&updated)?;
+            *meta = updated;
+        }
+        let id = *next;
+        *next += 1;
+        Ok(id)
+    }
+
+    /// Retention and segment rolling for every partition.
+    pub fn housekeeping(&self) {
+        let now = now_ms();
+        for topic in self.topics() {
+            for partition in topic.partitions() {
+                match partition.housekeeping(now) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(topic = %topic.name, partition = partition.index, segments = n, "retention deleted segments"),
+                    Err(e) => tracing::warn!(topic = %topic.name, partition = partition.index, error = %e, "retention failed"),
+                }
+            }
+        }
+    }
+
+    /// Flushes and closes every log (clean shutdown).
+    pub fn close(&self) {
+        let topics = std::mem::take(&mut *self.topics.write().unwrap_or_else(|e| e.into_inner()));
+        for (name, topic) in topics {
+            let parts = std::mem::take(&mut *topic.partitions.write().unwrap_or_else(|e| e.into_inner()));
+            for partition in parts {
+                let result = match Arc::try_unwrap(partition) {
+                    Ok(p) => p.close(),
+                    Err(shared) => shared.write_log().flush(),
+                };
+                if let Err(e) = result {
+                    tracing::warn!(topic = %name, error = %e, "closing partition");
+                }
+            }
+        }
+    }
+}
+
+/// Removes partition directories that `meta.json` does not list: leftovers of
+/// a topic whose deletion was persisted but not finished before a crash.
+fn remove_orphan_dirs(data_dir: &Path, meta: &Meta) {
+    let Ok(entries) = std::fs::read_dir(data_dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if !path.is_dir() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().to_string();
+        let Some((topic, partition)) = name.rsplit_once('-') else { continue };
+        let Ok(partition) = partition.parse::<i32>() else { continue };
+        let known = meta.topics.get(topic).is_some_and(|t| partition < t.partitions);
+        let looks_like_log = std::fs::read_dir(&path)
+            .map(|mut it| it.any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "log"))))
+            .unwrap_or(false);
+        if !known && looks_like_log {
+            tracing::info!(dir = %path.display(), "removing data of a deleted topic");
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+}

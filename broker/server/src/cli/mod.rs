@@ -1,0 +1,71 @@
+//! The client-side commands of the `rivulet` binary: the equivalents of
+//! Kafka's `kafka-topics.sh`, console producer and consumer, and a benchmark.
+//! All of them talk to brokers through `rivulet_wire::client`, the same way
+//! any Kafka client would.
+
+use std::collections::BTreeMap;
+
+pub mod bench;
+pub mod consume;
+pub mod produce;
+pub mod topic;
+
+/// Where the client commands connect.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ConnectArgs {
+    /// Brokers to bootstrap from: host:port[,host:port...].
+    #[arg(long, env = "RIVULET_BOOTSTRAP_SERVER", default_value = "127.0.0.1:9092")]
+    pub bootstrap_server: String,
+}
+
+/// Parses Java-style `.properties` text (`key=value` or `key: value`,
+/// `#`/`!` comments) into a map. Continuation lines are not supported.
+pub fn parse_properties(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('!'))
+        .filter_map(|l| {
+            let idx = l.find(['=', ':'])?;
+            Some((l[..idx].trim().to_string(), l[idx + 1..].trim().to_string()))
+        })
+        .collect()
+}
+
+/// Parses repeated `key=value` arguments.
+pub fn parse_kv(items: &[String], what: &str) -> anyhow::Result<BTreeMap<String, String>> {
+    items
+        .iter()
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+                .ok_or_else(|| anyhow::anyhow!("{what} `{kv}` is not KEY=VALUE"))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn properties_parse_like_java() {
+        let p = parse_properties("# c\nlog.dirs=/x\n num.partitions : 3 \n! other\nbad\n");
+        assert_eq!(p.get("log.dirs").map(String::as_str), Some("/x"));
+        assert_eq!(p.get("num.partitions").map(String::as_str), Some("3"));
+        assert_eq!(p.len(), 2);
+    }
+
+    #[test]
+    fn kv_requires_equals() {
+        assert!(parse_kv(&["a=b".into()], "--config").is_ok());
+        assert!(parse_kv(&["ab".into()], "--config").is_err());
+    }
+}
+
+/// Kafka's name for an error code, e.g. `UnknownTopicOrPartition (3)`.
+pub fn code_name(code: i16) -> String {
+    match kafka_protocol::ResponseError::try_from_code(code) {
+        Some(e) => format!("{e} ({code})"),
+        None => "no error (0)".to_string(),
+    }
+}

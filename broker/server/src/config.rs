@@ -1,0 +1,280 @@
+//! The broker's typed configuration.
+//!
+//! Only `main.rs` reads flags, files and the environment; it produces a
+//! [`BrokerConfig`] from them. Keys follow Kafka's broker config names so that
+//! a `server.properties` a user already has mostly carries over.
+
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration};
+
+use crate::topic_config::{TopicConfig, TopicConfigError};
+
+/// Everything a broker needs to run.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Kafka's `node.id`.
+    pub node_id: i32,
+    /// Address the Kafka listener binds (port 0 picks a free port).
+    pub listener: SocketAddr,
+    /// Host and port Metadata advertises; `None` means "the bound address".
+    pub advertised: Option<(String, u16)>,
+    /// Kafka's `log.dirs` (a single directory).
+    pub data_dir: PathBuf,
+    /// Where `/metrics` is served; `None` turns the endpoint off.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Kafka's `socket.request.max.bytes`: frames larger than this close the connection.
+    pub socket_request_max_bytes: usize,
+    /// Kafka's `max.connections`: connections beyond it wait to be accepted.
+    pub max_connections: usize,
+    /// Kafka's `auto.create.topics.enable`.
+    pub auto_create_topics: bool,
+    /// Kafka's `num.partitions`: partitions of auto-created topics and of
+    /// CreateTopics requests that pass -1.
+    pub num_partitions: i32,
+    /// Kafka's `default.replication.factor`.
+    pub default_replication_factor: i16,
+    /// Kafka's `log.retention.check.interval.ms`.
+    pub retention_check_interval: Duration,
+    /// Whether acks=all produce requests wait for an fsync of what they wrote
+    /// (group commit: one fsync covers every request waiting on the partition).
+    /// Rivulet's `acks.all.fsync`, default true: on a single-replica cluster
+    /// "written by every in-sync replica" can only mean "on disk".
+    pub acks_all_fsync: bool,
+    /// Topic config defaults from broker-level `log.*` keys.
+    pub topic_defaults: TopicConfig,
+    /// Every broker config given, for DescribeConfigs on the broker resource.
+    pub raw: BTreeMap<String, String>,
+}
+
+/// A broker config that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A key Rivulet does not know.
+    #[error("unknown broker config `{0}`")]
+    UnknownKey(String),
+    /// A value that does not parse or is out of range.
+    #[error("invalid value `{value}` for broker config `{key}`: {reason}")]
+    InvalidValue {
+        /// The config key.
+        key: String,
+        /// The value given.
+        value: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A `log.*` default that is not a valid topic config.
+    #[error("invalid topic default: {0}")]
+    TopicDefault(#[source] TopicConfigError),
+}
+
+/// Broker keys that are accepted and reported but need no action here
+/// (they keep `server.properties` files from elsewhere usable).
+const ACCEPTED_IGNORED: &[&str] = &[
+    "broker.id",
+    "process.roles",
+    "controller.quorum.voters",
+    "controller.listener.names",
+    "inter.broker.listener.name",
+    "listener.security.protocol.map",
+    "num.network.threads",
+    "num.io.threads",
+    "socket.send.buffer.bytes",
+    "socket.receive.buffer.bytes",
+    "offsets.topic.replication.factor",
+    "transaction.state.log.replication.factor",
+    "transaction.state.log.min.isr",
+    "group.initial.rebalance.delay.ms",
+    "num.recovery.threads.per.data.dir",
+];
+
+/// Broker-level `log.*` keys and the topic config each one defaults.
+const TOPIC_DEFAULT_KEYS: &[(&str, &str)] = &[
+    ("log.segment.bytes", "segment.bytes"),
+    ("log.roll.ms", "segment.ms"),
+    ("log.retention.ms", "retention.ms"),
+    ("log.retention.bytes", "retention.bytes"),
+    ("log.cleanup.policy", "cleanup.policy"),
+    ("log.index.interval.bytes", "index.interval.bytes"),
+    ("log.index.size.max.bytes", "segment.index.bytes"),
+    ("log.flush.interval.messages", "flush.messages"),
+    ("log.flush.interval.ms", "flush.ms"),
+    ("message.max.bytes", "max.message.bytes"),
+    ("min.insync.replicas", "min.insync.replicas"),
+];
+
+impl BrokerConfig {
+    /// Builds a config from the listener settings plus Kafka-style `key=value`
+    /// configs (from `--config` and a properties file, later ones winning).
+    pub fn new(
+        node_id: i32,
+        listener: SocketAddr,
+        advertised: Option<(String, u16)>,
+        data_dir: PathBuf,
+        metrics_addr: Option<SocketAddr>,
+        raw: BTreeMap<String, String>,
+    ) -> Result<Self, ConfigError> {
+        let mut config = BrokerConfig {
+            node_id,
+            listener,
+            advertised,
+            data_dir,
+            metrics_addr,
+            socket_request_max_bytes: 104_857_600,
+            max_connections: 10_000,
+            auto_create_topics: true,
+            num_partitions: 1,
+            default_replication_factor: 1,
+            retention_check_interval: Duration::from_millis(300_000),
+            acks_all_fsync: true,
+            topic_defaults: TopicConfig::default(),
+            raw: BTreeMap::new(),
+        };
+        let mut topic_defaults = BTreeMap::new();
+        for (key, value) in &raw {
+            let invalid = |reason: &str| ConfigError::InvalidValue {
+                key: key.clone(),
+                value: value.clone(),
+                reason: reason.to_string(),
+            };
+            if key == "log.retention.hours" || key == "log.retention.minutes" {
+                let unit: i64 = if key.ends_with("hours") { 3_600_000 } else { 60_000 };
+                let v: i64 = value.parse().map_err(|_| invalid("not an integer"))?;
+                topic_defaults
+                    .entry("retention.ms".to_string())
+                    .or_insert_with(|| (v * unit).to_string());
+                continue;
+            }
+            if let Some((_, topic_key)) = TOPIC_DEFAULT_KEYS.iter().find(|(k, _)| k == key) {
+                topic_defaults.insert(topic_key.to_string(), value.clone());
+                continue;
+            }
+            match key.as_str() {
+                "socket.request.max.bytes" => {
+                    config.socket_request_max_bytes = parse_positive(value, &invalid)? as usize
+                }
+                "max.connections" => config.max_connections = parse_positive(value, &invalid)? as usize,
+                "auto.create.topics.enable" => config.auto_create_topics = parse_bool(value, &invalid)?,
+                "num.partitions" => {
+                    config.num_partitions = i32::try_from(parse_positive(value, &invalid)?)
+                        .map_err(|_| invalid("too large"))?
+                }
+                "default.replication.factor" => {
+                    config.default_replication_factor = i16::try_from(parse_positive(value, &invalid)?)
+                        .map_err(|_| invalid("too large"))?
+                }
+                "log.retention.check.interval.ms" => {
+                    config.retention_check_interval =
+                        Duration::from_millis(parse_positive(value, &invalid)? as u64)
+                }
+                "acks.all.fsync" => config.acks_all_fsync = parse_bool(value, &invalid)?,
+                k if ACCEPTED_IGNORED.contains(&k) => {}
+                _ => return Err(ConfigError::UnknownKey(key.clone())),
+            }
+        }
+        config.topic_defaults = TopicConfig::default()
+            .with_overrides(&topic_defaults)
+            .map_err(ConfigError::TopicDefault)?;
+        config.raw = raw;
+        Ok(config)
+    }
+
+    /// Host and port that clients are told to connect to.
+    pub fn advertised_endpoint(&self, bound: SocketAddr) -> (String, u16) {
+        match &self.advertised {
+            Some((host, port)) => (host.clone(), if *port == 0 { bound.port() } else { *port }),
+            None => {
+                let ip = if bound.ip().is_unspecified() {
+                    "127.0.0.1".to_string()
+                } else {
+                    bound.ip().to_string()
+                };
+                (ip, bound.port())
+            }
+        }
+    }
+}
+
+fn parse_positive(value: &str, invalid: &dyn Fn(&str) -> ConfigError) -> Result<i64, ConfigError> {
+    match value.trim().parse::<i64>() {
+        Ok(v) if v > 0 => Ok(v),
+        Ok(_) => Err(invalid("must be positive")),
+        Err(_) => Err(invalid("not an integer")),
+    }
+}
+
+fn parse_bool(value: &str, invalid: &dyn Fn(&str) -> ConfigError) -> Result<bool, ConfigError> {
+    match value.trim() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(invalid("must be true or false")),
+    }
+}
+
+/// Parses a `PLAINTEXT://host:port` listener URL into host and port.
+pub fn parse_listener(url: &str) -> Result<(String, u16), String> {
+    let rest = match url.split_once("://") {
+        Some((proto, rest)) if proto.eq_ignore_ascii_case("PLAINTEXT") => rest,
+        Some((proto, _)) => {
+            return Err(format!("listener `{url}`: only PLAINTEXT is supported, not {proto}"))
+        }
+        None => url,
+    };
+    let (host, port) = rest
+        .rsplit_once(':')
+        .ok_or_else(|| format!("listener `{url}` has no port"))?;
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| format!("listener `{url}` has an invalid port"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Ok((if host.is_empty() { "0.0.0.0".to_string() } else { host.to_string() }, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(raw: &[(&str, &str)]) -> Result<BrokerConfig, ConfigError> {
+        BrokerConfig::new(
+            0,
+            "127.0.0.1:0".parse().unwrap(),
+            None,
+            PathBuf::from("/tmp/x"),
+            None,
+            raw.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        )
+    }
+
+    #[test]
+    fn log_keys_become_topic_defaults() {
+        let c = build(&[("log.segment.bytes", "1048576"), ("log.retention.hours", "2")]).unwrap();
+        assert_eq!(c.topic_defaults.segment_bytes, 1_048_576);
+        assert_eq!(c.topic_defaults.retention_ms, 7_200_000);
+    }
+
+    #[test]
+    fn unknown_and_invalid_keys_are_refused() {
+        assert!(matches!(build(&[("no.such.key", "1")]), Err(ConfigError::UnknownKey(_))));
+        assert!(matches!(
+            build(&[("num.partitions", "zero")]),
+            Err(ConfigError::InvalidValue { .. })
+        ));
+        assert!(matches!(
+            build(&[("log.segment.bytes", "3")]),
+            Err(ConfigError::TopicDefault(_))
+        ));
+    }
+
+    #[test]
+    fn listeners_parse() {
+        assert_eq!(parse_listener("PLAINTEXT://127.0.0.1:9092").unwrap(), ("127.0.0.1".into(), 9092));
+        assert_eq!(parse_listener("PLAINTEXT://:9092").unwrap(), ("0.0.0.0".into(), 9092));
+        assert!(parse_listener("SSL://x:1").is_err());
+        assert!(parse_listener("PLAINTEXT://x").is_err());
+    }
+
+    #[test]
+    fn advertised_defaults_to_loopback_for_wildcard() {
+        let c = build(&[]).unwrap();
+        let bound: SocketAddr = "0.0.0.0:1234".parse().unwrap();
+        assert_eq!(c.advertised_endpoint(bound), ("127.0.0.1".into(), 1234));
+    }
+}

@@ -1,0 +1,153 @@
+//! One client connection: read a frame, decode it, run its handler, write the
+//! response, in order (Kafka clients rely on responses arriving in request
+//! order on a connection).
+//!
+//! Anything the broker cannot answer safely (oversized or truncated frames,
+//! unknown API keys, unsupported versions of APIs other than ApiVersions,
+//! bodies that do not decode) closes this connection and nothing else.
+
+use std::{sync::Arc, time::Instant};
+
+use kafka_protocol::messages::{ApiKey, ResponseKind};
+use rivulet_wire::{
+    frame::read_frame,
+    request::{decode_request, encode_response, peek_header},
+    FrameError,
+};
+use tokio::{
+    io::{AsyncWriteExt, BufWriter},
+    net::TcpStream,
+};
+
+use crate::{broker::Broker, handlers};
+
+/// Why a connection was closed by the broker.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    /// The frame could not be read.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// The request could not be decoded or is not supported.
+    #[error("{0}")]
+    Request(String),
+    /// Writing the response failed.
+    #[error("write response: {0}")]
+    Write(#[source] std::io::Error),
+}
+
+impl ConnectionError {
+    fn label(&self) -> &'static str {
+        match self {
+            ConnectionError::Frame(FrameError::TooLarge { .. }) => "frame_too_large",
+            ConnectionError::Frame(_) => "frame",
+            ConnectionError::Request(_) => "invalid_request",
+            ConnectionError::Write(_) => "write",
+        }
+    }
+}
+
+/// Serves one connection until the peer closes it, it misbehaves, or
+/// `shutdown` fires (then the request in progress is finished first).
+pub async fn serve(broker: Arc<Broker>, stream: TcpStream, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let peer = stream.peer_addr().ok();
+    let _ = stream.set_nodelay(true);
+    let (mut reader, writer) = stream.into_split();
+    let mut writer = BufWriter::with_capacity(64 * 1024, writer);
+    let max = broker.config.socket_request_max_bytes;
+    loop {
+        let frame = tokio::select! {
+            frame = read_frame(&mut reader, max) => frame,
+            _ = shutdown.changed() => break,
+        };
+        let frame = match frame {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(e) => {
+                close(&broker, peer, ConnectionError::Frame(e));
+                break;
+            }
+        };
+        match handle_frame(&broker, frame.freeze()).await {
+            Ok(Some(bytes)) => {
+                if let Err(e) = writer.write_all(&bytes).await {
+                    close(&broker, peer, ConnectionError::Write(e));
+                    break;
+                }
+                if let Err(e) = writer.flush().await {
+                    close(&broker, peer, ConnectionError::Write(e));
+                    break;
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                close(&broker, peer, e);
+                break;
+            }
+        }
+    }
+    let _ = writer.shutdown().await;
+}
+
+fn close(broker: &Broker, peer: Option<std::net::SocketAddr>, e: ConnectionError) {
+    broker.metrics.request_errors.with_label_values(&[e.label()]).inc();
+    tracing::info!(peer = ?peer, error = %e, "closing connection");
+}
+
+/// Decodes, handles and encodes one request; `Ok(None)` when Kafka sends
+/// no response (acks=0).
+async fn handle_frame(broker: &Broker, frame: bytes::Bytes) -> Result<Option<bytes::Bytes>, ConnectionError> {
+    let started = Instant::now();
+    let info = peek_header(&frame).ok_or_else(|| ConnectionError::Request("frame too short for a request header".into()))?;
+    let api_key = ApiKey::try_from(info.api_key)
+        .map_err(|_| ConnectionError::Request(format!("unknown api key {}", info.api_key)))?;
+    let supported = handlers::supported_versions(api_key);
+    let in_range = supported.is_some_and(|r| info.api_version >= r.min && info.api_version <= r.max);
+    if !in_range {
+        if api_key == ApiKey::ApiVersions {
+            // KIP-511: answer a too-new ApiVersions in v0 so the client can retry.
+            let body = ResponseKind::ApiVersions(handlers::unsupported_version_response());
+            return encode_response(info.correlation_id, api_key, 0, &body)
+                .map(Some)
+                .map_err(|e| ConnectionError::Request(e.to_string()));
+        }
+        return Err(ConnectionError::Request(format!(
+            "{api_key:?} v{} is not supported (supported: {})",
+            info.api_version,
+            supported.map(|r| r.to_string()).unwrap_or_else(|| "none".into())
+        )));
+    }
+    let request = decode_request(frame).map_err(|e| ConnectionError::Request(e.to_string()))?;
+    let name = api_name(api_key);
+    broker.metrics.requests.with_label_values(&[name]).inc();
+    let response = handlers::dispatch(broker, &request.header, request.body).await;
+    let encoded = match response {
+        Some(body) => Some(
+            encode_response(info.correlation_id, api_key, info.api_version, &body)
+                .map_err(|e| ConnectionError::Request(format!("encode {name} response: {e}")))?,
+        ),
+        None => None,
+    };
+    broker.metrics.request_time.with_label_values(&[name]).observe(started.elapsed().as_secs_f64());
+    Ok(encoded)
+}
+
+/// Kafka's request name (the `request` label of request metrics).
+fn api_name(key: ApiKey) -> &'static str {
+    match key {
+        ApiKey::Produce => "Produce",
+        ApiKey::Fetch => "Fetch",
+        ApiKey::ListOffsets => "ListOffsets",
+        ApiKey::Metadata => "Metadata",
+        ApiKey::ApiVersions => "ApiVersions",
+        ApiKey::CreateTopics => "CreateTopics",
+        ApiKey::DeleteTopics => "DeleteTopics",
+        ApiKey::InitProducerId => "InitProducerId",
+        ApiKey::DescribeConfigs => "DescribeConfigs",
+        ApiKey::AlterConfigs => "AlterConfigs",
+        ApiKey::CreatePartitions => "CreatePartitions",
+        ApiKey::DeleteRecords => "DeleteRecords",
+        ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
+        ApiKey::DescribeCluster => "DescribeCluster",
+        _ => "Other",
+    }
+}

@@ -1,0 +1,46 @@
+//! DeleteTopics: by name (v1+) or by topic id (v6+).
+
+use kafka_protocol::{
+    messages::{delete_topics_response::DeletableTopicResult, DeleteTopicsRequest, DeleteTopicsResponse, TopicName},
+    protocol::StrBytes,
+    ResponseError,
+};
+use uuid::Uuid;
+
+use crate::broker::{ApiError, Broker};
+
+/// Answers DeleteTopics.
+pub fn handle(broker: &Broker, req: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+    let targets: Vec<(Option<String>, Uuid)> = if version >= 6 {
+        req.topics.into_iter().map(|t| (t.name.map(|n| n.to_string()), t.topic_id)).collect()
+    } else {
+        req.topic_names.into_iter().map(|n| (Some(n.to_string()), Uuid::nil())).collect()
+    };
+    let responses = targets
+        .into_iter()
+        .map(|(name, id)| {
+            let resolved = match &name {
+                Some(n) => broker
+                    .topic(n)
+                    .map(|t| (t.name.clone(), t.id))
+                    .ok_or_else(|| ApiError::new(ResponseError::UnknownTopicOrPartition, format!("topic `{n}` does not exist"))),
+                None => broker
+                    .topic_by_id(id)
+                    .map(|t| (t.name.clone(), t.id))
+                    .ok_or_else(|| ApiError::new(ResponseError::UnknownTopicId, format!("no topic has id {id}"))),
+            };
+            let outcome = resolved.and_then(|(n, id)| broker.delete_topic(&n).map(|_| (n, id)));
+            match outcome {
+                Ok((n, id)) => DeletableTopicResult::default()
+                    .with_name(Some(TopicName(StrBytes::from_string(n))))
+                    .with_topic_id(id),
+                Err(e) => DeletableTopicResult::default()
+                    .with_name(name.map(|n| TopicName(StrBytes::from_string(n))))
+                    .with_topic_id(id)
+                    .with_error_code(e.code.code())
+                    .with_error_message(Some(StrBytes::from_string(e.message))),
+            }
+        })
+        .collect();
+    DeleteTopicsResponse::default().with_responses(responses)
+}

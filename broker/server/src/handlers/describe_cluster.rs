@@ -1,0 +1,22 @@
+//! DescribeCluster: the cluster id, the controller and the brokers.
+
+use kafka_protocol::{
+    messages::{describe_cluster_response::DescribeClusterBroker, BrokerId, DescribeClusterRequest, DescribeClusterResponse},
+    protocol::StrBytes,
+};
+
+use crate::broker::Broker;
+
+/// Answers DescribeCluster.
+pub fn handle(broker: &Broker, _req: DescribeClusterRequest) -> DescribeClusterResponse {
+    let (host, port) = broker.advertised();
+    let node = BrokerId(broker.config.node_id);
+    DescribeClusterResponse::default()
+        .with_cluster_id(StrBytes::from_string(broker.cluster_id.clone()))
+        .with_controller_id(node)
+        .with_cluster_authorized_operations(i32::MIN)
+        .with_brokers(vec![DescribeClusterBroker::default()
+            .with_broker_id(node)
+            .with_host(StrBytes::from_string(host))
+            .with_port(port as i32)])
+}

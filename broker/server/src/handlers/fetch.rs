@@ -1,0 +1,140 @@
+//! Fetch: stored batches straight from the log (no decompression, no
+//! re-encoding), bounded by the request's byte limits, with long polling:
+//! when less than `min_bytes` is available the request waits up to
+//! `max_wait_ms` and is woken by the next append.
+//!
+//! Fetch sessions (KIP-227) are not kept: every answer carries session id 0,
+//! which clients take as "send full requests", as Kafka allows.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::{
+    messages::{
+        fetch_response::{FetchableTopicResponse, PartitionData},
+        FetchRequest, FetchResponse, TopicName,
+    },
+    protocol::StrBytes,
+    ResponseError,
+};
+use rivulet_storage::StorageError;
+use tokio::time::Instant;
+
+use crate::broker::{Broker, Topic};
+
+/// Longest a fetch may wait, whatever the client asks: keeps a connection's
+/// in-order pipeline from stalling on a mistaken value.
+const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
+
+/// Answers Fetch.
+pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchResponse {
+    let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
+    let deadline = Instant::now() + wait;
+    let min_bytes = req.min_bytes.max(0) as usize;
+    let mut data = broker.subscribe_data();
+    let topics = resolve(broker, &req, version);
+    for topic in topics.iter().flatten() {
+        topic.metrics.fetch_requests.inc();
+    }
+    loop {
+        data.borrow_and_update();
+        let (responses, total, had_error) = collect(&req, &topics, version);
+        let done = total >= min_bytes || had_error || Instant::now() >= deadline;
+        if done || tokio::time::timeout_at(deadline, data.changed()).await.is_err() {
+            let (responses, _, _) = if done { (responses, total, had_error) } else { collect(&req, &topics, version) };
+            count_bytes_out(&responses, &topics);
+            return FetchResponse::default().with_responses(responses).with_session_id(0);
+        }
+    }
+}
+
+/// The topic each request entry names (by id from v13 on).
+fn resolve(broker: &Broker, req: &FetchRequest, version: i16) -> Vec<Option<std::sync::Arc<Topic>>> {
+    req.topics
+        .iter()
+        .map(|t| if version >= 13 { broker.topic_by_id(t.topic_id) } else { broker.topic(&t.topic) })
+        .collect()
+}
+
+/// One pass over the requested partitions: (responses, bytes, any error).
+fn collect(
+    req: &FetchRequest,
+    topics: &[Option<std::sync::Arc<Topic>>],
+    version: i16,
+) -> (Vec<FetchableTopicResponse>, usize, bool) {
+    let mut remaining = req.max_bytes.max(0) as usize;
+    let mut total = 0usize;
+    let mut had_error = false;
+    let mut responses = Vec::with_capacity(req.topics.len());
+    for (t, topic) in req.topics.iter().zip(topics) {
+        let mut partitions = Vec::with_capacity(t.partitions.len());
+        for p in &t.partitions {
+            let resp = PartitionData::default()
+                .with_partition_index(p.partition)
+                .with_high_watermark(-1)
+                .with_last_stable_offset(-1)
+                .with_log_start_offset(-1)
+                .with_preferred_read_replica(kafka_protocol::messages::BrokerId(-1));
+            let Some(partition) = topic.as_ref().and_then(|topic| topic.partition(p.partition)) else {
+                had_error = true;
+                let code = if version >= 13 && topic.is_none() {
+                    ResponseError::UnknownTopicId
+                } else {
+                    ResponseError::UnknownTopicOrPartition
+                };
+                partitions.push(resp.with_error_code(code.code()));
+                continue;
+            };
+            let limit = (p.partition_max_bytes.max(0) as usize).min(remaining);
+            // KIP-74: the first batch of the response is returned even if it
+            // is larger than the limits, so a large batch can never wedge a consumer.
+            match partition.read(p.fetch_offset, limit, total == 0) {
+                Ok(read) => {
+                    let hw = read.log_end_offset;
+                    total += read.bytes.len();
+                    remaining = remaining.saturating_sub(read.bytes.len());
+                    partitions.push(
+                        resp.with_high_watermark(hw)
+                            .with_last_stable_offset(hw)
+                            .with_log_start_offset(read.log_start_offset)
+                            .with_records(Some(read.bytes)),
+                    );
+                }
+                Err(StorageError::OffsetOutOfRange { start, end, .. }) => {
+                    had_error = true;
+                    partitions.push(
+                        resp.with_error_code(ResponseError::OffsetOutOfRange.code())
+                            .with_high_watermark(end)
+                            .with_last_stable_offset(end)
+                            .with_log_start_offset(start)
+                            .with_records(Some(Bytes::new())),
+                    );
+                }
+                Err(e) => {
+                    had_error = true;
+                    tracing::warn!(partition = p.partition, error = %e, "fetch read failed");
+                    partitions.push(resp.with_error_code(ResponseError::KafkaStorageError.code()));
+                }
+            }
+        }
+        let mut entry = FetchableTopicResponse::default().with_partitions(partitions);
+        if version >= 13 {
+            entry = entry.with_topic_id(t.topic_id);
+        } else {
+            entry = entry.with_topic(TopicName(StrBytes::from_string(t.topic.to_string())));
+        }
+        responses.push(entry);
+    }
+    (responses, total, had_error)
+}
+
+fn count_bytes_out(responses: &[FetchableTopicResponse], topics: &[Option<std::sync::Arc<Topic>>]) {
+    for (resp, topic) in responses.iter().zip(topics) {
+        let Some(topic) = topic else { continue };
+        let bytes: usize = resp.partitions.iter().map(|p| p.records.as_ref().map_or(0, |r| r.len())).sum();
+        topic.metrics.bytes_out.inc_by(bytes as u64);
+        if resp.partitions.iter().any(|p| p.error_code != 0) {
+            topic.metrics.failed_fetch_requests.inc();
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! ListOffsets: earliest (-2), latest (-1), max timestamp (-3, v7+), or the
+//! first offset whose record timestamp is at or after a given time, found
+//! through the time index and then refined to the exact record.
+
+use kafka_protocol::{
+    messages::{
+        list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse},
+        ListOffsetsRequest, ListOffsetsResponse,
+    },
+    records::RecordBatchDecoder,
+    ResponseError,
+};
+
+use crate::{broker::Broker, partition::Partition};
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+
+/// Answers ListOffsets.
+pub fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let topic = broker.topic(&t.name);
+            let partitions = t
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    let resp = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
+                    let Some(partition) = topic.as_ref().and_then(|topic| topic.partition(p.partition_index)) else {
+                        return resp
+                            .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                            .with_offset(-1)
+                            .with_timestamp(-1);
+                    };
+                    if p.timestamp == MAX_TIMESTAMP && version < 7 {
+                        return resp.with_error_code(ResponseError::UnsupportedVersion.code());
+                    }
+                    match lookup(&partition, p.timestamp) {
+                        // leader_epoch exists from v4 on; the encoder refuses it earlier.
+                        Ok((offset, ts)) if version >= 4 => resp.with_offset(offset).with_timestamp(ts).with_leader_epoch(0),
+                        Ok((offset, ts)) => resp.with_offset(offset).with_timestamp(ts),
+                        Err(code) => resp.with_error_code(code.code()).with_offset(-1).with_timestamp(-1),
+                    }
+                })
+                .collect();
+            ListOffsetsTopicResponse::default().with_name(t.name).with_partitions(partitions)
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}
+
+/// (offset, timestamp) for one partition and target.
+fn lookup(partition: &Partition, target: i64) -> Result<(i64, i64), ResponseError> {
+    let log = partition.read_log();
+    match target {
+        LATEST => Ok((log.log_end_offset(), -1)),
+        EARLIEST => Ok((log.log_start_offset(), -1)),
+        MAX_TIMESTAMP => Ok(log.max_timestamp().map(|(ts, off)| (off, ts)).unwrap_or((-1, -1))),
+        ts if ts >= 0 => {
+            let batch = log.batch_for_timestamp(ts).map_err(|_| ResponseError::KafkaStorageError)?;
+            let Some(batch) = batch else { return Ok((-1, -1)) };
+            Ok(first_at_or_after(batch, ts, log.log_start_offset()))
+        }
+        _ => Err(ResponseError::InvalidRequest),
+    }
+}
+
+/// The first record of `batch` with timestamp >= `ts`. Decoding handles
+/// compressed batches; if the batch cannot be decoded the batch's base
+/// offset is a safe answer (a consumer starting there sees every record at
+/// or after `ts`).
+fn first_at_or_after(batch: bytes::Bytes, ts: i64, log_start: i64) -> (i64, i64) {
+    let header = rivulet_storage::batch::BatchHeader::parse(&batch).ok();
+    let mut buf = batch;
+    if let Ok(set) = RecordBatchDecoder::decode(&mut buf) {
+        if let Some(r) = set.records.iter().find(|r| r.timestamp >= ts && r.offset >= log_start) {
+            return (r.offset, r.timestamp);
+        }
+    }
+    match header {
+        Some(h) => (h.base_offset.max(log_start), h.max_timestamp),
+        None => (-1, -1),
+    }
+}

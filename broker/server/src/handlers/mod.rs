@@ -1,0 +1,87 @@
+//! One handler per Kafka API, and the table of what this broker supports.
+//!
+//! Handlers take the decoded request and return the response body; Kafka
+//! error codes are values inside that body, never Rust errors. A handler
+//! returns `None` only where Kafka sends no response (acks=0 produce).
+
+use kafka_protocol::{
+    messages::{ApiKey, RequestHeader, RequestKind, ResponseKind},
+    protocol::VersionRange,
+};
+
+use crate::broker::Broker;
+
+mod api_versions;
+mod configs;
+mod create_partitions;
+mod create_topics;
+mod delete_records;
+mod delete_topics;
+mod describe_cluster;
+mod fetch;
+mod init_producer_id;
+mod list_offsets;
+mod metadata;
+mod produce;
+
+pub use api_versions::unsupported_version_response;
+
+/// The APIs and version ranges this broker implements, advertised in
+/// ApiVersions. Floors follow Kafka 4.0 (Produce >= 3, Fetch >= 4,
+/// ListOffsets >= 1); ceilings stop where a newer version would need
+/// behaviour Rivulet does not have yet.
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 11),
+    (ApiKey::Fetch, 4, 16),
+    (ApiKey::ListOffsets, 1, 8),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 3),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::InitProducerId, 0, 4),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 1),
+];
+
+/// The supported version range of `key`, if it is implemented.
+pub fn supported_versions(key: ApiKey) -> Option<VersionRange> {
+    SUPPORTED
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|&(_, min, max)| VersionRange { min, max })
+}
+
+/// Runs the handler for one request.
+pub async fn dispatch(broker: &Broker, header: &RequestHeader, body: RequestKind) -> Option<ResponseKind> {
+    let v = header.request_api_version;
+    Some(match body {
+        RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(r, v)),
+        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(broker, r, v)),
+        RequestKind::Produce(r) => return produce::handle(broker, r, v).await.map(ResponseKind::Produce),
+        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(broker, r, v).await),
+        RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(broker, r, v)),
+        RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(init_producer_id::handle(broker, r)),
+        RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(create_topics::handle(broker, r, v)),
+        RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(delete_topics::handle(broker, r, v)),
+        RequestKind::CreatePartitions(r) => ResponseKind::CreatePartitions(create_partitions::handle(broker, r)),
+        RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(configs::describe(broker, r, v)),
+        RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(configs::alter(broker, r)),
+        RequestKind::IncrementalAlterConfigs(r) => {
+            ResponseKind::IncrementalAlterConfigs(configs::incremental_alter(broker, r))
+        }
+        RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(describe_cluster::handle(broker, r)),
+        RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(delete_records::handle(broker, r)),
+        // The connection checks `supported_versions` before decoding, so
+        // nothing else reaches this point.
+        _ => return None,
+    })
+}
+
+/// The Kafka code of an optional error (0 for none).
+pub(crate) fn code(err: Option<kafka_protocol::ResponseError>) -> i16 {
+    err.map(|e| e.code()).unwrap_or(0)
+}

@@ -1,0 +1,56 @@
+//! The HTTP endpoint Prometheus scrapes: `GET /metrics` in the text
+//! exposition format; anything else is 404.
+
+use std::{convert::Infallible, net::SocketAddr, sync::Arc};
+
+use http_body_util::Full;
+use hyper::{body::Bytes, server::conn::http1, service::service_fn, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::broker::Broker;
+
+/// Serves `/metrics` on `listener` until `shutdown` fires.
+pub async fn serve(broker: Arc<Broker>, listener: TcpListener, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics accept failed");
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let broker = broker.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req: Request<hyper::body::Incoming>| {
+                let broker = broker.clone();
+                async move { Ok::<_, Infallible>(respond(&broker, req.uri().path())) }
+            });
+            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+        });
+    }
+}
+
+fn respond(broker: &Broker, path: &str) -> Response<Full<Bytes>> {
+    if path == "/metrics" {
+        Response::builder()
+            .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
+            .body(Full::new(Bytes::from(broker.metrics.render())))
+            .expect("static response parts are valid")
+    } else {
+        Response::builder()
+            .status(StatusCode::NOT_FOUND)
+            .body(Full::new(Bytes::from_static(b"not found: try /metrics\n")))
+            .expect("static response parts are valid")
+    }
+}
+
+/// Binds the metrics address (port 0 picks a free one).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    Ok((listener, local))
+}

@@ -1,0 +1,19 @@
+//! The Rivulet broker: a Kafka-compatible server over the `rivulet-storage`
+//! log and the `rivulet-wire` protocol layer, plus the command-line tools
+//! that drive it.
+//!
+//! Data flows one way: [`server`] accepts connections, [`connection`] reads
+//! frames and decodes requests, [`handlers`] answer them against the shared
+//! [`broker::Broker`] state, whose [`partition::Partition`]s own the logs.
+
+pub mod broker;
+pub mod cli;
+pub mod config;
+pub mod connection;
+pub mod handlers;
+pub mod http;
+pub mod meta_store;
+pub mod metrics;
+pub mod partition;
+pub mod server;
+pub mod topic_config;

@@ -1,0 +1,140 @@
+//! The broker process: open the data directory, listen, serve connections,
+//! run housekeeping, and shut down cleanly.
+//!
+//! Shutdown is an injected future (SIGTERM/Ctrl-C in `main`, anything in
+//! tests): on it the listener stops accepting, every connection finishes the
+//! request it is handling and closes, and then every log is flushed and
+//! closed, so the next start needs no recovery.
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use tokio::{net::TcpListener, sync::{watch, Semaphore}, task::JoinSet};
+
+use crate::{broker::Broker, config::BrokerConfig, connection, http};
+
+/// Starting the broker failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The data directory could not be opened.
+    #[error("open data directory: {0}")]
+    Open(#[from] crate::broker::OpenError),
+    /// A listener could not be bound.
+    #[error("bind {what} on {addr}: {source}")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Addresses a running broker is reachable on.
+#[derive(Debug, Clone)]
+pub struct Bound {
+    /// The Kafka listener.
+    pub kafka: SocketAddr,
+    /// The metrics endpoint, if enabled.
+    pub metrics: Option<SocketAddr>,
+}
+
+/// How long shutdown waits for in-flight requests before closing logs anyway.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs a broker until `shutdown` resolves. `on_ready` is called once the
+/// listeners are bound.
+pub async fn run(
+    config: BrokerConfig,
+    shutdown: impl Future<Output = ()>,
+    on_ready: impl FnOnce(&Bound),
+) -> Result<(), ServerError> {
+    let listener_addr = config.listener;
+    let metrics_addr = config.metrics_addr;
+    let broker = tokio::task::spawn_blocking(move || Broker::open(config))
+        .await
+        .expect("opening the broker does not panic")?;
+    let listener = TcpListener::bind(listener_addr)
+        .await
+        .map_err(|source| ServerError::Bind { what: "Kafka listener", addr: listener_addr, source })?;
+    let kafka = listener.local_addr().expect("bound socket has an address");
+    broker.set_bound(broker.config.advertised_endpoint(kafka));
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut background = JoinSet::new();
+    let metrics = match metrics_addr {
+        Some(addr) => {
+            let (l, local) = http::bind(addr)
+                .await
+                .map_err(|source| ServerError::Bind { what: "metrics endpoint", addr, source })?;
+            background.spawn(http::serve(broker.clone(), l, stop_rx.clone()));
+            Some(local)
+        }
+        None => None,
+    };
+    background.spawn(housekeeping(broker.clone(), stop_rx.clone()));
+    on_ready(&Bound { kafka, metrics });
+
+    let limit = Arc::new(Semaphore::new(broker.config.max_connections));
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = limit.clone().acquire_owned() => p.expect("semaphore is never closed"),
+            _ = &mut shutdown => break,
+        };
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Usually EMFILE: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let broker = broker.clone();
+        let stop = stop_rx.clone();
+        connections.spawn(async move {
+            broker.metrics.connections.inc();
+            connection::serve(broker.clone(), stream, stop).await;
+            broker.metrics.connections.dec();
+            drop(permit);
+        });
+        // Reap finished connection tasks so the set does not grow forever.
+        while connections.try_join_next().is_some() {}
+    }
+
+    tracing::info!("shutting down: finishing in-flight requests");
+    drop(listener);
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async { while connections.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!("connections still busy after {DRAIN_TIMEOUT:?}; closing anyway");
+        connections.abort_all();
+    }
+    background.abort_all();
+    let broker_for_close = broker.clone();
+    tokio::task::spawn_blocking(move || broker_for_close.close())
+        .await
+        .expect("closing logs does not panic");
+    tracing::info!("logs flushed and closed");
+    Ok(())
+}
+
+async fn housekeeping(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(broker.config.retention_check_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let b = broker.clone();
+                let _ = tokio::task::spawn_blocking(move || b.housekeeping()).await;
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! Topic configs: the Kafka keys Rivulet honours, their defaults, validation,
+//! and the mapping onto the storage engine's [`LogConfig`].
+//!
+//! A topic's effective config is the broker defaults with the topic's own
+//! overrides on top; only the overrides are persisted, so a changed broker
+//! default reaches every topic that did not set the key itself.
+
+use std::collections::BTreeMap;
+
+use rivulet_storage::config::LogConfig;
+
+/// Kafka's `ConfigEntry.ConfigType` values, reported by DescribeConfigs v3+.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i8)]
+pub enum ConfigType {
+    /// A boolean.
+    Boolean = 1,
+    /// A string.
+    String = 2,
+    /// A 32-bit integer.
+    Int = 3,
+    /// A 64-bit integer.
+    Long = 5,
+    /// A comma-separated list.
+    List = 7,
+}
+
+/// One supported key: its name, type and documentation.
+pub struct KeySpec {
+    /// Kafka's name for the key.
+    pub name: &'static str,
+    /// Its type, as DescribeConfigs reports it.
+    pub kind: ConfigType,
+    /// One line for `kafka-configs --describe` users and `rivulet topic describe`.
+    pub doc: &'static str,
+}
+
+/// Every topic config key Rivulet accepts.
+pub const KEYS: &[KeySpec] = &[
+    KeySpec { name: "cleanup.policy", kind: ConfigType::List, doc: "delete: old segments are removed by retention" },
+    KeySpec { name: "compression.type", kind: ConfigType::String, doc: "producer: batches are stored as the producer compressed them" },
+    KeySpec { name: "flush.messages", kind: ConfigType::Long, doc: "fsync after this many messages" },
+    KeySpec { name: "flush.ms", kind: ConfigType::Long, doc: "fsync at least this often (ms)" },
+    KeySpec { name: "index.interval.bytes", kind: ConfigType::Int, doc: "bytes of log between offset index entries" },
+    KeySpec { name: "max.message.bytes", kind: ConfigType::Int, doc: "largest record batch accepted" },
+    KeySpec { name: "message.timestamp.type", kind: ConfigType::String, doc: "CreateTime: timestamps are the producer's" },
+    KeySpec { name: "min.insync.replicas", kind: ConfigType::Int, doc: "replicas that must have an acks=all write" },
+    KeySpec { name: "retention.bytes", kind: ConfigType::Long, doc: "partition size above which old segments are deleted (-1: no limit)" },
+    KeySpec { name: "retention.ms", kind: ConfigType::Long, doc: "age after which segments are deleted (-1: forever)" },
+    KeySpec { name: "segment.bytes", kind: ConfigType::Int, doc: "segment file size at which a new segment starts" },
+    KeySpec { name: "segment.index.bytes", kind: ConfigType::Int, doc: "preallocated size of a segment's index" },
+    KeySpec { name: "segment.ms", kind: ConfigType::Long, doc: "age at which the active segment is rolled" },
+    KeySpec { name: "unclean.leader.election.enable", kind: ConfigType::Boolean, doc: "allow an out-of-sync replica to become leader" },
+];
+
+/// A topic config value that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TopicConfigError {
+    /// Not a topic config Rivulet knows.
+    #[error("unknown topic config `{0}`")]
+    UnknownKey(String),
+    /// A value that does not parse or is out of range.
+    #[error("invalid value `{value}` for `{key}`: {reason}")]
+    InvalidValue {
+        /// The key.
+        key: String,
+        /// The value given.
+        value: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+}
+
+/// The effective config of a topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicConfig {
+    /// `segment.bytes`.
+    pub segment_bytes: i64,
+    /// `segment.ms`.
+    pub segment_ms: i64,
+    /// `retention.ms` (-1: forever).
+    pub retention_ms: i64,
+    /// `retention.bytes` (-1: no limit).
+    pub retention_bytes: i64,
+    /// `index.interval.bytes`.
+    pub index_interval_bytes: i64,
+    /// `segment.index.bytes`.
+    pub segment_index_bytes: i64,
+    /// `flush.messages` (i64::MAX: never by count).
+    pub flush_messages: i64,
+    /// `flush.ms` (i64::MAX: never by time).
+    pub flush_ms: i64,
+    /// `max.message.bytes`.
+    pub max_message_bytes: i64,
+    /// `min.insync.replicas`.
+    pub min_insync_replicas: i64,
+    /// `unclean.leader.election.enable`.
+    pub unclean_leader_election: bool,
+}
+
+impl Default for TopicConfig {
+    /// Kafka's defaults.
+    fn default() -> Self {
+        TopicConfig {
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 3_600_000,
+            retention_ms: 7 * 24 * 3_600_000,
+            retention_bytes: -1,
+            index_interval_bytes: 4096,
+            segment_index_bytes: 10 * 1024 * 1024,
+            flush_messages: i64::MAX,
+            flush_ms: i64::MAX,
+            max_message_bytes: 1_048_588,
+            min_insync_replicas: 1,
+            unclean_leader_election: false,
+        }
+    }
+}
+
+impl TopicConfig {
+    /// This config with `overrides` applied; every key is validated.
+    pub fn with_overrides(&self, overrides: &BTreeMap<String, String>) -> Result<Self, TopicConfigError> {
+        let mut config = self.clone();
+        for (key, value) in overrides {
+            config.set(key, value)?;
+        }
+        Ok(config)
+    }
+
+    fn set(&mut self, key: &str, value: &str) -> Result<(), TopicConfigError> {
+        let invalid = |reason| TopicConfigError::InvalidValue {
+            key: key.to_string(),
+            value: value.to_string(),
+            reason,
+        };
+        let int = |min: i64, max: i64| -> Result<i64, TopicConfigError> {
+            let v: i64 = value.trim().parse().map_err(|_| invalid("not an integer"))?;
+            if v < min || v > max {
+                return Err(invalid("out of range"));
+            }
+            Ok(v)
+        };
+        match key {
+            "cleanup.policy" => {
+                let policies: Vec<&str> = value.split(',').map(str::trim).collect();
+                if policies != ["delete"] {
+                    return Err(invalid("only `delete` is supported"));
+                }
+            }
+            "compression.type" => {
+                if value != "producer" {
+                    return Err(invalid("only `producer` is supported: batches are stored as produced"));
+                }
+            }
+            "message.timestamp.type" => {
+                if value != "CreateTime" {
+                    return Err(invalid("only `CreateTime` is supported"));
+                }
+            }
+            "segment.bytes" => self.segment_bytes = int(14, i32::MAX as i64)?,
+            "segment.ms" => self.segment_ms = int(1, i64::MAX)?,
+            "retention.ms" => self.retention_ms = int(-1, i64::MAX)?,
+            "retention.bytes" => self.retention_bytes = int(-1, i64::MAX)?,
+            "index.interval.bytes" => self.index_interval_bytes = int(0, i32::MAX as i64)?,
+            "segment.index.bytes" => self.segment_index_bytes = int(4096, i32::MAX as i64)?,
+            "flush.messages" => self.flush_messages = int(1, i64::MAX)?,
+            "flush.ms" => self.flush_ms = int(0, i64::MAX)?,
+            "max.message.bytes" => self.max_message_bytes = int(0, i32::MAX as i64)?,
+            "min.insync.replicas" => self.min_insync_replicas = int(1, i32::MAX as i64)?,
+            "unclean.leader.election.enable" => {
+                self.unclean_leader_election = match value {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(invalid("must be true or false")),
+                }
+            }
+            _ => return Err(TopicConfigError::UnknownKey(key.to_string())),
+        }
+        Ok(())
+    }
+
+    /// The value of `key` as Kafka prints it.
+    pub fn value_of(&self, key: &str) -> Option<String> {
+        Some(match key {
+            "cleanup.policy" => "delete".into(),
+            "compression.type" => "producer".into(),
+            "message.timestamp.type" => "CreateTime".into(),
+            "segment.bytes" => self.segment_bytes.to_string(),
+            "segment.ms" => self.segment_ms.to_string(),
+            "retention.ms" => self.retention_ms.to_string(),
+            "retention.bytes" => self.retention_bytes.to_string(),
+            "index.interval.bytes" => self.index_interval_bytes.to_string(),
+            "segment.index.bytes" => self.segment_index_bytes.to_string(),
+            "flush.messages" => self.flush_messages.to_string(),
+            "flush.ms" => self.flush_ms.to_string(),
+            "max.message.bytes" => self.max_message_bytes.to_string(),
+            "min.insync.replicas" => self.min_insync_replicas.to_string(),
+            "unclean.leader.election.enable" => self.unclean_leader_election.to_string(),
+            _ => return None,
+        })
+    }
+
+    /// The storage engine's view of this config.
+    pub fn log_config(&self) -> LogConfig {
+        LogConfig {
+            segment_bytes: self.segment_bytes as u64,
+            segment_ms: self.segment_ms,
+            retention_ms: self.retention_ms,
+            retention_bytes: self.retention_bytes,
+            index_interval_bytes: self.index_interval_bytes as usize,
+            segment_index_bytes: self.segment_index_bytes as usize,
+            flush_messages: self.flush_messages as u64,
+            flush_ms: self.flush_ms as u64,
+            ..LogConfig::default()
+        }
+    }
+}
+
+/// Validates a set of overrides on their own (every key known, every value valid).
+pub fn validate(overrides: &BTreeMap<String, String>) -> Result<(), TopicConfigError> {
+    TopicConfig::default().with_overrides(overrides).map(|_| ())
+}
+
+/// The spec of a key, if Rivulet knows it.
+pub fn spec(key: &str) -> Option<&'static KeySpec> {
+    KEYS.iter().find(|k| k.name == key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn overrides_apply_and_map_to_storage() {
+        let c = TopicConfig::default()
+            .with_overrides(&map(&[("retention.ms", "1000"), ("segment.bytes", "16384")]))
+            .unwrap();
+        assert_eq!(c.retention_ms, 1000);
+        assert_eq!(c.log_config().segment_bytes, 16384);
+        assert_eq!(c.value_of("retention.ms").as_deref(), Some("1000"));
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_reasons() {
+        let err = validate(&map(&[("segment.bytes", "10")])).unwrap_err();
+        assert!(matches!(err, TopicConfigError::InvalidValue { .. }));
+        assert!(matches!(
+            validate(&map(&[("bogus", "1")])),
+            Err(TopicConfigError::UnknownKey(_))
+        ));
+        assert!(validate(&map(&[("cleanup.policy", "compact")])).is_err());
+        assert!(validate(&map(&[("retention.ms", "-1")])).is_ok());
+    }
+
+    #[test]
+    fn every_key_has_a_value() {
+        let c = TopicConfig::default();
+        for k in KEYS {
+            assert!(c.value_of(k.name).is_some(), "{}", k.name);
+        }
+    }
+}

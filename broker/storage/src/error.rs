@@ -1,0 +1,199 @@
+//! Errors of the storage crate.
+//!
+//! Each I/O variant is named for the step that failed and carries the file it
+//! failed on, so an operator reading a log line knows which partition and
+//! which file to look at. Producer-state and range errors are values the
+//! server maps to Kafka error codes at its handler boundary.
+
+use std::{
+    io,
+    path::{Path, PathBuf},
+};
+
+use thiserror::Error;
+
+use crate::batch::BatchError;
+
+/// Everything that can go wrong in a partition log.
+#[derive(Debug, Error)]
+pub enum StorageError {
+    /// A [`crate::LogConfig`] field is below its minimum.
+    #[error("invalid log config {field}: {reason}")]
+    InvalidConfig {
+        /// The offending field.
+        field: &'static str,
+        /// What the field must satisfy.
+        reason: &'static str,
+    },
+    /// Creating the partition directory failed.
+    #[error("creating log directory {}", path.display())]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// Listing the partition directory failed.
+    #[error("listing log directory {}", path.display())]
+    ListDir {
+        /// The directory.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// Opening or creating a segment or index file failed.
+    #[error("opening {}", path.display())]
+    OpenFile {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// Reading a segment file failed.
+    #[error("reading {}", path.display())]
+    ReadSegment {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// Writing batches to a segment file failed.
+    #[error("appending to {}", path.display())]
+    WriteSegment {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// Memory-mapping, resizing or trimming an index file failed.
+    #[error("mapping index {}", path.display())]
+    MapIndex {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// fsync of a segment, index or directory failed.
+    #[error("flushing {}", path.display())]
+    Flush {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// Truncating a segment file (recovery or `truncate_to`) failed.
+    #[error("truncating {}", path.display())]
+    Truncate {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// Renaming or deleting a file or the partition directory failed.
+    #[error("deleting {}", path.display())]
+    Delete {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// Reading or writing a small metadata file (log start offset,
+    /// clean-shutdown marker) failed.
+    #[error("persisting {}", path.display())]
+    Checkpoint {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The log start offset file does not hold a number.
+    #[error("{} does not hold an offset: {content:?}", path.display())]
+    CorruptCheckpoint {
+        /// The file.
+        path: PathBuf,
+        /// What it held instead.
+        content: String,
+    },
+    /// A batch header inside a closed segment is invalid: the segment is
+    /// damaged somewhere recovery does not look.
+    #[error("corrupt batch in {} at position {position}: {source}", path.display())]
+    CorruptSegment {
+        /// The segment file.
+        path: PathBuf,
+        /// Byte position of the bad batch.
+        position: u64,
+        /// What is wrong with it.
+        #[source]
+        source: BatchError,
+    },
+    /// The bytes handed to `append` are not whole v2 batches.
+    #[error("invalid record batch: {0}")]
+    InvalidBatch(#[from] BatchError),
+    /// The requested offset is not in the log.
+    #[error("offset {offset} is outside the log [{start}, {end}]")]
+    OffsetOutOfRange {
+        /// The requested offset.
+        offset: i64,
+        /// The log start offset.
+        start: i64,
+        /// The log end offset.
+        end: i64,
+    },
+    /// An idempotent producer's sequence does not follow its last one.
+    #[error("producer {producer_id}: expected sequence {expected}, got {found}")]
+    OutOfOrderSequence {
+        /// The producer id.
+        producer_id: i64,
+        /// The sequence the log expected next.
+        expected: i32,
+        /// The batch's base sequence.
+        found: i32,
+    },
+    /// An idempotent producer wrote with an epoch older than one already seen.
+    #[error("producer {producer_id}: epoch {found} is older than {current}")]
+    InvalidProducerEpoch {
+        /// The producer id.
+        producer_id: i64,
+        /// The newest epoch the log has seen.
+        current: i16,
+        /// The batch's epoch.
+        found: i16,
+    },
+}
+
+/// Builds `map_err` closures that attach a path to an I/O error, so call
+/// sites read `.map_err(StorageError::read_segment(&path))?`.
+macro_rules! io_constructors {
+    ($($fn_name:ident => $variant:ident),* $(,)?) => {
+        impl StorageError {
+            $(
+                pub(crate) fn $fn_name(path: &Path) -> impl FnOnce(io::Error) -> StorageError + '_ {
+                    move |source| StorageError::$variant { path: path.to_path_buf(), source }
+                }
+            )*
+        }
+    };
+}
+
+io_constructors! {
+    create_dir => CreateDir,
+    list_dir => ListDir,
+    open_file => OpenFile,
+    read_segment => ReadSegment,
+    write_segment => WriteSegment,
+    map_index => MapIndex,
+    flush => Flush,
+    truncate => Truncate,
+    delete => Delete,
+    checkpoint => Checkpoint,
+}

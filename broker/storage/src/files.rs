@@ -1,0 +1,133 @@
+//! File names and small metadata files of a partition directory.
+//!
+//! Segment files are named by their 20-digit zero-padded base offset, as in
+//! Kafka, so tools that list a Kafka log directory make sense of ours. The
+//! log start offset and the clean-shutdown marker are tiny files written
+//! with temp-file + rename so a crash leaves either the old or the new one.
+
+use std::{
+    fs::{self, File},
+    io::Write,
+    path::{Path, PathBuf},
+};
+
+use crate::error::StorageError;
+
+/// Extension of segment data files.
+pub const LOG_EXT: &str = "log";
+/// Extension of offset index files.
+pub const INDEX_EXT: &str = "index";
+/// Extension of time index files.
+pub const TIME_INDEX_EXT: &str = "timeindex";
+/// Suffix of files being deleted; leftovers are removed on open.
+pub const DELETED_SUFFIX: &str = ".deleted";
+/// Suffix of files a future compactor writes; leftovers are removed on open.
+pub const CLEANED_SUFFIX: &str = ".cleaned";
+/// Suffix of half-written checkpoint files.
+const TMP_SUFFIX: &str = ".tmp";
+/// Name of the file persisting the log start offset.
+pub const LOG_START_OFFSET_FILE: &str = "log-start-offset";
+/// Name of the marker written by a clean close.
+pub const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
+
+/// `dir/<base offset, 20 digits>.<ext>`.
+pub fn segment_path(dir: &Path, base_offset: i64, ext: &str) -> PathBuf {
+    dir.join(format!("{base_offset:020}.{ext}"))
+}
+
+/// Splits a segment file name into base offset and extension, or `None` when
+/// the name is not `<20 digits>.<ext>`.
+pub fn parse_segment_file_name(name: &str) -> Option<(i64, &str)> {
+    let (stem, ext) = name.split_once('.')?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((stem.parse().ok()?, ext))
+}
+
+/// True for leftovers of interrupted deletes, compactions or checkpoints.
+pub(crate) fn is_leftover(name: &str) -> bool {
+    name.ends_with(DELETED_SUFFIX) || name.ends_with(CLEANED_SUFFIX) || name.ends_with(TMP_SUFFIX)
+}
+
+/// fsyncs a directory so that creates, renames and deletes in it survive a
+/// crash.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(StorageError::flush(dir))
+}
+
+/// Atomically replaces `dir/name` with `content`.
+pub(crate) fn write_atomically(dir: &Path, name: &str, content: &[u8]) -> Result<(), StorageError> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}{TMP_SUFFIX}"));
+    let write = || -> std::io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.write_all(content)?;
+        f.sync_all()?;
+        fs::rename(&tmp, &path)
+    };
+    write().map_err(StorageError::checkpoint(&path))?;
+    sync_dir(dir)
+}
+
+/// Reads the persisted log start offset, if any.
+pub(crate) fn read_log_start_offset(dir: &Path) -> Result<Option<i64>, StorageError> {
+    let path = dir.join(LOG_START_OFFSET_FILE);
+    let content = match fs::read_to_string(&path) {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StorageError::checkpoint(&path)(e)),
+    };
+    match content.trim().parse::<i64>() {
+        Ok(offset) if offset >= 0 => Ok(Some(offset)),
+        _ => Err(StorageError::CorruptCheckpoint { path, content }),
+    }
+}
+
+/// Persists the log start offset.
+pub(crate) fn write_log_start_offset(dir: &Path, offset: i64) -> Result<(), StorageError> {
+    write_atomically(dir, LOG_START_OFFSET_FILE, format!("{offset}\n").as_bytes())
+}
+
+/// Removes a file, treating "already gone" as success.
+pub(crate) fn remove_file(path: &Path) -> Result<(), StorageError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StorageError::delete(path)(e)),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_names_round_trip() {
+        let dir = Path::new("/d");
+        let p = segment_path(dir, 42, LOG_EXT);
+        assert_eq!(p, Path::new("/d/00000000000000000042.log"));
+        let name = p.file_name().unwrap().to_str().unwrap();
+        assert_eq!(parse_segment_file_name(name), Some((42, "log")));
+        assert_eq!(
+            parse_segment_file_name("00000000000000000042.log.deleted"),
+            Some((42, "log.deleted"))
+        );
+        assert_eq!(parse_segment_file_name("42.log"), None);
+        assert_eq!(parse_segment_file_name("log-start-offset"), None);
+    }
+
+    #[test]
+    fn log_start_offset_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(read_log_start_offset(dir.path()).unwrap(), None);
+        write_log_start_offset(dir.path(), 77).unwrap();
+        assert_eq!(read_log_start_offset(dir.path()).unwrap(), Some(77));
+        fs::write(dir.path().join(LOG_START_OFFSET_FILE), "x").unwrap();
+        assert!(matches!(
+            read_log_start_offset(dir.path()),
+            Err(StorageError::CorruptCheckpoint { .. })
+        ));
+    }
+}

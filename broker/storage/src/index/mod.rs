@@ -1,0 +1,205 @@
+//! Memory-mapped sparse indexes of a segment.
+//!
+//! Both indexes are arrays of fixed-size big-endian entries in a file that is
+//! preallocated to `segment_index_bytes` while its segment is active (so
+//! appends never grow the file or remap) and trimmed to the used entries when
+//! the segment is rolled or closed. A file longer than its used entries
+//! therefore tells recovery that its segment was not closed cleanly.
+//!
+//! [`MmapIndex`] owns the file, the mapping and the count of used entries;
+//! [`OffsetIndex`] and [`TimeIndex`] give the entries their meaning.
+
+mod offset;
+mod time;
+
+use std::{
+    fs::{File, OpenOptions},
+    path::{Path, PathBuf},
+};
+
+use memmap2::MmapMut;
+
+pub(crate) use self::{offset::OffsetIndex, time::TimeIndex};
+use crate::error::StorageError;
+
+/// What opening an index file found, so the segment can decide whether it
+/// must rebuild the index from the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum IndexState {
+    /// The file did not exist (it has been created empty).
+    Missing,
+    /// Entries are well formed and the file was trimmed on close.
+    Trimmed,
+    /// Entries are well formed but followed by zeroed slack: the segment was
+    /// active when the process stopped without closing it.
+    Untrimmed,
+    /// The file cannot be an index: odd length, entries out of order, or
+    /// garbage after the last entry.
+    Corrupt,
+}
+
+/// An index file of fixed-size entries, mapped read-write.
+pub(crate) struct MmapIndex {
+    path: PathBuf,
+    file: File,
+    mmap: MmapMut,
+    entry_size: usize,
+    entries: usize,
+}
+
+impl MmapIndex {
+    /// Opens or creates `path` and counts its used entries: the longest
+    /// prefix where `follows(previous, entry)` holds. `follows` receives
+    /// `None` as the previous entry for the first one.
+    fn open(
+        path: &Path,
+        entry_size: usize,
+        follows: impl Fn(Option<&[u8]>, &[u8]) -> bool,
+    ) -> Result<(MmapIndex, IndexState), StorageError> {
+        let existed = path.exists();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(StorageError::open_file(path))?;
+        let mmap = map(&file, path)?;
+        let mut index = MmapIndex {
+            path: path.to_path_buf(),
+            file,
+            mmap,
+            entry_size,
+            entries: 0,
+        };
+        if !existed {
+            return Ok((index, IndexState::Missing));
+        }
+        if index.mmap.len() % entry_size != 0 {
+            return Ok((index, IndexState::Corrupt));
+        }
+        let capacity = index.capacity();
+        let mut used = 0;
+        while used < capacity {
+            let previous = used.checked_sub(1).map(|p| index.entry(p));
+            if !follows(previous, index.entry(used)) {
+                break;
+            }
+            used += 1;
+        }
+        index.entries = used;
+        let state = if used == capacity {
+            IndexState::Trimmed
+        } else if index.mmap[used * entry_size..].iter().all(|b| *b == 0) {
+            IndexState::Untrimmed
+        } else {
+            IndexState::Corrupt
+        };
+        Ok((index, state))
+    }
+
+    /// Bytes of entry `i`.
+    fn entry(&self, i: usize) -> &[u8] {
+        &self.mmap[i * self.entry_size..(i + 1) * self.entry_size]
+    }
+
+    /// Number of used entries.
+    fn len(&self) -> usize {
+        self.entries
+    }
+
+    /// Entries the current file size can hold.
+    fn capacity(&self) -> usize {
+        self.mmap.len() / self.entry_size
+    }
+
+    /// Entries that can still be appended without growing the file.
+    fn remaining(&self) -> usize {
+        self.capacity() - self.entries
+    }
+
+    /// Appends one entry; returns false (and writes nothing) when full,
+    /// because a sparser index is still a correct one.
+    fn push(&mut self, entry: &[u8]) -> bool {
+        if self.remaining() == 0 {
+            return false;
+        }
+        let at = self.entries * self.entry_size;
+        self.mmap[at..at + self.entry_size].copy_from_slice(entry);
+        self.entries += 1;
+        true
+    }
+
+    /// Largest `i` in `0..len` with `key(i) <= target`, by binary search.
+    /// Entries are increasing in every key the indexes use.
+    fn floor(&self, target: i64, key: impl Fn(&[u8]) -> i64) -> Option<usize> {
+        let (mut lo, mut hi) = (0, self.entries);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if key(self.entry(mid)) <= target {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo.checked_sub(1)
+    }
+
+    /// Forgets every entry and zeroes them, so a later open does not count
+    /// stale entries as used.
+    fn clear(&mut self) {
+        let used = self.entries * self.entry_size;
+        self.mmap[..used].fill(0);
+        self.entries = 0;
+    }
+
+    /// Resizes the file to `bytes` (rounded down to whole entries, never
+    /// below the used entries) and remaps it.
+    fn resize(&mut self, bytes: usize) -> Result<(), StorageError> {
+        let bytes = (bytes / self.entry_size).max(self.entries) * self.entry_size;
+        if bytes == self.mmap.len() {
+            return Ok(());
+        }
+        self.flush()?;
+        self.file
+            .set_len(bytes as u64)
+            .map_err(StorageError::map_index(&self.path))?;
+        // The old mapping is not touched between set_len and this assignment,
+        // which drops it; only the new mapping is read afterwards.
+        self.mmap = map(&self.file, &self.path)?;
+        Ok(())
+    }
+
+    /// Shrinks the file to the used entries (segment rolled or closed).
+    fn trim(&mut self) -> Result<(), StorageError> {
+        self.resize(self.entries * self.entry_size)
+    }
+
+    /// Writes dirty pages of the mapping to disk.
+    fn flush(&self) -> Result<(), StorageError> {
+        self.mmap.flush().map_err(StorageError::flush(&self.path))
+    }
+
+    /// The index file's path.
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Maps `file` read-write.
+fn map(file: &File, path: &Path) -> Result<MmapMut, StorageError> {
+    // SAFETY: the index file belongs to this partition directory, which only
+    // this process writes, and the mapping lives inside the `MmapIndex` that
+    // owns the file. The file is only shrunk through `MmapIndex::resize`,
+    // which replaces the mapping right after without reading the old one,
+    // so no access can fall past the end of the file.
+    unsafe { MmapMut::map_mut(file) }.map_err(StorageError::map_index(path))
+}
+
+fn u32_at(entry: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes(entry[at..at + 4].try_into().expect("4 bytes"))
+}
+
+fn i64_at(entry: &[u8], at: usize) -> i64 {
+    i64::from_be_bytes(entry[at..at + 8].try_into().expect("8 bytes"))
+}

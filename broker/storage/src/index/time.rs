@@ -1,0 +1,133 @@
+//! The time index (`.timeindex`): max timestamp so far -> relative offset.
+//!
+//! Entry layout (12 bytes, big endian): `i64` largest timestamp seen in the
+//! segment up to and including the batch, `u32` base offset (relative) of the
+//! batch that first reached that timestamp. Timestamps strictly increase
+//! from entry to entry, so every batch before an entry's batch has a smaller
+//! max timestamp: a lookup may start scanning at that batch. The last entry
+//! always holds the segment's largest timestamp once the segment is rolled
+//! or closed, which is what time retention and `max_timestamp` read.
+
+use std::path::Path;
+
+use super::{i64_at, u32_at, IndexState, MmapIndex};
+use crate::error::StorageError;
+
+/// Size of one `.timeindex` entry.
+const ENTRY_SIZE: usize = 12;
+
+/// Memory-mapped time index of one segment.
+pub(crate) struct TimeIndex {
+    inner: MmapIndex,
+    base_offset: i64,
+}
+
+impl TimeIndex {
+    /// Opens or creates the time index of the segment at `base_offset`.
+    pub(crate) fn open(
+        path: &Path,
+        base_offset: i64,
+    ) -> Result<(TimeIndex, IndexState), StorageError> {
+        let follows = |previous: Option<&[u8]>, entry: &[u8]| match previous {
+            // Zeroed slack reads as (0, 0); a real first entry at timestamp 0
+            // and offset 0 is indistinguishable, and harmless: it sends
+            // lookups to the segment start.
+            None => i64_at(entry, 0) >= 0 && !(entry.iter().all(|b| *b == 0)),
+            Some(p) => i64_at(entry, 0) > i64_at(p, 0) && u32_at(entry, 8) > u32_at(p, 8),
+        };
+        let (inner, state) = MmapIndex::open(path, ENTRY_SIZE, follows)?;
+        Ok((TimeIndex { inner, base_offset }, state))
+    }
+
+    /// Base offset of the batch to start scanning from for the first batch
+    /// with max timestamp >= `timestamp`; `None` means the segment start.
+    pub(crate) fn lookup(&self, timestamp: i64) -> Option<i64> {
+        self.inner
+            .floor(timestamp, |e| i64_at(e, 0))
+            .map(|i| self.decode(i).1)
+    }
+
+    /// The last entry as (timestamp, absolute offset).
+    pub(crate) fn last_entry(&self) -> Option<(i64, i64)> {
+        self.inner.len().checked_sub(1).map(|i| self.decode(i))
+    }
+
+    fn decode(&self, i: usize) -> (i64, i64) {
+        let entry = self.inner.entry(i);
+        (
+            i64_at(entry, 0),
+            self.base_offset + i64::from(u32_at(entry, 8)),
+        )
+    }
+
+    /// Adds (timestamp, offset) if `timestamp` is newer than the last entry.
+    /// Returns false when nothing was written (not newer, or full).
+    pub(crate) fn maybe_append(&mut self, timestamp: i64, offset: i64) -> bool {
+        if timestamp < 0 || self.last_entry().is_some_and(|(ts, _)| ts >= timestamp) {
+            return false;
+        }
+        let relative = u32::try_from(offset - self.base_offset).expect("relative offset fits u32");
+        let mut entry = [0u8; ENTRY_SIZE];
+        entry[..8].copy_from_slice(&timestamp.to_be_bytes());
+        entry[8..].copy_from_slice(&relative.to_be_bytes());
+        self.inner.push(&entry)
+    }
+
+    /// Entries that fit before the index is full.
+    pub(crate) fn remaining(&self) -> usize {
+        self.inner.remaining()
+    }
+
+    /// Drops all entries (before a rebuild).
+    pub(crate) fn clear(&mut self) {
+        self.inner.clear();
+    }
+
+    /// Grows or shrinks the file to `bytes` (preallocation for the active segment).
+    pub(crate) fn resize(&mut self, bytes: usize) -> Result<(), StorageError> {
+        self.inner.resize(bytes)
+    }
+
+    /// Shrinks the file to the used entries.
+    pub(crate) fn trim(&mut self) -> Result<(), StorageError> {
+        self.inner.trim()
+    }
+
+    /// Writes the mapping to disk.
+    pub(crate) fn flush(&self) -> Result<(), StorageError> {
+        self.inner.flush()
+    }
+
+    /// The index file's path.
+    pub(crate) fn path(&self) -> &Path {
+        self.inner.path()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_only_grow_and_lookup_floors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.timeindex");
+        let (mut index, _) = TimeIndex::open(&path, 1000).unwrap();
+        index.resize(120).unwrap();
+        assert!(index.maybe_append(50, 1000));
+        assert!(!index.maybe_append(40, 1003));
+        assert!(!index.maybe_append(50, 1004));
+        assert!(index.maybe_append(90, 1010));
+        assert_eq!(index.lookup(10), None);
+        assert_eq!(index.lookup(50), Some(1000));
+        assert_eq!(index.lookup(89), Some(1000));
+        assert_eq!(index.lookup(1_000), Some(1010));
+        assert_eq!(index.last_entry(), Some((90, 1010)));
+        index.trim().unwrap();
+        drop(index);
+
+        let (index, state) = TimeIndex::open(&path, 1000).unwrap();
+        assert_eq!(state, IndexState::Trimmed);
+        assert_eq!(index.last_entry(), Some((90, 1010)));
+    }
+}

@@ -1,0 +1,360 @@
+//! The partition log: an ordered set of segments, the last one active.
+//!
+//! This file holds opening (with recovery), appending, rolling and flushing;
+//! `read.rs` serves fetches and lookups through `&self`, `retention.rs`
+//! removes data (retention, DeleteRecords, truncation).
+
+mod read;
+mod retention;
+#[cfg(test)]
+mod recovery_tests;
+#[cfg(test)]
+mod tests;
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    path::{Path, PathBuf},
+};
+
+use tracing::{debug, info, warn};
+
+use crate::{
+    batch::{check_header, set_base_offset_and_epoch, BatchHeader},
+    config::LogConfig,
+    error::StorageError,
+    files::{
+        is_leftover, parse_segment_file_name, read_log_start_offset, remove_file, sync_dir,
+        write_atomically, CLEAN_SHUTDOWN_FILE, LOG_EXT,
+    },
+    producer::{ProducerAppend, ProducerStateManager, SequenceCheck},
+    scan::Scanned,
+    segment::{OpenMode, Segment},
+    AppendInfo,
+};
+
+/// One partition's log. See the crate docs for the model.
+pub struct Log {
+    dir: PathBuf,
+    config: LogConfig,
+    /// Segments by base offset; the last is the active one. Never empty.
+    segments: BTreeMap<i64, Segment>,
+    /// First offset visible to readers; persisted in `log-start-offset`.
+    log_start_offset: i64,
+    /// Idempotent producers' recent batches, rebuilt from the log on open.
+    producers: ProducerStateManager,
+    /// Records appended since the last fsync, for `flush_messages`.
+    unflushed_messages: u64,
+    /// Time of the first append since the last fsync, for `flush_ms`.
+    first_unflushed_ms: Option<i64>,
+}
+
+impl Log {
+    /// Opens or creates the partition directory `dir` and recovers it.
+    ///
+    /// Recovery: leftover `.deleted`/`.cleaned`/`.tmp` files and indexes
+    /// without a log are removed; every segment's indexes are checked and
+    /// rebuilt if missing or inconsistent; the active segment is CRC-checked
+    /// batch by batch and cut at the first torn or corrupt batch unless the
+    /// previous close was clean (then only its last batch is checked); the
+    /// log start offset is read back; producer state is rebuilt.
+    pub fn open(dir: &Path, config: LogConfig) -> Result<Log, StorageError> {
+        config.validate()?;
+        fs::create_dir_all(dir).map_err(StorageError::create_dir(dir))?;
+        let bases = list_segments(dir)?;
+        let marker = dir.join(CLEAN_SHUTDOWN_FILE);
+        let clean = marker.exists();
+        let (interval, index_bytes) = (config.index_interval_bytes, config.segment_index_bytes);
+        let mut segments = BTreeMap::new();
+        for (i, &base) in bases.iter().enumerate() {
+            let mode = match (i + 1 == bases.len(), clean) {
+                (false, _) => OpenMode::Sealed,
+                (true, true) => OpenMode::CleanActive,
+                (true, false) => OpenMode::Recover,
+            };
+            segments.insert(base, Segment::open(dir, base, mode, interval, index_bytes)?);
+        }
+        let persisted_start = read_log_start_offset(dir)?;
+        if segments.is_empty() {
+            let base = persisted_start.unwrap_or(0);
+            segments.insert(base, Segment::create(dir, base, index_bytes)?);
+            sync_dir(dir)?;
+        }
+        let first_base = *segments.keys().next().expect("at least one segment");
+        let mut log = Log {
+            dir: dir.to_path_buf(),
+            config,
+            segments,
+            log_start_offset: first_base,
+            producers: ProducerStateManager::new(),
+            unflushed_messages: 0,
+            first_unflushed_ms: None,
+        };
+        let start = persisted_start.unwrap_or(first_base).max(first_base);
+        if start > log.log_end_offset() {
+            // Recovery cut below a DeleteRecords point: records below the
+            // start offset must stay invisible, so start empty there.
+            warn!(dir = %dir.display(), start, end = log.log_end_offset(), "log start offset beyond recovered end");
+            log.reset_at(start)?;
+        }
+        log.log_start_offset = start;
+        log.delete_segments_below_start()?;
+        log.rebuild_producer_state()?;
+        if clean {
+            // From now on a crash must trigger full recovery again.
+            remove_file(&marker)?;
+            sync_dir(dir)?;
+        }
+        info!(
+            dir = %dir.display(),
+            segments = log.segments.len(),
+            start = log.log_start_offset,
+            end = log.log_end_offset(),
+            clean,
+            "opened log"
+        );
+        Ok(log)
+    }
+
+    /// The partition directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The current configuration.
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// Replaces the configuration (topic config change). Index sizes apply
+    /// to segments created from now on.
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+
+    /// First offset readers may fetch.
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+
+    /// Offset the next record will get.
+    pub fn log_end_offset(&self) -> i64 {
+        self.active().next_offset()
+    }
+
+    /// Total bytes of all segment `.log` files.
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.values().map(Segment::size).sum()
+    }
+
+    /// Number of segments, the active one included.
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Idempotent producer state (for diagnostics and future transactions).
+    pub fn producers(&self) -> &ProducerStateManager {
+        &self.producers
+    }
+
+    /// Appends whole, already validated batches (as [`crate::batch::validate_batches`]
+    /// accepted them), assigning offsets from the log end offset and
+    /// stamping `leader_epoch`. `buf` is rewritten in place.
+    ///
+    /// If any batch is a retry of one of its producer's last five batches,
+    /// nothing is appended and the duplicate's original offsets are returned
+    /// with `duplicate` set, as Kafka does. Sequence gaps fail with
+    /// [`StorageError::OutOfOrderSequence`], stale epochs with
+    /// [`StorageError::InvalidProducerEpoch`]; nothing is written then.
+    pub fn append(&mut self, buf: &mut [u8], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo, StorageError> {
+        let mut headers = parse_batches(buf)?;
+        let mut info = AppendInfo {
+            first_offset: self.log_end_offset(),
+            last_offset: -1,
+            max_timestamp: -1,
+            offset_of_max_timestamp: -1,
+            duplicate: false,
+            log_append_time: -1,
+        };
+        let mut next = info.first_offset;
+        let mut producers = ProducerAppend::new(&self.producers);
+        let mut records = 0u64;
+        for header in &mut headers {
+            if let SequenceCheck::Duplicate(original) = producers.check(header)? {
+                debug!(producer_id = header.producer_id, first = original.first_offset, "duplicate batch");
+                return Ok(AppendInfo {
+                    first_offset: original.first_offset,
+                    last_offset: original.last_offset,
+                    duplicate: true,
+                    ..info
+                });
+            }
+            header.base_offset = next;
+            header.partition_leader_epoch = leader_epoch;
+            next = header.last_offset() + 1;
+            producers.record(header);
+            records += header.records_count as u64;
+            if header.max_timestamp > info.max_timestamp {
+                info.max_timestamp = header.max_timestamp;
+                info.offset_of_max_timestamp = header.base_offset;
+            }
+        }
+        info.last_offset = next - 1;
+        let staged = producers.into_staged();
+
+        let mut at = 0;
+        for header in &headers {
+            set_base_offset_and_epoch(&mut buf[at..], header.base_offset, leader_epoch);
+            at += header.total_size();
+        }
+        if self.should_roll(buf.len(), headers.len(), info.last_offset, now_ms) {
+            self.roll()?;
+        }
+        let interval = self.config.index_interval_bytes;
+        self.active_mut().append(buf, &headers, interval, now_ms)?;
+        staged.commit(&mut self.producers);
+
+        self.unflushed_messages = self.unflushed_messages.saturating_add(records);
+        self.first_unflushed_ms.get_or_insert(now_ms);
+        self.maybe_flush(now_ms)?;
+        Ok(info)
+    }
+
+    /// Whether the active segment must be rolled before taking `incoming`
+    /// bytes in `batches` batches ending at `last_offset`.
+    fn should_roll(&self, incoming: usize, batches: usize, last_offset: i64, now_ms: i64) -> bool {
+        let active = self.active();
+        if active.size() == 0 {
+            return false;
+        }
+        active.size() + incoming as u64 > self.config.segment_bytes
+            || self.is_old(active, now_ms)
+            || active.index_slots_left() < batches
+            // Index entries store offsets relative to the base as u32.
+            || last_offset - active.base_offset() > i64::from(u32::MAX)
+    }
+
+    fn is_old(&self, segment: &Segment, now_ms: i64) -> bool {
+        segment
+            .rolling_since_ms()
+            .is_some_and(|since| now_ms.saturating_sub(since) >= self.config.segment_ms)
+    }
+
+    /// Seals the active segment and starts a new one at the log end offset.
+    fn roll(&mut self) -> Result<(), StorageError> {
+        let next = self.log_end_offset();
+        self.active_mut().seal()?;
+        let segment = Segment::create(&self.dir, next, self.config.segment_index_bytes)?;
+        sync_dir(&self.dir)?;
+        self.segments.insert(next, segment);
+        debug!(dir = %self.dir.display(), base_offset = next, "rolled segment");
+        Ok(())
+    }
+
+    /// fsyncs the active segment (rolled segments were fsynced when rolled).
+    pub fn flush(&mut self) -> Result<(), StorageError> {
+        self.active().flush()?;
+        self.unflushed_messages = 0;
+        self.first_unflushed_ms = None;
+        Ok(())
+    }
+
+    /// Flushes if `flush_messages` or `flush_ms` say so. Appends call this;
+    /// a periodic task should too, so a quiet partition still honours `flush_ms`.
+    pub fn maybe_flush(&mut self, now_ms: i64) -> Result<(), StorageError> {
+        let by_count = self.unflushed_messages >= self.config.flush_messages;
+        let by_time = self
+            .first_unflushed_ms
+            .is_some_and(|since| now_ms.saturating_sub(since).max(0) as u64 >= self.config.flush_ms);
+        if self.unflushed_messages > 0 && (by_count || by_time) {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Closes cleanly: fsyncs, trims the active indexes and writes the
+    /// clean-shutdown marker so the next open skips the CRC scan.
+    pub fn close(mut self) -> Result<(), StorageError> {
+        self.active_mut().seal()?;
+        let dir = self.dir.clone();
+        drop(self);
+        write_atomically(&dir, CLEAN_SHUTDOWN_FILE, b"")
+    }
+
+    /// Deletes the whole partition directory (topic deletion).
+    pub fn delete(self) -> Result<(), StorageError> {
+        let dir = self.dir.clone();
+        drop(self);
+        fs::remove_dir_all(&dir).map_err(StorageError::delete(&dir))
+    }
+
+    fn active(&self) -> &Segment {
+        self.segments.values().next_back().expect("a log always has a segment")
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments.values_mut().next_back().expect("a log always has a segment")
+    }
+
+    /// Re-reads every batch header to rebuild idempotent producer state.
+    fn rebuild_producer_state(&mut self) -> Result<(), StorageError> {
+        self.producers.clear();
+        for segment in self.segments.values() {
+            let mut scan = segment.scanner_from(0);
+            loop {
+                match scan.next_batch()? {
+                    Scanned::Batch(_, header) => self.producers.record(&header),
+                    Scanned::End => break,
+                    Scanned::Invalid(pos, e) => return Err(segment.corrupt(pos, e)),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Parses the headers of `buf`, which must be whole batches back to back.
+/// The CRC is not checked again: the caller validated the payload.
+fn parse_batches(buf: &[u8]) -> Result<Vec<BatchHeader>, StorageError> {
+    if buf.is_empty() {
+        return Err(crate::batch::BatchError::Truncated.into());
+    }
+    let mut headers = Vec::new();
+    let mut at = 0;
+    while at < buf.len() {
+        let header = check_header(&buf[at..])?;
+        at += header.total_size();
+        headers.push(header);
+    }
+    Ok(headers)
+}
+
+/// Lists the base offsets of the segments in `dir`, removing leftovers of
+/// interrupted operations and index files whose log is gone.
+fn list_segments(dir: &Path) -> Result<Vec<i64>, StorageError> {
+    let mut logs = Vec::new();
+    let mut indexes = Vec::new();
+    for entry in fs::read_dir(dir).map_err(StorageError::list_dir(dir))? {
+        let entry = entry.map_err(StorageError::list_dir(dir))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if is_leftover(name) {
+            info!(file = %entry.path().display(), "removing leftover file");
+            remove_file(&entry.path())?;
+            continue;
+        }
+        match parse_segment_file_name(name) {
+            Some((base, LOG_EXT)) => logs.push(base),
+            Some((base, _)) => indexes.push((base, entry.path())),
+            None => {}
+        }
+    }
+    logs.sort_unstable();
+    for (base, path) in indexes {
+        if logs.binary_search(&base).is_err() {
+            info!(file = %path.display(), "removing index without a log");
+            remove_file(&path)?;
+        }
+    }
+    Ok(logs)
+}

@@ -1,0 +1,176 @@
+//! Removing data: time and size retention, DeleteRecords, truncation.
+//!
+//! Whole segments are the unit of deletion, as in Kafka: retention never
+//! rewrites a segment, it only moves the log start offset and unlinks files.
+//! The log start offset is persisted before files are removed, so a crash in
+//! between never makes deleted records visible again.
+
+use tracing::{info, warn};
+
+use super::Log;
+use crate::{
+    error::StorageError,
+    files::{sync_dir, write_log_start_offset},
+    segment::Segment,
+};
+
+impl Log {
+    /// DeleteRecords: moves the log start offset up to `offset` (clamped to
+    /// the log end offset, never backwards), persists it and deletes the
+    /// segments that lie wholly below it. Returns the new log start offset.
+    pub fn delete_records_before(&mut self, offset: i64) -> Result<i64, StorageError> {
+        let target = offset.min(self.log_end_offset());
+        if target > self.log_start_offset {
+            self.set_log_start_offset(target)?;
+        }
+        self.delete_segments_below_start()?;
+        Ok(self.log_start_offset)
+    }
+
+    /// Applies `retention_ms` (segments whose newest timestamp is older than
+    /// `now_ms - retention_ms`) and `retention_bytes` (oldest segments while
+    /// the rest still holds at least `retention_bytes`). An expired active
+    /// segment is rolled first so it can go too. Returns the number of
+    /// segments deleted.
+    pub fn apply_retention(&mut self, now_ms: i64) -> Result<usize, StorageError> {
+        let mut deleted = 0;
+        let retention_ms = self.config.retention_ms;
+        if retention_ms >= 0 {
+            deleted += self.delete_oldest_while(|segment| {
+                let newest = segment
+                    .max_timestamp()
+                    .map_or_else(|| segment.modified_ms(), |(ts, _)| ts);
+                now_ms.saturating_sub(newest) > retention_ms
+            })?;
+        }
+        let retention_bytes = self.config.retention_bytes;
+        if retention_bytes >= 0 {
+            let mut excess = self.size_bytes() as i64 - retention_bytes;
+            deleted += self.delete_oldest_while(|segment| {
+                let size = segment.size() as i64;
+                if excess - size >= 0 {
+                    excess -= size;
+                    true
+                } else {
+                    false
+                }
+            })?;
+        }
+        Ok(deleted)
+    }
+
+    /// Rolls the active segment if it holds data and is older than `segment_ms`.
+    pub fn maybe_roll(&mut self, now_ms: i64) -> Result<(), StorageError> {
+        if self.active().size() > 0 && self.is_old(self.active(), now_ms) {
+            self.roll()?;
+        }
+        Ok(())
+    }
+
+    /// Removes every batch at or after the one containing `offset`, so the
+    /// log end offset becomes `offset` or, if `offset` falls inside a batch,
+    /// that batch's base offset. Below the log start offset the log is
+    /// emptied and restarted at `offset`.
+    pub fn truncate_to(&mut self, offset: i64) -> Result<(), StorageError> {
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        let first_base = *self.segments.keys().next().expect("a log always has a segment");
+        if offset < self.log_start_offset || offset <= first_base {
+            info!(dir = %self.dir.display(), offset, "truncating log fully");
+            self.reset_at(offset)?;
+            self.log_start_offset = offset;
+            write_log_start_offset(&self.dir, offset)?;
+        } else {
+            while let Some(entry) = self.segments.last_entry() {
+                if *entry.key() < offset {
+                    break;
+                }
+                entry.remove().delete()?;
+            }
+            let interval = self.config.index_interval_bytes;
+            let index_bytes = self.config.segment_index_bytes;
+            let active = self.active_mut();
+            active.truncate_to(offset, interval)?;
+            active.activate(index_bytes)?;
+            sync_dir(&self.dir)?;
+            if self.log_start_offset > self.log_end_offset() {
+                // The start offset pointed into the batch just cut.
+                let end = self.log_end_offset();
+                self.set_log_start_offset(end)?;
+            }
+        }
+        self.rebuild_producer_state()
+    }
+
+    /// Deletes all segments and starts an empty one at `offset`.
+    pub(super) fn reset_at(&mut self, offset: i64) -> Result<(), StorageError> {
+        while let Some((_, segment)) = self.segments.pop_first() {
+            segment.delete()?;
+        }
+        let segment = Segment::create(&self.dir, offset, self.config.segment_index_bytes)?;
+        self.segments.insert(offset, segment);
+        sync_dir(&self.dir)
+    }
+
+    /// Deletes segments whose successor starts at or below the log start
+    /// offset. The active segment always stays.
+    pub(super) fn delete_segments_below_start(&mut self) -> Result<usize, StorageError> {
+        let mut deleted = 0;
+        while self.segments.len() > 1 {
+            let mut bases = self.segments.keys();
+            let (_, second) = (bases.next(), *bases.next().expect("two segments"));
+            if second > self.log_start_offset {
+                break;
+            }
+            let (_, segment) = self.segments.pop_first().expect("two segments");
+            segment.delete()?;
+            deleted += 1;
+        }
+        if deleted > 0 {
+            sync_dir(&self.dir)?;
+        }
+        Ok(deleted)
+    }
+
+    /// Deletes the oldest segments while `doomed` says so, rolling first if
+    /// that includes the active segment, then moves the log start offset to
+    /// the first remaining segment.
+    fn delete_oldest_while(&mut self, mut doomed: impl FnMut(&Segment) -> bool) -> Result<usize, StorageError> {
+        let count = self.segments.len();
+        let mut victims = 0;
+        for (i, segment) in self.segments.values().enumerate() {
+            if (i + 1 == count && segment.size() == 0) || !doomed(segment) {
+                break;
+            }
+            victims += 1;
+        }
+        if victims == 0 {
+            return Ok(0);
+        }
+        if victims == count {
+            self.roll()?;
+        }
+        for _ in 0..victims {
+            let (_, segment) = self.segments.pop_first().expect("victims exist");
+            info!(path = %segment.log_path().display(), "deleting segment for retention");
+            segment.delete()?;
+        }
+        sync_dir(&self.dir)?;
+        let first_base = *self.segments.keys().next().expect("a log always has a segment");
+        if first_base > self.log_start_offset {
+            self.set_log_start_offset(first_base)?;
+        }
+        Ok(victims)
+    }
+
+    /// Sets and persists the log start offset.
+    pub(super) fn set_log_start_offset(&mut self, offset: i64) -> Result<(), StorageError> {
+        if offset < self.log_start_offset {
+            warn!(dir = %self.dir.display(), from = self.log_start_offset, to = offset, "log start offset moves back");
+        }
+        write_log_start_offset(&self.dir, offset)?;
+        self.log_start_offset = offset;
+        Ok(())
+    }
+}
