@@ -492,6 +492,22 @@ impl Broker {
         }
     }
 
+    /// Applies each partition's `flush.ms` policy.
+    pub fn timed_flush(&self) {
+        let now = now_ms();
+        for topic in self.topics() {
+            for partition in topic.partitions() {
+                // Most topics flush by count or never: skip them without the write lock.
+                if partition.read_log().config().flush_ms == u64::MAX {
+                    continue;
+                }
+                if let Err(e) = partition.write_log().maybe_flush(now) {
+                    tracing::warn!(topic = %topic.name, partition = partition.index, error = %e, "flush failed");
+                }
+            }
+        }
+    }
+
     /// Flushes and closes every log (clean shutdown).
     pub fn close(&self) {
         let topics = std::mem::take(&mut *self.topics.write().unwrap_or_else(|e| e.into_inner()));

@@ -125,14 +125,23 @@ pub async fn run(
     Ok(())
 }
 
+/// Retention and rolling every `log.retention.check.interval.ms`, and the
+/// time-based flush policy (`flush.ms`) checked every second, so a quiet
+/// partition is flushed on time too.
 async fn housekeeping(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(broker.config.retention_check_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut retention = tokio::time::interval(broker.config.retention_check_interval);
+    retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut flush = tokio::time::interval(Duration::from_secs(1));
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = tick.tick() => {
+            _ = retention.tick() => {
                 let b = broker.clone();
                 let _ = tokio::task::spawn_blocking(move || b.housekeeping()).await;
+            }
+            _ = flush.tick() => {
+                let b = broker.clone();
+                let _ = tokio::task::spawn_blocking(move || b.timed_flush()).await;
             }
             _ = stop.changed() => return,
         }

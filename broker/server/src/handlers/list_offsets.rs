@@ -58,7 +58,17 @@ fn lookup(partition: &Partition, target: i64) -> Result<(i64, i64), ResponseErro
     match target {
         LATEST => Ok((log.log_end_offset(), -1)),
         EARLIEST => Ok((log.log_start_offset(), -1)),
-        MAX_TIMESTAMP => Ok(log.max_timestamp().map(|(ts, off)| (off, ts)).unwrap_or((-1, -1))),
+        MAX_TIMESTAMP => {
+            let Some((ts, batch_offset)) = log.max_timestamp() else { return Ok((-1, -1)) };
+            // The log knows the batch; the record is found by decoding it.
+            let hw = log.log_end_offset();
+            let batch = log.read(batch_offset, 1, hw, true).map_err(|_| ResponseError::KafkaStorageError)?;
+            let mut buf = batch.bytes;
+            let exact = RecordBatchDecoder::decode(&mut buf)
+                .ok()
+                .and_then(|set| set.records.iter().find(|r| r.timestamp == ts).map(|r| r.offset));
+            Ok((exact.unwrap_or(batch_offset), ts))
+        }
         ts if ts >= 0 => {
             let batch = log.batch_for_timestamp(ts).map_err(|_| ResponseError::KafkaStorageError)?;
             let Some(batch) = batch else { return Ok((-1, -1)) };
