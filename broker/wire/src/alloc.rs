@@ -167,9 +167,8 @@ unsafe impl GlobalAlloc for LazyLargeAlloc {
             // SAFETY: `p` is a live mapping of `layout.size()` bytes from
             // `map`; MREMAP_MAYMOVE lets the kernel relocate it, and on
             // success the old address is no longer ours to use.
-            let q = unsafe {
-                libc::mremap(p.cast(), layout.size(), new_size, libc::MREMAP_MAYMOVE)
-            };
+            let q =
+                unsafe { libc::mremap(p.cast(), layout.size(), new_size, libc::MREMAP_MAYMOVE) };
             return if q == libc::MAP_FAILED {
                 ptr::null_mut()
             } else {
@@ -227,7 +226,10 @@ mod tests {
         // SAFETY: valid layout; freed with the same layout.
         unsafe {
             let p = a.alloc_zeroed(layout);
-            assert!(!p.is_null(), "MAP_NORESERVE mapping refused (vm.overcommit_memory=2?)");
+            assert!(
+                !p.is_null(),
+                "MAP_NORESERVE mapping refused (vm.overcommit_memory=2?)"
+            );
             assert_eq!(p as usize % MAP_ALIGN, 0);
             assert_eq!(*p.add((256 << 30) - 1), 0);
             *p.add(12345) = 7;

@@ -172,7 +172,8 @@ impl ClientError {
 
     /// A [`ClientError::Kafka`] for `code`, named as Kafka names it.
     pub fn kafka(code: i16, message: Option<&str>) -> ClientError {
-        let name = ResponseError::try_from_code(code).map_or_else(|| "NONE".to_owned(), kafka_error_name);
+        let name =
+            ResponseError::try_from_code(code).map_or_else(|| "NONE".to_owned(), kafka_error_name);
         ClientError::Kafka {
             code,
             name,
@@ -221,7 +222,10 @@ mod tests {
             kafka_error_name(ResponseError::UnknownTopicOrPartition),
             "UNKNOWN_TOPIC_OR_PARTITION"
         );
-        assert_eq!(kafka_error_name(ResponseError::Unknown(999)), "UNKNOWN_ERROR_CODE_999");
+        assert_eq!(
+            kafka_error_name(ResponseError::Unknown(999)),
+            "UNKNOWN_ERROR_CODE_999"
+        );
     }
 
     #[test]

@@ -153,9 +153,20 @@ mod tests {
         let mut data = framed(b"hello");
         data.extend(framed(b""));
         data.extend(framed(&[7u8; 200_000]));
-        let mut r = Trickle { data, pos: 0, step: 3 };
-        assert_eq!(&read_frame(&mut r, 1 << 20).await.unwrap().unwrap()[..], b"hello");
-        assert!(read_frame(&mut r, 1 << 20).await.unwrap().unwrap().is_empty());
+        let mut r = Trickle {
+            data,
+            pos: 0,
+            step: 3,
+        };
+        assert_eq!(
+            &read_frame(&mut r, 1 << 20).await.unwrap().unwrap()[..],
+            b"hello"
+        );
+        assert!(read_frame(&mut r, 1 << 20)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_empty());
         let big = read_frame(&mut r, 1 << 20).await.unwrap().unwrap();
         assert_eq!(big.len(), 200_000);
         assert!(big.iter().all(|b| *b == 7));
@@ -195,7 +206,11 @@ mod tests {
         // 100 MiB announced, 3 bytes sent: the error must report what arrived.
         let mut data = (DEFAULT_MAX_FRAME_SIZE as i32).to_be_bytes().to_vec();
         data.extend_from_slice(&[1, 2, 3]);
-        let mut r = Trickle { data, pos: 0, step: 2 };
+        let mut r = Trickle {
+            data,
+            pos: 0,
+            step: 2,
+        };
         match read_frame(&mut r, DEFAULT_MAX_FRAME_SIZE).await {
             Err(FrameError::Truncated { read, expected }) => {
                 assert_eq!(read, 3);
@@ -210,7 +225,10 @@ mod tests {
         let mut r: &[u8] = &[0, 0];
         assert!(matches!(
             read_frame(&mut r, 100).await,
-            Err(FrameError::Truncated { read: 2, expected: 4 })
+            Err(FrameError::Truncated {
+                read: 2,
+                expected: 4
+            })
         ));
     }
 

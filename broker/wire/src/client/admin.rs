@@ -114,7 +114,9 @@ impl Client {
                 .topics
                 .into_iter()
                 .find(|t| t.name.0.as_str() == name)
-                .ok_or_else(|| ClientError::Protocol(format!("CreateTopics: no result for {name}")))?;
+                .ok_or_else(|| {
+                    ClientError::Protocol(format!("CreateTopics: no result for {name}"))
+                })?;
             ClientError::check(t.error_code, t.error_message.as_deref()).map(|()| t.topic_id)
         });
         self.forget(name);
@@ -188,7 +190,9 @@ impl Client {
             .results
             .into_iter()
             .find(|r| r.resource_name.as_str() == name)
-            .ok_or_else(|| ClientError::Protocol(format!("DescribeConfigs: no result for {name}")))?;
+            .ok_or_else(|| {
+                ClientError::Protocol(format!("DescribeConfigs: no result for {name}"))
+            })?;
         ClientError::check(result.error_code, result.error_message.as_deref())?;
         Ok(result
             .configs

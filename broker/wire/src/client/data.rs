@@ -92,7 +92,11 @@ impl Client {
         partition: i32,
         timestamp: i64,
     ) -> Result<(i64, i64), ClientError> {
-        with_one_refresh!(self, topic, self.list_offsets_once(topic, partition, timestamp).await)
+        with_one_refresh!(
+            self,
+            topic,
+            self.list_offsets_once(topic, partition, timestamp).await
+        )
     }
 
     async fn list_offsets_once(
@@ -142,7 +146,11 @@ impl Client {
         compression: Compression,
     ) -> Result<i64, ClientError> {
         let batch = encode_batch(records, compression)?;
-        with_one_refresh!(self, topic, self.produce_once(topic, partition, &batch, acks).await)
+        with_one_refresh!(
+            self,
+            topic,
+            self.produce_once(topic, partition, &batch, acks).await
+        )
     }
 
     async fn produce_once(
@@ -156,11 +164,10 @@ impl Client {
         let conn = self.connection(leader).await?;
         let range = id_aware_range(ProduceRequest::VERSIONS, topic_id);
         let version = conn.negotiate(ApiKey::Produce, range)?;
-        let mut data = TopicProduceData::default().with_partition_data(vec![
-            PartitionProduceData::default()
+        let mut data =
+            TopicProduceData::default().with_partition_data(vec![PartitionProduceData::default()
                 .with_index(partition)
-                .with_records(Some(batch.clone())),
-        ]);
+                .with_records(Some(batch.clone()))]);
         if version > LAST_VERSION_WITH_TOPIC_NAMES {
             data.topic_id = topic_id;
         } else {
@@ -216,10 +223,11 @@ impl Client {
         let conn = self.connection(leader).await?;
         let range = id_aware_range(FetchRequest::VERSIONS, topic_id);
         let version = conn.negotiate(ApiKey::Fetch, range)?;
-        let mut fetch_topic = FetchTopic::default().with_partitions(vec![FetchPartition::default()
-            .with_partition(partition)
-            .with_fetch_offset(offset)
-            .with_partition_max_bytes(max_bytes)]);
+        let mut fetch_topic =
+            FetchTopic::default().with_partitions(vec![FetchPartition::default()
+                .with_partition(partition)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(max_bytes)]);
         if version > LAST_VERSION_WITH_TOPIC_NAMES {
             fetch_topic.topic_id = topic_id;
         } else {
@@ -294,5 +302,7 @@ impl Client {
 }
 
 fn missing(api: &str, topic: &str, partition: i32) -> ClientError {
-    ClientError::Protocol(format!("{api} response has no entry for {topic}-{partition}"))
+    ClientError::Protocol(format!(
+        "{api} response has no entry for {topic}-{partition}"
+    ))
 }

@@ -241,7 +241,11 @@ impl Client {
         self.controller_id = md.controller_id;
         for t in &md.topics {
             if t.error_code == 0 {
-                let leaders = t.partitions.iter().map(|p| (p.partition, p.leader)).collect();
+                let leaders = t
+                    .partitions
+                    .iter()
+                    .map(|p| (p.partition, p.leader))
+                    .collect();
                 self.topics.insert(t.name.clone(), (t.topic_id, leaders));
             } else {
                 self.topics.remove(&t.name);
@@ -273,11 +277,21 @@ impl Client {
     /// otherwise the first known broker or bootstrap address that answers.
     pub async fn any_connection(&mut self) -> Result<&mut Connection, ClientError> {
         self.conns.retain(|_, c| !c.is_broken());
-        if self.bootstrap_conn.as_ref().is_some_and(Connection::is_broken) {
+        if self
+            .bootstrap_conn
+            .as_ref()
+            .is_some_and(Connection::is_broken)
+        {
             self.bootstrap_conn = None;
         }
         if let Some(id) = self.conns.keys().next().copied() {
             return Ok(self.conns.get_mut(&id).expect("key just seen"));
+        }
+        // `if let Some(c) = &mut ...` would be the idiom, but returning that
+        // borrow conditionally is rejected by today's borrow checker.
+        #[allow(clippy::unnecessary_unwrap)]
+        if self.bootstrap_conn.is_some() {
+            return Ok(self.bootstrap_conn.as_mut().expect("checked above"));
         }
         let mut last_err = None;
         for id in self.brokers.keys().copied().collect::<Vec<_>>() {
@@ -286,26 +300,16 @@ impl Client {
                 Err(e) => last_err = Some(e),
             }
         }
-        if self.bootstrap_conn.is_none() {
-            for addr in &self.bootstrap {
-                match Connection::connect_with_client_id(addr, &self.client_id).await {
-                    Ok(c) => {
-                        self.bootstrap_conn = Some(c);
-                        break;
-                    }
-                    Err(e) => {
-                        tracing::debug!(%addr, error = %e, "bootstrap broker unreachable");
-                        last_err = Some(e);
-                    }
+        for addr in &self.bootstrap {
+            match Connection::connect_with_client_id(addr, &self.client_id).await {
+                Ok(c) => return Ok(self.bootstrap_conn.insert(c)),
+                Err(e) => {
+                    tracing::debug!(%addr, error = %e, "bootstrap broker unreachable");
+                    last_err = Some(e);
                 }
             }
         }
-        match self.bootstrap_conn.as_mut() {
-            Some(c) => Ok(c),
-            None => {
-                Err(last_err.unwrap_or_else(|| ClientError::NoBroker(self.bootstrap.join(","))))
-            }
-        }
+        Err(last_err.unwrap_or_else(|| ClientError::NoBroker(self.bootstrap.join(","))))
     }
 
     /// Sends `req` to any broker at the highest common version.

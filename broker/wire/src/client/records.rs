@@ -33,8 +33,9 @@ pub struct OwnedRecord {
     pub key: Option<Bytes>,
     /// The record value; `None` is a tombstone.
     pub value: Option<Bytes>,
-    /// Record headers, in order. Keys repeat only once: Kafka allows
-    /// duplicates, kafka-protocol's map does not, so the last one wins.
+    /// Record headers, in order. Kafka allows a key to repeat, but
+    /// kafka-protocol keeps headers in a map, so on encode the last value of
+    /// a repeated key wins.
     pub headers: Vec<(String, Option<Bytes>)>,
 }
 
@@ -67,7 +68,10 @@ fn now_ms() -> i64 {
 
 /// Encodes `records` as one RecordBatch v2 (no producer id, so neither
 /// idempotent nor transactional), compressed with `compression`.
-pub fn encode_batch(records: &[OwnedRecord], compression: Compression) -> Result<Bytes, ClientError> {
+pub fn encode_batch(
+    records: &[OwnedRecord],
+    compression: Compression,
+) -> Result<Bytes, ClientError> {
     let now = now_ms();
     let records: Vec<Record> = records
         .iter()
@@ -165,7 +169,10 @@ mod tests {
                 timestamp: 5,
                 key: Some(Bytes::from_static(b"k")),
                 value: Some(Bytes::from_static(b"v")),
-                headers: vec![("h".into(), Some(Bytes::from_static(b"1"))), ("n".into(), None)],
+                headers: vec![
+                    ("h".into(), Some(Bytes::from_static(b"1"))),
+                    ("n".into(), None),
+                ],
                 ..Default::default()
             },
             OwnedRecord::from_value("second"),
@@ -197,7 +204,9 @@ mod tests {
     #[test]
     fn partial_tail_is_ignored() {
         let a = encode_batch(&[OwnedRecord::from_value("a")], Compression::None).unwrap();
-        let mut b = BytesMut::from(&encode_batch(&[OwnedRecord::from_value("b")], Compression::None).unwrap()[..]);
+        let mut b = BytesMut::from(
+            &encode_batch(&[OwnedRecord::from_value("b")], Compression::None).unwrap()[..],
+        );
         b[..8].copy_from_slice(&1i64.to_be_bytes());
         let mut all = BytesMut::from(&a[..]);
         all.extend_from_slice(&b[..b.len() - 3]);
