@@ -3,7 +3,8 @@
 //! The log stores batches exactly as producers sent them, so the storage
 //! layer only ever looks at the fixed 61-byte header: enough to assign
 //! offsets, build indexes, check idempotence and find batch boundaries.
-//! Records inside a batch (possibly compressed) are never decoded here.
+//! Records inside a batch (possibly compressed) are never decoded here; only
+//! the compactor (`records.rs`) looks inside, off the hot path.
 
 use thiserror::Error;
 
@@ -16,9 +17,12 @@ const EPOCH_AT: usize = 12;
 /// Offset of the `magic` field.
 const MAGIC_AT: usize = 16;
 /// Offset of the `crc` field.
-const CRC_AT: usize = 17;
+pub(crate) const CRC_AT: usize = 17;
 /// The CRC covers everything from `attributes` to the end of the batch.
-const CRC_COVERED_FROM: usize = 21;
+pub(crate) const CRC_COVERED_FROM: usize = 21;
+/// Attribute bit 6: `baseTimestamp` holds the delete horizon (KIP-534),
+/// set by the compactor on batches whose tombstones it has kept.
+pub(crate) const DELETE_HORIZON_FLAG: i16 = 0x40;
 /// Bytes in front of the `batchLength` value (baseOffset + batchLength).
 pub const LOG_OVERHEAD: usize = 12;
 /// Smallest legal `batchLength`: the header minus [`LOG_OVERHEAD`].
@@ -138,6 +142,12 @@ impl BatchHeader {
         self.attributes & 0x20 != 0
     }
 
+    /// The delete horizon when the compactor has stamped one: after it,
+    /// the batch's tombstones are removed by the next compaction.
+    pub fn delete_horizon(&self) -> Option<i64> {
+        (self.attributes & DELETE_HORIZON_FLAG != 0).then_some(self.base_timestamp)
+    }
+
     /// Sequence of the last record. Sequences wrap from `i32::MAX` to 0, as in
     /// Kafka, so a long-lived producer never runs out.
     pub fn last_sequence(&self) -> i32 {
@@ -184,6 +194,32 @@ pub(crate) fn check_fields(header: &BatchHeader, available: u64) -> Result<(), B
         return Err(BatchError::Truncated);
     }
     if header.records_count < 1 || header.last_offset_delta != header.records_count - 1 {
+        return Err(BatchError::InvalidRecordCount);
+    }
+    Ok(())
+}
+
+/// Checks a header read back from a segment. Looser than [`check_fields`]:
+/// compaction keeps a batch's `lastOffsetDelta` while removing records from
+/// it (so the records' offsets stay what they were) and may keep a batch
+/// with no records at all to preserve an idempotent producer's last
+/// sequence, as Kafka does. So `recordsCount` may be anything from 0 to
+/// `lastOffsetDelta + 1`.
+pub(crate) fn check_stored_fields(header: &BatchHeader, available: u64) -> Result<(), BatchError> {
+    if header.magic != 2 {
+        return Err(BatchError::UnsupportedMagic(header.magic));
+    }
+    if header.batch_length < MIN_BATCH_LENGTH {
+        return Err(BatchError::InvalidLength);
+    }
+    if header.total_size() as u64 > available {
+        return Err(BatchError::Truncated);
+    }
+    let records = i64::from(header.records_count);
+    if header.last_offset_delta < 0
+        || records < 0
+        || records > i64::from(header.last_offset_delta) + 1
+    {
         return Err(BatchError::InvalidRecordCount);
     }
     Ok(())
@@ -251,7 +287,10 @@ mod tests {
         assert_eq!(h.total_size(), buf.len());
         assert_eq!(h.last_offset_delta, 2);
         assert_eq!(h.records_count, 3);
-        assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence), (7, 2, 10));
+        assert_eq!(
+            (h.producer_id, h.producer_epoch, h.base_sequence),
+            (7, 2, 10)
+        );
         assert_eq!((h.base_timestamp, h.max_timestamp), (1_000, 1_500));
         assert_eq!(h.last_sequence(), 12);
         assert!(!h.is_transactional() && !h.is_control());

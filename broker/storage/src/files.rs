@@ -21,8 +21,17 @@ pub const INDEX_EXT: &str = "index";
 pub const TIME_INDEX_EXT: &str = "timeindex";
 /// Suffix of files being deleted; leftovers are removed on open.
 pub const DELETED_SUFFIX: &str = ".deleted";
-/// Suffix of files a future compactor writes; leftovers are removed on open.
+/// Suffix of a segment the compactor is still writing; leftovers are
+/// removed on open (the originals are still complete).
 pub const CLEANED_SUFFIX: &str = ".cleaned";
+/// Suffix of a fully written, fsynced cleaned segment about to replace its
+/// originals; a leftover completes the replacement on open.
+pub const SWAP_SUFFIX: &str = ".swap";
+/// Name of the file persisting the compactor's progress: the first offset
+/// not yet compacted and the earliest delete horizon among kept tombstones.
+pub const CLEANER_CHECKPOINT_FILE: &str = "cleaner-offset-checkpoint";
+/// Version tag of [`CLEANER_CHECKPOINT_FILE`]'s format.
+const CLEANER_CHECKPOINT_VERSION: &str = "v1";
 /// Suffix of half-written checkpoint files.
 const TMP_SUFFIX: &str = ".tmp";
 /// Name of the file persisting the log start offset.
@@ -91,6 +100,57 @@ pub(crate) fn write_log_start_offset(dir: &Path, offset: i64) -> Result<(), Stor
     write_atomically(dir, LOG_START_OFFSET_FILE, format!("{offset}\n").as_bytes())
 }
 
+/// What the compactor persists between runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct CleanerCheckpoint {
+    /// Offsets below this have been compacted (Kafka's cleaner checkpoint).
+    pub first_dirty_offset: i64,
+    /// Earliest delete horizon of a batch whose tombstones were kept, so
+    /// the broker knows when a run would remove them.
+    pub next_delete_horizon: Option<i64>,
+}
+
+/// Reads the cleaner checkpoint, if any.
+pub(crate) fn read_cleaner_checkpoint(
+    dir: &Path,
+) -> Result<Option<CleanerCheckpoint>, StorageError> {
+    let path = dir.join(CLEANER_CHECKPOINT_FILE);
+    let content = match fs::read_to_string(&path) {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StorageError::checkpoint(&path)(e)),
+    };
+    let mut fields = content.split_whitespace();
+    let parsed = match (fields.next(), fields.next(), fields.next(), fields.next()) {
+        (Some(CLEANER_CHECKPOINT_VERSION), Some(dirty), Some(horizon), None) => {
+            dirty.parse::<i64>().ok().zip(horizon.parse::<i64>().ok())
+        }
+        _ => None,
+    };
+    match parsed {
+        Some((first_dirty_offset, horizon)) if first_dirty_offset >= 0 => {
+            Ok(Some(CleanerCheckpoint {
+                first_dirty_offset,
+                next_delete_horizon: (horizon >= 0).then_some(horizon),
+            }))
+        }
+        _ => Err(StorageError::CorruptCheckpoint { path, content }),
+    }
+}
+
+/// Persists the cleaner checkpoint.
+pub(crate) fn write_cleaner_checkpoint(
+    dir: &Path,
+    checkpoint: CleanerCheckpoint,
+) -> Result<(), StorageError> {
+    let horizon = checkpoint.next_delete_horizon.unwrap_or(-1);
+    let content = format!(
+        "{CLEANER_CHECKPOINT_VERSION} {} {horizon}\n",
+        checkpoint.first_dirty_offset
+    );
+    write_atomically(dir, CLEANER_CHECKPOINT_FILE, content.as_bytes())
+}
+
 /// Removes a file, treating "already gone" as success.
 pub(crate) fn remove_file(path: &Path) -> Result<(), StorageError> {
     match fs::remove_file(path) {
@@ -127,6 +187,28 @@ mod tests {
         fs::write(dir.path().join(LOG_START_OFFSET_FILE), "x").unwrap();
         assert!(matches!(
             read_log_start_offset(dir.path()),
+            Err(StorageError::CorruptCheckpoint { .. })
+        ));
+    }
+
+    #[test]
+    fn cleaner_checkpoint_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(read_cleaner_checkpoint(dir.path()).unwrap(), None);
+        for horizon in [None, Some(1_234)] {
+            let checkpoint = CleanerCheckpoint {
+                first_dirty_offset: 42,
+                next_delete_horizon: horizon,
+            };
+            write_cleaner_checkpoint(dir.path(), checkpoint).unwrap();
+            assert_eq!(
+                read_cleaner_checkpoint(dir.path()).unwrap(),
+                Some(checkpoint)
+            );
+        }
+        fs::write(dir.path().join(CLEANER_CHECKPOINT_FILE), "42").unwrap();
+        assert!(matches!(
+            read_cleaner_checkpoint(dir.path()),
             Err(StorageError::CorruptCheckpoint { .. })
         ));
     }

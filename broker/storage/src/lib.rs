@@ -9,14 +9,38 @@
 //! Everything here is synchronous and knows nothing of the network: the
 //! server wraps each log in a lock, appends with `&mut`, and serves fetches
 //! through `&self`, which only does positional reads.
+//!
+//! Format decisions where Kafka leaves room:
+//! - an `.index` entry maps a batch's *base* offset to its position (Kafka
+//!   maps the last offset); both make the floor lookup land on a batch start,
+//!   and the base offset lands on the exact batch for any offset inside it;
+//! - the `.timeindex` is as sparse as the offset index (an entry at most per
+//!   `index_interval_bytes`, when the max timestamp grew) plus a final entry
+//!   on roll/close, so its size tracks the log's, not the batch count;
+//! - "offset of max timestamp" is the base offset of the batch holding it;
+//!   the server decodes that batch to find the exact record;
+//! - rolled segments are fsynced at roll time, so after a crash only the
+//!   active segment needs a CRC scan; the clean-shutdown marker skips even
+//!   that (only the last batch is checked);
+//! - producer state is rebuilt from batch headers on open (no snapshot file).
+//!
+//! Compaction (`cleanup.policy=compact`, see [`Log::compact`]) is the one
+//! place that reads records: it rewrites closed segments keeping the
+//! latest record per key, with offsets unchanged, and swaps them in through
+//! `.cleaned` and `.swap` files that recovery understands. A compacted
+//! batch keeps its base offset and `lastOffsetDelta` but holds fewer
+//! records (possibly none), so stored batches may have `recordsCount <
+//! lastOffsetDelta + 1`; produced batches never may.
 
 pub mod batch;
+mod cleaner;
 pub mod config;
 pub mod error;
 pub mod files;
 mod index;
 mod log;
 pub mod producer;
+mod records;
 mod scan;
 mod segment;
 #[cfg(test)]
@@ -57,4 +81,17 @@ pub struct ReadResult {
     pub log_start_offset: i64,
     /// Log end offset when the read was served.
     pub log_end_offset: i64,
+}
+
+/// Outcome of [`Log::compact`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CompactionStats {
+    /// Closed segments that were rewritten (several may become one).
+    pub segments_cleaned: usize,
+    /// Records removed: superseded values and expired tombstones.
+    pub records_removed: u64,
+    /// Bytes of the rewritten segments before the run.
+    pub bytes_before: u64,
+    /// Bytes of the segments that replaced them.
+    pub bytes_after: u64,
 }

@@ -237,9 +237,16 @@ mod tests {
         state.record(&first);
         assert!(matches!(
             check(&state, &header(1, 0, 9, 1, 3)),
-            Err(StorageError::OutOfOrderSequence { expected: 8, found: 9, .. })
+            Err(StorageError::OutOfOrderSequence {
+                expected: 8,
+                found: 9,
+                ..
+            })
         ));
-        assert_eq!(check(&state, &header(1, 0, 8, 1, 3)).unwrap(), SequenceCheck::Append);
+        assert_eq!(
+            check(&state, &header(1, 0, 8, 1, 3)).unwrap(),
+            SequenceCheck::Append
+        );
     }
 
     #[test]
@@ -250,7 +257,9 @@ mod tests {
         }
         // Batch 2 (seq 4..5) is still among the last five.
         match check(&state, &header(1, 0, 4, 2, -1)).unwrap() {
-            SequenceCheck::Duplicate(meta) => assert_eq!((meta.first_offset, meta.last_offset), (104, 105)),
+            SequenceCheck::Duplicate(meta) => {
+                assert_eq!((meta.first_offset, meta.last_offset), (104, 105))
+            }
             other => panic!("expected duplicate, got {other:?}"),
         }
         // Batch 0 has been forgotten: it is now just out of order.
@@ -263,20 +272,30 @@ mod tests {
         state.record(&header(1, 3, 0, 1, 0));
         assert!(matches!(
             check(&state, &header(1, 2, 1, 1, 1)),
-            Err(StorageError::InvalidProducerEpoch { current: 3, found: 2, .. })
+            Err(StorageError::InvalidProducerEpoch {
+                current: 3,
+                found: 2,
+                ..
+            })
         ));
         assert!(matches!(
             check(&state, &header(1, 4, 1, 1, 1)),
             Err(StorageError::OutOfOrderSequence { expected: 0, .. })
         ));
-        assert_eq!(check(&state, &header(1, 4, 0, 1, 1)).unwrap(), SequenceCheck::Append);
+        assert_eq!(
+            check(&state, &header(1, 4, 0, 1, 1)).unwrap(),
+            SequenceCheck::Append
+        );
     }
 
     #[test]
     fn sequence_wraps() {
         let mut state = ProducerStateManager::new();
         state.record(&header(1, 0, i32::MAX - 1, 2, 0));
-        assert_eq!(check(&state, &header(1, 0, 0, 1, 2)).unwrap(), SequenceCheck::Append);
+        assert_eq!(
+            check(&state, &header(1, 0, 0, 1, 2)).unwrap(),
+            SequenceCheck::Append
+        );
     }
 
     #[test]
@@ -287,7 +306,9 @@ mod tests {
         let next = header(1, 0, 1, 1, 1);
         append.check(&next).unwrap();
         append.record(&next);
-        assert!(append.check(&header(1, 0, 1, 1, 2)).is_ok_and(|c| c != SequenceCheck::Append));
+        assert!(append
+            .check(&header(1, 0, 1, 1, 2))
+            .is_ok_and(|c| c != SequenceCheck::Append));
         let staged = append.into_staged();
         assert_eq!(state.get(1).unwrap().batches.len(), 1);
         staged.commit(&mut state);

@@ -9,7 +9,7 @@
 use std::{fs::File, os::unix::fs::FileExt, path::Path};
 
 use crate::{
-    batch::{check_fields, BatchError, BatchHeader},
+    batch::{check_stored_fields, BatchError, BatchHeader},
     error::StorageError,
 };
 
@@ -62,7 +62,7 @@ impl<'a> BatchScanner<'a> {
         }
         let at = self.pos;
         let header = BatchHeader::parse(self.bytes(at, BatchHeader::SIZE)?)?;
-        if let Err(e) = check_fields(&header, available) {
+        if let Err(e) = check_stored_fields(&header, available) {
             return Ok(Scanned::Invalid(at, e));
         }
         self.pos += header.total_size() as u64;

@@ -58,7 +58,11 @@ pub(crate) struct Segment {
 
 impl Segment {
     /// Creates an empty active segment at `base_offset` with preallocated indexes.
-    pub(crate) fn create(dir: &Path, base_offset: i64, index_bytes: usize) -> Result<Segment, StorageError> {
+    pub(crate) fn create(
+        dir: &Path,
+        base_offset: i64,
+        index_bytes: usize,
+    ) -> Result<Segment, StorageError> {
         for ext in [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT] {
             // A stale file from a truncated-away segment must not leak in.
             remove_file(&segment_path(dir, base_offset, ext))?;
@@ -93,12 +97,15 @@ impl Segment {
         }
         if mode != OpenMode::Sealed {
             segment.activate(index_bytes)?;
+            segment.rolling_since_ms = segment.first_timestamp()?;
         }
-        segment.rolling_since_ms = segment.first_timestamp()?;
         Ok(segment)
     }
 
-    fn open_files(dir: &Path, base_offset: i64) -> Result<(Segment, (IndexState, IndexState)), StorageError> {
+    fn open_files(
+        dir: &Path,
+        base_offset: i64,
+    ) -> Result<(Segment, (IndexState, IndexState)), StorageError> {
         let log_path = segment_path(dir, base_offset, LOG_EXT);
         let log = OpenOptions::new()
             .read(true)
@@ -111,7 +118,8 @@ impl Segment {
             .metadata()
             .map_err(StorageError::read_segment(&log_path))?
             .len();
-        let (index, index_state) = OffsetIndex::open(&segment_path(dir, base_offset, INDEX_EXT), base_offset)?;
+        let (index, index_state) =
+            OffsetIndex::open(&segment_path(dir, base_offset, INDEX_EXT), base_offset)?;
         let (time_index, time_state) =
             TimeIndex::open(&segment_path(dir, base_offset, TIME_INDEX_EXT), base_offset)?;
         let segment = Segment {
@@ -161,12 +169,17 @@ impl Segment {
             }
         }
         if let Some((pos, header)) = last {
-            if check_last_crc && check_crc(scan.bytes(pos, header.total_size())?, &header).is_err() {
+            if check_last_crc && check_crc(scan.bytes(pos, header.total_size())?, &header).is_err()
+            {
                 return Ok(false);
             }
             self.next_offset = header.last_offset() + 1;
         }
-        if self.time_index.last_entry().is_some_and(|(_, o)| o >= self.next_offset) {
+        if self
+            .time_index
+            .last_entry()
+            .is_some_and(|(_, o)| o >= self.next_offset)
+        {
             return Ok(false);
         }
         self.bytes_since_index_entry = self.size - start;
@@ -185,7 +198,10 @@ impl Segment {
         self.bytes_since_index_entry = 0;
         let end = self.size;
         // The scanner borrows its own handles so the walk can update `self`.
-        let log = self.log.try_clone().map_err(StorageError::open_file(&self.log_path))?;
+        let log = self
+            .log
+            .try_clone()
+            .map_err(StorageError::open_file(&self.log_path))?;
         let path = self.log_path.clone();
         let mut scan = BatchScanner::new(&log, &path, 0, end);
         let valid_end = loop {
@@ -218,8 +234,12 @@ impl Segment {
     }
 
     fn set_log_len(&mut self, len: u64) -> Result<(), StorageError> {
-        self.log.set_len(len).map_err(StorageError::truncate(&self.log_path))?;
-        self.log.sync_all().map_err(StorageError::flush(&self.log_path))
+        self.log
+            .set_len(len)
+            .map_err(StorageError::truncate(&self.log_path))?;
+        self.log
+            .sync_all()
+            .map_err(StorageError::flush(&self.log_path))
     }
 
     /// Timestamp to measure `segment.ms` from for a segment loaded from
@@ -292,12 +312,17 @@ impl Segment {
 
     /// Finds the batch containing `offset` (or the first batch after it when
     /// `offset` falls in a gap) and returns a scanner positioned after it.
-    pub(crate) fn find_batch(&self, offset: i64) -> Result<Option<(u64, BatchHeader, BatchScanner<'_>)>, StorageError> {
+    pub(crate) fn find_batch(
+        &self,
+        offset: i64,
+    ) -> Result<Option<(u64, BatchHeader, BatchScanner<'_>)>, StorageError> {
         let (_, start) = self.index.lookup(offset);
         let mut scan = BatchScanner::new(&self.log, &self.log_path, start, self.size);
         loop {
             match scan.next_batch()? {
-                Scanned::Batch(pos, h) if h.last_offset() >= offset => return Ok(Some((pos, h, scan))),
+                Scanned::Batch(pos, h) if h.last_offset() >= offset => {
+                    return Ok(Some((pos, h, scan)))
+                }
                 Scanned::Batch(..) => {}
                 Scanned::End => return Ok(None),
                 Scanned::Invalid(position, source) => return Err(self.corrupt(position, source)),
@@ -307,8 +332,15 @@ impl Segment {
 
     /// Finds the first batch with max timestamp >= `timestamp` whose last
     /// offset is >= `min_offset`.
-    pub(crate) fn find_timestamp(&self, timestamp: i64, min_offset: i64) -> Result<Option<(u64, BatchHeader)>, StorageError> {
-        let from = self.time_index.lookup(timestamp).unwrap_or(self.base_offset);
+    pub(crate) fn find_timestamp(
+        &self,
+        timestamp: i64,
+        min_offset: i64,
+    ) -> Result<Option<(u64, BatchHeader)>, StorageError> {
+        let from = self
+            .time_index
+            .lookup(timestamp)
+            .unwrap_or(self.base_offset);
         let Some((pos, header, mut scan)) = self.find_batch(from.max(min_offset))? else {
             return Ok(None);
         };
@@ -317,7 +349,9 @@ impl Segment {
         }
         loop {
             match scan.next_batch()? {
-                Scanned::Batch(pos, h) if h.max_timestamp >= timestamp => return Ok(Some((pos, h))),
+                Scanned::Batch(pos, h) if h.max_timestamp >= timestamp => {
+                    return Ok(Some((pos, h)))
+                }
                 Scanned::Batch(..) => {}
                 Scanned::End => return Ok(None),
                 Scanned::Invalid(position, source) => return Err(self.corrupt(position, source)),
@@ -375,7 +409,9 @@ impl Segment {
 
     /// fsyncs the log and writes back the index mappings.
     pub(crate) fn flush(&self) -> Result<(), StorageError> {
-        self.log.sync_data().map_err(StorageError::flush(&self.log_path))?;
+        self.log
+            .sync_data()
+            .map_err(StorageError::flush(&self.log_path))?;
         self.index.flush()?;
         self.time_index.flush()
     }
@@ -383,7 +419,9 @@ impl Segment {
     /// Deletes the segment's files. The log is renamed to `.deleted` first so
     /// a crash midway never leaves a log without indexes that looks live.
     pub(crate) fn delete(self) -> Result<(), StorageError> {
-        let deleted = PathBuf::from(format!("{}{DELETED_SUFFIX}", self.log_path.display()));
+        let mut deleted = self.log_path.clone().into_os_string();
+        deleted.push(DELETED_SUFFIX);
+        let deleted = PathBuf::from(deleted);
         std::fs::rename(&self.log_path, &deleted).map_err(StorageError::delete(&self.log_path))?;
         let index_path = self.index.path().to_path_buf();
         let time_path = self.time_index.path().to_path_buf();

@@ -1,7 +1,15 @@
-//! Test helpers: builds valid RecordBatch v2 bytes without a record encoder.
+//! Test helpers: builds valid RecordBatch v2 bytes.
 //!
-//! The storage layer never looks inside records, so the body is filler bytes;
-//! only the header and the CRC-32C have to be right.
+//! Most of the storage layer never looks inside records, so [`batch`] fills
+//! the body with filler bytes; only the header and the CRC-32C have to be
+//! right. Compaction does read records, so [`keyed_batch`] builds real
+//! Kafka batches with keys and values through `kafka-protocol`'s encoder,
+//! and [`decode_records`] reads them back with its decoder.
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
 
 /// What to put in a test batch. `Default` is one record from a
 /// non-idempotent producer with timestamp 0 and 20 bytes of body.
@@ -76,4 +84,71 @@ pub(crate) fn idempotent(pid: i64, epoch: i16, seq: i32, records: i32) -> Vec<u8
         base_sequence: seq,
         ..BatchSpec::default()
     })
+}
+
+/// A real batch (through `kafka-protocol`'s encoder) of records with the
+/// given keys and values (`None` = null), timestamps `base_timestamp + i`,
+/// from a non-idempotent producer.
+pub(crate) fn keyed_batch(
+    records: &[(Option<&str>, Option<&str>)],
+    base_timestamp: i64,
+    compression: Compression,
+) -> Vec<u8> {
+    keyed_batch_from(records, base_timestamp, compression, (-1, -1, -1))
+}
+
+/// Like [`keyed_batch`] from producer `(id, epoch, base sequence)`.
+pub(crate) fn keyed_batch_from(
+    records: &[(Option<&str>, Option<&str>)],
+    base_timestamp: i64,
+    compression: Compression,
+    (producer_id, producer_epoch, base_sequence): (i64, i16, i32),
+) -> Vec<u8> {
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (key, value))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id,
+            producer_epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // The encoder derives the base sequence from the first record
+            // and splits batches where offset - sequence changes.
+            sequence: base_sequence.wrapping_add(i as i32),
+            timestamp: base_timestamp + i as i64,
+            key: key.map(|k| Bytes::copy_from_slice(k.as_bytes())),
+            value: value.map(|v| Bytes::copy_from_slice(v.as_bytes())),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression,
+    };
+    RecordBatchEncoder::encode(&mut buf, &records, &options).expect("encodable");
+    buf.to_vec()
+}
+
+/// A decoded record: offset, timestamp, key and value as strings.
+pub(crate) type Decoded = (i64, i64, Option<String>, Option<String>);
+
+/// Decodes whole batches with `kafka-protocol`'s decoder (which checks
+/// CRCs and decompresses).
+pub(crate) fn decode_records(bytes: &[u8]) -> Vec<Decoded> {
+    let text = |b: &Option<Bytes>| {
+        b.as_ref()
+            .map(|b| String::from_utf8(b.to_vec()).expect("utf-8"))
+    };
+    let mut buf = Bytes::copy_from_slice(bytes);
+    RecordBatchDecoder::decode_all(&mut buf)
+        .expect("decodable batches")
+        .iter()
+        .flat_map(|set| set.records.iter())
+        .map(|r| (r.offset, r.timestamp, text(&r.key), text(&r.value)))
+        .collect()
 }

@@ -65,10 +65,15 @@ impl OffsetIndex {
     }
 
     /// Records that the batch with base offset `offset` starts at `position`.
-    /// Returns false when the index is full (the entry is skipped).
+    /// Returns false when the entry is skipped: the index is full, or the
+    /// values do not fit 32 bits (the log rolls before that happens).
     pub(crate) fn append(&mut self, offset: i64, position: u64) -> bool {
-        let relative = u32::try_from(offset - self.base_offset).expect("relative offset fits u32");
-        let position = u32::try_from(position).expect("segment position fits u32");
+        let (Ok(relative), Ok(position)) = (
+            u32::try_from(offset - self.base_offset),
+            u32::try_from(position),
+        ) else {
+            return false;
+        };
         let mut entry = [0u8; ENTRY_SIZE];
         entry[..4].copy_from_slice(&relative.to_be_bytes());
         entry[4..].copy_from_slice(&position.to_be_bytes());

@@ -66,7 +66,9 @@ impl TimeIndex {
         if timestamp < 0 || self.last_entry().is_some_and(|(ts, _)| ts >= timestamp) {
             return false;
         }
-        let relative = u32::try_from(offset - self.base_offset).expect("relative offset fits u32");
+        let Ok(relative) = u32::try_from(offset - self.base_offset) else {
+            return false;
+        };
         let mut entry = [0u8; ENTRY_SIZE];
         entry[..8].copy_from_slice(&timestamp.to_be_bytes());
         entry[8..].copy_from_slice(&relative.to_be_bytes());

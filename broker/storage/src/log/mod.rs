@@ -2,12 +2,18 @@
 //!
 //! This file holds opening (with recovery), appending, rolling and flushing;
 //! `read.rs` serves fetches and lookups through `&self`, `retention.rs`
-//! removes data (retention, DeleteRecords, truncation).
+//! removes data (retention, DeleteRecords, truncation), `compact.rs` keeps
+//! the latest record per key (log compaction).
 
+mod compact;
+#[cfg(test)]
+mod compact_crash_tests;
+#[cfg(test)]
+mod compact_tests;
 mod read;
-mod retention;
 #[cfg(test)]
 mod recovery_tests;
+mod retention;
 #[cfg(test)]
 mod tests;
 
@@ -24,8 +30,8 @@ use crate::{
     config::LogConfig,
     error::StorageError,
     files::{
-        is_leftover, parse_segment_file_name, read_log_start_offset, remove_file, sync_dir,
-        write_atomically, CLEAN_SHUTDOWN_FILE, LOG_EXT,
+        is_leftover, parse_segment_file_name, read_cleaner_checkpoint, read_log_start_offset,
+        remove_file, sync_dir, write_atomically, CleanerCheckpoint, CLEAN_SHUTDOWN_FILE, LOG_EXT,
     },
     producer::{ProducerAppend, ProducerStateManager, SequenceCheck},
     scan::Scanned,
@@ -47,12 +53,19 @@ pub struct Log {
     unflushed_messages: u64,
     /// Time of the first append since the last fsync, for `flush_ms`.
     first_unflushed_ms: Option<i64>,
+    /// Compaction progress, persisted in `cleaner-offset-checkpoint`, so
+    /// the broker can tell from the dirty ratio when to compact again.
+    cleaner: CleanerCheckpoint,
+    /// Where a test wants compaction to stop as if the process died.
+    #[cfg(test)]
+    crash_point: Option<compact::CrashPoint>,
 }
 
 impl Log {
     /// Opens or creates the partition directory `dir` and recovers it.
     ///
-    /// Recovery: leftover `.deleted`/`.cleaned`/`.tmp` files and indexes
+    /// Recovery: an interrupted compaction swap (a `.swap` file) is
+    /// completed; leftover `.deleted`/`.cleaned`/`.tmp` files and indexes
     /// without a log are removed; every segment's indexes are checked and
     /// rebuilt if missing or inconsistent; the active segment is CRC-checked
     /// batch by batch and cut at the first torn or corrupt batch unless the
@@ -81,6 +94,10 @@ impl Log {
             sync_dir(dir)?;
         }
         let first_base = *segments.keys().next().expect("at least one segment");
+        let cleaner = read_cleaner_checkpoint(dir)?.unwrap_or(CleanerCheckpoint {
+            first_dirty_offset: first_base,
+            next_delete_horizon: None,
+        });
         let mut log = Log {
             dir: dir.to_path_buf(),
             config,
@@ -89,6 +106,9 @@ impl Log {
             producers: ProducerStateManager::new(),
             unflushed_messages: 0,
             first_unflushed_ms: None,
+            cleaner,
+            #[cfg(test)]
+            crash_point: None,
         };
         let start = persisted_start.unwrap_or(first_base).max(first_base);
         if start > log.log_end_offset() {
@@ -99,6 +119,7 @@ impl Log {
         }
         log.log_start_offset = start;
         log.delete_segments_below_start()?;
+        log.clamp_first_dirty_offset()?;
         log.rebuild_producer_state()?;
         if clean {
             // From now on a crash must trigger full recovery again.
@@ -166,7 +187,12 @@ impl Log {
     /// with `duplicate` set, as Kafka does. Sequence gaps fail with
     /// [`StorageError::OutOfOrderSequence`], stale epochs with
     /// [`StorageError::InvalidProducerEpoch`]; nothing is written then.
-    pub fn append(&mut self, buf: &mut [u8], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo, StorageError> {
+    pub fn append(
+        &mut self,
+        buf: &mut [u8],
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo, StorageError> {
         let mut headers = parse_batches(buf)?;
         let mut info = AppendInfo {
             first_offset: self.log_end_offset(),
@@ -181,7 +207,11 @@ impl Log {
         let mut records = 0u64;
         for header in &mut headers {
             if let SequenceCheck::Duplicate(original) = producers.check(header)? {
-                debug!(producer_id = header.producer_id, first = original.first_offset, "duplicate batch");
+                debug!(
+                    producer_id = header.producer_id,
+                    first = original.first_offset,
+                    "duplicate batch"
+                );
                 return Ok(AppendInfo {
                     first_offset: original.first_offset,
                     last_offset: original.last_offset,
@@ -242,7 +272,12 @@ impl Log {
 
     /// Seals the active segment and starts a new one at the log end offset.
     fn roll(&mut self) -> Result<(), StorageError> {
-        let next = self.log_end_offset();
+        self.roll_at(self.log_end_offset())
+    }
+
+    /// Seals the active segment and starts a new one at `next`, which is
+    /// above the log end offset only when compaction left a gap there.
+    fn roll_at(&mut self, next: i64) -> Result<(), StorageError> {
         self.active_mut().seal()?;
         let segment = Segment::create(&self.dir, next, self.config.segment_index_bytes)?;
         sync_dir(&self.dir)?;
@@ -263,9 +298,9 @@ impl Log {
     /// a periodic task should too, so a quiet partition still honours `flush_ms`.
     pub fn maybe_flush(&mut self, now_ms: i64) -> Result<(), StorageError> {
         let by_count = self.unflushed_messages >= self.config.flush_messages;
-        let by_time = self
-            .first_unflushed_ms
-            .is_some_and(|since| now_ms.saturating_sub(since).max(0) as u64 >= self.config.flush_ms);
+        let by_time = self.first_unflushed_ms.is_some_and(|since| {
+            now_ms.saturating_sub(since).max(0) as u64 >= self.config.flush_ms
+        });
         if self.unflushed_messages > 0 && (by_count || by_time) {
             self.flush()?;
         }
@@ -289,11 +324,17 @@ impl Log {
     }
 
     fn active(&self) -> &Segment {
-        self.segments.values().next_back().expect("a log always has a segment")
+        self.segments
+            .values()
+            .next_back()
+            .expect("a log always has a segment")
     }
 
     fn active_mut(&mut self) -> &mut Segment {
-        self.segments.values_mut().next_back().expect("a log always has a segment")
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("a log always has a segment")
     }
 
     /// Re-reads every batch header to rebuild idempotent producer state.
@@ -329,9 +370,12 @@ fn parse_batches(buf: &[u8]) -> Result<Vec<BatchHeader>, StorageError> {
     Ok(headers)
 }
 
-/// Lists the base offsets of the segments in `dir`, removing leftovers of
-/// interrupted operations and index files whose log is gone.
+/// Lists the base offsets of the segments in `dir`, completing interrupted
+/// compaction swaps and removing leftovers of interrupted operations and
+/// index files whose log is gone.
 fn list_segments(dir: &Path) -> Result<Vec<i64>, StorageError> {
+    // First: a `.swap` file would otherwise look like an index without a log.
+    compact::complete_interrupted_swaps(dir)?;
     let mut logs = Vec::new();
     let mut indexes = Vec::new();
     for entry in fs::read_dir(dir).map_err(StorageError::list_dir(dir))? {

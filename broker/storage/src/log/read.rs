@@ -23,6 +23,11 @@ impl Log {
     /// exclusive bound such as the high watermark) is included. `offset ==`
     /// log end offset gives empty bytes; outside `[start, end]` it is
     /// [`StorageError::OffsetOutOfRange`].
+    ///
+    /// After compaction batches may hold fewer records than their offset
+    /// range and offsets may be missing altogether: an offset in such a gap
+    /// is served from the next batch that has later records, which Kafka
+    /// clients handle by skipping to the offsets they find.
     pub fn read(
         &self,
         offset: i64,
@@ -45,7 +50,9 @@ impl Log {
         let mut len = first.total_size();
         loop {
             match scan.next_batch()? {
-                Scanned::Batch(_, h) if h.base_offset < upper_bound && len + h.total_size() <= max_bytes => {
+                Scanned::Batch(_, h)
+                    if h.base_offset < upper_bound && len + h.total_size() <= max_bytes =>
+                {
                     len += h.total_size();
                 }
                 Scanned::Batch(..) | Scanned::End => break,
@@ -62,7 +69,9 @@ impl Log {
     pub fn batch_for_timestamp(&self, timestamp: i64) -> Result<Option<Bytes>, StorageError> {
         for segment in self.segments.values() {
             let candidate = segment.next_offset() > self.log_start_offset
-                && segment.max_timestamp().is_some_and(|(max, _)| max >= timestamp);
+                && segment
+                    .max_timestamp()
+                    .is_some_and(|(max, _)| max >= timestamp);
             if !candidate {
                 continue;
             }
@@ -116,7 +125,10 @@ impl Log {
 
     /// Finds the batch containing `offset`, or the first one after it if
     /// `offset` falls in a gap between segments.
-    fn locate(&self, offset: i64) -> Result<Option<(&Segment, u64, BatchHeader, BatchScanner<'_>)>, StorageError> {
+    fn locate(
+        &self,
+        offset: i64,
+    ) -> Result<Option<(&Segment, u64, BatchHeader, BatchScanner<'_>)>, StorageError> {
         let from = self
             .segments
             .range(..=offset)

@@ -32,8 +32,15 @@ impl Log {
     /// the rest still holds at least `retention_bytes`). An expired active
     /// segment is rolled first so it can go too. Returns the number of
     /// segments deleted.
+    ///
+    /// Does nothing unless the cleanup policy includes `delete`
+    /// ([`crate::LogConfig::delete`]): a `compact`-only topic keeps every
+    /// key's latest record forever.
     pub fn apply_retention(&mut self, now_ms: i64) -> Result<usize, StorageError> {
         let mut deleted = 0;
+        if !self.config.delete {
+            return Ok(0);
+        }
         let retention_ms = self.config.retention_ms;
         if retention_ms >= 0 {
             deleted += self.delete_oldest_while(|segment| {
@@ -69,13 +76,18 @@ impl Log {
 
     /// Removes every batch at or after the one containing `offset`, so the
     /// log end offset becomes `offset` or, if `offset` falls inside a batch,
-    /// that batch's base offset. Below the log start offset the log is
+    /// that batch's base offset. In a gap that compaction left between
+    /// batches it becomes `offset` too. Below the log start offset the log is
     /// emptied and restarted at `offset`.
     pub fn truncate_to(&mut self, offset: i64) -> Result<(), StorageError> {
         if offset >= self.log_end_offset() {
             return Ok(());
         }
-        let first_base = *self.segments.keys().next().expect("a log always has a segment");
+        let first_base = *self
+            .segments
+            .keys()
+            .next()
+            .expect("a log always has a segment");
         if offset < self.log_start_offset || offset <= first_base {
             info!(dir = %self.dir.display(), offset, "truncating log fully");
             self.reset_at(offset)?;
@@ -91,15 +103,25 @@ impl Log {
             let interval = self.config.index_interval_bytes;
             let index_bytes = self.config.segment_index_bytes;
             let active = self.active_mut();
+            // In a gap left by compaction no batch holds `offset`.
+            let in_gap = active
+                .find_batch(offset)?
+                .is_none_or(|(_, header, _)| header.base_offset > offset);
             active.truncate_to(offset, interval)?;
             active.activate(index_bytes)?;
             sync_dir(&self.dir)?;
+            if in_gap && self.log_end_offset() < offset {
+                // The log still ends at `offset`, as in Kafka, so offsets
+                // consumers saw before compaction are never handed out again.
+                self.roll_at(offset)?;
+            }
             if self.log_start_offset > self.log_end_offset() {
                 // The start offset pointed into the batch just cut.
                 let end = self.log_end_offset();
                 self.set_log_start_offset(end)?;
             }
         }
+        self.clamp_first_dirty_offset()?;
         self.rebuild_producer_state()
     }
 
@@ -136,7 +158,10 @@ impl Log {
     /// Deletes the oldest segments while `doomed` says so, rolling first if
     /// that includes the active segment, then moves the log start offset to
     /// the first remaining segment.
-    fn delete_oldest_while(&mut self, mut doomed: impl FnMut(&Segment) -> bool) -> Result<usize, StorageError> {
+    fn delete_oldest_while(
+        &mut self,
+        mut doomed: impl FnMut(&Segment) -> bool,
+    ) -> Result<usize, StorageError> {
         let count = self.segments.len();
         let mut victims = 0;
         for (i, segment) in self.segments.values().enumerate() {
@@ -157,7 +182,11 @@ impl Log {
             segment.delete()?;
         }
         sync_dir(&self.dir)?;
-        let first_base = *self.segments.keys().next().expect("a log always has a segment");
+        let first_base = *self
+            .segments
+            .keys()
+            .next()
+            .expect("a log always has a segment");
         if first_base > self.log_start_offset {
             self.set_log_start_offset(first_base)?;
         }
