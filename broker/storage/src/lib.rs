@@ -52,7 +52,7 @@ pub use crate::{
     batch::{BatchError, BatchHeader},
     config::LogConfig,
     error::StorageError,
-    log::Log,
+    log::{Log, SyncHandle},
 };
 
 /// Outcome of [`Log::append`].

@@ -407,6 +407,12 @@ impl Segment {
         self.time_index.flush()
     }
 
+    /// A second handle on the log file, for fsyncing without the segment.
+    pub(crate) fn clone_log_file(&self) -> Result<(std::fs::File, PathBuf), StorageError> {
+        let file = self.log.try_clone().map_err(StorageError::flush(&self.log_path))?;
+        Ok((file, self.log_path.clone()))
+    }
+
     /// fsyncs the log and writes back the index mappings.
     pub(crate) fn flush(&self) -> Result<(), StorageError> {
         self.log

@@ -399,3 +399,17 @@ fn log_can_be_shared_between_threads() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Log>();
 }
+
+#[test]
+fn sync_handle_covers_appends_so_far_and_outlives_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), small_config()).unwrap();
+    fill(&mut log, 3);
+    let handle = log.sync_handle().unwrap();
+    assert_eq!(handle.end_offset(), log.log_end_offset());
+    // Appends after the handle was taken are not claimed by it.
+    fill(&mut log, 2);
+    assert!(handle.end_offset() < log.log_end_offset());
+    drop(log);
+    handle.sync().unwrap();
+}
