@@ -45,10 +45,3 @@ class Deadline:
 
     def expired(self):
         return time.monotonic() >= self.end
-
-
-def usage(n, text):
-    if len(sys.argv) < n + 1:
-        print(f"usage: {sys.argv[0]} {text}", file=sys.stderr)
-        sys.exit(2)
-    return sys.argv[1 : n + 1]

@@ -6,7 +6,7 @@ SCENARIO: topics | configs | partitions | delete | cluster
 
 import sys
 
-from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -138,12 +138,12 @@ def scenario_configs(bootstrap, topic):
 
     res = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[
         ConfigEntry("retention.ms", "2000", incremental_operation=AlterConfigOpType.SET),
-        ConfigEntry("cleanup.policy", "compact", incremental_operation=AlterConfigOpType.SET),
+        ConfigEntry("max.message.bytes", "300000", incremental_operation=AlterConfigOpType.SET),
     ])
     wait_all(admin.incremental_alter_configs([res], request_timeout=TIMEOUT))
     cfg = topic_configs(admin, topic)
     check_eq(cfg["retention.ms"].value, "2000", "retention.ms after incremental SET")
-    check_eq(cfg["cleanup.policy"].value, "compact", "cleanup.policy after incremental SET")
+    check_eq(cfg["max.message.bytes"].value, "300000", "max.message.bytes after incremental SET")
     check_eq(cfg["segment.ms"].value, "600000", "segment.ms must survive an incremental alter")
 
     res = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[

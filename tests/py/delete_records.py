@@ -9,7 +9,7 @@ import sys
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from common import Deadline, check, check_eq, emit, fail
+from common import Deadline, check_eq, emit, fail
 
 N = 20
 

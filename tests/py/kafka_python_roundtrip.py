@@ -22,7 +22,7 @@ def produce(bootstrap, topic, compression, start):
         linger_ms=5,
         compression_type=compression,
         request_timeout_ms=15000,
-        api_version_auto_timeout_ms=10000,
+        max_block_ms=20000,
     )
     api_version = p.config["api_version"]
     check(isinstance(api_version, tuple) and api_version >= (0, 11),
@@ -43,8 +43,7 @@ def produce(bootstrap, topic, compression, start):
 
 def consume(bootstrap, topic, total):
     c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                      auto_offset_reset="none", api_version_auto_timeout_ms=10000,
-                      request_timeout_ms=15000)
+                      auto_offset_reset="none", request_timeout_ms=15000)
     tp = TopicPartition(topic, 0)
     c.assign([tp])
     c.seek(tp, 0)

@@ -66,15 +66,14 @@ impl BrokerBuilder {
             .prefix("rivulet-test-")
             .tempdir()
             .expect("create a temporary directory");
-        let data_dir = self
-            .data_dir
-            .unwrap_or_else(|| workdir.path().join("data"));
+        let data_dir = self.data_dir.unwrap_or_else(|| workdir.path().join("data"));
         let mut last_log = String::new();
         for _ in 0..PORT_RETRIES {
+            let [kafka_port, metrics_port] = free_ports();
             let mut broker = BrokerProcess {
                 child: None,
-                kafka_port: free_port(),
-                metrics_port: free_port(),
+                kafka_port,
+                metrics_port,
                 node_id: self.node_id,
                 data_dir: data_dir.clone(),
                 configs: self.configs.clone(),
@@ -201,7 +200,10 @@ impl BrokerProcess {
 
     /// Panics with the log unless the process is still running.
     pub fn assert_alive(&mut self) {
-        let child = self.child.as_mut().expect("the broker was stopped by the test");
+        let child = self
+            .child
+            .as_mut()
+            .expect("the broker was stopped by the test");
         if let Ok(Some(status)) = child.try_wait() {
             panic!(
                 "the broker died ({status})\n{}",
@@ -376,6 +378,7 @@ fn start_marker(n: u32) -> String {
 /// flooding the test output.
 fn log_excerpt(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| format!("(no log: {e})\n"));
+    let text = strip_ansi(&text);
     let lines: Vec<&str> = text.lines().collect();
     let skip = lines.len().saturating_sub(300);
     let mut out = String::new();
@@ -389,8 +392,50 @@ fn log_excerpt(path: &Path) -> String {
     out
 }
 
+/// Removes terminal colour sequences (`ESC [ ... letter`), which make a log
+/// file hard to read in test output.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            chars.next();
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A loopback port that was free a moment ago: bind port 0, read, release.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local addr").port()
+    let [port] = free_ports();
+    port
+}
+
+/// `N` distinct loopback ports that were free a moment ago. All are held
+/// until all are picked, so the kernel cannot hand out the same one twice.
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
+        .collect();
+    std::array::from_fn(|i| listeners[i].local_addr().expect("local addr").port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_ansi;
+
+    #[test]
+    fn strips_colour_codes() {
+        assert_eq!(
+            strip_ansi("\u{1b}[2mtime\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m x"),
+            "time  INFO x"
+        );
+    }
 }

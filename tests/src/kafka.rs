@@ -24,9 +24,9 @@ use kafka_protocol::{
         metadata_request::MetadataRequestTopic,
         produce_request::{PartitionProduceData, TopicProduceData},
         produce_response::PartitionProduceResponse,
-        ApiVersionsRequest, BrokerId, CreateTopicsRequest, DescribeConfigsRequest, FetchRequest, ListOffsetsRequest,
-        MetadataRequest, MetadataResponse, ProduceRequest, RequestHeader, ResponseHeader,
-        TopicName,
+        ApiVersionsRequest, BrokerId, CreateTopicsRequest, DescribeConfigsRequest, FetchRequest,
+        ListOffsetsRequest, MetadataRequest, MetadataResponse, ProduceRequest, RequestHeader,
+        ResponseHeader, TopicName,
     },
     protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes},
     records::{
@@ -84,8 +84,10 @@ impl Msg {
 
     /// Adds a header.
     pub fn header(mut self, key: &str, value: &str) -> Msg {
-        self.headers
-            .push((key.to_string(), Some(Bytes::copy_from_slice(value.as_bytes()))));
+        self.headers.push((
+            key.to_string(),
+            Some(Bytes::copy_from_slice(value.as_bytes())),
+        ));
         self
     }
 }
@@ -175,7 +177,8 @@ impl KafkaConn {
             resp.error_code
         );
         for k in resp.api_keys {
-            conn.versions.insert(k.api_key, (k.min_version, k.max_version));
+            conn.versions
+                .insert(k.api_key, (k.min_version, k.max_version));
         }
         Ok(conn)
     }
@@ -248,14 +251,18 @@ impl KafkaConn {
     /// Reads one size-prefixed frame.
     pub fn read_frame(&mut self) -> Result<Bytes> {
         let mut len = [0u8; 4];
-        self.stream.read_exact(&mut len).context("read frame size")?;
+        self.stream
+            .read_exact(&mut len)
+            .context("read frame size")?;
         let len = i32::from_be_bytes(len);
         ensure!(
             len >= 0 && (len as usize) <= MAX_FRAME,
             "response frame size {len} out of range"
         );
         let mut buf = vec![0u8; len as usize];
-        self.stream.read_exact(&mut buf).context("read frame body")?;
+        self.stream
+            .read_exact(&mut buf)
+            .context("read frame body")?;
         Ok(Bytes::from(buf))
     }
 
@@ -454,7 +461,11 @@ impl KafkaConn {
                         .with_partition_max_bytes(16 << 20)])]);
             // v12 is the last version that names topics (v13 uses topic ids).
             let resp = self.call(&req, 12)?;
-            ensure!(resp.error_code == 0, "fetch: error code {}", resp.error_code);
+            ensure!(
+                resp.error_code == 0,
+                "fetch: error code {}",
+                resp.error_code
+            );
             let part = resp
                 .responses
                 .into_iter()

@@ -14,7 +14,10 @@ pub fn http_get(addr: &str, path: &str) -> Result<(u16, String)> {
     let mut stream = TcpStream::connect(addr).with_context(|| format!("connect to {addr}"))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     stream.set_write_timeout(Some(Duration::from_secs(10)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).context("read HTTP response")?;
     let text = String::from_utf8_lossy(&raw).into_owned();

@@ -28,6 +28,7 @@ pub struct CmdOutput {
 impl CmdOutput {
     /// Panics (showing the command, both streams and `what`) unless the
     /// command exited 0.
+    #[track_caller]
     pub fn assert_success(&self, what: &str) -> &Self {
         assert!(
             self.status.success(),

@@ -116,7 +116,11 @@ mod tests {
 
     #[test]
     fn parses_encoded_batches_and_stops_at_a_torn_tail() {
-        let mut data = encode_batch(&[Msg::new(Some("k"), "a"), Msg::new(None, "b")], Compression::None).to_vec();
+        let mut data = encode_batch(
+            &[Msg::new(Some("k"), "a"), Msg::new(None, "b")],
+            Compression::None,
+        )
+        .to_vec();
         let first = data.len();
         data.extend_from_slice(&encode_batch(&[Msg::new(None, "c")], Compression::Gzip));
         let batches = parse_batches(&data);

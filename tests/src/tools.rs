@@ -46,7 +46,10 @@ pub fn rivulet_bin() -> PathBuf {
     } else if let Some(dir) = env::var_os("CARGO_TARGET_DIR") {
         from_root(dir).join("debug").join("rivulet")
     } else {
-        workspace_root().join("target").join("debug").join("rivulet")
+        workspace_root()
+            .join("target")
+            .join("debug")
+            .join("rivulet")
     };
     assert!(
         path.is_file(),
@@ -57,12 +60,13 @@ pub fn rivulet_bin() -> PathBuf {
     path
 }
 
-/// A `rivulet` command with `--bootstrap-server` already set, for the client
-/// subcommands (`rivulet topic ...`): `rivulet_cmd(b, &["topic", "list"])`.
+/// A `rivulet` command for the client subcommands (`rivulet topic ...`)
+/// pointed at `bootstrap` through `RIVULET_BOOTSTRAP_SERVER`, so it works
+/// wherever the subcommand defines `--bootstrap-server`:
+/// `rivulet_cmd(b, &["topic", "list"])`.
 pub fn rivulet_cmd(bootstrap: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new(rivulet_bin());
-    cmd.args(args).arg("--bootstrap-server").arg(bootstrap);
-    cmd.env_remove("RIVULET_BOOTSTRAP_SERVER");
+    cmd.args(args).env("RIVULET_BOOTSTRAP_SERVER", bootstrap);
     cmd
 }
 
@@ -154,11 +158,13 @@ pub fn require_py_module(module: &str) -> bool {
 /// Runs `tests/py/<script>` with the venv's Python and `args`, waits at most
 /// [`PY_TIMEOUT`], asserts it exited 0 (showing its stderr otherwise) and
 /// returns its stdout.
+#[track_caller]
 pub fn run_py(script: &str, args: &[&str]) -> String {
     run_py_timeout(script, args, PY_TIMEOUT)
 }
 
 /// [`run_py`] with a chosen timeout.
+#[track_caller]
 pub fn run_py_timeout(script: &str, args: &[&str], timeout: Duration) -> String {
     let out = run_cmd(&mut py_command(script, args), None, timeout);
     out.assert_success(&format!("python script {script} {args:?}"));

@@ -10,6 +10,7 @@ use serde_json::Value;
 const KCAT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Runs kcat with `args` (and `stdin`), asserts success, returns stdout.
+#[track_caller]
 fn run_kcat(bootstrap: &str, args: &[&str], stdin: Option<&str>) -> String {
     let out = run_cmd(
         kcat(bootstrap).args(args),
@@ -170,7 +171,11 @@ fn consume_from_chosen_offsets() {
     let all: Vec<String> = (0..10).map(|i| format!("{i}=value-{i}")).collect();
     assert_eq!(consume(&["-o", "beginning"]), all, "-o beginning");
     assert_eq!(consume(&["-o", "6"]), all[6..].to_vec(), "-o 6");
-    assert_eq!(consume(&["-o", "-3"]), all[7..].to_vec(), "-o -3 (from end)");
+    assert_eq!(
+        consume(&["-o", "-3"]),
+        all[7..].to_vec(),
+        "-o -3 (from end)"
+    );
     assert_eq!(
         consume(&["-o", "2", "-c", "3"]),
         all[2..5].to_vec(),
@@ -199,7 +204,11 @@ fn query_offsets_for_times() {
         let spec = format!("{topic}:0:{ts}");
         queried_offset(&run_kcat(&b, &["-Q", "-t", &spec], None), &topic)
     };
-    assert_eq!(query(split), 3, "first offset at or after the gap ({split})");
+    assert_eq!(
+        query(split),
+        3,
+        "first offset at or after the gap ({split})"
+    );
     assert_eq!(query(0), 0, "first offset at or after time 0");
     assert_eq!(query(after), -1, "no offset after the last record");
 
@@ -207,8 +216,14 @@ fn query_offsets_for_times() {
     let start = format!("s@{split}");
     let out = run_kcat(
         &b,
-        &["-C", "-t", &topic, "-p", "0", "-o", &start, "-e", "-f", "%o=%s\\n"],
+        &[
+            "-C", "-t", &topic, "-p", "0", "-o", &start, "-e", "-f", "%o=%s\\n",
+        ],
         None,
     );
-    assert_eq!(out.lines().collect::<Vec<_>>(), vec!["3=3", "4=4"], "-o {start}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        vec!["3=3", "4=4"],
+        "-o {start}"
+    );
 }

@@ -38,7 +38,10 @@ pub struct ApiError {
 impl ApiError {
     /// An error with a message.
     pub fn new(code: ResponseError, message: impl Into<String>) -> Self {
-        ApiError { code, message: message.into() }
+        ApiError {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -62,27 +65,43 @@ impl Topic {
     /// Partition `index`, if it exists.
     pub fn partition(&self, index: i32) -> Option<Arc<Partition>> {
         let parts = self.partitions.read().unwrap_or_else(|e| e.into_inner());
-        usize::try_from(index).ok().and_then(|i| parts.get(i).cloned())
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| parts.get(i).cloned())
     }
 
     /// All partitions.
     pub fn partitions(&self) -> Vec<Arc<Partition>> {
-        self.partitions.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.partitions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Number of partitions.
     pub fn partition_count(&self) -> i32 {
-        self.partitions.read().unwrap_or_else(|e| e.into_inner()).len() as i32
+        self.partitions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .len() as i32
     }
 
     /// The effective config.
     pub fn config(&self) -> TopicConfig {
-        self.config.read().unwrap_or_else(|e| e.into_inner()).1.clone()
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .clone()
     }
 
     /// The overrides the user set.
     pub fn overrides(&self) -> BTreeMap<String, String> {
-        self.config.read().unwrap_or_else(|e| e.into_inner()).0.clone()
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .clone()
     }
 }
 
@@ -103,6 +122,8 @@ pub struct Broker {
     data_version: watch::Sender<u64>,
     /// The address the Kafka listener is bound to (set once listening).
     bound: Mutex<Option<(String, u16)>>,
+    /// The group coordinator (consumer groups and committed offsets).
+    pub groups: crate::group::Coordinator,
 }
 
 /// Producer ids are reserved on disk this many at a time.
@@ -138,12 +159,20 @@ pub enum OpenError {
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_millis() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_millis() as i64
 }
 
 /// Kafka's rule for topic names.
 pub fn validate_topic_name(name: &str) -> Result<(), ApiError> {
-    let bad = |why: &str| Err(ApiError::new(ResponseError::InvalidTopicException, format!("topic name `{name}` {why}")));
+    let bad = |why: &str| {
+        Err(ApiError::new(
+            ResponseError::InvalidTopicException,
+            format!("topic name `{name}` {why}"),
+        ))
+    };
     if name.is_empty() {
         return bad("is empty");
     }
@@ -153,7 +182,10 @@ pub fn validate_topic_name(name: &str) -> Result<(), ApiError> {
     if name.len() > 249 {
         return bad("is longer than 249 characters");
     }
-    if !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
         return bad("may only contain ASCII letters, digits, '.', '_' and '-'");
     }
     Ok(())
@@ -173,7 +205,10 @@ impl Broker {
             let effective = config
                 .topic_defaults
                 .with_overrides(&record.configs)
-                .map_err(|source| OpenError::TopicConfig { topic: name.clone(), source })?;
+                .map_err(|source| OpenError::TopicConfig {
+                    topic: name.clone(),
+                    source,
+                })?;
             let id = Uuid::parse_str(&record.id).unwrap_or_else(|_| Uuid::new_v4());
             let mut parts = Vec::new();
             for p in 0..record.partitions {
@@ -183,7 +218,11 @@ impl Broker {
                     effective.log_config(),
                     metrics.partition(name, p),
                 )
-                .map_err(|source| OpenError::Partition { topic: name.clone(), partition: p, source })?;
+                .map_err(|source| OpenError::Partition {
+                    topic: name.clone(),
+                    partition: p,
+                    source,
+                })?;
                 parts.push(Arc::new(partition));
             }
             let topic = Topic {
@@ -198,7 +237,12 @@ impl Broker {
         }
         remove_orphan_dirs(&config.data_dir, &meta);
         let next_pid = meta.producer_id_block_end;
+        let groups = crate::group::Coordinator::new(
+            crate::group::CoordinatorConfig::from_broker(&config),
+            metrics.groups.clone(),
+        );
         let broker = Broker {
+            groups,
             cluster_id: meta.cluster_id.clone(),
             config,
             metrics,
@@ -228,17 +272,31 @@ impl Broker {
 
     /// A topic by name.
     pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
-        self.topics.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
+        self.topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
     }
 
     /// A topic by id.
     pub fn topic_by_id(&self, id: Uuid) -> Option<Arc<Topic>> {
-        self.topics.read().unwrap_or_else(|e| e.into_inner()).values().find(|t| t.id == id).cloned()
+        self.topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .find(|t| t.id == id)
+            .cloned()
     }
 
     /// Every topic, by name.
     pub fn topics(&self) -> Vec<Arc<Topic>> {
-        self.topics.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+        self.topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// A receiver that changes whenever data is appended anywhere.
@@ -252,7 +310,11 @@ impl Broker {
     }
 
     fn refresh_partition_gauges(&self) {
-        let count: i64 = self.topics().iter().map(|t| t.partition_count() as i64).sum();
+        let count: i64 = self
+            .topics()
+            .iter()
+            .map(|t| t.partition_count() as i64)
+            .sum();
         self.metrics.partition_count.set(count);
         self.metrics.leader_count.set(count);
         self.metrics.under_replicated.set(0);
@@ -273,16 +335,33 @@ impl Broker {
         validate_only: bool,
     ) -> Result<Arc<Topic>, ApiError> {
         validate_topic_name(name)?;
-        let partitions = if partitions == -1 { self.config.num_partitions } else { partitions };
-        let rf = if replication_factor == -1 { self.config.default_replication_factor } else { replication_factor };
+        let partitions = if partitions == -1 {
+            self.config.num_partitions
+        } else {
+            partitions
+        };
+        let rf = if replication_factor == -1 {
+            self.config.default_replication_factor
+        } else {
+            replication_factor
+        };
         if partitions < 1 {
-            return Err(ApiError::new(ResponseError::InvalidPartitions, "number of partitions must be at least 1"));
+            return Err(ApiError::new(
+                ResponseError::InvalidPartitions,
+                "number of partitions must be at least 1",
+            ));
         }
         if partitions > 100_000 {
-            return Err(ApiError::new(ResponseError::InvalidPartitions, "number of partitions must be at most 100000"));
+            return Err(ApiError::new(
+                ResponseError::InvalidPartitions,
+                "number of partitions must be at most 100000",
+            ));
         }
         if rf < 1 {
-            return Err(ApiError::new(ResponseError::InvalidReplicationFactor, "replication factor must be at least 1"));
+            return Err(ApiError::new(
+                ResponseError::InvalidReplicationFactor,
+                "replication factor must be at least 1",
+            ));
         }
         if rf > 1 {
             return Err(ApiError::new(
@@ -297,9 +376,15 @@ impl Broker {
             .map_err(|e| ApiError::new(ResponseError::InvalidConfig, e.to_string()))?;
         let mut meta = self.meta.lock().unwrap_or_else(|e| e.into_inner());
         if meta.topics.contains_key(name) {
-            return Err(ApiError::new(ResponseError::TopicAlreadyExists, format!("topic `{name}` already exists")));
+            return Err(ApiError::new(
+                ResponseError::TopicAlreadyExists,
+                format!("topic `{name}` already exists"),
+            ));
         }
-        let collides = meta.topics.keys().any(|t| t != name && t.replace('.', "_") == name.replace('.', "_"));
+        let collides = meta
+            .topics
+            .keys()
+            .any(|t| t != name && t.replace('.', "_") == name.replace('.', "_"));
         if collides {
             return Err(ApiError::new(
                 ResponseError::InvalidTopicException,
@@ -320,7 +405,12 @@ impl Broker {
         let mut next = meta.clone();
         next.topics.insert(
             name.to_string(),
-            TopicRecord { id: id.to_string(), partitions, replication_factor: rf, configs: overrides.clone() },
+            TopicRecord {
+                id: id.to_string(),
+                partitions,
+                replication_factor: rf,
+                configs: overrides.clone(),
+            },
         );
         // Stale directories of an earlier topic with this name must not leak in.
         for p in 0..partitions {
@@ -337,7 +427,10 @@ impl Broker {
             config: RwLock::new((overrides, effective)),
             metrics: self.metrics.topic(name),
         });
-        self.topics.write().unwrap_or_else(|e| e.into_inner()).insert(name.to_string(), topic.clone());
+        self.topics
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), topic.clone());
         drop(meta);
         self.refresh_partition_gauges();
         tracing::info!(topic = name, partitions, "created topic");
@@ -368,16 +461,24 @@ impl Broker {
     pub fn delete_topic(&self, name: &str) -> Result<(), ApiError> {
         let mut meta = self.meta.lock().unwrap_or_else(|e| e.into_inner());
         if !meta.topics.contains_key(name) {
-            return Err(ApiError::new(ResponseError::UnknownTopicOrPartition, format!("topic `{name}` does not exist")));
+            return Err(ApiError::new(
+                ResponseError::UnknownTopicOrPartition,
+                format!("topic `{name}` does not exist"),
+            ));
         }
         let mut next = meta.clone();
         next.topics.remove(name);
         self.persist(&next)?;
         *meta = next;
-        let topic = self.topics.write().unwrap_or_else(|e| e.into_inner()).remove(name);
+        let topic = self
+            .topics
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
         drop(meta);
         if let Some(topic) = topic {
-            let parts = std::mem::take(&mut *topic.partitions.write().unwrap_or_else(|e| e.into_inner()));
+            let parts =
+                std::mem::take(&mut *topic.partitions.write().unwrap_or_else(|e| e.into_inner()));
             let count = parts.len() as i32;
             for (p, partition) in parts.into_iter().enumerate() {
                 let dir = partition_dir(&self.config.data_dir, name, p as i32);
@@ -402,19 +503,33 @@ impl Broker {
     }
 
     /// Grows a topic to `count` partitions.
-    pub fn create_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<(), ApiError> {
+    pub fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<(), ApiError> {
         let mut meta = self.meta.lock().unwrap_or_else(|e| e.into_inner());
         let Some(record) = meta.topics.get(name).cloned() else {
-            return Err(ApiError::new(ResponseError::UnknownTopicOrPartition, format!("topic `{name}` does not exist")));
+            return Err(ApiError::new(
+                ResponseError::UnknownTopicOrPartition,
+                format!("topic `{name}` does not exist"),
+            ));
         };
         if count <= record.partitions {
             return Err(ApiError::new(
                 ResponseError::InvalidPartitions,
-                format!("topic `{name}` has {} partitions; the count can only grow", record.partitions),
+                format!(
+                    "topic `{name}` has {} partitions; the count can only grow",
+                    record.partitions
+                ),
             ));
         }
         if count > 100_000 {
-            return Err(ApiError::new(ResponseError::InvalidPartitions, "number of partitions must be at most 100000"));
+            return Err(ApiError::new(
+                ResponseError::InvalidPartitions,
+                "number of partitions must be at most 100000",
+            ));
         }
         if validate_only {
             return Ok(());
@@ -425,7 +540,11 @@ impl Broker {
         self.persist(&next)?;
         *meta = next;
         let new = self.open_partitions(name, record.partitions..count, &topic.config())?;
-        topic.partitions.write().unwrap_or_else(|e| e.into_inner()).extend(new);
+        topic
+            .partitions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(new);
         drop(meta);
         self.refresh_partition_gauges();
         Ok(())
@@ -445,7 +564,10 @@ impl Broker {
             .map_err(|e| ApiError::new(ResponseError::InvalidConfig, e.to_string()))?;
         let mut meta = self.meta.lock().unwrap_or_else(|e| e.into_inner());
         if !meta.topics.contains_key(name) {
-            return Err(ApiError::new(ResponseError::UnknownTopicOrPartition, format!("topic `{name}` does not exist")));
+            return Err(ApiError::new(
+                ResponseError::UnknownTopicOrPartition,
+                format!("topic `{name}` does not exist"),
+            ));
         }
         if validate_only {
             return Ok(());
@@ -465,7 +587,10 @@ impl Broker {
     /// Hands out a fresh producer id, reserving a block on disk when needed
     /// so ids are never reused after a restart.
     pub fn allocate_producer_id(&self) -> Result<i64, ApiError> {
-        let mut next = self.next_producer_id.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = self
+            .next_producer_id
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let mut meta = self.meta.lock().unwrap_or_else(|e| e.into_inner());
         if *next >= meta.producer_id_block_end {
             let mut updated = meta.clone();
@@ -485,8 +610,36 @@ impl Broker {
             for partition in topic.partitions() {
                 match partition.housekeeping(now) {
                     Ok(0) => {}
-                    Ok(n) => tracing::info!(topic = %topic.name, partition = partition.index, segments = n, "retention deleted segments"),
-                    Err(e) => tracing::warn!(topic = %topic.name, partition = partition.index, error = %e, "retention failed"),
+                    Ok(n) => {
+                        tracing::info!(topic = %topic.name, partition = partition.index, segments = n, "retention deleted segments")
+                    }
+                    Err(e) => {
+                        tracing::warn!(topic = %topic.name, partition = partition.index, error = %e, "retention failed")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs compaction where a compacted topic has enough dirty data.
+    pub fn compaction(&self) {
+        let now = now_ms();
+        for topic in self.topics() {
+            for partition in topic.partitions() {
+                match partition.maybe_compact(now) {
+                    Ok(Some(stats)) => tracing::info!(
+                        topic = %topic.name,
+                        partition = partition.index,
+                        segments = stats.segments_cleaned,
+                        removed = stats.records_removed,
+                        bytes_before = stats.bytes_before,
+                        bytes_after = stats.bytes_after,
+                        "compacted"
+                    ),
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(topic = %topic.name, partition = partition.index, error = %e, "compaction failed")
+                    }
                 }
             }
         }
@@ -512,7 +665,8 @@ impl Broker {
     pub fn close(&self) {
         let topics = std::mem::take(&mut *self.topics.write().unwrap_or_else(|e| e.into_inner()));
         for (name, topic) in topics {
-            let parts = std::mem::take(&mut *topic.partitions.write().unwrap_or_else(|e| e.into_inner()));
+            let parts =
+                std::mem::take(&mut *topic.partitions.write().unwrap_or_else(|e| e.into_inner()));
             for partition in parts {
                 let result = match Arc::try_unwrap(partition) {
                     Ok(p) => p.close(),
@@ -529,18 +683,29 @@ impl Broker {
 /// Removes partition directories that `meta.json` does not list: leftovers of
 /// a topic whose deletion was persisted but not finished before a crash.
 fn remove_orphan_dirs(data_dir: &Path, meta: &Meta) {
-    let Ok(entries) = std::fs::read_dir(data_dir) else { return };
+    let Ok(entries) = std::fs::read_dir(data_dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if !path.is_dir() {
             continue;
         }
         let name = entry.file_name().to_string_lossy().to_string();
-        let Some((topic, partition)) = name.rsplit_once('-') else { continue };
-        let Ok(partition) = partition.parse::<i32>() else { continue };
-        let known = meta.topics.get(topic).is_some_and(|t| partition < t.partitions);
+        let Some((topic, partition)) = name.rsplit_once('-') else {
+            continue;
+        };
+        let Ok(partition) = partition.parse::<i32>() else {
+            continue;
+        };
+        let known = meta
+            .topics
+            .get(topic)
+            .is_some_and(|t| partition < t.partitions);
         let looks_like_log = std::fs::read_dir(&path)
-            .map(|mut it| it.any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "log"))))
+            .map(|mut it| {
+                it.any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "log")))
+            })
             .unwrap_or(false);
         if !known && looks_like_log {
             tracing::info!(dir = %path.display(), "removing data of a deleted topic");

@@ -34,6 +34,8 @@ pub struct BrokerConfig {
     pub default_replication_factor: i16,
     /// Kafka's `log.retention.check.interval.ms`.
     pub retention_check_interval: Duration,
+    /// Kafka's `log.cleaner.backoff.ms`: how often compacted topics are checked.
+    pub cleaner_backoff: Duration,
     /// Whether acks=all produce requests wait for an fsync of what they wrote
     /// (group commit: one fsync covers every request waiting on the partition).
     /// Rivulet's `acks.all.fsync`, default true: on a single-replica cluster
@@ -41,6 +43,23 @@ pub struct BrokerConfig {
     pub acks_all_fsync: bool,
     /// Topic config defaults from broker-level `log.*` keys.
     pub topic_defaults: TopicConfig,
+    /// Kafka's `group.initial.rebalance.delay.ms` (default 3000): how long a
+    /// new or empty group waits for more members before its first rebalance.
+    pub group_initial_rebalance_delay: Duration,
+    /// Kafka's `group.min.session.timeout.ms` (default 6000).
+    pub group_min_session_timeout: Duration,
+    /// Kafka's `group.max.session.timeout.ms` (default 1800000).
+    pub group_max_session_timeout: Duration,
+    /// Kafka's `offsets.topic.num.partitions` (default 50): partitions of
+    /// `__consumer_offsets` when it is created.
+    pub offsets_topic_partitions: i32,
+    /// Kafka's `offsets.retention.minutes` (default 10080, 7 days): how long
+    /// committed offsets of an empty group are kept.
+    pub offsets_retention: Duration,
+    /// Kafka's `offsets.retention.check.interval.ms` (default 600000).
+    pub offsets_retention_check_interval: Duration,
+    /// Kafka's `offset.metadata.max.bytes` (default 4096).
+    pub offset_metadata_max_bytes: usize,
     /// Every broker config given, for DescribeConfigs on the broker resource.
     pub raw: BTreeMap<String, String>,
 }
@@ -82,7 +101,6 @@ const ACCEPTED_IGNORED: &[&str] = &[
     "offsets.topic.replication.factor",
     "transaction.state.log.replication.factor",
     "transaction.state.log.min.isr",
-    "group.initial.rebalance.delay.ms",
     "num.recovery.threads.per.data.dir",
 ];
 
@@ -93,6 +111,12 @@ const TOPIC_DEFAULT_KEYS: &[(&str, &str)] = &[
     ("log.retention.ms", "retention.ms"),
     ("log.retention.bytes", "retention.bytes"),
     ("log.cleanup.policy", "cleanup.policy"),
+    ("log.cleaner.delete.retention.ms", "delete.retention.ms"),
+    ("log.cleaner.min.compaction.lag.ms", "min.compaction.lag.ms"),
+    (
+        "log.cleaner.min.cleanable.ratio",
+        "min.cleanable.dirty.ratio",
+    ),
     ("log.index.interval.bytes", "index.interval.bytes"),
     ("log.index.size.max.bytes", "segment.index.bytes"),
     ("log.flush.interval.messages", "flush.messages"),
@@ -124,8 +148,16 @@ impl BrokerConfig {
             num_partitions: 1,
             default_replication_factor: 1,
             retention_check_interval: Duration::from_millis(300_000),
+            cleaner_backoff: Duration::from_millis(15_000),
             acks_all_fsync: true,
             topic_defaults: TopicConfig::default(),
+            group_initial_rebalance_delay: Duration::from_millis(3000),
+            group_min_session_timeout: Duration::from_millis(6000),
+            group_max_session_timeout: Duration::from_millis(1_800_000),
+            offsets_topic_partitions: 50,
+            offsets_retention: Duration::from_secs(10_080 * 60),
+            offsets_retention_check_interval: Duration::from_millis(600_000),
+            offset_metadata_max_bytes: 4096,
             raw: BTreeMap::new(),
         };
         let mut topic_defaults = BTreeMap::new();
@@ -136,7 +168,11 @@ impl BrokerConfig {
                 reason: reason.to_string(),
             };
             if key == "log.retention.hours" || key == "log.retention.minutes" {
-                let unit: i64 = if key.ends_with("hours") { 3_600_000 } else { 60_000 };
+                let unit: i64 = if key.ends_with("hours") {
+                    3_600_000
+                } else {
+                    60_000
+                };
                 let v: i64 = value.parse().map_err(|_| invalid("not an integer"))?;
                 topic_defaults
                     .entry("retention.ms".to_string())
@@ -151,24 +187,68 @@ impl BrokerConfig {
                 "socket.request.max.bytes" => {
                     config.socket_request_max_bytes = parse_positive(value, &invalid)? as usize
                 }
-                "max.connections" => config.max_connections = parse_positive(value, &invalid)? as usize,
-                "auto.create.topics.enable" => config.auto_create_topics = parse_bool(value, &invalid)?,
+                "max.connections" => {
+                    config.max_connections = parse_positive(value, &invalid)? as usize
+                }
+                "auto.create.topics.enable" => {
+                    config.auto_create_topics = parse_bool(value, &invalid)?
+                }
                 "num.partitions" => {
                     config.num_partitions = i32::try_from(parse_positive(value, &invalid)?)
                         .map_err(|_| invalid("too large"))?
                 }
                 "default.replication.factor" => {
-                    config.default_replication_factor = i16::try_from(parse_positive(value, &invalid)?)
-                        .map_err(|_| invalid("too large"))?
+                    config.default_replication_factor =
+                        i16::try_from(parse_positive(value, &invalid)?)
+                            .map_err(|_| invalid("too large"))?
                 }
                 "log.retention.check.interval.ms" => {
                     config.retention_check_interval =
                         Duration::from_millis(parse_positive(value, &invalid)? as u64)
                 }
+                "log.cleaner.backoff.ms" => {
+                    config.cleaner_backoff =
+                        Duration::from_millis(parse_positive(value, &invalid)? as u64)
+                }
                 "acks.all.fsync" => config.acks_all_fsync = parse_bool(value, &invalid)?,
+                "group.initial.rebalance.delay.ms" => {
+                    config.group_initial_rebalance_delay =
+                        Duration::from_millis(parse_non_negative(value, &invalid)?)
+                }
+                "group.min.session.timeout.ms" => {
+                    config.group_min_session_timeout =
+                        Duration::from_millis(parse_int_ms(value, &invalid)?)
+                }
+                "group.max.session.timeout.ms" => {
+                    config.group_max_session_timeout =
+                        Duration::from_millis(parse_int_ms(value, &invalid)?)
+                }
+                "offsets.topic.num.partitions" => {
+                    config.offsets_topic_partitions =
+                        i32::try_from(parse_positive(value, &invalid)?)
+                            .map_err(|_| invalid("too large"))?
+                }
+                "offsets.retention.minutes" => {
+                    config.offsets_retention =
+                        Duration::from_secs(parse_positive(value, &invalid)? as u64 * 60)
+                }
+                "offsets.retention.check.interval.ms" => {
+                    config.offsets_retention_check_interval =
+                        Duration::from_millis(parse_positive(value, &invalid)? as u64)
+                }
+                "offset.metadata.max.bytes" => {
+                    config.offset_metadata_max_bytes = parse_non_negative(value, &invalid)? as usize
+                }
                 k if ACCEPTED_IGNORED.contains(&k) => {}
                 _ => return Err(ConfigError::UnknownKey(key.clone())),
             }
+        }
+        if config.group_min_session_timeout > config.group_max_session_timeout {
+            return Err(ConfigError::InvalidValue {
+                key: "group.min.session.timeout.ms".into(),
+                value: config.group_min_session_timeout.as_millis().to_string(),
+                reason: "must not exceed group.max.session.timeout.ms".into(),
+            });
         }
         config.topic_defaults = TopicConfig::default()
             .with_overrides(&topic_defaults)
@@ -201,6 +281,26 @@ fn parse_positive(value: &str, invalid: &dyn Fn(&str) -> ConfigError) -> Result<
     }
 }
 
+fn parse_non_negative(
+    value: &str,
+    invalid: &dyn Fn(&str) -> ConfigError,
+) -> Result<u64, ConfigError> {
+    match value.trim().parse::<i64>() {
+        Ok(v) if v >= 0 => Ok(v as u64),
+        Ok(_) => Err(invalid("must not be negative")),
+        Err(_) => Err(invalid("not an integer")),
+    }
+}
+
+/// A positive millisecond count that fits Kafka's int32 timeouts.
+fn parse_int_ms(value: &str, invalid: &dyn Fn(&str) -> ConfigError) -> Result<u64, ConfigError> {
+    let v = parse_positive(value, invalid)?;
+    if v > i64::from(i32::MAX) {
+        return Err(invalid("too large"));
+    }
+    Ok(v as u64)
+}
+
 fn parse_bool(value: &str, invalid: &dyn Fn(&str) -> ConfigError) -> Result<bool, ConfigError> {
     match value.trim() {
         "true" => Ok(true),
@@ -214,7 +314,9 @@ pub fn parse_listener(url: &str) -> Result<(String, u16), String> {
     let rest = match url.split_once("://") {
         Some((proto, rest)) if proto.eq_ignore_ascii_case("PLAINTEXT") => rest,
         Some((proto, _)) => {
-            return Err(format!("listener `{url}`: only PLAINTEXT is supported, not {proto}"))
+            return Err(format!(
+                "listener `{url}`: only PLAINTEXT is supported, not {proto}"
+            ))
         }
         None => url,
     };
@@ -225,7 +327,14 @@ pub fn parse_listener(url: &str) -> Result<(String, u16), String> {
         .parse::<u16>()
         .map_err(|_| format!("listener `{url}` has an invalid port"))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    Ok((if host.is_empty() { "0.0.0.0".to_string() } else { host.to_string() }, port))
+    Ok((
+        if host.is_empty() {
+            "0.0.0.0".to_string()
+        } else {
+            host.to_string()
+        },
+        port,
+    ))
 }
 
 #[cfg(test)]
@@ -239,20 +348,29 @@ mod tests {
             None,
             PathBuf::from("/tmp/x"),
             None,
-            raw.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            raw.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         )
     }
 
     #[test]
     fn log_keys_become_topic_defaults() {
-        let c = build(&[("log.segment.bytes", "1048576"), ("log.retention.hours", "2")]).unwrap();
+        let c = build(&[
+            ("log.segment.bytes", "1048576"),
+            ("log.retention.hours", "2"),
+        ])
+        .unwrap();
         assert_eq!(c.topic_defaults.segment_bytes, 1_048_576);
         assert_eq!(c.topic_defaults.retention_ms, 7_200_000);
     }
 
     #[test]
     fn unknown_and_invalid_keys_are_refused() {
-        assert!(matches!(build(&[("no.such.key", "1")]), Err(ConfigError::UnknownKey(_))));
+        assert!(matches!(
+            build(&[("no.such.key", "1")]),
+            Err(ConfigError::UnknownKey(_))
+        ));
         assert!(matches!(
             build(&[("num.partitions", "zero")]),
             Err(ConfigError::InvalidValue { .. })
@@ -264,9 +382,35 @@ mod tests {
     }
 
     #[test]
+    fn group_keys_are_typed() {
+        let c = build(&[]).unwrap();
+        assert_eq!(c.group_initial_rebalance_delay, Duration::from_millis(3000));
+        assert_eq!(c.offsets_topic_partitions, 50);
+        let c = build(&[
+            ("group.initial.rebalance.delay.ms", "0"),
+            ("group.min.session.timeout.ms", "1000"),
+            ("offsets.topic.num.partitions", "3"),
+            ("offsets.retention.minutes", "2"),
+        ])
+        .unwrap();
+        assert_eq!(c.group_initial_rebalance_delay, Duration::ZERO);
+        assert_eq!(c.group_min_session_timeout, Duration::from_millis(1000));
+        assert_eq!(c.offsets_topic_partitions, 3);
+        assert_eq!(c.offsets_retention, Duration::from_secs(120));
+        assert!(build(&[("group.min.session.timeout.ms", "2000000")]).is_err());
+        assert!(build(&[("group.initial.rebalance.delay.ms", "-1")]).is_err());
+    }
+
+    #[test]
     fn listeners_parse() {
-        assert_eq!(parse_listener("PLAINTEXT://127.0.0.1:9092").unwrap(), ("127.0.0.1".into(), 9092));
-        assert_eq!(parse_listener("PLAINTEXT://:9092").unwrap(), ("0.0.0.0".into(), 9092));
+        assert_eq!(
+            parse_listener("PLAINTEXT://127.0.0.1:9092").unwrap(),
+            ("127.0.0.1".into(), 9092)
+        );
+        assert_eq!(
+            parse_listener("PLAINTEXT://:9092").unwrap(),
+            ("0.0.0.0".into(), 9092)
+        );
         assert!(parse_listener("SSL://x:1").is_err());
         assert!(parse_listener("PLAINTEXT://x").is_err());
     }

@@ -48,7 +48,11 @@ impl ConnectionError {
 
 /// Serves one connection until the peer closes it, it misbehaves, or
 /// `shutdown` fires (then the request in progress is finished first).
-pub async fn serve(broker: Arc<Broker>, stream: TcpStream, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+pub async fn serve(
+    broker: Arc<Broker>,
+    stream: TcpStream,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
     let peer = stream.peer_addr().ok();
     let _ = stream.set_nodelay(true);
     let (mut reader, writer) = stream.into_split();
@@ -67,7 +71,7 @@ pub async fn serve(broker: Arc<Broker>, stream: TcpStream, mut shutdown: tokio::
                 break;
             }
         };
-        match handle_frame(&broker, frame.freeze()).await {
+        match handle_frame(&broker, frame.freeze(), peer.map(|p| p.ip())).await {
             Ok(Some(bytes)) => {
                 if let Err(e) = writer.write_all(&bytes).await {
                     close(&broker, peer, ConnectionError::Write(e));
@@ -89,19 +93,29 @@ pub async fn serve(broker: Arc<Broker>, stream: TcpStream, mut shutdown: tokio::
 }
 
 fn close(broker: &Broker, peer: Option<std::net::SocketAddr>, e: ConnectionError) {
-    broker.metrics.request_errors.with_label_values(&[e.label()]).inc();
+    broker
+        .metrics
+        .request_errors
+        .with_label_values(&[e.label()])
+        .inc();
     tracing::info!(peer = ?peer, error = %e, "closing connection");
 }
 
 /// Decodes, handles and encodes one request; `Ok(None)` when Kafka sends
 /// no response (acks=0).
-async fn handle_frame(broker: &Broker, frame: bytes::Bytes) -> Result<Option<bytes::Bytes>, ConnectionError> {
+async fn handle_frame(
+    broker: &Broker,
+    frame: bytes::Bytes,
+    peer: Option<std::net::IpAddr>,
+) -> Result<Option<bytes::Bytes>, ConnectionError> {
     let started = Instant::now();
-    let info = peek_header(&frame).ok_or_else(|| ConnectionError::Request("frame too short for a request header".into()))?;
+    let info = peek_header(&frame)
+        .ok_or_else(|| ConnectionError::Request("frame too short for a request header".into()))?;
     let api_key = ApiKey::try_from(info.api_key)
         .map_err(|_| ConnectionError::Request(format!("unknown api key {}", info.api_key)))?;
     let supported = handlers::supported_versions(api_key);
-    let in_range = supported.is_some_and(|r| info.api_version >= r.min && info.api_version <= r.max);
+    let in_range =
+        supported.is_some_and(|r| info.api_version >= r.min && info.api_version <= r.max);
     if !in_range {
         if api_key == ApiKey::ApiVersions {
             // KIP-511: answer a too-new ApiVersions in v0 so the client can retry.
@@ -113,13 +127,15 @@ async fn handle_frame(broker: &Broker, frame: bytes::Bytes) -> Result<Option<byt
         return Err(ConnectionError::Request(format!(
             "{api_key:?} v{} is not supported (supported: {})",
             info.api_version,
-            supported.map(|r| r.to_string()).unwrap_or_else(|| "none".into())
+            supported
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "none".into())
         )));
     }
     let request = decode_request(frame).map_err(|e| ConnectionError::Request(e.to_string()))?;
     let name = api_name(api_key);
     broker.metrics.requests.with_label_values(&[name]).inc();
-    let response = handlers::dispatch(broker, &request.header, request.body).await;
+    let response = handlers::dispatch(broker, &request.header, request.body, peer).await;
     let encoded = match response {
         Some(body) => Some(
             encode_response(info.correlation_id, api_key, info.api_version, &body)
@@ -127,7 +143,11 @@ async fn handle_frame(broker: &Broker, frame: bytes::Bytes) -> Result<Option<byt
         ),
         None => None,
     };
-    broker.metrics.request_time.with_label_values(&[name]).observe(started.elapsed().as_secs_f64());
+    broker
+        .metrics
+        .request_time
+        .with_label_values(&[name])
+        .observe(started.elapsed().as_secs_f64());
     Ok(encoded)
 }
 
@@ -148,6 +168,17 @@ fn api_name(key: ApiKey) -> &'static str {
         ApiKey::DeleteRecords => "DeleteRecords",
         ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
         ApiKey::DescribeCluster => "DescribeCluster",
+        ApiKey::FindCoordinator => "FindCoordinator",
+        ApiKey::JoinGroup => "JoinGroup",
+        ApiKey::SyncGroup => "SyncGroup",
+        ApiKey::Heartbeat => "Heartbeat",
+        ApiKey::LeaveGroup => "LeaveGroup",
+        ApiKey::OffsetCommit => "OffsetCommit",
+        ApiKey::OffsetFetch => "OffsetFetch",
+        ApiKey::ListGroups => "ListGroups",
+        ApiKey::DescribeGroups => "DescribeGroups",
+        ApiKey::DeleteGroups => "DeleteGroups",
+        ApiKey::OffsetDelete => "OffsetDelete",
         _ => "Other",
     }
 }

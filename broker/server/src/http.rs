@@ -11,7 +11,11 @@ use tokio::net::TcpListener;
 use crate::broker::Broker;
 
 /// Serves `/metrics` on `listener` until `shutdown` fires.
-pub async fn serve(broker: Arc<Broker>, listener: TcpListener, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+pub async fn serve(
+    broker: Arc<Broker>,
+    listener: TcpListener,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -29,13 +33,16 @@ pub async fn serve(broker: Arc<Broker>, listener: TcpListener, mut shutdown: tok
                 let broker = broker.clone();
                 async move { Ok::<_, Infallible>(respond(&broker, req.uri().path())) }
             });
-            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
 }
 
 fn respond(broker: &Broker, path: &str) -> Response<Full<Bytes>> {
     if path == "/metrics" {
+        broker.groups.refresh_metrics(broker);
         Response::builder()
             .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
             .body(Full::new(Bytes::from(broker.metrics.render())))

@@ -10,6 +10,7 @@ pub mod broker;
 pub mod cli;
 pub mod config;
 pub mod connection;
+pub mod group;
 pub mod handlers;
 pub mod http;
 pub mod meta_store;

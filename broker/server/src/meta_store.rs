@@ -83,14 +83,23 @@ const CURRENT_VERSION: u32 = 1;
 /// Loads the metadata of `dir`, or creates it for a fresh directory.
 pub fn load_or_create(dir: &Path, node_id: i32) -> Result<Meta, MetaError> {
     let path = dir.join(FILE);
-    let io = |op, source| MetaError::Io { op, path: path.clone(), source };
+    let io = |op, source| MetaError::Io {
+        op,
+        path: path.clone(),
+        source,
+    };
     fs::create_dir_all(dir).map_err(|e| io("create directory for", e))?;
     match fs::read(&path) {
         Ok(bytes) => {
-            let meta: Meta = serde_json::from_slice(&bytes)
-                .map_err(|source| MetaError::Parse { path: path.clone(), source })?;
+            let meta: Meta = serde_json::from_slice(&bytes).map_err(|source| MetaError::Parse {
+                path: path.clone(),
+                source,
+            })?;
             if meta.node_id != node_id {
-                return Err(MetaError::NodeIdMismatch { expected: node_id, found: meta.node_id });
+                return Err(MetaError::NodeIdMismatch {
+                    expected: node_id,
+                    found: meta.node_id,
+                });
             }
             Ok(meta)
         }
@@ -113,13 +122,19 @@ pub fn load_or_create(dir: &Path, node_id: i32) -> Result<Meta, MetaError> {
 pub fn save(dir: &Path, meta: &Meta) -> Result<(), MetaError> {
     let path = dir.join(FILE);
     let tmp = dir.join("meta.json.tmp");
-    let io = |op, source| MetaError::Io { op, path: path.clone(), source };
+    let io = |op, source| MetaError::Io {
+        op,
+        path: path.clone(),
+        source,
+    };
     let bytes = serde_json::to_vec_pretty(meta).expect("metadata always serializes");
     let mut file = File::create(&tmp).map_err(|e| io("create", e))?;
     file.write_all(&bytes).map_err(|e| io("write", e))?;
     file.sync_all().map_err(|e| io("fsync", e))?;
     fs::rename(&tmp, &path).map_err(|e| io("rename", e))?;
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io("fsync directory of", e))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io("fsync directory of", e))?;
     Ok(())
 }
 
@@ -148,17 +163,28 @@ mod tests {
         assert_eq!(meta.cluster_id.len(), 22);
         meta.topics.insert(
             "t".into(),
-            TopicRecord { id: "x".into(), partitions: 2, replication_factor: 1, configs: BTreeMap::new() },
+            TopicRecord {
+                id: "x".into(),
+                partitions: 2,
+                replication_factor: 1,
+                configs: BTreeMap::new(),
+            },
         );
         save(dir.path(), &meta).unwrap();
         assert_eq!(load_or_create(dir.path(), 3).unwrap(), meta);
-        assert!(matches!(load_or_create(dir.path(), 4), Err(MetaError::NodeIdMismatch { .. })));
+        assert!(matches!(
+            load_or_create(dir.path(), 4),
+            Err(MetaError::NodeIdMismatch { .. })
+        ));
     }
 
     #[test]
     fn garbage_is_a_parse_error_not_a_panic() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join(FILE), b"{not json").unwrap();
-        assert!(matches!(load_or_create(dir.path(), 0), Err(MetaError::Parse { .. })));
+        assert!(matches!(
+            load_or_create(dir.path(), 0),
+            Err(MetaError::Parse { .. })
+        ));
     }
 }

@@ -40,6 +40,71 @@ pub struct Metrics {
     pub under_replicated: IntGauge,
     /// 1 on the active controller.
     pub active_controller: IntGauge,
+    /// The group coordinator's families.
+    pub groups: GroupMetrics,
+}
+
+/// The group coordinator's metric families.
+#[derive(Clone)]
+pub struct GroupMetrics {
+    /// `kafka_coordinator_group_groupmetadatamanager_numgroups{state}`.
+    pub groups: IntGaugeVec,
+    /// `kafka_coordinator_group_groupmetadatamanager_numoffsets`.
+    pub offsets: IntGauge,
+    /// `kafka_server_group_coordinator_metrics_group_completed_rebalance_total`.
+    pub rebalances: IntCounter,
+    /// `kafka_server_group_coordinator_metrics_offset_commit_total`.
+    pub offset_commits: IntCounter,
+    /// `kafka_consumergroup_lag{consumergroup,topic,partition}` (as kafka_exporter names it).
+    pub lag: IntGaugeVec,
+    /// `kafka_consumergroup_current_offset{consumergroup,topic,partition}`.
+    pub committed: IntGaugeVec,
+}
+
+impl GroupMetrics {
+    fn register(r: &Registry) -> Self {
+        let gtp = &["consumergroup", "topic", "partition"];
+        let plain_counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("valid metric");
+            r.register(Box::new(c.clone())).expect("unique metric");
+            c
+        };
+        let rebalances = plain_counter(
+            "kafka_server_group_coordinator_metrics_group_completed_rebalance_total",
+            "Rebalances completed by groups this broker coordinates",
+        );
+        let offset_commits = plain_counter(
+            "kafka_server_group_coordinator_metrics_offset_commit_total",
+            "Partition offsets committed to this coordinator",
+        );
+        GroupMetrics {
+            groups: gauge_vec(
+                r,
+                "kafka_coordinator_group_groupmetadatamanager_numgroups",
+                "Consumer groups this broker coordinates, by state",
+                &["state"],
+            ),
+            offsets: gauge(
+                r,
+                "kafka_coordinator_group_groupmetadatamanager_numoffsets",
+                "Committed offsets this broker holds",
+            ),
+            rebalances,
+            offset_commits,
+            lag: gauge_vec(
+                r,
+                "kafka_consumergroup_lag",
+                "Log end offset minus the group's committed offset",
+                gtp,
+            ),
+            committed: gauge_vec(
+                r,
+                "kafka_consumergroup_current_offset",
+                "The group's committed offset",
+                gtp,
+            ),
+        }
+    }
 }
 
 /// Per-topic handles.
@@ -76,19 +141,25 @@ pub struct PartitionMetrics {
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-    registry.register(Box::new(c.clone())).expect("unique metric");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("unique metric");
     c
 }
 
 fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-    registry.register(Box::new(g.clone())).expect("unique metric");
+    registry
+        .register(Box::new(g.clone()))
+        .expect("unique metric");
     g
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     let g = IntGauge::new(name, help).expect("valid metric");
-    registry.register(Box::new(g.clone())).expect("unique metric");
+    registry
+        .register(Box::new(g.clone()))
+        .expect("unique metric");
     g
 }
 
@@ -103,11 +174,15 @@ impl Metrics {
                 "kafka_network_requestmetrics_totaltime_seconds",
                 "Time from request arrival to response, by API",
             )
-            .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ]),
             &["request"],
         )
         .expect("valid metric");
-        r.register(Box::new(request_time.clone())).expect("unique metric");
+        r.register(Box::new(request_time.clone()))
+            .expect("unique metric");
         let active_controller = gauge(
             &r,
             "kafka_controller_kafkacontroller_activecontrollercount",
@@ -115,25 +190,107 @@ impl Metrics {
         );
         active_controller.set(1);
         Metrics {
-            bytes_in: counter(&r, "kafka_server_brokertopicmetrics_bytesin_total", "Bytes produced to the topic", t),
-            bytes_out: counter(&r, "kafka_server_brokertopicmetrics_bytesout_total", "Bytes fetched from the topic", t),
-            messages_in: counter(&r, "kafka_server_brokertopicmetrics_messagesin_total", "Records produced to the topic", t),
-            produce_requests: counter(&r, "kafka_server_brokertopicmetrics_totalproducerequests_total", "Produce requests for the topic", t),
-            failed_produce_requests: counter(&r, "kafka_server_brokertopicmetrics_failedproducerequests_total", "Produce requests for the topic that failed", t),
-            fetch_requests: counter(&r, "kafka_server_brokertopicmetrics_totalfetchrequests_total", "Fetch requests for the topic", t),
-            failed_fetch_requests: counter(&r, "kafka_server_brokertopicmetrics_failedfetchrequests_total", "Fetch requests for the topic that failed", t),
-            log_size: gauge_vec(&r, "kafka_log_log_size", "Bytes on disk of the partition's log", tp),
-            log_start_offset: gauge_vec(&r, "kafka_log_log_logstartoffset", "First offset of the partition", tp),
-            log_end_offset: gauge_vec(&r, "kafka_log_log_logendoffset", "Next offset of the partition", tp),
-            segments: gauge_vec(&r, "kafka_log_log_numlogsegments", "Segments of the partition", tp),
-            requests: counter(&r, "kafka_network_requestmetrics_requests_total", "Requests handled, by API", &["request"]),
-            request_errors: counter(&r, "kafka_network_requestmetrics_errors_total", "Requests answered by closing the connection, by reason", &["error"]),
+            bytes_in: counter(
+                &r,
+                "kafka_server_brokertopicmetrics_bytesin_total",
+                "Bytes produced to the topic",
+                t,
+            ),
+            bytes_out: counter(
+                &r,
+                "kafka_server_brokertopicmetrics_bytesout_total",
+                "Bytes fetched from the topic",
+                t,
+            ),
+            messages_in: counter(
+                &r,
+                "kafka_server_brokertopicmetrics_messagesin_total",
+                "Records produced to the topic",
+                t,
+            ),
+            produce_requests: counter(
+                &r,
+                "kafka_server_brokertopicmetrics_totalproducerequests_total",
+                "Produce requests for the topic",
+                t,
+            ),
+            failed_produce_requests: counter(
+                &r,
+                "kafka_server_brokertopicmetrics_failedproducerequests_total",
+                "Produce requests for the topic that failed",
+                t,
+            ),
+            fetch_requests: counter(
+                &r,
+                "kafka_server_brokertopicmetrics_totalfetchrequests_total",
+                "Fetch requests for the topic",
+                t,
+            ),
+            failed_fetch_requests: counter(
+                &r,
+                "kafka_server_brokertopicmetrics_failedfetchrequests_total",
+                "Fetch requests for the topic that failed",
+                t,
+            ),
+            log_size: gauge_vec(
+                &r,
+                "kafka_log_log_size",
+                "Bytes on disk of the partition's log",
+                tp,
+            ),
+            log_start_offset: gauge_vec(
+                &r,
+                "kafka_log_log_logstartoffset",
+                "First offset of the partition",
+                tp,
+            ),
+            log_end_offset: gauge_vec(
+                &r,
+                "kafka_log_log_logendoffset",
+                "Next offset of the partition",
+                tp,
+            ),
+            segments: gauge_vec(
+                &r,
+                "kafka_log_log_numlogsegments",
+                "Segments of the partition",
+                tp,
+            ),
+            requests: counter(
+                &r,
+                "kafka_network_requestmetrics_requests_total",
+                "Requests handled, by API",
+                &["request"],
+            ),
+            request_errors: counter(
+                &r,
+                "kafka_network_requestmetrics_errors_total",
+                "Requests answered by closing the connection, by reason",
+                &["error"],
+            ),
             request_time,
-            connections: gauge(&r, "kafka_server_socketservermetrics_connection_count", "Open client connections"),
-            partition_count: gauge(&r, "kafka_server_replicamanager_partitioncount", "Partitions on this broker"),
-            leader_count: gauge(&r, "kafka_server_replicamanager_leadercount", "Partitions this broker leads"),
-            under_replicated: gauge(&r, "kafka_server_replicamanager_underreplicatedpartitions", "Partitions with fewer in-sync replicas than replicas"),
+            connections: gauge(
+                &r,
+                "kafka_server_socketservermetrics_connections",
+                "Open client connections",
+            ),
+            partition_count: gauge(
+                &r,
+                "kafka_server_replicamanager_partitioncount",
+                "Partitions on this broker",
+            ),
+            leader_count: gauge(
+                &r,
+                "kafka_server_replicamanager_leadercount",
+                "Partitions this broker leads",
+            ),
+            under_replicated: gauge(
+                &r,
+                "kafka_server_replicamanager_underreplicatedpartitions",
+                "Partitions with fewer in-sync replicas than replicas",
+            ),
             active_controller,
+            groups: GroupMetrics::register(&r),
             registry: r,
         }
     }
@@ -177,7 +334,12 @@ impl Metrics {
         }
         for p in 0..partitions {
             let p = p.to_string();
-            for vec in [&self.log_size, &self.log_start_offset, &self.log_end_offset, &self.segments] {
+            for vec in [
+                &self.log_size,
+                &self.log_start_offset,
+                &self.log_end_offset,
+                &self.segments,
+            ] {
                 let _ = vec.remove_label_values(&[topic, &p]);
             }
         }

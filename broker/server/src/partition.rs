@@ -31,7 +31,12 @@ pub struct Partition {
 
 impl Partition {
     /// Opens (recovering if needed) the log in `dir`.
-    pub fn open(index: i32, dir: &Path, config: LogConfig, metrics: PartitionMetrics) -> Result<Self, StorageError> {
+    pub fn open(
+        index: i32,
+        dir: &Path,
+        config: LogConfig,
+        metrics: PartitionMetrics,
+    ) -> Result<Self, StorageError> {
         let log = Log::open(dir, config)?;
         let partition = Partition {
             index,
@@ -67,7 +72,12 @@ impl Partition {
     }
 
     /// Whole batches from `offset`, up to the high watermark.
-    pub fn read(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<ReadResult, StorageError> {
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+    ) -> Result<ReadResult, StorageError> {
         let log = self.read_log();
         let hw = log.log_end_offset();
         log.read(offset, max_bytes, hw, min_one)
@@ -89,12 +99,13 @@ impl Partition {
         if self.flushed_to.load(Ordering::Acquire) >= offset {
             return Ok(());
         }
-        let end = tokio::task::block_in_place(|| -> Result<i64, StorageError> {
-            let mut log = self.write_log();
-            let end = log.log_end_offset();
-            log.flush()?;
-            Ok(end)
-        })?;
+        // Only the handle is taken under the lock: appends continue during
+        // the fsync, and the next waiter's fsync covers them all.
+        let handle = self.read_log().sync_handle()?;
+        let end = handle.end_offset();
+        tokio::task::spawn_blocking(move || handle.sync())
+            .await
+            .expect("fsync does not panic")?;
         self.flushed_to.fetch_max(end, Ordering::AcqRel);
         Ok(())
     }
@@ -108,6 +119,25 @@ impl Partition {
         Ok(deleted)
     }
 
+    /// Compacts the log if its policy includes `compact` and enough of it is
+    /// dirty. Only records below the high watermark decide what is removed.
+    pub fn maybe_compact(
+        &self,
+        now_ms: i64,
+    ) -> Result<Option<rivulet_storage::CompactionStats>, StorageError> {
+        {
+            let log = self.read_log();
+            if !log.config().compact || !log.needs_compaction(now_ms) {
+                return Ok(None);
+            }
+        }
+        let mut log = self.write_log();
+        let hw = log.log_end_offset();
+        let stats = log.compact_below(now_ms, hw)?;
+        self.update_gauges(&log);
+        Ok(Some(stats))
+    }
+
     /// Refreshes the per-partition gauges from the log.
     pub fn update_gauges(&self, log: &Log) {
         self.metrics.size.set(log.size_bytes() as i64);
@@ -118,11 +148,17 @@ impl Partition {
 
     /// Flushes and closes the log (clean shutdown).
     pub fn close(self) -> Result<(), StorageError> {
-        self.log.into_inner().unwrap_or_else(|e| e.into_inner()).close()
+        self.log
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner())
+            .close()
     }
 
     /// Removes the log from disk (topic deletion).
     pub fn delete(self) -> Result<(), StorageError> {
-        self.log.into_inner().unwrap_or_else(|e| e.into_inner()).delete()
+        self.log
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner())
+            .delete()
     }
 }

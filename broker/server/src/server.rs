@@ -8,7 +8,11 @@
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
-use tokio::{net::TcpListener, sync::{watch, Semaphore}, task::JoinSet};
+use tokio::{
+    net::TcpListener,
+    sync::{watch, Semaphore},
+    task::JoinSet,
+};
 
 use crate::{broker::Broker, config::BrokerConfig, connection, http};
 
@@ -57,7 +61,11 @@ pub async fn run(
         .expect("opening the broker does not panic")?;
     let listener = TcpListener::bind(listener_addr)
         .await
-        .map_err(|source| ServerError::Bind { what: "Kafka listener", addr: listener_addr, source })?;
+        .map_err(|source| ServerError::Bind {
+            what: "Kafka listener",
+            addr: listener_addr,
+            source,
+        })?;
     let kafka = listener.local_addr().expect("bound socket has an address");
     broker.set_bound(broker.config.advertised_endpoint(kafka));
 
@@ -65,15 +73,18 @@ pub async fn run(
     let mut background = JoinSet::new();
     let metrics = match metrics_addr {
         Some(addr) => {
-            let (l, local) = http::bind(addr)
-                .await
-                .map_err(|source| ServerError::Bind { what: "metrics endpoint", addr, source })?;
+            let (l, local) = http::bind(addr).await.map_err(|source| ServerError::Bind {
+                what: "metrics endpoint",
+                addr,
+                source,
+            })?;
             background.spawn(http::serve(broker.clone(), l, stop_rx.clone()));
             Some(local)
         }
         None => None,
     };
     background.spawn(housekeeping(broker.clone(), stop_rx.clone()));
+    background.spawn(crate::group::run(broker.clone(), stop_rx.clone()));
     on_ready(&Bound { kafka, metrics });
 
     let limit = Arc::new(Semaphore::new(broker.config.max_connections));
@@ -111,7 +122,10 @@ pub async fn run(
     tracing::info!("shutting down: finishing in-flight requests");
     drop(listener);
     let _ = stop_tx.send(true);
-    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async { while connections.join_next().await.is_some() {} }).await;
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
     if drained.is_err() {
         tracing::warn!("connections still busy after {DRAIN_TIMEOUT:?}; closing anyway");
         connections.abort_all();
@@ -125,12 +139,15 @@ pub async fn run(
     Ok(())
 }
 
-/// Retention and rolling every `log.retention.check.interval.ms`, and the
+/// Retention and rolling every `log.retention.check.interval.ms`,
+/// compaction every `log.cleaner.backoff.ms`, and the
 /// time-based flush policy (`flush.ms`) checked every second, so a quiet
 /// partition is flushed on time too.
 async fn housekeeping(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
     let mut retention = tokio::time::interval(broker.config.retention_check_interval);
     retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut cleaner = tokio::time::interval(broker.config.cleaner_backoff);
+    cleaner.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut flush = tokio::time::interval(Duration::from_secs(1));
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -138,6 +155,10 @@ async fn housekeeping(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
             _ = retention.tick() => {
                 let b = broker.clone();
                 let _ = tokio::task::spawn_blocking(move || b.housekeeping()).await;
+            }
+            _ = cleaner.tick() => {
+                let b = broker.clone();
+                let _ = tokio::task::spawn_blocking(move || b.compaction()).await;
             }
             _ = flush.tick() => {
                 let b = broker.clone();

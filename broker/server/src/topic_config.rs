@@ -37,13 +37,16 @@ pub struct KeySpec {
 
 /// Every topic config key Rivulet accepts.
 pub const KEYS: &[KeySpec] = &[
-    KeySpec { name: "cleanup.policy", kind: ConfigType::List, doc: "delete: old segments are removed by retention" },
+    KeySpec { name: "cleanup.policy", kind: ConfigType::List, doc: "delete: old segments are removed by retention; compact: only the latest record per key is kept" },
     KeySpec { name: "compression.type", kind: ConfigType::String, doc: "producer: batches are stored as the producer compressed them" },
+    KeySpec { name: "delete.retention.ms", kind: ConfigType::Long, doc: "how long tombstones survive compaction" },
     KeySpec { name: "flush.messages", kind: ConfigType::Long, doc: "fsync after this many messages" },
     KeySpec { name: "flush.ms", kind: ConfigType::Long, doc: "fsync at least this often (ms)" },
     KeySpec { name: "index.interval.bytes", kind: ConfigType::Int, doc: "bytes of log between offset index entries" },
     KeySpec { name: "max.message.bytes", kind: ConfigType::Int, doc: "largest record batch accepted" },
     KeySpec { name: "message.timestamp.type", kind: ConfigType::String, doc: "CreateTime: timestamps are the producer's" },
+    KeySpec { name: "min.cleanable.dirty.ratio", kind: ConfigType::String, doc: "share of uncompacted log that triggers compaction" },
+    KeySpec { name: "min.compaction.lag.ms", kind: ConfigType::Long, doc: "records younger than this are not compacted" },
     KeySpec { name: "min.insync.replicas", kind: ConfigType::Int, doc: "replicas that must have an acks=all write" },
     KeySpec { name: "retention.bytes", kind: ConfigType::Long, doc: "partition size above which old segments are deleted (-1: no limit)" },
     KeySpec { name: "retention.ms", kind: ConfigType::Long, doc: "age after which segments are deleted (-1: forever)" },
@@ -96,6 +99,16 @@ pub struct TopicConfig {
     pub min_insync_replicas: i64,
     /// `unclean.leader.election.enable`.
     pub unclean_leader_election: bool,
+    /// `cleanup.policy` contains `delete` (retention removes old segments).
+    pub cleanup_delete: bool,
+    /// `cleanup.policy` contains `compact` (the latest record per key is kept).
+    pub cleanup_compact: bool,
+    /// `delete.retention.ms`.
+    pub delete_retention_ms: i64,
+    /// `min.compaction.lag.ms`.
+    pub min_compaction_lag_ms: i64,
+    /// `min.cleanable.dirty.ratio`, in thousandths (kept integral so the config is `Eq`).
+    pub min_cleanable_dirty_permille: i64,
 }
 
 impl Default for TopicConfig {
@@ -113,13 +126,21 @@ impl Default for TopicConfig {
             max_message_bytes: 1_048_588,
             min_insync_replicas: 1,
             unclean_leader_election: false,
+            cleanup_delete: true,
+            cleanup_compact: false,
+            delete_retention_ms: 86_400_000,
+            min_compaction_lag_ms: 0,
+            min_cleanable_dirty_permille: 500,
         }
     }
 }
 
 impl TopicConfig {
     /// This config with `overrides` applied; every key is validated.
-    pub fn with_overrides(&self, overrides: &BTreeMap<String, String>) -> Result<Self, TopicConfigError> {
+    pub fn with_overrides(
+        &self,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<Self, TopicConfigError> {
         let mut config = self.clone();
         for (key, value) in overrides {
             config.set(key, value)?;
@@ -134,7 +155,10 @@ impl TopicConfig {
             reason,
         };
         let int = |min: i64, max: i64| -> Result<i64, TopicConfigError> {
-            let v: i64 = value.trim().parse().map_err(|_| invalid("not an integer"))?;
+            let v: i64 = value
+                .trim()
+                .parse()
+                .map_err(|_| invalid("not an integer"))?;
             if v < min || v > max {
                 return Err(invalid("out of range"));
             }
@@ -143,13 +167,28 @@ impl TopicConfig {
         match key {
             "cleanup.policy" => {
                 let policies: Vec<&str> = value.split(',').map(str::trim).collect();
-                if policies != ["delete"] {
-                    return Err(invalid("only `delete` is supported"));
+                if policies.is_empty()
+                    || !policies.iter().all(|p| matches!(*p, "delete" | "compact"))
+                {
+                    return Err(invalid("must be `delete`, `compact` or `compact,delete`"));
                 }
+                self.cleanup_delete = policies.contains(&"delete");
+                self.cleanup_compact = policies.contains(&"compact");
+            }
+            "delete.retention.ms" => self.delete_retention_ms = int(0, i64::MAX)?,
+            "min.compaction.lag.ms" => self.min_compaction_lag_ms = int(0, i64::MAX)?,
+            "min.cleanable.dirty.ratio" => {
+                let v: f64 = value.trim().parse().map_err(|_| invalid("not a number"))?;
+                if !(0.0..=1.0).contains(&v) {
+                    return Err(invalid("must be between 0 and 1"));
+                }
+                self.min_cleanable_dirty_permille = (v * 1000.0).round() as i64;
             }
             "compression.type" => {
                 if value != "producer" {
-                    return Err(invalid("only `producer` is supported: batches are stored as produced"));
+                    return Err(invalid(
+                        "only `producer` is supported: batches are stored as produced",
+                    ));
                 }
             }
             "message.timestamp.type" => {
@@ -182,8 +221,17 @@ impl TopicConfig {
     /// The value of `key` as Kafka prints it.
     pub fn value_of(&self, key: &str) -> Option<String> {
         Some(match key {
-            "cleanup.policy" => "delete".into(),
+            "cleanup.policy" => match (self.cleanup_compact, self.cleanup_delete) {
+                (true, true) => "compact,delete".into(),
+                (true, false) => "compact".into(),
+                _ => "delete".into(),
+            },
             "compression.type" => "producer".into(),
+            "delete.retention.ms" => self.delete_retention_ms.to_string(),
+            "min.compaction.lag.ms" => self.min_compaction_lag_ms.to_string(),
+            "min.cleanable.dirty.ratio" => {
+                format!("{}", self.min_cleanable_dirty_permille as f64 / 1000.0)
+            }
             "message.timestamp.type" => "CreateTime".into(),
             "segment.bytes" => self.segment_bytes.to_string(),
             "segment.ms" => self.segment_ms.to_string(),
@@ -211,7 +259,11 @@ impl TopicConfig {
             segment_index_bytes: self.segment_index_bytes as usize,
             flush_messages: self.flush_messages as u64,
             flush_ms: self.flush_ms as u64,
-            ..LogConfig::default()
+            delete: self.cleanup_delete,
+            compact: self.cleanup_compact,
+            delete_retention_ms: self.delete_retention_ms,
+            min_compaction_lag_ms: self.min_compaction_lag_ms,
+            min_cleanable_dirty_ratio: self.min_cleanable_dirty_permille as f64 / 1000.0,
         }
     }
 }
@@ -231,13 +283,19 @@ mod tests {
     use super::*;
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn overrides_apply_and_map_to_storage() {
         let c = TopicConfig::default()
-            .with_overrides(&map(&[("retention.ms", "1000"), ("segment.bytes", "16384")]))
+            .with_overrides(&map(&[
+                ("retention.ms", "1000"),
+                ("segment.bytes", "16384"),
+            ]))
             .unwrap();
         assert_eq!(c.retention_ms, 1000);
         assert_eq!(c.log_config().segment_bytes, 16384);
@@ -252,8 +310,45 @@ mod tests {
             validate(&map(&[("bogus", "1")])),
             Err(TopicConfigError::UnknownKey(_))
         ));
-        assert!(validate(&map(&[("cleanup.policy", "compact")])).is_err());
+        assert!(validate(&map(&[("cleanup.policy", "bogus")])).is_err());
+        assert!(validate(&map(&[("cleanup.policy", "delete,bogus")])).is_err());
         assert!(validate(&map(&[("retention.ms", "-1")])).is_ok());
+    }
+
+    #[test]
+    fn cleanup_policy_maps_to_compact_and_delete() {
+        let c = TopicConfig::default()
+            .with_overrides(&map(&[("cleanup.policy", "compact")]))
+            .unwrap();
+        assert!(c.log_config().compact && !c.log_config().delete);
+        assert_eq!(c.value_of("cleanup.policy").as_deref(), Some("compact"));
+        let c = TopicConfig::default()
+            .with_overrides(&map(&[("cleanup.policy", "delete,compact")]))
+            .unwrap();
+        assert!(c.log_config().compact && c.log_config().delete);
+        assert_eq!(
+            c.value_of("cleanup.policy").as_deref(),
+            Some("compact,delete")
+        );
+        let c = TopicConfig::default();
+        assert!(!c.log_config().compact && c.log_config().delete);
+    }
+
+    #[test]
+    fn compaction_keys_validate_and_map() {
+        assert!(validate(&map(&[("min.cleanable.dirty.ratio", "1.5")])).is_err());
+        let c = TopicConfig::default()
+            .with_overrides(&map(&[
+                ("delete.retention.ms", "5"),
+                ("min.cleanable.dirty.ratio", "0.25"),
+            ]))
+            .unwrap();
+        assert_eq!(c.log_config().delete_retention_ms, 5);
+        assert_eq!(c.log_config().min_cleanable_dirty_ratio, 0.25);
+        assert_eq!(
+            c.value_of("min.cleanable.dirty.ratio").as_deref(),
+            Some("0.25")
+        );
     }
 
     #[test]

@@ -409,7 +409,10 @@ impl Segment {
 
     /// A second handle on the log file, for fsyncing without the segment.
     pub(crate) fn clone_log_file(&self) -> Result<(std::fs::File, PathBuf), StorageError> {
-        let file = self.log.try_clone().map_err(StorageError::flush(&self.log_path))?;
+        let file = self
+            .log
+            .try_clone()
+            .map_err(StorageError::flush(&self.log_path))?;
         Ok((file, self.log_path.clone()))
     }
 

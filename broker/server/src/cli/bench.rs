@@ -70,7 +70,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("connect to {}", args.connect.bootstrap_server))?;
     let meta = client.metadata(Some(vec![args.topic.clone()])).await?;
-    let exists = meta.topics.iter().any(|t| t.error_code == 0 && !t.partitions.is_empty());
+    let exists = meta
+        .topics
+        .iter()
+        .any(|t| t.error_code == 0 && !t.partitions.is_empty());
     if !exists {
         client
             .create_topics(&args.topic, args.partitions, -1, Default::default())
@@ -88,7 +91,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 .iter()
                 .find(|b| b.node_id == p.leader)
                 .map(|b| b.addr())
-                .unwrap_or_else(|| args.connect.bootstrap_server.split(',').next().unwrap_or_default().to_string());
+                .unwrap_or_else(|| {
+                    args.connect
+                        .bootstrap_server
+                        .split(',')
+                        .next()
+                        .unwrap_or_default()
+                        .to_string()
+                });
             (p.partition, addr)
         })
         .collect();
@@ -107,7 +117,13 @@ async fn produce(args: &BenchArgs, partitions: Vec<(i32, String)>) -> anyhow::Re
     let producers = args.producers.unwrap_or(partitions.len().max(4));
     let value = Bytes::from(vec![b'x'; args.record_size]);
     let records: Vec<OwnedRecord> = (0..args.batch_records)
-        .map(|_| OwnedRecord { offset: 0, timestamp: crate::broker::now_ms(), key: None, value: Some(value.clone()), headers: vec![] })
+        .map(|_| OwnedRecord {
+            offset: 0,
+            timestamp: crate::broker::now_ms(),
+            key: None,
+            value: Some(value.clone()),
+            headers: vec![],
+        })
         .collect();
     let batch = encode_batch(&records, compression)?;
     let batches_total = args.records.div_ceil(args.batch_records as u64);
@@ -123,13 +139,14 @@ async fn produce(args: &BenchArgs, partitions: Vec<(i32, String)>) -> anyhow::Re
             let mut conn = Connection::connect(&addr).await?;
             let mut latencies = Vec::new();
             while next.fetch_add(1, Ordering::Relaxed) < batches_total {
-                let req = ProduceRequest::default().with_acks(acks).with_timeout_ms(30_000).with_topic_data(vec![
-                    TopicProduceData::default()
+                let req = ProduceRequest::default()
+                    .with_acks(acks)
+                    .with_timeout_ms(30_000)
+                    .with_topic_data(vec![TopicProduceData::default()
                         .with_name(TopicName(StrBytes::from_string(topic.clone())))
                         .with_partition_data(vec![PartitionProduceData::default()
                             .with_index(partition)
-                            .with_records(Some(batch.clone()))]),
-                ]);
+                            .with_records(Some(batch.clone()))])]);
                 let t = Instant::now();
                 if acks == 0 {
                     let version = conn.version_for::<ProduceRequest>()?;
@@ -155,11 +172,21 @@ async fn produce(args: &BenchArgs, partitions: Vec<(i32, String)>) -> anyhow::Re
     }
     let elapsed = started.elapsed();
     let sent = batches_total * args.batch_records as u64;
-    report("produce", sent, sent * args.record_size as u64, elapsed, &mut latencies);
+    report(
+        "produce",
+        sent,
+        sent * args.record_size as u64,
+        elapsed,
+        &mut latencies,
+    );
     Ok(())
 }
 
-async fn consume(args: &BenchArgs, mut client: Client, partitions: Vec<(i32, String)>) -> anyhow::Result<()> {
+async fn consume(
+    args: &BenchArgs,
+    mut client: Client,
+    partitions: Vec<(i32, String)>,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut total = 0u64;
     let mut bytes = 0u64;
@@ -171,10 +198,16 @@ async fn consume(args: &BenchArgs, mut client: Client, partitions: Vec<(i32, Str
             let t = Instant::now();
             let result = client.fetch(&args.topic, *p, offset, 8 << 20, 500).await?;
             latencies.push(t.elapsed());
-            let Some(last) = result.records.last() else { break };
+            let Some(last) = result.records.last() else {
+                break;
+            };
             offset = last.offset + 1;
             total += result.records.len() as u64;
-            bytes += result.records.iter().map(|r| r.value.as_ref().map_or(0, |v| v.len()) as u64).sum::<u64>();
+            bytes += result
+                .records
+                .iter()
+                .map(|r| r.value.as_ref().map_or(0, |v| v.len()) as u64)
+                .sum::<u64>();
         }
     }
     report("consume", total, bytes, started.elapsed(), &mut latencies);

@@ -40,12 +40,20 @@ pub struct ConsumeArgs {
 
 /// Renders one record with a format template or as JSON.
 pub fn render(format: &str, partition: i32, r: &OwnedRecord) -> String {
-    let text = |b: &Option<bytes::Bytes>| b.as_ref().map(|b| String::from_utf8_lossy(b).into_owned());
+    let text =
+        |b: &Option<bytes::Bytes>| b.as_ref().map(|b| String::from_utf8_lossy(b).into_owned());
     if format == "json" {
         let headers: serde_json::Map<String, serde_json::Value> = r
             .headers
             .iter()
-            .map(|(k, v)| (k.clone(), text(v).map(serde_json::Value::String).unwrap_or(serde_json::Value::Null)))
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    text(v)
+                        .map(serde_json::Value::String)
+                        .unwrap_or(serde_json::Value::Null),
+                )
+            })
             .collect();
         return serde_json::json!({
             "partition": partition,
@@ -76,8 +84,11 @@ pub fn render(format: &str, partition: i32, r: &OwnedRecord) -> String {
             Some('p') => out.push_str(&partition.to_string()),
             Some('T') => out.push_str(&r.timestamp.to_string()),
             Some('h') => {
-                let hs: Vec<String> =
-                    r.headers.iter().map(|(k, v)| format!("{k}={}", text(v).unwrap_or_default())).collect();
+                let hs: Vec<String> = r
+                    .headers
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", text(v).unwrap_or_default()))
+                    .collect();
                 out.push_str(&hs.join(","));
             }
             Some('%') => out.push('%'),
@@ -97,9 +108,16 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("connect to {}", args.connect.bootstrap_server))?;
     let meta = client.metadata(Some(vec![args.topic.clone()])).await?;
-    let topic = meta.topics.first().context("broker returned no topic metadata")?;
+    let topic = meta
+        .topics
+        .first()
+        .context("broker returned no topic metadata")?;
     if topic.error_code != 0 {
-        bail!("topic `{}`: {}", args.topic, super::code_name(topic.error_code));
+        bail!(
+            "topic `{}`: {}",
+            args.topic,
+            super::code_name(topic.error_code)
+        );
     }
     let partitions: Vec<i32> = match args.partition {
         Some(p) if topic.partitions.iter().any(|x| x.partition == p) => vec![p],
@@ -128,7 +146,9 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     loop {
         let mut got_any = false;
         for (p, position) in positions.iter_mut() {
-            let result = client.fetch(&args.topic, *p, *position, 1 << 20, 100).await?;
+            let result = client
+                .fetch(&args.topic, *p, *position, 1 << 20, 100)
+                .await?;
             for r in result.records {
                 if r.offset < *position {
                     continue;
@@ -170,7 +190,10 @@ mod tests {
             value: Some(Bytes::from_static(b"v")),
             headers: vec![("h".into(), Some(Bytes::from_static(b"x")))],
         };
-        assert_eq!(render("%k=%v@%p/%o %T %h 100%%", 2, &r), "k=v@2/7 99 h=x 100%");
+        assert_eq!(
+            render("%k=%v@%p/%o %T %h 100%%", 2, &r),
+            "k=v@2/7 99 h=x 100%"
+        );
         let json: serde_json::Value = serde_json::from_str(&render("json", 2, &r)).unwrap();
         assert_eq!(json["offset"], 7);
         assert_eq!(json["headers"]["h"], "x");

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 pub mod bench;
 pub mod consume;
+pub mod group;
 pub mod produce;
 pub mod topic;
 
@@ -14,7 +15,12 @@ pub mod topic;
 #[derive(clap::Args, Debug, Clone)]
 pub struct ConnectArgs {
     /// Brokers to bootstrap from: host:port[,host:port...].
-    #[arg(long, env = "RIVULET_BOOTSTRAP_SERVER", default_value = "127.0.0.1:9092")]
+    #[arg(
+        long,
+        global = true,
+        env = "RIVULET_BOOTSTRAP_SERVER",
+        default_value = "127.0.0.1:9092"
+    )]
     pub bootstrap_server: String,
 }
 
@@ -43,6 +49,14 @@ pub fn parse_kv(items: &[String], what: &str) -> anyhow::Result<BTreeMap<String,
         .collect()
 }
 
+/// Kafka's name for an error code, e.g. `UnknownTopicOrPartition (3)`.
+pub fn code_name(code: i16) -> String {
+    match kafka_protocol::ResponseError::try_from_code(code) {
+        Some(e) => format!("{e} ({code})"),
+        None => "no error (0)".to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,13 +73,5 @@ mod tests {
     fn kv_requires_equals() {
         assert!(parse_kv(&["a=b".into()], "--config").is_ok());
         assert!(parse_kv(&["ab".into()], "--config").is_err());
-    }
-}
-
-/// Kafka's name for an error code, e.g. `UnknownTopicOrPartition (3)`.
-pub fn code_name(code: i16) -> String {
-    match kafka_protocol::ResponseError::try_from_code(code) {
-        Some(e) => format!("{e} ({code})"),
-        None => "no error (0)".to_string(),
     }
 }

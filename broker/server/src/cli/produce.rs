@@ -7,7 +7,7 @@ use bytes::Bytes;
 use rivulet_wire::client::{Client, OwnedRecord};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use super::{parse_kv, ConnectArgs};
+use super::ConnectArgs;
 
 /// `rivulet produce ...`
 #[derive(clap::Args, Debug)]
@@ -113,22 +113,38 @@ pub fn murmur2(data: &[u8]) -> u32 {
 pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
     let acks = parse_acks(&args.acks)?;
     let compression = parse_compression(&args.compression)?;
-    let headers: Vec<(String, Option<Bytes>)> = parse_kv(&args.headers, "--header")?
-        .into_iter()
-        .map(|(k, v)| (k, Some(Bytes::from(v))))
-        .collect();
+    // Headers are an ordered list in Kafka (and may repeat): keep the order given.
+    let headers = args
+        .headers
+        .iter()
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), Some(Bytes::from(v.to_string()))))
+                .ok_or_else(|| anyhow::anyhow!("--header `{kv}` is not KEY=VALUE"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let mut client = Client::connect(&args.connect.bootstrap_server)
         .await
         .with_context(|| format!("connect to {}", args.connect.bootstrap_server))?;
     let meta = client.metadata(Some(vec![args.topic.clone()])).await?;
-    let topic = meta.topics.first().context("broker returned no topic metadata")?;
+    let topic = meta
+        .topics
+        .first()
+        .context("broker returned no topic metadata")?;
     if topic.error_code != 0 {
-        bail!("topic `{}`: {}", args.topic, super::code_name(topic.error_code));
+        bail!(
+            "topic `{}`: {}",
+            args.topic,
+            super::code_name(topic.error_code)
+        );
     }
     let partitions = topic.partitions.len() as i32;
     if let Some(p) = args.partition {
         if p < 0 || p >= partitions {
-            bail!("topic `{}` has no partition {p} (it has {partitions})", args.topic);
+            bail!(
+                "topic `{}` has no partition {p} (it has {partitions})",
+                args.topic
+            );
         }
     }
     let mut pending: BTreeMap<i32, Vec<OwnedRecord>> = BTreeMap::new();
@@ -143,7 +159,9 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
             },
             None => (None, line.clone()),
         };
-        let p = args.partition.unwrap_or_else(|| partition_for(key.as_deref(), partitions, &mut counter));
+        let p = args
+            .partition
+            .unwrap_or_else(|| partition_for(key.as_deref(), partitions, &mut counter));
         let record = OwnedRecord {
             offset: 0,
             timestamp: rivulet_server_now(),
@@ -156,13 +174,17 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
         if batch.len() >= args.batch_size {
             let records = std::mem::take(batch);
             sent += records.len();
-            client.produce(&args.topic, p, &records, acks, compression).await?;
+            client
+                .produce(&args.topic, p, &records, acks, compression)
+                .await?;
         }
     }
     for (p, records) in pending {
         if !records.is_empty() {
             sent += records.len();
-            client.produce(&args.topic, p, &records, acks, compression).await?;
+            client
+                .produce(&args.topic, p, &records, acks, compression)
+                .await?;
         }
     }
     eprintln!("Produced {sent} records to {}.", args.topic);
@@ -184,7 +206,10 @@ mod tests {
         assert_eq!(murmur2(b"foobar") as i32, -790332482);
         assert_eq!(murmur2(b"a-little-bit-long-string") as i32, -985981536);
         assert_eq!(murmur2(b"a-little-bit-longer-string") as i32, -1486304829);
-        assert_eq!(murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8") as i32, -58897971);
+        assert_eq!(
+            murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8") as i32,
+            -58897971
+        );
         assert_eq!(murmur2(b"abc") as i32, 479470107);
     }
 

@@ -65,7 +65,12 @@ pub async fn run(args: TopicArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("connect to {}", args.connect.bootstrap_server))?;
     match args.command {
-        TopicCommand::Create { name, partitions, replication_factor, configs } => {
+        TopicCommand::Create {
+            name,
+            partitions,
+            replication_factor,
+            configs,
+        } => {
             let configs = parse_kv(&configs, "--config")?;
             client
                 .create_topics(&name, partitions, replication_factor, configs)
@@ -86,7 +91,10 @@ pub async fn run(args: TopicArgs) -> anyhow::Result<()> {
                 if t.error_code != 0 {
                     anyhow::bail!("topic `{}`: {}", t.name, super::code_name(t.error_code));
                 }
-                let configs = client.describe_topic_configs(&t.name).await.unwrap_or_default();
+                let configs = client
+                    .describe_topic_configs(&t.name)
+                    .await
+                    .unwrap_or_default();
                 let rf = t.partitions.first().map(|p| p.replicas.len()).unwrap_or(0);
                 let set: Vec<String> = configs
                     .iter()
@@ -113,7 +121,12 @@ pub async fn run(args: TopicArgs) -> anyhow::Result<()> {
                 }
             }
         }
-        TopicCommand::Alter { name, partitions, configs, delete_configs } => {
+        TopicCommand::Alter {
+            name,
+            partitions,
+            configs,
+            delete_configs,
+        } => {
             if partitions.is_none() && configs.is_empty() && delete_configs.is_empty() {
                 anyhow::bail!("nothing to alter: give --partitions, --config or --delete-config");
             }
@@ -133,7 +146,10 @@ pub async fn run(args: TopicArgs) -> anyhow::Result<()> {
             println!("Altered topic {name}.");
         }
         TopicCommand::Delete { name } => {
-            client.delete_topics(&[name.as_str()]).await.with_context(|| format!("delete topic `{name}`"))?;
+            client
+                .delete_topics(&[name.as_str()])
+                .await
+                .with_context(|| format!("delete topic `{name}`"))?;
             println!("Deleted topic {name}.");
         }
     }

@@ -25,7 +25,8 @@ pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// Java's `String.hashCode` (over UTF-16 code units), which Kafka uses to
 /// place a group in `__consumer_offsets`.
 pub fn java_hash_code(s: &str) -> i32 {
-    s.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
+    s.encode_utf16()
+        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
 }
 
 /// The `__consumer_offsets` partition of a group: `abs(hashCode) % partitions`
@@ -40,9 +41,7 @@ mod tests {
 
     #[test]
     fn partitions_match_kafka() {
-        // Values from Java: "".hashCode() == 0, "abc".hashCode() == 96354,
-        // "my-group".hashCode() == 1_024_076_913 ... checked by the formula
-        // h = 31 * h + c in wrapping i32.
+        // Values from Java's String.hashCode.
         assert_eq!(java_hash_code(""), 0);
         assert_eq!(java_hash_code("abc"), 96354);
         assert_eq!(java_hash_code("polygenelubricants"), i32::MIN);

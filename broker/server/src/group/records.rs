@@ -163,7 +163,9 @@ impl Reader {
         }
         self.need(len as usize)?;
         let raw = self.0.split_to(len as usize);
-        String::from_utf8(raw.to_vec()).map(Some).map_err(|_| RecordError::BadString)
+        String::from_utf8(raw.to_vec())
+            .map(Some)
+            .map_err(|_| RecordError::BadString)
     }
 
     fn str(&mut self) -> Result<String, RecordError> {
@@ -192,7 +194,11 @@ impl RecordKey {
     pub fn encode(&self) -> Bytes {
         let mut buf = BytesMut::with_capacity(64);
         match self {
-            RecordKey::Offset { group, topic, partition } => {
+            RecordKey::Offset {
+                group,
+                topic,
+                partition,
+            } => {
                 buf.put_i16(OFFSET_KEY_VERSION);
                 put_str(&mut buf, group);
                 put_str(&mut buf, topic);
@@ -210,9 +216,16 @@ impl RecordKey {
     pub fn decode(bytes: Bytes) -> Result<Self, RecordError> {
         let mut r = Reader(bytes);
         match r.i16()? {
-            0 | 1 => Ok(RecordKey::Offset { group: r.str()?, topic: r.str()?, partition: r.i32()? }),
+            0 | 1 => Ok(RecordKey::Offset {
+                group: r.str()?,
+                topic: r.str()?,
+                partition: r.i32()?,
+            }),
             2 => Ok(RecordKey::Group { group: r.str()? }),
-            version => Err(RecordError::UnknownVersion { what: "key", version }),
+            version => Err(RecordError::UnknownVersion {
+                what: "key",
+                version,
+            }),
         }
     }
 }
@@ -234,14 +247,23 @@ impl OffsetValue {
         let mut r = Reader(bytes);
         let version = r.i16()?;
         if !(0..=3).contains(&version) {
-            return Err(RecordError::UnknownVersion { what: "offset value", version });
+            return Err(RecordError::UnknownVersion {
+                what: "offset value",
+                version,
+            });
         }
         let offset = r.i64()?;
         let leader_epoch = if version >= 3 { r.i32()? } else { -1 };
         let metadata = r.str()?;
         let commit_timestamp = r.i64()?;
         let expire_timestamp = if version == 1 { r.i64()? } else { -1 };
-        Ok(OffsetValue { offset, leader_epoch, metadata, commit_timestamp, expire_timestamp })
+        Ok(OffsetValue {
+            offset,
+            leader_epoch,
+            metadata,
+            commit_timestamp,
+            expire_timestamp,
+        })
     }
 }
 
@@ -274,7 +296,10 @@ impl GroupValue {
         let mut r = Reader(bytes);
         let version = r.i16()?;
         if !(0..=3).contains(&version) {
-            return Err(RecordError::UnknownVersion { what: "group value", version });
+            return Err(RecordError::UnknownVersion {
+                what: "group value",
+                version,
+            });
         }
         let protocol_type = r.str()?;
         let generation = r.i32()?;
@@ -285,7 +310,11 @@ impl GroupValue {
         let mut members = Vec::new();
         for _ in 0..count {
             let member_id = r.str()?;
-            let group_instance_id = if version >= 3 { r.nullable_str()? } else { None };
+            let group_instance_id = if version >= 3 {
+                r.nullable_str()?
+            } else {
+                None
+            };
             let client_id = r.str()?;
             let client_host = r.str()?;
             let session_first = version == 0;
@@ -308,7 +337,14 @@ impl GroupValue {
                 assignment,
             });
         }
-        Ok(GroupValue { protocol_type, generation, protocol, leader, current_state_timestamp, members })
+        Ok(GroupValue {
+            protocol_type,
+            generation,
+            protocol,
+            leader,
+            current_state_timestamp,
+            members,
+        })
     }
 }
 
@@ -330,10 +366,17 @@ mod tests {
 
     #[test]
     fn offset_key_and_value_round_trip() {
-        let key = RecordKey::Offset { group: "g".into(), topic: "orders".into(), partition: 7 };
+        let key = RecordKey::Offset {
+            group: "g".into(),
+            topic: "orders".into(),
+            partition: 7,
+        };
         let bytes = key.encode();
         // int16 version 1, "g", "orders", partition 7.
-        assert_eq!(&bytes[..], b"\x00\x01\x00\x01g\x00\x06orders\x00\x00\x00\x07");
+        assert_eq!(
+            &bytes[..],
+            b"\x00\x01\x00\x01g\x00\x06orders\x00\x00\x00\x07"
+        );
         assert_eq!(RecordKey::decode(bytes).unwrap(), key);
         let value = OffsetValue {
             offset: 42,
@@ -349,7 +392,9 @@ mod tests {
 
     #[test]
     fn group_key_and_value_round_trip() {
-        let key = RecordKey::Group { group: "grp".into() };
+        let key = RecordKey::Group {
+            group: "grp".into(),
+        };
         assert_eq!(&key.encode()[..], b"\x00\x02\x00\x03grp");
         assert_eq!(RecordKey::decode(key.encode()).unwrap(), key);
         let value = GroupValue {
@@ -382,7 +427,12 @@ mod tests {
             ],
         };
         assert_eq!(GroupValue::decode(value.encode()).unwrap(), value);
-        let empty = GroupValue { protocol: None, leader: None, members: vec![], ..value };
+        let empty = GroupValue {
+            protocol: None,
+            leader: None,
+            members: vec![],
+            ..value
+        };
         assert_eq!(GroupValue::decode(empty.encode()).unwrap(), empty);
     }
 
@@ -396,14 +446,31 @@ mod tests {
         buf.put_i64(100);
         buf.put_i64(200);
         let v = OffsetValue::decode(buf.freeze()).unwrap();
-        assert_eq!((v.offset, v.leader_epoch, v.commit_timestamp, v.expire_timestamp), (10, -1, 100, 200));
+        assert_eq!(
+            (
+                v.offset,
+                v.leader_epoch,
+                v.commit_timestamp,
+                v.expire_timestamp
+            ),
+            (10, -1, 100, 200)
+        );
     }
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        assert_eq!(RecordKey::decode(Bytes::from_static(b"\x00")), Err(RecordError::Truncated));
-        assert!(matches!(RecordKey::decode(Bytes::from_static(b"\x00\x09")), Err(RecordError::UnknownVersion { .. })));
-        assert_eq!(OffsetValue::decode(Bytes::from_static(b"\x00\x03\x00\x00")), Err(RecordError::Truncated));
+        assert_eq!(
+            RecordKey::decode(Bytes::from_static(b"\x00")),
+            Err(RecordError::Truncated)
+        );
+        assert!(matches!(
+            RecordKey::decode(Bytes::from_static(b"\x00\x09")),
+            Err(RecordError::UnknownVersion { .. })
+        ));
+        assert_eq!(
+            OffsetValue::decode(Bytes::from_static(b"\x00\x03\x00\x00")),
+            Err(RecordError::Truncated)
+        );
         assert!(GroupValue::decode(Bytes::from_static(b"\x00\x03\x7f\xff")).is_err());
     }
 
@@ -415,7 +482,10 @@ mod tests {
         put_str(&mut buf, "a");
         put_str(&mut buf, "b");
         buf.put_i32(-1); // user data
-        assert_eq!(subscribed_topics(&buf.freeze()), Some(vec!["a".to_string(), "b".to_string()]));
+        assert_eq!(
+            subscribed_topics(&buf.freeze()),
+            Some(vec!["a".to_string(), "b".to_string()])
+        );
         assert_eq!(subscribed_topics(&Bytes::from_static(b"\x00")), None);
     }
 }

@@ -62,7 +62,9 @@ impl GroupState {
 
     /// The state named `s` (case-insensitive, as ListGroups filters are).
     pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|st| st.name().eq_ignore_ascii_case(s))
+        Self::ALL
+            .into_iter()
+            .find(|st| st.name().eq_ignore_ascii_case(s))
     }
 }
 
@@ -79,7 +81,11 @@ pub struct GroupConfig {
 
 impl Default for GroupConfig {
     fn default() -> Self {
-        GroupConfig { initial_rebalance_delay_ms: 3000, min_session_timeout_ms: 6000, max_session_timeout_ms: 1_800_000 }
+        GroupConfig {
+            initial_rebalance_delay_ms: 3000,
+            min_session_timeout_ms: 6000,
+            max_session_timeout_ms: 1_800_000,
+        }
     }
 }
 
@@ -114,7 +120,11 @@ pub struct Member {
 
 impl Member {
     fn metadata(&self, protocol: &str) -> Bytes {
-        self.protocols.iter().find(|(n, _)| n == protocol).map(|(_, m)| m.clone()).unwrap_or_default()
+        self.protocols
+            .iter()
+            .find(|(n, _)| n == protocol)
+            .map(|(_, m)| m.clone())
+            .unwrap_or_default()
     }
 
     fn matches(&self, protocols: &[(String, Bytes)]) -> bool {
@@ -253,7 +263,12 @@ pub struct SyncResult {
 impl SyncResult {
     /// An error answer.
     pub fn error(error: ResponseError) -> Self {
-        SyncResult { error: Some(error), protocol_type: None, protocol: None, assignment: Bytes::new() }
+        SyncResult {
+            error: Some(error),
+            protocol_type: None,
+            protocol: None,
+            assignment: Bytes::new(),
+        }
     }
 }
 
@@ -288,6 +303,9 @@ enum JoinTimer {
     /// Complete when everyone rejoined or at the deadline.
     Normal { deadline: i64 },
 }
+
+/// Which offsets of a group have expired.
+type ExpiryRule = Box<dyn Fn(&(String, i32), &CommittedOffset) -> bool>;
 
 /// A group and its committed offsets.
 #[derive(Debug, Clone)]
@@ -356,11 +374,14 @@ impl Group {
         group.generation = value.generation;
         group.protocol = value.protocol;
         group.leader = value.leader;
-        group.state_timestamp = (value.current_state_timestamp >= 0).then_some(value.current_state_timestamp);
+        group.state_timestamp =
+            (value.current_state_timestamp >= 0).then_some(value.current_state_timestamp);
         let protocol = group.protocol.clone().unwrap_or_default();
         for m in value.members {
             if let Some(instance) = &m.group_instance_id {
-                group.static_members.insert(instance.clone(), m.member_id.clone());
+                group
+                    .static_members
+                    .insert(instance.clone(), m.member_id.clone());
             }
             let member = Member {
                 member_id: m.member_id.clone(),
@@ -378,8 +399,16 @@ impl Group {
             };
             group.members.insert(m.member_id, member);
         }
-        group.state = if group.members.is_empty() { GroupState::Empty } else { GroupState::Stable };
-        if group.leader.as_ref().is_some_and(|l| !group.members.contains_key(l)) {
+        group.state = if group.members.is_empty() {
+            GroupState::Empty
+        } else {
+            GroupState::Stable
+        };
+        if group
+            .leader
+            .as_ref()
+            .is_some_and(|l| !group.members.contains_key(l))
+        {
             group.leader = group.members.keys().next().cloned();
         }
         group.subscribed_topics = group.compute_subscribed_topics();
@@ -423,16 +452,24 @@ impl Group {
 
     /// Whether `member_id` is not the member registered for `instance_id`.
     fn is_fenced(&self, instance_id: Option<&str>, member_id: &str) -> bool {
-        instance_id.and_then(|i| self.static_members.get(i)).is_some_and(|current| current != member_id)
+        instance_id
+            .and_then(|i| self.static_members.get(i))
+            .is_some_and(|current| current != member_id)
     }
 
     /// Whether the topic may be in use by the members (unknown counts as yes).
     pub fn is_subscribed_to(&self, topic: &str) -> bool {
-        self.subscribed_topics.as_ref().is_none_or(|t| t.contains(topic))
+        self.subscribed_topics
+            .as_ref()
+            .is_none_or(|t| t.contains(topic))
     }
 
     fn rebalance_timeout_ms(&self) -> i64 {
-        self.members.values().map(|m| i64::from(m.rebalance_timeout_ms)).max().unwrap_or(0)
+        self.members
+            .values()
+            .map(|m| i64::from(m.rebalance_timeout_ms))
+            .max()
+            .unwrap_or(0)
     }
 
     fn supports_protocols(&self, protocol_type: &str, protocols: &[(String, Bytes)]) -> bool {
@@ -440,9 +477,11 @@ impl Group {
             return !protocol_type.is_empty() && !protocols.is_empty();
         }
         self.protocol_type.as_deref() == Some(protocol_type)
-            && protocols
-                .iter()
-                .any(|(name, _)| self.members.values().all(|m| m.protocols.iter().any(|(n, _)| n == name)))
+            && protocols.iter().any(|(name, _)| {
+                self.members
+                    .values()
+                    .all(|m| m.protocols.iter().any(|(n, _)| n == name))
+            })
     }
 
     /// The protocol every member supports that most members prefer.
@@ -454,17 +493,28 @@ impl Group {
             .protocols
             .iter()
             .map(|(n, _)| n.as_str())
-            .filter(|n| self.members.values().all(|m| m.protocols.iter().any(|(p, _)| p == n)))
+            .filter(|n| {
+                self.members
+                    .values()
+                    .all(|m| m.protocols.iter().any(|(p, _)| p == n))
+            })
             .collect();
         let mut votes: BTreeMap<&str, usize> = BTreeMap::new();
         for m in self.members.values() {
-            if let Some((name, _)) = m.protocols.iter().find(|(n, _)| candidates.contains(n.as_str())) {
+            if let Some((name, _)) = m
+                .protocols
+                .iter()
+                .find(|(n, _)| candidates.contains(n.as_str()))
+            {
                 *votes.entry(name.as_str()).or_default() += 1;
             }
         }
         // Most votes wins; ties go to the alphabetically first, deterministically.
         let best = votes.values().copied().max()?;
-        votes.into_iter().find(|(_, v)| *v == best).map(|(n, _)| n.to_string())
+        votes
+            .into_iter()
+            .find(|(_, v)| *v == best)
+            .map(|(n, _)| n.to_string())
     }
 
     fn compute_subscribed_topics(&self) -> Option<BTreeSet<String>> {
@@ -503,7 +553,11 @@ impl Group {
             leader: self.leader.clone().unwrap_or_default(),
             skip_assignment: false,
             member_id: member_id.to_string(),
-            members: if with_members { self.member_metadata() } else { Vec::new() },
+            members: if with_members {
+                self.member_metadata()
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -520,12 +574,24 @@ impl Group {
 
     /// Handles a JoinGroup whose session timeout and group id the caller
     /// already checked.
-    pub fn join(&mut self, req: JoinRequest, cfg: &GroupConfig, now: i64, fx: &mut Vec<Effect>) -> Reply<JoinResult> {
+    pub fn join(
+        &mut self,
+        req: JoinRequest,
+        cfg: &GroupConfig,
+        now: i64,
+        fx: &mut Vec<Effect>,
+    ) -> Reply<JoinResult> {
         if self.state == GroupState::Dead {
-            return Reply::Now(JoinResult::error(&req.member_id, ResponseError::CoordinatorNotAvailable));
+            return Reply::Now(JoinResult::error(
+                &req.member_id,
+                ResponseError::CoordinatorNotAvailable,
+            ));
         }
         if !self.supports_protocols(&req.protocol_type, &req.protocols) {
-            return Reply::Now(JoinResult::error(&req.member_id, ResponseError::InconsistentGroupProtocol));
+            return Reply::Now(JoinResult::error(
+                &req.member_id,
+                ResponseError::InconsistentGroupProtocol,
+            ));
         }
         let reply = if req.member_id.is_empty() {
             self.join_new_member(req, cfg, now, fx)
@@ -536,7 +602,13 @@ impl Group {
         reply
     }
 
-    fn join_new_member(&mut self, req: JoinRequest, cfg: &GroupConfig, now: i64, fx: &mut Vec<Effect>) -> Reply<JoinResult> {
+    fn join_new_member(
+        &mut self,
+        req: JoinRequest,
+        cfg: &GroupConfig,
+        now: i64,
+        fx: &mut Vec<Effect>,
+    ) -> Reply<JoinResult> {
         let prefix = req.group_instance_id.as_deref().unwrap_or(&req.client_id);
         let member_id = format!("{prefix}-{}", req.fresh_id);
         if let Some(instance) = req.group_instance_id.clone() {
@@ -546,24 +618,40 @@ impl Group {
             };
         }
         if req.require_known_member_id {
-            self.pending_members.insert(member_id.clone(), now + i64::from(req.session_timeout_ms));
-            return Reply::Now(JoinResult::error(&member_id, ResponseError::MemberIdRequired));
+            self.pending_members
+                .insert(member_id.clone(), now + i64::from(req.session_timeout_ms));
+            return Reply::Now(JoinResult::error(
+                &member_id,
+                ResponseError::MemberIdRequired,
+            ));
         }
         self.add_member_and_rebalance(req, member_id, cfg, now, fx)
     }
 
-    fn join_known_member(&mut self, req: JoinRequest, cfg: &GroupConfig, now: i64, fx: &mut Vec<Effect>) -> Reply<JoinResult> {
+    fn join_known_member(
+        &mut self,
+        req: JoinRequest,
+        cfg: &GroupConfig,
+        now: i64,
+        fx: &mut Vec<Effect>,
+    ) -> Reply<JoinResult> {
         let member_id = req.member_id.clone();
         if self.pending_members.contains_key(&member_id) {
             return self.add_member_and_rebalance(req, member_id, cfg, now, fx);
         }
         let instance = req.group_instance_id.as_deref();
         if self.is_fenced(instance, &member_id) {
-            return Reply::Now(JoinResult::error(&member_id, ResponseError::FencedInstanceId));
+            return Reply::Now(JoinResult::error(
+                &member_id,
+                ResponseError::FencedInstanceId,
+            ));
         }
         let unknown_instance = instance.is_some_and(|i| !self.static_members.contains_key(i));
         if !self.members.contains_key(&member_id) || unknown_instance {
-            return Reply::Now(JoinResult::error(&member_id, ResponseError::UnknownMemberId));
+            return Reply::Now(JoinResult::error(
+                &member_id,
+                ResponseError::UnknownMemberId,
+            ));
         }
         let matches = self.members[&member_id].matches(&req.protocols);
         match self.state {
@@ -579,9 +667,10 @@ impl Group {
                 self.update_member_and_rebalance(&req, cfg, now, fx)
             }
             GroupState::Stable => Reply::Now(self.join_result(&member_id, false)),
-            GroupState::Empty | GroupState::Dead => {
-                Reply::Now(JoinResult::error(&member_id, ResponseError::UnknownMemberId))
-            }
+            GroupState::Empty | GroupState::Dead => Reply::Now(JoinResult::error(
+                &member_id,
+                ResponseError::UnknownMemberId,
+            )),
         }
     }
 
@@ -603,7 +692,8 @@ impl Group {
             self.leader = Some(member_id.clone());
         }
         if let Some(instance) = &req.group_instance_id {
-            self.static_members.insert(instance.clone(), member_id.clone());
+            self.static_members
+                .insert(instance.clone(), member_id.clone());
         }
         self.pending_members.remove(&member_id);
         self.members.insert(
@@ -628,7 +718,10 @@ impl Group {
     }
 
     fn update_member(&mut self, req: &JoinRequest, member_id: &str) {
-        let m = self.members.get_mut(member_id).expect("caller checked membership");
+        let m = self
+            .members
+            .get_mut(member_id)
+            .expect("caller checked membership");
         m.protocols = req.protocols.clone();
         m.rebalance_timeout_ms = req.rebalance_timeout_ms;
         m.session_timeout_ms = req.session_timeout_ms;
@@ -637,7 +730,13 @@ impl Group {
         m.awaiting_join = true;
     }
 
-    fn update_member_and_rebalance(&mut self, req: &JoinRequest, cfg: &GroupConfig, now: i64, fx: &mut Vec<Effect>) -> Reply<JoinResult> {
+    fn update_member_and_rebalance(
+        &mut self,
+        req: &JoinRequest,
+        cfg: &GroupConfig,
+        now: i64,
+        fx: &mut Vec<Effect>,
+    ) -> Reply<JoinResult> {
         self.update_member(req, &req.member_id);
         self.maybe_prepare_rebalance(cfg, now, fx);
         Reply::Parked(req.member_id.clone())
@@ -655,12 +754,21 @@ impl Group {
         fx: &mut Vec<Effect>,
     ) -> Reply<JoinResult> {
         let leader_before = self.leader.clone().unwrap_or_default();
-        let mut member = self.members.remove(old_id).expect("static members are members");
+        let mut member = self
+            .members
+            .remove(old_id)
+            .expect("static members are members");
         if member.awaiting_join {
-            fx.push(Effect::Join(old_id.to_string(), JoinResult::error(old_id, ResponseError::FencedInstanceId)));
+            fx.push(Effect::Join(
+                old_id.to_string(),
+                JoinResult::error(old_id, ResponseError::FencedInstanceId),
+            ));
         }
         if member.awaiting_sync {
-            fx.push(Effect::Sync(old_id.to_string(), SyncResult::error(ResponseError::FencedInstanceId)));
+            fx.push(Effect::Sync(
+                old_id.to_string(),
+                SyncResult::error(ResponseError::FencedInstanceId),
+            ));
         }
         member.awaiting_join = false;
         member.awaiting_sync = false;
@@ -675,25 +783,40 @@ impl Group {
         }
         let instance = req.group_instance_id.clone().expect("static join");
         self.static_members.insert(instance, new_id.clone());
-        let req = JoinRequest { member_id: new_id.clone(), ..req };
+        let req = JoinRequest {
+            member_id: new_id.clone(),
+            ..req
+        };
         match self.state {
             GroupState::Stable => {
                 self.update_member(&req, &new_id);
-                self.members.get_mut(&new_id).expect("just inserted").awaiting_join = false;
+                self.members
+                    .get_mut(&new_id)
+                    .expect("just inserted")
+                    .awaiting_join = false;
                 if self.select_protocol() == self.protocol {
                     // Nothing the assignment depends on changed: no rebalance.
                     fx.push(Effect::StoreGroup);
                     let is_leader = self.is_leader(&new_id);
                     let result = if is_leader && req.supports_skip_assignment {
-                        JoinResult { skip_assignment: true, ..self.join_result(&new_id, true) }
+                        JoinResult {
+                            skip_assignment: true,
+                            ..self.join_result(&new_id, true)
+                        }
                     } else {
                         // Older clients must not think they lead (they would
                         // assign with no members): name the leader as it was.
-                        JoinResult { leader: leader_before, ..self.join_result(&new_id, false) }
+                        JoinResult {
+                            leader: leader_before,
+                            ..self.join_result(&new_id, false)
+                        }
                     };
                     Reply::Now(result)
                 } else {
-                    self.members.get_mut(&new_id).expect("just inserted").awaiting_join = true;
+                    self.members
+                        .get_mut(&new_id)
+                        .expect("just inserted")
+                        .awaiting_join = true;
                     self.maybe_prepare_rebalance(cfg, now, fx);
                     Reply::Parked(new_id)
                 }
@@ -712,7 +835,10 @@ impl Group {
     }
 
     fn can_rebalance(&self) -> bool {
-        matches!(self.state, GroupState::Stable | GroupState::CompletingRebalance | GroupState::Empty)
+        matches!(
+            self.state,
+            GroupState::Stable | GroupState::CompletingRebalance | GroupState::Empty
+        )
     }
 
     fn maybe_prepare_rebalance(&mut self, cfg: &GroupConfig, now: i64, fx: &mut Vec<Effect>) {
@@ -735,9 +861,13 @@ impl Group {
                 remaining_ms: (self.rebalance_timeout_ms() - delay).max(0),
             }
         } else {
-            JoinTimer::Normal { deadline: now + self.rebalance_timeout_ms() }
+            JoinTimer::Normal {
+                deadline: now + self.rebalance_timeout_ms(),
+            }
         });
         self.transition(GroupState::PreparingRebalance, now);
+        // Everyone may already be back (a lone member rejoining, or nobody left).
+        self.maybe_complete_join(now, fx);
     }
 
     /// Clears every assignment and fails parked SyncGroups with `error`.
@@ -781,12 +911,18 @@ impl Group {
         if !self.members.is_empty() && !self.members.values().any(|m| m.awaiting_join) {
             // Only static members that did not rejoin are left: wait another
             // round for them to rejoin or for their sessions to expire.
-            self.join_timer = Some(JoinTimer::Normal { deadline: now + self.rebalance_timeout_ms() });
+            self.join_timer = Some(JoinTimer::Normal {
+                deadline: now + self.rebalance_timeout_ms(),
+            });
             return;
         }
         if let Some(leader) = self.leader.clone() {
             if !self.members.get(&leader).is_some_and(|m| m.awaiting_join) {
-                self.leader = self.members.values().find(|m| m.awaiting_join).map(|m| m.member_id.clone());
+                self.leader = self
+                    .members
+                    .values()
+                    .find(|m| m.awaiting_join)
+                    .map(|m| m.member_id.clone());
             }
         }
         self.generation += 1;
@@ -821,7 +957,11 @@ impl Group {
     fn remove_member(&mut self, member_id: &str) -> Option<Member> {
         let m = self.members.remove(member_id)?;
         if let Some(instance) = &m.group_instance_id {
-            if self.static_members.get(instance).is_some_and(|id| id == member_id) {
+            if self
+                .static_members
+                .get(instance)
+                .is_some_and(|id| id == member_id)
+            {
                 self.static_members.remove(instance);
             }
         }
@@ -833,16 +973,32 @@ impl Group {
     }
 
     /// Removes a member that left or expired and moves the group on.
-    fn remove_member_and_update(&mut self, member_id: &str, cfg: &GroupConfig, now: i64, fx: &mut Vec<Effect>) {
-        let Some(m) = self.remove_member(member_id) else { return };
+    fn remove_member_and_update(
+        &mut self,
+        member_id: &str,
+        cfg: &GroupConfig,
+        now: i64,
+        fx: &mut Vec<Effect>,
+    ) {
+        let Some(m) = self.remove_member(member_id) else {
+            return;
+        };
         if m.awaiting_join {
-            fx.push(Effect::Join(member_id.to_string(), JoinResult::error(member_id, ResponseError::UnknownMemberId)));
+            fx.push(Effect::Join(
+                member_id.to_string(),
+                JoinResult::error(member_id, ResponseError::UnknownMemberId),
+            ));
         }
         if m.awaiting_sync {
-            fx.push(Effect::Sync(member_id.to_string(), SyncResult::error(ResponseError::UnknownMemberId)));
+            fx.push(Effect::Sync(
+                member_id.to_string(),
+                SyncResult::error(ResponseError::UnknownMemberId),
+            ));
         }
         match self.state {
-            GroupState::Stable | GroupState::CompletingRebalance => self.maybe_prepare_rebalance(cfg, now, fx),
+            GroupState::Stable | GroupState::CompletingRebalance => {
+                self.maybe_prepare_rebalance(cfg, now, fx)
+            }
             GroupState::PreparingRebalance => self.maybe_complete_join(now, fx),
             GroupState::Empty | GroupState::Dead => {}
         }
@@ -902,7 +1058,10 @@ impl Group {
                         if m.awaiting_sync {
                             m.awaiting_sync = false;
                             m.heartbeat_deadline = now + i64::from(m.session_timeout_ms);
-                            let r = SyncResult { assignment: m.assignment.clone(), ..result.clone() };
+                            let r = SyncResult {
+                                assignment: m.assignment.clone(),
+                                ..result.clone()
+                            };
                             fx.push(Effect::Sync(m.member_id.clone(), r));
                         }
                     }
@@ -922,7 +1081,13 @@ impl Group {
     // ---- Heartbeat ----
 
     /// Handles a Heartbeat; `None` is success.
-    pub fn heartbeat(&mut self, member_id: &str, instance_id: Option<&str>, generation: i32, now: i64) -> Option<ResponseError> {
+    pub fn heartbeat(
+        &mut self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+        now: i64,
+    ) -> Option<ResponseError> {
         if self.state == GroupState::Dead {
             return Some(ResponseError::CoordinatorNotAvailable);
         }
@@ -967,7 +1132,11 @@ impl Group {
         for (member_id, instance) in leaving {
             let result = if member_id.is_empty() {
                 // Administrative removal by instance id.
-                match instance.as_ref().and_then(|i| self.static_members.get(i)).cloned() {
+                match instance
+                    .as_ref()
+                    .and_then(|i| self.static_members.get(i))
+                    .cloned()
+                {
                     Some(current) => {
                         self.remove_member_and_update(&current, cfg, now, fx);
                         None
@@ -1004,8 +1173,16 @@ impl Group {
         let join = self.join_timer.map(|t| match t {
             JoinTimer::Initial { deadline, .. } | JoinTimer::Normal { deadline } => deadline,
         });
-        let sync = if self.pending_sync.is_empty() { None } else { self.sync_deadline };
-        members.chain(self.pending_members.values().copied()).chain(join).chain(sync).min()
+        let sync = if self.pending_sync.is_empty() {
+            None
+        } else {
+            self.sync_deadline
+        };
+        members
+            .chain(self.pending_members.values().copied())
+            .chain(join)
+            .chain(sync)
+            .min()
     }
 
     /// Fires every timer due at `now`: session expiry, pending-member expiry,
@@ -1014,8 +1191,12 @@ impl Group {
         if self.state == GroupState::Dead {
             return;
         }
-        let expired_pending: Vec<String> =
-            self.pending_members.iter().filter(|(_, d)| **d <= now).map(|(id, _)| id.clone()).collect();
+        let expired_pending: Vec<String> = self
+            .pending_members
+            .iter()
+            .filter(|(_, d)| **d <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
         for id in expired_pending {
             self.pending_members.remove(&id);
             self.maybe_complete_join(now, fx);
@@ -1024,19 +1205,26 @@ impl Group {
         let expired: Vec<String> = self
             .members
             .values()
-            .filter(|m| m.heartbeat_deadline <= now && (m.is_new || !(m.awaiting_join || m.awaiting_sync)))
+            .filter(|m| {
+                m.heartbeat_deadline <= now && (m.is_new || !(m.awaiting_join || m.awaiting_sync))
+            })
             .map(|m| m.member_id.clone())
             .collect();
         for id in expired {
             self.remove_member_and_update(&id, cfg, now, fx);
         }
         match self.join_timer {
-            Some(JoinTimer::Initial { deadline, remaining_ms }) if deadline <= now => {
+            Some(JoinTimer::Initial {
+                deadline,
+                remaining_ms,
+            }) if deadline <= now => {
                 if self.new_member_added && remaining_ms > 0 {
                     self.new_member_added = false;
                     let delay = cfg.initial_rebalance_delay_ms.min(remaining_ms);
-                    self.join_timer =
-                        Some(JoinTimer::Initial { deadline: now + delay, remaining_ms: remaining_ms - delay });
+                    self.join_timer = Some(JoinTimer::Initial {
+                        deadline: now + delay,
+                        remaining_ms: remaining_ms - delay,
+                    });
                 } else {
                     self.complete_join(now, fx);
                 }
@@ -1046,8 +1234,12 @@ impl Group {
         }
         if self.sync_deadline.is_some_and(|d| d <= now) && !self.pending_sync.is_empty() {
             self.sync_deadline = None;
-            if matches!(self.state, GroupState::CompletingRebalance | GroupState::Stable) {
-                let lagging: Vec<String> = std::mem::take(&mut self.pending_sync).into_iter().collect();
+            if matches!(
+                self.state,
+                GroupState::CompletingRebalance | GroupState::Stable
+            ) {
+                let lagging: Vec<String> =
+                    std::mem::take(&mut self.pending_sync).into_iter().collect();
                 for id in lagging {
                     self.remove_member_and_update(&id, cfg, now, fx);
                 }
@@ -1059,7 +1251,13 @@ impl Group {
 
     /// Checks that a member may commit (Kafka's rules; `generation < 0`
     /// with an Empty group is a commit of a group not using the coordinator).
-    pub fn check_commit(&mut self, member_id: &str, instance_id: Option<&str>, generation: i32, now: i64) -> Result<(), ResponseError> {
+    pub fn check_commit(
+        &mut self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+        now: i64,
+    ) -> Result<(), ResponseError> {
         if self.state == GroupState::Dead {
             return Err(ResponseError::CoordinatorNotAvailable);
         }
@@ -1089,23 +1287,34 @@ impl Group {
     /// `retention_ms` after their commit.
     pub fn expire_offsets(&mut self, now: i64, retention_ms: i64) -> Vec<(String, i32)> {
         let empty_since = self.state_timestamp;
-        let rule: Box<dyn Fn(&(String, i32), &CommittedOffset) -> bool> = match self.protocol_type.as_deref() {
+        let rule: ExpiryRule = match self.protocol_type.as_deref() {
             Some(_) if self.state == GroupState::Empty => Box::new(move |_, o| {
                 let base = empty_since.unwrap_or(o.commit_timestamp);
-                o.expire_timestamp.map_or(now - base >= retention_ms, |e| now >= e)
+                o.expire_timestamp
+                    .map_or(now - base >= retention_ms, |e| now >= e)
             }),
-            Some(CONSUMER_PROTOCOL_TYPE) if self.state == GroupState::Stable && self.subscribed_topics.is_some() => {
+            Some(CONSUMER_PROTOCOL_TYPE)
+                if self.state == GroupState::Stable && self.subscribed_topics.is_some() =>
+            {
                 let subscribed = self.subscribed_topics.clone().unwrap_or_default();
                 Box::new(move |(topic, _), o| {
                     !subscribed.contains(topic)
-                        && o.expire_timestamp.map_or(now - o.commit_timestamp >= retention_ms, |e| now >= e)
+                        && o.expire_timestamp
+                            .map_or(now - o.commit_timestamp >= retention_ms, |e| now >= e)
                 })
             }
-            None => Box::new(move |_, o| o.expire_timestamp.map_or(now - o.commit_timestamp >= retention_ms, |e| now >= e)),
+            None => Box::new(move |_, o| {
+                o.expire_timestamp
+                    .map_or(now - o.commit_timestamp >= retention_ms, |e| now >= e)
+            }),
             _ => return Vec::new(),
         };
-        let expired: Vec<(String, i32)> =
-            self.offsets.iter().filter(|(k, o)| rule(k, o)).map(|(k, _)| k.clone()).collect();
+        let expired: Vec<(String, i32)> = self
+            .offsets
+            .iter()
+            .filter(|(k, o)| rule(k, o))
+            .map(|(k, _)| k.clone())
+            .collect();
         for k in &expired {
             self.offsets.remove(k);
         }
@@ -1114,7 +1323,10 @@ impl Group {
 
     /// An Empty group with no offsets is gone: marks it Dead and says so.
     pub fn try_remove(&mut self, now: i64) -> bool {
-        if self.state == GroupState::Empty && self.offsets.is_empty() && self.pending_members.is_empty() {
+        if self.state == GroupState::Empty
+            && self.offsets.is_empty()
+            && self.pending_members.is_empty()
+        {
             self.transition(GroupState::Dead, now);
             return true;
         }

@@ -10,8 +10,9 @@ use std::collections::BTreeMap;
 use kafka_protocol::{
     messages::{
         describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult},
-        incremental_alter_configs_response, AlterConfigsRequest, AlterConfigsResponse, DescribeConfigsRequest,
-        DescribeConfigsResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+        incremental_alter_configs_response, AlterConfigsRequest, AlterConfigsResponse,
+        DescribeConfigsRequest, DescribeConfigsResponse, IncrementalAlterConfigsRequest,
+        IncrementalAlterConfigsResponse,
     },
     protocol::StrBytes,
     ResponseError,
@@ -31,7 +32,13 @@ const DYNAMIC_TOPIC_CONFIG: i8 = 1;
 const STATIC_BROKER_CONFIG: i8 = 4;
 const DEFAULT_CONFIG: i8 = 5;
 
-fn entry(name: &str, value: Option<String>, source: i8, kind: ConfigType, read_only: bool) -> DescribeConfigsResourceResult {
+fn entry(
+    name: &str,
+    value: Option<String>,
+    source: i8,
+    kind: ConfigType,
+    read_only: bool,
+) -> DescribeConfigsResourceResult {
     DescribeConfigsResourceResult::default()
         .with_name(StrBytes::from_string(name.to_string()))
         .with_value(value.map(StrBytes::from_string))
@@ -40,50 +47,109 @@ fn entry(name: &str, value: Option<String>, source: i8, kind: ConfigType, read_o
         .with_config_type(kind as i8)
 }
 
-fn describe_topic(broker: &Broker, name: &str, keys: Option<&[StrBytes]>) -> Result<Vec<DescribeConfigsResourceResult>, ApiError> {
-    let topic = broker
-        .topic(name)
-        .ok_or_else(|| ApiError::new(ResponseError::UnknownTopicOrPartition, format!("topic `{name}` does not exist")))?;
+fn describe_topic(
+    broker: &Broker,
+    name: &str,
+    keys: Option<&[StrBytes]>,
+) -> Result<Vec<DescribeConfigsResourceResult>, ApiError> {
+    let topic = broker.topic(name).ok_or_else(|| {
+        ApiError::new(
+            ResponseError::UnknownTopicOrPartition,
+            format!("topic `{name}` does not exist"),
+        )
+    })?;
     let config = topic.config();
     let overrides = topic.overrides();
     Ok(topic_config::KEYS
         .iter()
         .filter(|k| keys.is_none_or(|keys| keys.iter().any(|want| &**want == k.name)))
         .map(|k| {
-            let source = if overrides.contains_key(k.name) { DYNAMIC_TOPIC_CONFIG } else { DEFAULT_CONFIG };
+            let source = if overrides.contains_key(k.name) {
+                DYNAMIC_TOPIC_CONFIG
+            } else {
+                DEFAULT_CONFIG
+            };
             entry(k.name, config.value_of(k.name), source, k.kind, false)
         })
         .collect())
 }
 
-fn describe_broker(broker: &Broker, name: &str, keys: Option<&[StrBytes]>) -> Result<Vec<DescribeConfigsResourceResult>, ApiError> {
+fn describe_broker(
+    broker: &Broker,
+    name: &str,
+    keys: Option<&[StrBytes]>,
+) -> Result<Vec<DescribeConfigsResourceResult>, ApiError> {
     if !name.is_empty() && name != broker.config.node_id.to_string() {
-        return Err(ApiError::new(ResponseError::InvalidRequest, format!("this is broker {}, not {name}", broker.config.node_id)));
+        return Err(ApiError::new(
+            ResponseError::InvalidRequest,
+            format!("this is broker {}, not {name}", broker.config.node_id),
+        ));
     }
     let c = &broker.config;
     let mut values: BTreeMap<String, (String, ConfigType)> = BTreeMap::new();
     values.insert("node.id".into(), (c.node_id.to_string(), ConfigType::Int));
-    values.insert("log.dirs".into(), (c.data_dir.display().to_string(), ConfigType::String));
-    values.insert("num.partitions".into(), (c.num_partitions.to_string(), ConfigType::Int));
-    values.insert("default.replication.factor".into(), (c.default_replication_factor.to_string(), ConfigType::Int));
-    values.insert("auto.create.topics.enable".into(), (c.auto_create_topics.to_string(), ConfigType::Boolean));
-    values.insert("socket.request.max.bytes".into(), (c.socket_request_max_bytes.to_string(), ConfigType::Int));
-    values.insert("log.retention.ms".into(), (c.topic_defaults.retention_ms.to_string(), ConfigType::Long));
-    values.insert("log.retention.bytes".into(), (c.topic_defaults.retention_bytes.to_string(), ConfigType::Long));
-    values.insert("log.segment.bytes".into(), (c.topic_defaults.segment_bytes.to_string(), ConfigType::Int));
-    values.insert("message.max.bytes".into(), (c.topic_defaults.max_message_bytes.to_string(), ConfigType::Int));
+    values.insert(
+        "log.dirs".into(),
+        (c.data_dir.display().to_string(), ConfigType::String),
+    );
+    values.insert(
+        "num.partitions".into(),
+        (c.num_partitions.to_string(), ConfigType::Int),
+    );
+    values.insert(
+        "default.replication.factor".into(),
+        (c.default_replication_factor.to_string(), ConfigType::Int),
+    );
+    values.insert(
+        "auto.create.topics.enable".into(),
+        (c.auto_create_topics.to_string(), ConfigType::Boolean),
+    );
+    values.insert(
+        "socket.request.max.bytes".into(),
+        (c.socket_request_max_bytes.to_string(), ConfigType::Int),
+    );
+    values.insert(
+        "log.retention.ms".into(),
+        (c.topic_defaults.retention_ms.to_string(), ConfigType::Long),
+    );
+    values.insert(
+        "log.retention.bytes".into(),
+        (
+            c.topic_defaults.retention_bytes.to_string(),
+            ConfigType::Long,
+        ),
+    );
+    values.insert(
+        "log.segment.bytes".into(),
+        (c.topic_defaults.segment_bytes.to_string(), ConfigType::Int),
+    );
+    values.insert(
+        "message.max.bytes".into(),
+        (
+            c.topic_defaults.max_message_bytes.to_string(),
+            ConfigType::Int,
+        ),
+    );
     Ok(values
         .into_iter()
         .filter(|(k, _)| keys.is_none_or(|keys| keys.iter().any(|want| &**want == k)))
         .map(|(k, (v, kind))| {
-            let source = if c.raw.contains_key(&k) { STATIC_BROKER_CONFIG } else { DEFAULT_CONFIG };
+            let source = if c.raw.contains_key(&k) {
+                STATIC_BROKER_CONFIG
+            } else {
+                DEFAULT_CONFIG
+            };
             entry(&k, Some(v), source, kind, true)
         })
         .collect())
 }
 
 /// Answers DescribeConfigs.
-pub fn describe(broker: &Broker, req: DescribeConfigsRequest, _version: i16) -> DescribeConfigsResponse {
+pub fn describe(
+    broker: &Broker,
+    req: DescribeConfigsRequest,
+    _version: i16,
+) -> DescribeConfigsResponse {
     let results = req
         .resources
         .into_iter()
@@ -92,7 +158,10 @@ pub fn describe(broker: &Broker, req: DescribeConfigsRequest, _version: i16) -> 
             let outcome = match r.resource_type {
                 TOPIC => describe_topic(broker, &r.resource_name, keys),
                 BROKER => describe_broker(broker, &r.resource_name, keys),
-                other => Err(ApiError::new(ResponseError::InvalidRequest, format!("resource type {other} is not supported"))),
+                other => Err(ApiError::new(
+                    ResponseError::InvalidRequest,
+                    format!("resource type {other} is not supported"),
+                )),
             };
             let result = DescribeConfigsResult::default()
                 .with_resource_type(r.resource_type)
@@ -112,9 +181,15 @@ fn topic_only(resource_type: i8) -> Result<(), ApiError> {
     if resource_type == TOPIC {
         Ok(())
     } else if resource_type == BROKER {
-        Err(ApiError::new(ResponseError::InvalidRequest, "broker configs are static: set them at start"))
+        Err(ApiError::new(
+            ResponseError::InvalidRequest,
+            "broker configs are static: set them at start",
+        ))
     } else {
-        Err(ApiError::new(ResponseError::InvalidRequest, format!("resource type {resource_type} is not supported")))
+        Err(ApiError::new(
+            ResponseError::InvalidRequest,
+            format!("resource type {resource_type} is not supported"),
+        ))
     }
 }
 
@@ -134,29 +209,42 @@ pub fn alter(broker: &Broker, req: AlterConfigsRequest) -> AlterConfigsResponse 
                 broker.set_topic_configs(&r.resource_name, overrides, req.validate_only)
             });
             let (code, message) = split(outcome);
-            kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse::default()
-                .with_error_code(code)
-                .with_error_message(message)
-                .with_resource_type(r.resource_type)
-                .with_resource_name(r.resource_name)
+            kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse::default(
+            )
+            .with_error_code(code)
+            .with_error_message(message)
+            .with_resource_type(r.resource_type)
+            .with_resource_name(r.resource_name)
         })
         .collect();
     AlterConfigsResponse::default().with_responses(responses)
 }
 
 /// Answers IncrementalAlterConfigs.
-pub fn incremental_alter(broker: &Broker, req: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
+pub fn incremental_alter(
+    broker: &Broker,
+    req: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
     let responses = req
         .resources
         .into_iter()
         .map(|r| {
             let outcome = topic_only(r.resource_type).and_then(|_| {
                 let topic = broker.topic(&r.resource_name).ok_or_else(|| {
-                    ApiError::new(ResponseError::UnknownTopicOrPartition, format!("topic `{}` does not exist", r.resource_name))
+                    ApiError::new(
+                        ResponseError::UnknownTopicOrPartition,
+                        format!("topic `{}` does not exist", r.resource_name),
+                    )
                 })?;
                 let mut overrides = topic.overrides();
                 for c in &r.configs {
-                    apply_op(&mut overrides, &topic.config(), &c.name, c.config_operation, c.value.as_deref())?;
+                    apply_op(
+                        &mut overrides,
+                        &topic.config(),
+                        &c.name,
+                        c.config_operation,
+                        c.value.as_deref(),
+                    )?;
                 }
                 broker.set_topic_configs(&r.resource_name, overrides, req.validate_only)
             });
@@ -178,10 +266,19 @@ fn apply_op(
     op: i8,
     value: Option<&str>,
 ) -> Result<(), ApiError> {
-    let spec = topic_config::spec(key)
-        .ok_or_else(|| ApiError::new(ResponseError::InvalidConfig, format!("unknown topic config `{key}`")))?;
+    let spec = topic_config::spec(key).ok_or_else(|| {
+        ApiError::new(
+            ResponseError::InvalidConfig,
+            format!("unknown topic config `{key}`"),
+        )
+    })?;
     let need_value = || {
-        value.ok_or_else(|| ApiError::new(ResponseError::InvalidConfig, format!("config `{key}` needs a value")))
+        value.ok_or_else(|| {
+            ApiError::new(
+                ResponseError::InvalidConfig,
+                format!("config `{key}` needs a value"),
+            )
+        })
     };
     match op {
         0 => {
@@ -191,11 +288,22 @@ fn apply_op(
             overrides.remove(key);
         }
         2 | 3 if spec.kind != ConfigType::List => {
-            return Err(ApiError::new(ResponseError::InvalidConfig, format!("`{key}` is not a list: APPEND/SUBTRACT do not apply")))
+            return Err(ApiError::new(
+                ResponseError::InvalidConfig,
+                format!("`{key}` is not a list: APPEND/SUBTRACT do not apply"),
+            ))
         }
         2 | 3 => {
-            let existing = overrides.get(key).cloned().or_else(|| current.value_of(key)).unwrap_or_default();
-            let mut items: Vec<String> = existing.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
+            let existing = overrides
+                .get(key)
+                .cloned()
+                .or_else(|| current.value_of(key))
+                .unwrap_or_default();
+            let mut items: Vec<String> = existing
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect();
             for v in need_value()?.split(',').filter(|s| !s.is_empty()) {
                 if op == 2 && !items.iter().any(|i| i == v) {
                     items.push(v.to_string());
@@ -205,7 +313,12 @@ fn apply_op(
             }
             overrides.insert(key.to_string(), items.join(","));
         }
-        other => return Err(ApiError::new(ResponseError::InvalidRequest, format!("unknown config operation {other}"))),
+        other => {
+            return Err(ApiError::new(
+                ResponseError::InvalidRequest,
+                format!("unknown config operation {other}"),
+            ))
+        }
     }
     Ok(())
 }

@@ -1,7 +1,10 @@
 //! CreatePartitions: grow a topic's partition count (never shrink).
 
 use kafka_protocol::{
-    messages::{create_partitions_response::CreatePartitionsTopicResult, CreatePartitionsRequest, CreatePartitionsResponse},
+    messages::{
+        create_partitions_response::CreatePartitionsTopicResult, CreatePartitionsRequest,
+        CreatePartitionsResponse,
+    },
     protocol::StrBytes,
     ResponseError,
 };
@@ -16,7 +19,8 @@ pub fn handle(broker: &Broker, req: CreatePartitionsRequest) -> CreatePartitions
         .into_iter()
         .map(|t| {
             let bad_assignment = t.assignments.as_ref().is_some_and(|a| {
-                a.iter().any(|p| p.broker_ids.is_empty() || p.broker_ids.iter().any(|b| b.0 != node))
+                a.iter()
+                    .any(|p| p.broker_ids.is_empty() || p.broker_ids.iter().any(|b| b.0 != node))
             });
             let outcome = if bad_assignment {
                 Err(ApiError::new(

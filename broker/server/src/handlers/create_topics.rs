@@ -12,7 +12,10 @@ use kafka_protocol::{
     ResponseError,
 };
 
-use crate::{broker::{ApiError, Broker}, topic_config};
+use crate::{
+    broker::{ApiError, Broker},
+    topic_config,
+};
 
 /// Answers CreateTopics.
 pub fn handle(broker: &Broker, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
@@ -34,7 +37,11 @@ pub fn handle(broker: &Broker, req: CreateTopicsRequest, version: i16) -> Create
                                 .with_name(StrBytes::from_static_str(k.name))
                                 .with_value(config.value_of(k.name).map(StrBytes::from_string))
                                 // DYNAMIC_TOPIC_CONFIG (1) when set, else DEFAULT_CONFIG (5).
-                                .with_config_source(if overrides.contains_key(k.name) { 1 } else { 5 })
+                                .with_config_source(if overrides.contains_key(k.name) {
+                                    1
+                                } else {
+                                    5
+                                })
                         })
                         .collect();
                     result
@@ -59,7 +66,11 @@ pub fn handle(broker: &Broker, req: CreateTopicsRequest, version: i16) -> Create
 }
 
 fn resolve(requested: i32, default: i32) -> i32 {
-    if requested == -1 { default } else { requested }
+    if requested == -1 {
+        default
+    } else {
+        requested
+    }
 }
 
 fn create_one(
@@ -79,7 +90,10 @@ fn create_one(
         }
         let node = broker.config.node_id;
         for (i, a) in t.assignments.iter().enumerate() {
-            if a.partition_index != i as i32 || a.broker_ids.is_empty() || a.broker_ids.iter().any(|b| b.0 != node) {
+            if a.partition_index != i as i32
+                || a.broker_ids.is_empty()
+                || a.broker_ids.iter().any(|b| b.0 != node)
+            {
                 return Err(ApiError::new(
                     ResponseError::InvalidReplicaAssignment,
                     format!("assignments must list partitions 0.. in order, each on broker {node}"),
@@ -96,7 +110,10 @@ fn create_one(
                 overrides.insert(c.name.to_string(), v.to_string());
             }
             None => {
-                return Err(ApiError::new(ResponseError::InvalidConfig, format!("config `{}` has no value", c.name)))
+                return Err(ApiError::new(
+                    ResponseError::InvalidConfig,
+                    format!("config `{}` has no value", c.name),
+                ))
             }
         }
     }

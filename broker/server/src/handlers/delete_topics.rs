@@ -1,7 +1,10 @@
 //! DeleteTopics: by name (v1+) or by topic id (v6+).
 
 use kafka_protocol::{
-    messages::{delete_topics_response::DeletableTopicResult, DeleteTopicsRequest, DeleteTopicsResponse, TopicName},
+    messages::{
+        delete_topics_response::DeletableTopicResult, DeleteTopicsRequest, DeleteTopicsResponse,
+        TopicName,
+    },
     protocol::StrBytes,
     ResponseError,
 };
@@ -12,9 +15,15 @@ use crate::broker::{ApiError, Broker};
 /// Answers DeleteTopics.
 pub fn handle(broker: &Broker, req: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
     let targets: Vec<(Option<String>, Uuid)> = if version >= 6 {
-        req.topics.into_iter().map(|t| (t.name.map(|n| n.to_string()), t.topic_id)).collect()
+        req.topics
+            .into_iter()
+            .map(|t| (t.name.map(|n| n.to_string()), t.topic_id))
+            .collect()
     } else {
-        req.topic_names.into_iter().map(|n| (Some(n.to_string()), Uuid::nil())).collect()
+        req.topic_names
+            .into_iter()
+            .map(|n| (Some(n.to_string()), Uuid::nil()))
+            .collect()
     };
     let responses = targets
         .into_iter()
@@ -23,11 +32,21 @@ pub fn handle(broker: &Broker, req: DeleteTopicsRequest, version: i16) -> Delete
                 Some(n) => broker
                     .topic(n)
                     .map(|t| (t.name.clone(), t.id))
-                    .ok_or_else(|| ApiError::new(ResponseError::UnknownTopicOrPartition, format!("topic `{n}` does not exist"))),
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            ResponseError::UnknownTopicOrPartition,
+                            format!("topic `{n}` does not exist"),
+                        )
+                    }),
                 None => broker
                     .topic_by_id(id)
                     .map(|t| (t.name.clone(), t.id))
-                    .ok_or_else(|| ApiError::new(ResponseError::UnknownTopicId, format!("no topic has id {id}"))),
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            ResponseError::UnknownTopicId,
+                            format!("no topic has id {id}"),
+                        )
+                    }),
             };
             let outcome = resolved.and_then(|(n, id)| broker.delete_topic(&n).map(|_| (n, id)));
             match outcome {

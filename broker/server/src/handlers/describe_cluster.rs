@@ -1,7 +1,10 @@
 //! DescribeCluster: the cluster id, the controller and the brokers.
 
 use kafka_protocol::{
-    messages::{describe_cluster_response::DescribeClusterBroker, BrokerId, DescribeClusterRequest, DescribeClusterResponse},
+    messages::{
+        describe_cluster_response::DescribeClusterBroker, BrokerId, DescribeClusterRequest,
+        DescribeClusterResponse,
+    },
     protocol::StrBytes,
 };
 

@@ -40,19 +40,39 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
         data.borrow_and_update();
         let (responses, total, had_error) = collect(&req, &topics, version);
         let done = total >= min_bytes || had_error || Instant::now() >= deadline;
-        if done || tokio::time::timeout_at(deadline, data.changed()).await.is_err() {
-            let (responses, _, _) = if done { (responses, total, had_error) } else { collect(&req, &topics, version) };
+        if done
+            || tokio::time::timeout_at(deadline, data.changed())
+                .await
+                .is_err()
+        {
+            let (responses, _, _) = if done {
+                (responses, total, had_error)
+            } else {
+                collect(&req, &topics, version)
+            };
             count_bytes_out(&responses, &topics);
-            return FetchResponse::default().with_responses(responses).with_session_id(0);
+            return FetchResponse::default()
+                .with_responses(responses)
+                .with_session_id(0);
         }
     }
 }
 
 /// The topic each request entry names (by id from v13 on).
-fn resolve(broker: &Broker, req: &FetchRequest, version: i16) -> Vec<Option<std::sync::Arc<Topic>>> {
+fn resolve(
+    broker: &Broker,
+    req: &FetchRequest,
+    version: i16,
+) -> Vec<Option<std::sync::Arc<Topic>>> {
     req.topics
         .iter()
-        .map(|t| if version >= 13 { broker.topic_by_id(t.topic_id) } else { broker.topic(&t.topic) })
+        .map(|t| {
+            if version >= 13 {
+                broker.topic_by_id(t.topic_id)
+            } else {
+                broker.topic(&t.topic)
+            }
+        })
         .collect()
 }
 
@@ -75,7 +95,10 @@ fn collect(
                 .with_last_stable_offset(-1)
                 .with_log_start_offset(-1)
                 .with_preferred_read_replica(kafka_protocol::messages::BrokerId(-1));
-            let Some(partition) = topic.as_ref().and_then(|topic| topic.partition(p.partition)) else {
+            let Some(partition) = topic
+                .as_ref()
+                .and_then(|topic| topic.partition(p.partition))
+            else {
                 had_error = true;
                 let code = if version >= 13 && topic.is_none() {
                     ResponseError::UnknownTopicId
@@ -131,7 +154,11 @@ fn collect(
 fn count_bytes_out(responses: &[FetchableTopicResponse], topics: &[Option<std::sync::Arc<Topic>>]) {
     for (resp, topic) in responses.iter().zip(topics) {
         let Some(topic) = topic else { continue };
-        let bytes: usize = resp.partitions.iter().map(|p| p.records.as_ref().map_or(0, |r| r.len())).sum();
+        let bytes: usize = resp
+            .partitions
+            .iter()
+            .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
+            .sum();
         topic.metrics.bytes_out.inc_by(bytes as u64);
         if resp.partitions.iter().any(|p| p.error_code != 0) {
             topic.metrics.failed_fetch_requests.inc();

@@ -11,17 +11,20 @@ use crate::broker::Broker;
 
 /// Answers InitProducerId.
 pub fn handle(broker: &Broker, req: InitProducerIdRequest) -> InitProducerIdResponse {
-    let resp = InitProducerIdResponse::default().with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
+    let resp = InitProducerIdResponse::default()
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
     if req.transactional_id.is_some() {
         // Without a transaction coordinator the honest answer is a refusal
         // the client reports, not a producer that fails later.
         return resp.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
     }
-    if req.producer_id.0 >= 0 && req.producer_epoch >= 0 {
-        if req.producer_epoch < i16::MAX - 1 {
-            return resp.with_producer_id(req.producer_id).with_producer_epoch(req.producer_epoch + 1);
-        }
-        // Epoch exhausted: start over with a new id, as Kafka does.
+    // KIP-360: a known producer asking to continue gets its epoch bumped;
+    // once the epoch is exhausted it starts over with a new id, as in Kafka.
+    if req.producer_id.0 >= 0 && req.producer_epoch >= 0 && req.producer_epoch < i16::MAX - 1 {
+        return resp
+            .with_producer_id(req.producer_id)
+            .with_producer_epoch(req.producer_epoch + 1);
     }
     match broker.allocate_producer_id() {
         Ok(id) => resp.with_producer_id(ProducerId(id)).with_producer_epoch(0),

@@ -28,8 +28,12 @@ pub fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOff
                 .partitions
                 .into_iter()
                 .map(|p| {
-                    let resp = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
-                    let Some(partition) = topic.as_ref().and_then(|topic| topic.partition(p.partition_index)) else {
+                    let resp = ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index);
+                    let Some(partition) = topic
+                        .as_ref()
+                        .and_then(|topic| topic.partition(p.partition_index))
+                    else {
                         return resp
                             .with_error_code(ResponseError::UnknownTopicOrPartition.code())
                             .with_offset(-1)
@@ -40,13 +44,21 @@ pub fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOff
                     }
                     match lookup(&partition, p.timestamp) {
                         // leader_epoch exists from v4 on; the encoder refuses it earlier.
-                        Ok((offset, ts)) if version >= 4 => resp.with_offset(offset).with_timestamp(ts).with_leader_epoch(0),
+                        Ok((offset, ts)) if version >= 4 => resp
+                            .with_offset(offset)
+                            .with_timestamp(ts)
+                            .with_leader_epoch(0),
                         Ok((offset, ts)) => resp.with_offset(offset).with_timestamp(ts),
-                        Err(code) => resp.with_error_code(code.code()).with_offset(-1).with_timestamp(-1),
+                        Err(code) => resp
+                            .with_error_code(code.code())
+                            .with_offset(-1)
+                            .with_timestamp(-1),
                     }
                 })
                 .collect();
-            ListOffsetsTopicResponse::default().with_name(t.name).with_partitions(partitions)
+            ListOffsetsTopicResponse::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
         })
         .collect();
     ListOffsetsResponse::default().with_topics(topics)
@@ -59,19 +71,30 @@ fn lookup(partition: &Partition, target: i64) -> Result<(i64, i64), ResponseErro
         LATEST => Ok((log.log_end_offset(), -1)),
         EARLIEST => Ok((log.log_start_offset(), -1)),
         MAX_TIMESTAMP => {
-            let Some((ts, batch_offset)) = log.max_timestamp() else { return Ok((-1, -1)) };
+            let Some((ts, batch_offset)) = log.max_timestamp() else {
+                return Ok((-1, -1));
+            };
             // The log knows the batch; the record is found by decoding it.
             let hw = log.log_end_offset();
-            let batch = log.read(batch_offset, 1, hw, true).map_err(|_| ResponseError::KafkaStorageError)?;
+            let batch = log
+                .read(batch_offset, 1, hw, true)
+                .map_err(|_| ResponseError::KafkaStorageError)?;
             let mut buf = batch.bytes;
-            let exact = RecordBatchDecoder::decode(&mut buf)
-                .ok()
-                .and_then(|set| set.records.iter().find(|r| r.timestamp == ts).map(|r| r.offset));
+            let exact = RecordBatchDecoder::decode(&mut buf).ok().and_then(|set| {
+                set.records
+                    .iter()
+                    .find(|r| r.timestamp == ts)
+                    .map(|r| r.offset)
+            });
             Ok((exact.unwrap_or(batch_offset), ts))
         }
         ts if ts >= 0 => {
-            let batch = log.batch_for_timestamp(ts).map_err(|_| ResponseError::KafkaStorageError)?;
-            let Some(batch) = batch else { return Ok((-1, -1)) };
+            let batch = log
+                .batch_for_timestamp(ts)
+                .map_err(|_| ResponseError::KafkaStorageError)?;
+            let Some(batch) = batch else {
+                return Ok((-1, -1));
+            };
             Ok(first_at_or_after(batch, ts, log.log_start_offset()))
         }
         _ => Err(ResponseError::InvalidRequest),
@@ -86,7 +109,11 @@ fn first_at_or_after(batch: bytes::Bytes, ts: i64, log_start: i64) -> (i64, i64)
     let header = rivulet_storage::batch::BatchHeader::parse(&batch).ok();
     let mut buf = batch;
     if let Ok(set) = RecordBatchDecoder::decode(&mut buf) {
-        if let Some(r) = set.records.iter().find(|r| r.timestamp >= ts && r.offset >= log_start) {
+        if let Some(r) = set
+            .records
+            .iter()
+            .find(|r| r.timestamp >= ts && r.offset >= log_start)
+        {
             return (r.offset, r.timestamp);
         }
     }

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use kafka_protocol::{
     messages::{
-        metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic},
+        metadata_response::{
+            MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+        },
         BrokerId, MetadataRequest, MetadataResponse, TopicName,
     },
     protocol::StrBytes,
@@ -56,9 +58,14 @@ pub fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> MetadataRe
         Some(list) => Some(list),
     };
     // v4+ lets the client forbid auto-creation; before that it is implied.
-    let may_create = broker.config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
+    let may_create =
+        broker.config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
     let topics = match requested {
-        None => broker.topics().iter().map(|t| topic_entry(broker, t)).collect(),
+        None => broker
+            .topics()
+            .iter()
+            .map(|t| topic_entry(broker, t))
+            .collect(),
         Some(list) => {
             let mut seen = BTreeMap::new();
             for t in list {
@@ -74,11 +81,19 @@ pub fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> MetadataRe
                                 // Lost a race with another creator: use theirs.
                                 Err(_) => match broker.topic(&name) {
                                     Some(topic) => topic_entry(broker, &topic),
-                                    None => error_entry(Some(name.clone()), Uuid::nil(), ResponseError::LeaderNotAvailable),
+                                    None => error_entry(
+                                        Some(name.clone()),
+                                        Uuid::nil(),
+                                        ResponseError::LeaderNotAvailable,
+                                    ),
                                 },
                             }
                         } else {
-                            error_entry(Some(name.clone()), Uuid::nil(), ResponseError::UnknownTopicOrPartition)
+                            error_entry(
+                                Some(name.clone()),
+                                Uuid::nil(),
+                                ResponseError::UnknownTopicOrPartition,
+                            )
                         }
                     }
                     None => match broker.topic_by_id(t.topic_id) {
@@ -86,7 +101,11 @@ pub fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> MetadataRe
                         None => error_entry(None, t.topic_id, ResponseError::UnknownTopicId),
                     },
                 };
-                let key = entry.name.as_ref().map(|n| n.to_string()).unwrap_or_else(|| t.topic_id.to_string());
+                let key = entry
+                    .name
+                    .as_ref()
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| t.topic_id.to_string());
                 seen.insert(key, entry);
             }
             seen.into_values().collect()

@@ -10,18 +10,33 @@ use kafka_protocol::{
     protocol::StrBytes,
     ResponseError,
 };
-use rivulet_storage::{batch::{validate_batches, BatchError}, StorageError};
+use rivulet_storage::{
+    batch::{validate_batches, BatchError},
+    StorageError,
+};
 
 use crate::broker::{now_ms, Broker};
 
 /// Answers Produce (`None` for acks=0).
-pub async fn handle(broker: &Broker, req: ProduceRequest, _version: i16) -> Option<ProduceResponse> {
+pub async fn handle(
+    broker: &Broker,
+    req: ProduceRequest,
+    _version: i16,
+) -> Option<ProduceResponse> {
     let acks = req.acks;
     if req.transactional_id.is_some() {
-        return Some(refuse_all(req, ResponseError::TransactionalIdAuthorizationFailed, "transactions are not supported"));
+        return Some(refuse_all(
+            req,
+            ResponseError::TransactionalIdAuthorizationFailed,
+            "transactions are not supported",
+        ));
     }
-    if !matches!(acks, -1 | 0 | 1) {
-        return Some(refuse_all(req, ResponseError::InvalidRequiredAcks, "acks must be -1, 0 or 1"));
+    if !(-1..=1).contains(&acks) {
+        return Some(refuse_all(
+            req,
+            ResponseError::InvalidRequiredAcks,
+            "acks must be -1, 0 or 1",
+        ));
     }
     let mut responses = Vec::with_capacity(req.topic_data.len());
     let mut appended_any = false;
@@ -35,18 +50,22 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, _version: i16) -> Opti
                 .with_log_append_time_ms(-1)
                 .with_log_start_offset(-1);
             let Some(topic) = topic.as_ref() else {
-                partition_responses.push(resp.with_error_code(ResponseError::UnknownTopicOrPartition.code()));
+                partition_responses
+                    .push(resp.with_error_code(ResponseError::UnknownTopicOrPartition.code()));
                 continue;
             };
             topic.metrics.produce_requests.inc();
             let Some(partition) = topic.partition(p.index) else {
                 topic.metrics.failed_produce_requests.inc();
-                partition_responses.push(resp.with_error_code(ResponseError::UnknownTopicOrPartition.code()));
+                partition_responses
+                    .push(resp.with_error_code(ResponseError::UnknownTopicOrPartition.code()));
                 continue;
             };
             let records = p.records.unwrap_or_default();
             let outcome = validate(&records, topic.config().max_message_bytes).and_then(|count| {
-                let info = partition.append(&records, now_ms()).map_err(storage_error)?;
+                let info = partition
+                    .append(&records, now_ms())
+                    .map_err(storage_error)?;
                 Ok((info, count))
             });
             match outcome {
@@ -60,12 +79,17 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, _version: i16) -> Opti
                         if let Err(e) = partition.flush_to(info.last_offset + 1).await {
                             tracing::warn!(topic = %topic.name, partition = p.index, error = %e, "fsync failed");
                             topic.metrics.failed_produce_requests.inc();
-                            partition_responses.push(resp.with_error_code(ResponseError::KafkaStorageError.code()));
+                            partition_responses.push(
+                                resp.with_error_code(ResponseError::KafkaStorageError.code()),
+                            );
                             continue;
                         }
                     }
                     let start = partition.read_log().log_start_offset();
-                    partition_responses.push(resp.with_base_offset(info.first_offset).with_log_start_offset(start));
+                    partition_responses.push(
+                        resp.with_base_offset(info.first_offset)
+                            .with_log_start_offset(start),
+                    );
                 }
                 Err((code, message)) => {
                     topic.metrics.failed_produce_requests.inc();
@@ -76,7 +100,11 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, _version: i16) -> Opti
                 }
             }
         }
-        responses.push(TopicProduceResponse::default().with_name(t.name).with_partition_responses(partition_responses));
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(t.name)
+                .with_partition_responses(partition_responses),
+        );
     }
     if appended_any {
         broker.notify_data();
@@ -101,11 +129,17 @@ fn validate(records: &[u8], max_message_bytes: i64) -> Result<u64, (ResponseErro
         if h.total_size() as i64 > max_message_bytes {
             return Err((
                 ResponseError::MessageTooLarge,
-                format!("batch of {} bytes exceeds max.message.bytes {max_message_bytes}", h.total_size()),
+                format!(
+                    "batch of {} bytes exceeds max.message.bytes {max_message_bytes}",
+                    h.total_size()
+                ),
             ));
         }
         if h.is_transactional() || h.is_control() {
-            return Err((ResponseError::InvalidRecord, "transactional batches are not supported".into()));
+            return Err((
+                ResponseError::InvalidRecord,
+                "transactional batches are not supported".into(),
+            ));
         }
         count += h.records_count as u64;
     }
@@ -140,7 +174,9 @@ fn refuse_all(req: ProduceRequest, code: ResponseError, message: &str) -> Produc
                         .with_error_message(Some(StrBytes::from_string(message.to_string())))
                 })
                 .collect();
-            TopicProduceResponse::default().with_name(t.name).with_partition_responses(parts)
+            TopicProduceResponse::default()
+                .with_name(t.name)
+                .with_partition_responses(parts)
         })
         .collect();
     ProduceResponse::default().with_responses(responses)

@@ -293,7 +293,11 @@ impl Log {
     /// are rebuilt from the log on recovery).
     pub fn sync_handle(&self) -> Result<SyncHandle, StorageError> {
         let (file, path) = self.active().clone_log_file()?;
-        Ok(SyncHandle { file, path, end_offset: self.log_end_offset() })
+        Ok(SyncHandle {
+            file,
+            path,
+            end_offset: self.log_end_offset(),
+        })
     }
 
     /// fsyncs the active segment (rolled segments were fsynced when rolled).
@@ -429,6 +433,8 @@ impl SyncHandle {
 
     /// fsyncs the data (blocking).
     pub fn sync(&self) -> Result<(), StorageError> {
-        self.file.sync_data().map_err(StorageError::flush(&self.path))
+        self.file
+            .sync_data()
+            .map_err(StorageError::flush(&self.path))
     }
 }

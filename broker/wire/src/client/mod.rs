@@ -5,11 +5,12 @@
 //! one connection per broker, and routes partition requests to the leader.
 //! Kafka error codes come back as [`ClientError::Kafka`]. It is not a
 //! production producer/consumer: no batching across calls, no pipelining,
-//! no consumer groups.
+//! no group membership (it can administer groups, not join them).
 
 mod admin;
 mod connection;
 mod data;
+mod groups;
 mod records;
 
 use std::collections::{BTreeMap, HashMap};
@@ -27,6 +28,10 @@ pub use self::{
         MAX_RESPONSE_SIZE,
     },
     data::FetchResult,
+    groups::{
+        decode_consumer_assignment, CommittedOffset, GroupDescription, GroupListing,
+        MemberDescription, CONSUMER_PROTOCOL_TYPE, COORDINATOR_WAIT,
+    },
     records::{decode_records, encode_batch, OwnedRecord},
 };
 use crate::error::ClientError;

@@ -1,0 +1,88 @@
+//! FindCoordinator: the broker that leads a group's `__consumer_offsets`
+//! partition coordinates it (this broker, while it is the only one).
+//! `__consumer_offsets` is created on first use. Transactions are not
+//! supported, so transaction coordinators are never available.
+
+use kafka_protocol::{
+    messages::{
+        find_coordinator_response::Coordinator, BrokerId, FindCoordinatorRequest,
+        FindCoordinatorResponse,
+    },
+    protocol::StrBytes,
+    ResponseError,
+};
+
+use crate::broker::Broker;
+
+/// Kafka's key type of a consumer group.
+const KEY_TYPE_GROUP: i8 = 0;
+/// Kafka's key type of a transactional id.
+const KEY_TYPE_TRANSACTION: i8 = 1;
+
+/// Where one key's coordinator is, or why there is none.
+fn locate(
+    broker: &Broker,
+    key_type: i8,
+) -> Result<(i32, String, u16), (ResponseError, &'static str)> {
+    match key_type {
+        KEY_TYPE_GROUP => {}
+        KEY_TYPE_TRANSACTION => {
+            return Err((
+                ResponseError::CoordinatorNotAvailable,
+                "transactions are not supported",
+            ))
+        }
+        _ => {
+            return Err((
+                ResponseError::InvalidRequest,
+                "unknown coordinator key type",
+            ))
+        }
+    }
+    broker
+        .groups
+        .ensure_topic(broker)
+        .map_err(|e| (e, "the offsets topic is not available"))?;
+    let (host, port) = broker.advertised();
+    Ok((broker.config.node_id, host, port))
+}
+
+/// Answers FindCoordinator (single `key` before v4, batched `coordinator_keys` from v4).
+pub fn handle(
+    broker: &Broker,
+    req: FindCoordinatorRequest,
+    version: i16,
+) -> FindCoordinatorResponse {
+    if version >= 4 {
+        let coordinators = req
+            .coordinator_keys
+            .into_iter()
+            .map(|key| {
+                let c = Coordinator::default().with_key(key);
+                match locate(broker, req.key_type) {
+                    Ok((node, host, port)) => c
+                        .with_node_id(BrokerId(node))
+                        .with_host(StrBytes::from_string(host))
+                        .with_port(port as i32),
+                    Err((e, msg)) => c
+                        .with_node_id(BrokerId(-1))
+                        .with_port(-1)
+                        .with_error_code(e.code())
+                        .with_error_message(Some(StrBytes::from_static_str(msg))),
+                }
+            })
+            .collect();
+        return FindCoordinatorResponse::default().with_coordinators(coordinators);
+    }
+    match locate(broker, req.key_type) {
+        Ok((node, host, port)) => FindCoordinatorResponse::default()
+            .with_node_id(BrokerId(node))
+            .with_host(StrBytes::from_string(host))
+            .with_port(port as i32),
+        Err((e, msg)) => FindCoordinatorResponse::default()
+            .with_error_code(e.code())
+            .with_error_message((version >= 1).then(|| StrBytes::from_static_str(msg)))
+            .with_node_id(BrokerId(-1))
+            .with_port(-1),
+    }
+}

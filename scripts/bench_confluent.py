@@ -1,0 +1,66 @@
+#!/usr/bin/env python3
+"""Producer throughput with librdkafka (confluent-kafka), like Kafka's
+kafka-producer-perf-test: one client process pushing fixed-size records as
+fast as librdkafka batches them. Prints one summary line.
+
+    .venv/bin/python scripts/bench_confluent.py --bootstrap 127.0.0.1:9092 \
+        --topic perf --records 2000000 --size 100 --acks 1
+"""
+import argparse
+import time
+
+from confluent_kafka import Producer
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bootstrap", default="127.0.0.1:9092")
+    ap.add_argument("--topic", default="perf")
+    ap.add_argument("--records", type=int, default=1_000_000)
+    ap.add_argument("--size", type=int, default=100)
+    ap.add_argument("--acks", default="1")
+    ap.add_argument("--compression", default="none")
+    ap.add_argument("--linger-ms", default="5")
+    ap.add_argument("--batch-size", default="1000000")
+    args = ap.parse_args()
+
+    errors = 0
+    acked = 0
+
+    def on_delivery(err, _msg):
+        nonlocal errors, acked
+        if err is not None:
+            errors += 1
+        else:
+            acked += 1
+
+    producer = Producer({
+        "bootstrap.servers": args.bootstrap,
+        "acks": args.acks,
+        "compression.type": args.compression,
+        "linger.ms": args.linger_ms,
+        "batch.size": args.batch_size,
+        "queue.buffering.max.messages": 2_000_000,
+        "queue.buffering.max.kbytes": 2_000_000,
+    })
+    value = b"x" * args.size
+    started = time.perf_counter()
+    for _ in range(args.records):
+        while True:
+            try:
+                producer.produce(args.topic, value, on_delivery=on_delivery)
+                break
+            except BufferError:
+                producer.poll(0.01)
+        producer.poll(0)
+    producer.flush(120)
+    elapsed = time.perf_counter() - started
+    print(
+        f"librdkafka produce: {acked} acked ({errors} errors) in {elapsed:.2f} s: "
+        f"{acked / elapsed:.0f} records/s, {acked * args.size / elapsed / 1e6:.1f} MB/s "
+        f"(acks={args.acks}, {args.size} B records, compression={args.compression})"
+    )
+
+
+if __name__ == "__main__":
+    main()
