@@ -2,8 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
-use rivulet_wire::client::{Client, OwnedRecord};
+use anyhow::bail;
+use rivulet_wire::client::OwnedRecord;
 
 use super::ConnectArgs;
 
@@ -104,21 +104,7 @@ pub fn render(format: &str, partition: i32, r: &OwnedRecord) -> String {
 
 /// Runs `rivulet consume`.
 pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
-    let mut client = Client::connect(&args.connect.bootstrap_server)
-        .await
-        .with_context(|| format!("connect to {}", args.connect.bootstrap_server))?;
-    let meta = client.metadata(Some(vec![args.topic.clone()])).await?;
-    let topic = meta
-        .topics
-        .first()
-        .context("broker returned no topic metadata")?;
-    if topic.error_code != 0 {
-        bail!(
-            "topic `{}`: {}",
-            args.topic,
-            super::code_name(topic.error_code)
-        );
-    }
+    let (mut client, topic) = super::connect_to_topic(&args.connect, &args.topic).await?;
     let partitions: Vec<i32> = match args.partition {
         Some(p) if topic.partitions.iter().any(|x| x.partition == p) => vec![p],
         Some(p) => bail!("topic `{}` has no partition {p}", args.topic),

@@ -24,6 +24,31 @@ pub struct ConnectArgs {
     pub bootstrap_server: String,
 }
 
+/// Connects to the cluster and looks up `topic`, failing with the broker's
+/// error (e.g. an unknown topic) in words.
+pub async fn connect_to_topic(
+    connect: &ConnectArgs,
+    topic: &str,
+) -> anyhow::Result<(
+    rivulet_wire::client::Client,
+    rivulet_wire::client::TopicInfo,
+)> {
+    use anyhow::Context;
+    let mut client = rivulet_wire::client::Client::connect(&connect.bootstrap_server)
+        .await
+        .with_context(|| format!("connect to {}", connect.bootstrap_server))?;
+    let meta = client.metadata(Some(vec![topic.to_string()])).await?;
+    let info = meta
+        .topics
+        .into_iter()
+        .next()
+        .context("broker returned no topic metadata")?;
+    if info.error_code != 0 {
+        anyhow::bail!("topic `{topic}`: {}", code_name(info.error_code));
+    }
+    Ok((client, info))
+}
+
 /// Parses Java-style `.properties` text (`key=value` or `key: value`,
 /// `#`/`!` comments) into a map. Continuation lines are not supported.
 pub fn parse_properties(text: &str) -> BTreeMap<String, String> {

@@ -2,9 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use bytes::Bytes;
-use rivulet_wire::client::{Client, OwnedRecord};
+use rivulet_wire::client::OwnedRecord;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::ConnectArgs;
@@ -123,21 +123,7 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
                 .ok_or_else(|| anyhow::anyhow!("--header `{kv}` is not KEY=VALUE"))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut client = Client::connect(&args.connect.bootstrap_server)
-        .await
-        .with_context(|| format!("connect to {}", args.connect.bootstrap_server))?;
-    let meta = client.metadata(Some(vec![args.topic.clone()])).await?;
-    let topic = meta
-        .topics
-        .first()
-        .context("broker returned no topic metadata")?;
-    if topic.error_code != 0 {
-        bail!(
-            "topic `{}`: {}",
-            args.topic,
-            super::code_name(topic.error_code)
-        );
-    }
+    let (mut client, topic) = super::connect_to_topic(&args.connect, &args.topic).await?;
     let partitions = topic.partitions.len() as i32;
     if let Some(p) = args.partition {
         if p < 0 || p >= partitions {
