@@ -20,60 +20,10 @@ use kafka_protocol::{
     protocol::StrBytes,
     ResponseError,
 };
-use rivulet_server::{config::BrokerConfig, server};
 use rivulet_wire::client::Connection;
-use tokio::sync::oneshot;
 
-/// A broker running in this process until dropped or stopped.
-struct Running {
-    addr: String,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Running {
-    async fn start(dir: &Path) -> Running {
-        let raw = BTreeMap::from([(
-            "group.initial.rebalance.delay.ms".to_string(),
-            "0".to_string(),
-        )]);
-        let config = BrokerConfig::new(
-            0,
-            "127.0.0.1:0".parse().unwrap(),
-            None,
-            dir.to_path_buf(),
-            None,
-            raw,
-        )
-        .unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let (ready_tx, ready) = oneshot::channel();
-        let task = tokio::spawn(async move {
-            server::run(
-                config,
-                async {
-                    let _ = stopped.await;
-                },
-                move |bound| {
-                    let _ = ready_tx.send(bound.kafka);
-                },
-            )
-            .await
-            .unwrap();
-        });
-        let addr = ready.await.unwrap().to_string();
-        Running {
-            addr,
-            stop: Some(stop),
-            task,
-        }
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        (&mut self.task).await.unwrap();
-    }
-}
+mod common;
+use common::Running;
 
 fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
