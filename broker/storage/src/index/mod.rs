@@ -104,7 +104,7 @@ impl MmapIndex {
     }
 
     /// Number of used entries.
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.entries
     }
 
@@ -114,7 +114,7 @@ impl MmapIndex {
     }
 
     /// Entries that can still be appended without growing the file.
-    fn remaining(&self) -> usize {
+    pub(crate) fn remaining(&self) -> usize {
         self.capacity() - self.entries
     }
 
@@ -147,7 +147,7 @@ impl MmapIndex {
 
     /// Forgets every entry and zeroes them, so a later open does not count
     /// stale entries as used.
-    fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         let used = self.entries * self.entry_size;
         self.mmap[..used].fill(0);
         self.entries = 0;
@@ -155,7 +155,7 @@ impl MmapIndex {
 
     /// Resizes the file to `bytes` (rounded down to whole entries, never
     /// below the used entries) and remaps it.
-    fn resize(&mut self, bytes: usize) -> Result<(), StorageError> {
+    pub(crate) fn resize(&mut self, bytes: usize) -> Result<(), StorageError> {
         let bytes = (bytes / self.entry_size).max(self.entries) * self.entry_size;
         if bytes == self.mmap.len() {
             return Ok(());
@@ -171,17 +171,17 @@ impl MmapIndex {
     }
 
     /// Shrinks the file to the used entries (segment rolled or closed).
-    fn trim(&mut self) -> Result<(), StorageError> {
+    pub(crate) fn trim(&mut self) -> Result<(), StorageError> {
         self.resize(self.entries * self.entry_size)
     }
 
     /// Writes dirty pages of the mapping to disk.
-    fn flush(&self) -> Result<(), StorageError> {
+    pub(crate) fn flush(&self) -> Result<(), StorageError> {
         self.mmap.flush().map_err(StorageError::flush(&self.path))
     }
 
     /// The index file's path.
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 }

@@ -79,41 +79,21 @@ impl OffsetIndex {
         entry[4..].copy_from_slice(&position.to_be_bytes());
         self.inner.push(&entry)
     }
+}
 
-    /// Number of used entries.
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        self.inner.len()
+// The file-level operations (remaining, clear, resize, trim, flush, path)
+// are the shared mmap index's own.
+impl std::ops::Deref for OffsetIndex {
+    type Target = MmapIndex;
+
+    fn deref(&self) -> &MmapIndex {
+        &self.inner
     }
+}
 
-    /// Entries that fit before the index is full.
-    pub(crate) fn remaining(&self) -> usize {
-        self.inner.remaining()
-    }
-
-    /// Drops all entries (before a rebuild).
-    pub(crate) fn clear(&mut self) {
-        self.inner.clear();
-    }
-
-    /// Grows or shrinks the file to `bytes` (preallocation for the active segment).
-    pub(crate) fn resize(&mut self, bytes: usize) -> Result<(), StorageError> {
-        self.inner.resize(bytes)
-    }
-
-    /// Shrinks the file to the used entries.
-    pub(crate) fn trim(&mut self) -> Result<(), StorageError> {
-        self.inner.trim()
-    }
-
-    /// Writes the mapping to disk.
-    pub(crate) fn flush(&self) -> Result<(), StorageError> {
-        self.inner.flush()
-    }
-
-    /// The index file's path.
-    pub(crate) fn path(&self) -> &Path {
-        self.inner.path()
+impl std::ops::DerefMut for OffsetIndex {
+    fn deref_mut(&mut self) -> &mut MmapIndex {
+        &mut self.inner
     }
 }
 

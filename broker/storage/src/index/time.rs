@@ -74,35 +74,21 @@ impl TimeIndex {
         entry[8..].copy_from_slice(&relative.to_be_bytes());
         self.inner.push(&entry)
     }
+}
 
-    /// Entries that fit before the index is full.
-    pub(crate) fn remaining(&self) -> usize {
-        self.inner.remaining()
+// The file-level operations (remaining, clear, resize, trim, flush, path)
+// are the shared mmap index's own.
+impl std::ops::Deref for TimeIndex {
+    type Target = MmapIndex;
+
+    fn deref(&self) -> &MmapIndex {
+        &self.inner
     }
+}
 
-    /// Drops all entries (before a rebuild).
-    pub(crate) fn clear(&mut self) {
-        self.inner.clear();
-    }
-
-    /// Grows or shrinks the file to `bytes` (preallocation for the active segment).
-    pub(crate) fn resize(&mut self, bytes: usize) -> Result<(), StorageError> {
-        self.inner.resize(bytes)
-    }
-
-    /// Shrinks the file to the used entries.
-    pub(crate) fn trim(&mut self) -> Result<(), StorageError> {
-        self.inner.trim()
-    }
-
-    /// Writes the mapping to disk.
-    pub(crate) fn flush(&self) -> Result<(), StorageError> {
-        self.inner.flush()
-    }
-
-    /// The index file's path.
-    pub(crate) fn path(&self) -> &Path {
-        self.inner.path()
+impl std::ops::DerefMut for TimeIndex {
+    fn deref_mut(&mut self) -> &mut MmapIndex {
+        &mut self.inner
     }
 }
 
