@@ -3,7 +3,7 @@
 //! `rivulet_wire::client::Connection`, stopped and started again on the same
 //! data directory to check that committed offsets and groups are reloaded.
 
-use std::{collections::BTreeMap, path::Path, time::Duration};
+use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::{

@@ -1,5 +1,6 @@
 //! The client-side commands of the `rivulet` binary: the equivalents of
-//! Kafka's `kafka-topics.sh`, console producer and consumer, and a benchmark.
+//! Kafka's `kafka-topics.sh`, `kafka-consumer-groups.sh`, console producer
+//! and consumer, and a benchmark.
 //! All of them talk to brokers through `rivulet_wire::client`, the same way
 //! any Kafka client would.
 
