@@ -32,7 +32,10 @@
 //! records (possibly none), so stored batches may have `recordsCount <
 //! lastOffsetDelta + 1`; produced batches never may.
 
-pub mod batch;
+/// RecordBatch v2 headers: the on-disk format is the wire format.
+pub use rivulet_wire::batch;
+#[cfg(test)]
+mod batch_tests;
 mod cleaner;
 pub mod config;
 pub mod error;

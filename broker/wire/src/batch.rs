@@ -1,128 +1,269 @@
-//! A zero-copy view of RecordBatch v2 headers.
+//! A view of RecordBatch v2 headers, and produce-payload validation.
 //!
-//! The broker stores batches exactly as produced, so it needs to read and
-//! check a batch's fixed 61-byte header (offsets, counts, CRC-32C) without
-//! decoding or decompressing its records. The client uses the same view to
-//! split a fetched byte range into whole batches, since a broker may cut the
-//! last one short at `max_bytes`.
+//! Batches are stored exactly as producers sent them, so the broker only
+//! ever looks at the fixed 61-byte header: enough to validate a produce
+//! (sizes, CRC-32C, counts), assign offsets, build indexes, check
+//! idempotence and find batch boundaries. The client uses the same view to
+//! split a fetched byte range into whole batches. Records inside a batch
+//! (possibly compressed) are never decoded here.
 
-/// Bytes before the batch length field ends: base offset (8) + length (4).
-/// `batch_length` counts the bytes after this.
+use thiserror::Error;
+
+/// Offset of the `baseOffset` field.
+const BASE_OFFSET_AT: usize = 0;
+/// Offset of the `batchLength` field.
+pub const LENGTH_AT: usize = 8;
+/// Offset of the `partitionLeaderEpoch` field.
+const EPOCH_AT: usize = 12;
+/// Offset of the `magic` field.
+pub const MAGIC_AT: usize = 16;
+/// Offset of the `crc` field.
+pub const CRC_AT: usize = 17;
+/// The CRC covers everything from `attributes` to the end of the batch.
+pub const CRC_COVERED_FROM: usize = 21;
+/// Attribute bit 6: `baseTimestamp` holds the delete horizon (KIP-534),
+/// set by the compactor on batches whose tombstones it has kept.
+pub const DELETE_HORIZON_FLAG: i16 = 0x40;
+/// Bytes in front of the `batchLength` value (baseOffset + batchLength).
 pub const LOG_OVERHEAD: usize = 12;
+/// Smallest legal `batchLength`: the header minus [`LOG_OVERHEAD`].
+pub const MIN_BATCH_LENGTH: i32 = (BatchHeader::SIZE - LOG_OVERHEAD) as i32;
 
-/// Size of the fixed RecordBatch v2 header.
-pub const BATCH_HEADER_LEN: usize = 61;
+/// Why a buffer is not a sequence of valid RecordBatch v2 batches.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum BatchError {
+    /// The buffer ends before a header or a batch body does.
+    #[error("record batch truncated")]
+    Truncated,
+    /// Only magic 2 (RecordBatch v2) is stored; older message formats are refused.
+    #[error("unsupported record batch magic {0}")]
+    UnsupportedMagic(i8),
+    /// `batchLength` is smaller than a header or otherwise impossible.
+    #[error("invalid record batch length")]
+    InvalidLength,
+    /// The CRC-32C stored in the header does not match the batch bytes.
+    #[error("record batch CRC mismatch: header says {expected:#010x}, bytes give {actual:#010x}")]
+    CorruptCrc {
+        /// CRC stored in the batch header.
+        expected: u32,
+        /// CRC computed over the batch bytes.
+        actual: u32,
+    },
+    /// `recordsCount` is not positive or disagrees with `lastOffsetDelta`.
+    #[error("invalid record count")]
+    InvalidRecordCount,
+}
 
-/// Offset of the magic byte.
-const MAGIC_OFFSET: usize = 16;
-/// Offset of the CRC field; the CRC covers everything after it.
-const CRC_OFFSET: usize = 17;
-/// First byte covered by the CRC (the attributes).
-const ATTRIBUTES_OFFSET: usize = 21;
-
-/// The fixed fields of a RecordBatch v2 header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The fixed header of a RecordBatch v2 (all fields big endian on the wire).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BatchHeader {
-    /// Offset of the first record.
+    /// First offset of the batch (assigned by the log on append).
     pub base_offset: i64,
-    /// Bytes following the length field (total size minus [`LOG_OVERHEAD`]).
+    /// Bytes following the `batchLength` field.
     pub batch_length: i32,
-    /// Epoch of the leader that appended the batch.
+    /// Leader epoch of the leader that appended the batch.
     pub partition_leader_epoch: i32,
-    /// Format version; 2 for every batch this view accepts.
+    /// Message format version; always 2 here.
     pub magic: i8,
-    /// CRC-32C of the bytes from the attributes to the end of the batch.
+    /// CRC-32C of the bytes from `attributes` to the end of the batch.
     pub crc: u32,
-    /// Compression (bits 0-2), timestamp type (3), transactional (4), control (5).
+    /// Compression codec, timestamp type, transactional and control flags.
     pub attributes: i16,
     /// Offset of the last record relative to `base_offset`.
     pub last_offset_delta: i32,
     /// Timestamp of the first record.
     pub base_timestamp: i64,
-    /// Largest timestamp in the batch.
+    /// Largest timestamp in the batch (or the log append time).
     pub max_timestamp: i64,
     /// Idempotent/transactional producer id, or -1.
     pub producer_id: i64,
-    /// Producer epoch, or -1.
+    /// Epoch of the producer id, or -1.
     pub producer_epoch: i16,
     /// Sequence number of the first record, or -1.
     pub base_sequence: i32,
     /// Number of records in the batch.
-    pub record_count: i32,
-}
-
-fn be<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
-    let mut out = [0; N];
-    out.copy_from_slice(&b[at..at + N]);
-    out
+    pub records_count: i32,
 }
 
 impl BatchHeader {
-    /// Parses the header at the start of `buf`. `None` if `buf` is shorter
-    /// than a header, the magic is not 2, or the declared length is smaller
-    /// than a header or the record count negative (both impossible in a
-    /// valid batch, and the latter would make decoders misbehave).
-    pub fn parse(buf: &[u8]) -> Option<BatchHeader> {
-        if buf.len() < BATCH_HEADER_LEN || buf[MAGIC_OFFSET] != 2 {
-            return None;
-        }
-        let h = BatchHeader {
-            base_offset: i64::from_be_bytes(be(buf, 0)),
-            batch_length: i32::from_be_bytes(be(buf, 8)),
-            partition_leader_epoch: i32::from_be_bytes(be(buf, 12)),
-            magic: buf[MAGIC_OFFSET] as i8,
-            crc: u32::from_be_bytes(be(buf, CRC_OFFSET)),
-            attributes: i16::from_be_bytes(be(buf, ATTRIBUTES_OFFSET)),
-            last_offset_delta: i32::from_be_bytes(be(buf, 23)),
-            base_timestamp: i64::from_be_bytes(be(buf, 27)),
-            max_timestamp: i64::from_be_bytes(be(buf, 35)),
-            producer_id: i64::from_be_bytes(be(buf, 43)),
-            producer_epoch: i16::from_be_bytes(be(buf, 51)),
-            base_sequence: i32::from_be_bytes(be(buf, 53)),
-            record_count: i32::from_be_bytes(be(buf, 57)),
-        };
-        if (h.batch_length as i64) < (BATCH_HEADER_LEN - LOG_OVERHEAD) as i64 || h.record_count < 0
-        {
-            return None;
-        }
-        Some(h)
-    }
+    /// Size of the fixed header in bytes.
+    pub const SIZE: usize = 61;
 
-    /// Total size of the batch on the wire, header included.
-    pub fn total_len(&self) -> usize {
-        LOG_OVERHEAD + self.batch_length as usize
+    /// Parses the header at the start of `buf`. Checks only that enough bytes
+    /// are present; magic, length and CRC are left to [`validate_batches`] so
+    /// recovery can decide for itself what counts as corrupt.
+    pub fn parse(buf: &[u8]) -> Result<BatchHeader, BatchError> {
+        if buf.len() < Self::SIZE {
+            return Err(BatchError::Truncated);
+        }
+        Ok(BatchHeader {
+            base_offset: i64_at(buf, BASE_OFFSET_AT),
+            batch_length: i32_at(buf, LENGTH_AT),
+            partition_leader_epoch: i32_at(buf, EPOCH_AT),
+            magic: buf[MAGIC_AT] as i8,
+            crc: u32::from_be_bytes(buf[CRC_AT..CRC_AT + 4].try_into().expect("4 bytes")),
+            attributes: i16::from_be_bytes(buf[21..23].try_into().expect("2 bytes")),
+            last_offset_delta: i32_at(buf, 23),
+            base_timestamp: i64_at(buf, 27),
+            max_timestamp: i64_at(buf, 35),
+            producer_id: i64_at(buf, 43),
+            producer_epoch: i16::from_be_bytes(buf[51..53].try_into().expect("2 bytes")),
+            base_sequence: i32_at(buf, 53),
+            records_count: i32_at(buf, 57),
+        })
     }
 
     /// Offset of the last record in the batch.
     pub fn last_offset(&self) -> i64 {
-        self.base_offset + self.last_offset_delta as i64
+        self.base_offset + i64::from(self.last_offset_delta)
     }
 
-    /// The compression codec id (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd).
+    /// Size of the whole batch on disk, header included.
+    pub fn total_size(&self) -> usize {
+        LOG_OVERHEAD + self.batch_length.max(0) as usize
+    }
+
+    /// Compression codec id (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd).
     pub fn compression(&self) -> u8 {
-        (self.attributes & 0x7) as u8
+        (self.attributes & 0x07) as u8
     }
 
-    /// Whether the batch is part of a transaction.
+    /// True when the timestamps are broker-assigned (LogAppendTime).
+    pub fn is_log_append_time(&self) -> bool {
+        self.attributes & 0x08 != 0
+    }
+
+    /// True for batches written inside a transaction.
     pub fn is_transactional(&self) -> bool {
         self.attributes & 0x10 != 0
     }
 
-    /// Whether the batch holds control records (transaction markers).
+    /// True for control batches (transaction markers).
     pub fn is_control(&self) -> bool {
         self.attributes & 0x20 != 0
     }
+
+    /// The delete horizon when the compactor has stamped one: after it,
+    /// the batch's tombstones are removed by the next compaction.
+    pub fn delete_horizon(&self) -> Option<i64> {
+        (self.attributes & DELETE_HORIZON_FLAG != 0).then_some(self.base_timestamp)
+    }
+
+    /// Sequence of the last record. Sequences wrap from `i32::MAX` to 0, as in
+    /// Kafka, so a long-lived producer never runs out.
+    pub fn last_sequence(&self) -> i32 {
+        wrapping_sequence_add(self.base_sequence, self.last_offset_delta)
+    }
 }
 
-/// Checks the CRC-32C of a complete batch (`batch.len()` must equal the
-/// header's [`BatchHeader::total_len`]).
-pub fn crc_matches(batch: &[u8]) -> bool {
-    match BatchHeader::parse(batch) {
-        Some(h) if h.total_len() == batch.len() => {
-            crc32c::crc32c(&batch[ATTRIBUTES_OFFSET..]) == h.crc
-        }
-        _ => false,
+/// Adds `delta` to a producer sequence, wrapping past `i32::MAX` to 0.
+pub fn wrapping_sequence_add(sequence: i32, delta: i32) -> i32 {
+    if sequence > i32::MAX - delta {
+        // Kafka wraps to 0, not to i32::MIN: sequences are never negative.
+        delta - (i32::MAX - sequence) - 1
+    } else {
+        sequence + delta
     }
+}
+
+fn i64_at(buf: &[u8], at: usize) -> i64 {
+    i64::from_be_bytes(buf[at..at + 8].try_into().expect("8 bytes"))
+}
+
+fn i32_at(buf: &[u8], at: usize) -> i32 {
+    i32::from_be_bytes(buf[at..at + 4].try_into().expect("4 bytes"))
+}
+
+/// Parses the header at the start of `buf` and checks the parts that do not
+/// need the batch body: magic, length (against `buf`) and record counts.
+pub fn check_header(buf: &[u8]) -> Result<BatchHeader, BatchError> {
+    let header = BatchHeader::parse(buf)?;
+    check_fields(&header, buf.len() as u64)?;
+    Ok(header)
+}
+
+/// Checks a parsed header: magic, length (against the `available` bytes from
+/// the start of the batch) and record counts.
+pub fn check_fields(header: &BatchHeader, available: u64) -> Result<(), BatchError> {
+    if header.magic != 2 {
+        return Err(BatchError::UnsupportedMagic(header.magic));
+    }
+    if header.batch_length < MIN_BATCH_LENGTH {
+        return Err(BatchError::InvalidLength);
+    }
+    if header.total_size() as u64 > available {
+        return Err(BatchError::Truncated);
+    }
+    if header.records_count < 1 || header.last_offset_delta != header.records_count - 1 {
+        return Err(BatchError::InvalidRecordCount);
+    }
+    Ok(())
+}
+
+/// Checks a header read back from a segment. Looser than [`check_fields`]:
+/// compaction keeps a batch's `lastOffsetDelta` while removing records from
+/// it (so the records' offsets stay what they were) and may keep a batch
+/// with no records at all to preserve an idempotent producer's last
+/// sequence, as Kafka does. So `recordsCount` may be anything from 0 to
+/// `lastOffsetDelta + 1`.
+pub fn check_stored_fields(header: &BatchHeader, available: u64) -> Result<(), BatchError> {
+    if header.magic != 2 {
+        return Err(BatchError::UnsupportedMagic(header.magic));
+    }
+    if header.batch_length < MIN_BATCH_LENGTH {
+        return Err(BatchError::InvalidLength);
+    }
+    if header.total_size() as u64 > available {
+        return Err(BatchError::Truncated);
+    }
+    let records = i64::from(header.records_count);
+    if header.last_offset_delta < 0
+        || records < 0
+        || records > i64::from(header.last_offset_delta) + 1
+    {
+        return Err(BatchError::InvalidRecordCount);
+    }
+    Ok(())
+}
+
+/// Checks the CRC-32C of one whole batch (`batch` is exactly the batch).
+pub fn check_crc(batch: &[u8], header: &BatchHeader) -> Result<(), BatchError> {
+    let actual = crc32c::crc32c(&batch[CRC_COVERED_FROM..header.total_size()]);
+    if actual != header.crc {
+        return Err(BatchError::CorruptCrc {
+            expected: header.crc,
+            actual,
+        });
+    }
+    Ok(())
+}
+
+/// Validates a produce payload: one or more whole v2 batches back to back.
+///
+/// Checks magic 2, `batchLength` >= 49 and within the buffer, CRC-32C,
+/// `recordsCount` >= 1, `lastOffsetDelta == recordsCount - 1`, and that no
+/// partial batch trails the last one. Returns the headers in order.
+pub fn validate_batches(buf: &[u8]) -> Result<Vec<BatchHeader>, BatchError> {
+    if buf.is_empty() {
+        return Err(BatchError::Truncated);
+    }
+    let mut headers = Vec::new();
+    let mut at = 0;
+    while at < buf.len() {
+        let rest = &buf[at..];
+        let header = check_header(rest)?;
+        check_crc(&rest[..header.total_size()], &header)?;
+        at += header.total_size();
+        headers.push(header);
+    }
+    Ok(headers)
+}
+
+/// Rewrites the base offset (@0) and partition leader epoch (@12) of the batch
+/// at the start of `batch`. The CRC starts at `attributes`, so it stays valid.
+pub fn set_base_offset_and_epoch(batch: &mut [u8], base_offset: i64, leader_epoch: i32) {
+    batch[BASE_OFFSET_AT..BASE_OFFSET_AT + 8].copy_from_slice(&base_offset.to_be_bytes());
+    batch[EPOCH_AT..EPOCH_AT + 4].copy_from_slice(&leader_epoch.to_be_bytes());
 }
 
 /// Length of the longest prefix of `buf` made only of whole v2 batches.
@@ -133,8 +274,8 @@ pub fn crc_matches(batch: &[u8]) -> bool {
 /// sees a batch whose header already failed the sanity checks above.
 pub fn complete_batches_len(buf: &[u8]) -> usize {
     let mut pos = 0;
-    while let Some(h) = BatchHeader::parse(&buf[pos..]) {
-        let end = pos + h.total_len();
+    while let Ok(h) = check_header(&buf[pos..]) {
+        let end = pos + h.total_size();
         if end > buf.len() {
             break;
         }
@@ -184,16 +325,16 @@ mod tests {
     #[test]
     fn parses_header_written_by_kafka_protocol() {
         let b = batch(100, 3);
-        let h = BatchHeader::parse(&b).unwrap();
+        let h = check_header(&b).unwrap();
         assert_eq!(h.base_offset, 100);
         assert_eq!(h.last_offset(), 102);
-        assert_eq!(h.record_count, 3);
-        assert_eq!(h.total_len(), b.len());
+        assert_eq!(h.records_count, 3);
+        assert_eq!(h.total_size(), b.len());
         assert_eq!(h.base_timestamp, 1_000);
         assert_eq!(h.max_timestamp, 1_002);
         assert_eq!(h.compression(), 0);
         assert!(!h.is_control());
-        assert!(crc_matches(&b));
+        assert!(check_crc(&b, &BatchHeader::parse(&b).unwrap()).is_ok());
     }
 
     #[test]
@@ -201,7 +342,7 @@ mod tests {
         let mut b = batch(0, 2);
         let last = b.len() - 1;
         b[last] ^= 1;
-        assert!(!crc_matches(&b));
+        assert!(check_crc(&b, &BatchHeader::parse(&b).unwrap()).is_err());
     }
 
     #[test]
@@ -220,9 +361,9 @@ mod tests {
     fn rejects_negative_count_and_bad_magic() {
         let mut b = batch(0, 1);
         b[57..61].copy_from_slice(&(-1i32).to_be_bytes());
-        assert!(BatchHeader::parse(&b).is_none());
+        assert!(check_header(&b).is_err());
         let mut b = batch(0, 1);
-        b[MAGIC_OFFSET] = 1;
-        assert!(BatchHeader::parse(&b).is_none());
+        b[MAGIC_AT] = 1;
+        assert!(check_header(&b).is_err());
     }
 }

@@ -6,8 +6,10 @@
 //! broker nothing but the four bytes it read.
 
 use bytes::{BufMut, Bytes, BytesMut};
+#[cfg(feature = "client")]
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+#[cfg(feature = "client")]
 use crate::error::FrameError;
 
 /// Kafka's default `socket.request.max.bytes` (100 MiB): the largest request
@@ -20,8 +22,10 @@ pub const SIZE_PREFIX_LEN: usize = 4;
 /// Bytes read from the socket at a time while filling a body. Bodies grow in
 /// steps of at most this much so a peer that announces a large frame and then
 /// stalls holds only what it has actually sent.
+#[cfg(feature = "client")]
 const READ_CHUNK: usize = 64 * 1024;
 
+#[cfg(feature = "client")]
 /// Reads one frame body (without its size prefix).
 ///
 /// Returns `Ok(None)` when the stream ends cleanly before the first byte of a
@@ -81,6 +85,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     Ok(Some(body))
 }
 
+#[cfg(feature = "client")]
 /// Writes a complete frame (prefix included, as produced by
 /// [`encode_response`](crate::request::encode_response) or the client's
 /// request encoder) and flushes it.
@@ -107,7 +112,7 @@ pub(crate) fn start_frame(capacity: usize) -> BytesMut {
     buf
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "client"))]
 mod tests {
     use std::{
         pin::Pin,

@@ -19,6 +19,7 @@
 
 pub mod alloc;
 pub mod batch;
+#[cfg(feature = "client")]
 pub mod client;
 pub mod error;
 pub mod frame;

@@ -124,15 +124,16 @@ pub fn decode_records(data: &Bytes, from_offset: i64) -> Result<Vec<OwnedRecord>
         // bound it cannot know: an uncompressed batch holds at least one byte
         // per record, so a larger count is a lie that would make the decoder
         // reserve memory for it.
-        if let Some(h) = BatchHeader::parse(&data[pos..]) {
-            if h.compression() == 0 && h.record_count > h.batch_length {
-                return Err(ClientError::Records(format!(
-                    "batch at offset {} claims {} records in {} bytes",
-                    h.base_offset, h.record_count, h.batch_length
-                )));
-            }
-            pos += h.total_len();
+        let Ok(h) = BatchHeader::parse(&data[pos..]) else {
+            break;
+        };
+        if h.compression() == 0 && h.records_count > h.batch_length {
+            return Err(ClientError::Records(format!(
+                "batch at offset {} claims {} records in {} bytes",
+                h.base_offset, h.records_count, h.batch_length
+            )));
         }
+        pos += h.total_size();
     }
     let mut buf = data.slice(..whole);
     let sets = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
