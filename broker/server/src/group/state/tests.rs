@@ -2,6 +2,8 @@
 //! eager and cooperative rebalances, static membership, timers and the
 //! error code of every refusal.
 
+use kafka_protocol::ResponseError;
+
 use super::*;
 
 const SESSION: i32 = 10_000;

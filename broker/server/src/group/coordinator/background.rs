@@ -1,0 +1,143 @@
+//! The coordinator's background task and the periodic work it drives:
+//! firing group timers, expiring committed offsets and refreshing metrics.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use tokio::sync::watch;
+
+use super::{lock, outbox::Outbox, Coordinator, SlotRef};
+use crate::{
+    broker::{now_ms, Broker},
+    group::{
+        state::GroupState,
+        store::{self, StoreRecord},
+    },
+};
+
+impl Coordinator {
+    /// Fires the timers that are due.
+    async fn fire_due(&self, broker: &Broker) {
+        let now = now_ms();
+        let due: Vec<String> = {
+            let mut timers = lock(&self.timers);
+            let mut due = Vec::new();
+            while let Some(first) = timers.first().cloned() {
+                if first.0 > now {
+                    break;
+                }
+                timers.remove(&first);
+                due.push(first.1);
+            }
+            due
+        };
+        for id in due {
+            let Some(slot) = self.slot(&id, false) else {
+                continue;
+            };
+            let mut out = Outbox::default();
+            {
+                let mut s = lock(&slot);
+                s.deadline = None;
+                let mut fx = Vec::new();
+                s.group.tick(&self.config.group, now_ms(), &mut fx);
+                self.settle(broker, &slot, &mut s, fx, &mut out);
+            }
+            out.finish(broker.config.acks_all_fsync).await;
+        }
+    }
+
+    /// Expires offsets past retention and removes groups left with nothing.
+    pub async fn expire_offsets(&self, broker: &Broker) {
+        let slots: Vec<SlotRef> = lock(&self.groups).values().cloned().collect();
+        let mut expired_total = 0;
+        for slot in slots {
+            let mut out = Outbox::default();
+            {
+                let mut s = lock(&slot);
+                let now = now_ms();
+                let expired = s
+                    .group
+                    .expire_offsets(now, self.config.offsets_retention_ms);
+                expired_total += expired.len();
+                let id = s.group.id.clone();
+                let records: Vec<StoreRecord> = expired
+                    .iter()
+                    .map(|(t, p)| store::offset_record(&id, t, *p, None))
+                    .collect();
+                self.write(broker, &id, &records, &mut out);
+                self.settle(broker, &slot, &mut s, Vec::new(), &mut out);
+            }
+            out.finish(broker.config.acks_all_fsync).await;
+        }
+        if expired_total > 0 {
+            tracing::info!(offsets = expired_total, "expired committed offsets");
+        }
+    }
+
+    /// Refreshes the group gauges and per-partition consumer lag.
+    pub fn refresh_metrics(&self, broker: &Broker) {
+        let slots: Vec<SlotRef> = lock(&self.groups).values().cloned().collect();
+        let mut by_state: BTreeMap<GroupState, i64> =
+            GroupState::ALL.iter().map(|s| (*s, 0)).collect();
+        let mut offsets = 0i64;
+        self.metrics.lag.reset();
+        self.metrics.committed.reset();
+        for slot in slots {
+            let s = lock(&slot);
+            *by_state.entry(s.group.state).or_default() += 1;
+            offsets += s.group.offsets.len() as i64;
+            for ((topic, p), o) in &s.group.offsets {
+                let Some(partition) = broker.topic(topic).and_then(|t| t.partition(*p)) else {
+                    continue;
+                };
+                let end = partition.high_watermark();
+                let labels = [s.group.id.as_str(), topic.as_str(), &p.to_string()];
+                self.metrics
+                    .lag
+                    .with_label_values(&labels)
+                    .set((end - o.offset).max(0));
+                self.metrics
+                    .committed
+                    .with_label_values(&labels)
+                    .set(o.offset);
+            }
+        }
+        for (state, n) in by_state {
+            self.metrics
+                .groups
+                .with_label_values(&[state.name()])
+                .set(n);
+        }
+        self.metrics.offsets.set(offsets);
+    }
+}
+
+/// The coordinator's background task: load `__consumer_offsets`, then fire
+/// group timers, expire offsets and refresh metrics until `stop`.
+pub async fn run(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    let c = &broker.groups;
+    tokio::select! {
+        _ = c.load_all(&broker) => {}
+        _ = stop.changed() => return,
+    }
+    let mut retention = tokio::time::interval(c.config.retention_check_interval);
+    retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut gauges = tokio::time::interval(Duration::from_secs(10));
+    gauges.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let next = lock(&c.timers).first().map(|(d, _)| *d);
+        let wait = next.map_or(Duration::from_secs(3600), |d| {
+            Duration::from_millis((d - now_ms()).max(0) as u64)
+        });
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => c.fire_due(&broker).await,
+            _ = c.wake.notified() => {}
+            _ = retention.tick() => c.expire_offsets(&broker).await,
+            _ = gauges.tick() => c.refresh_metrics(&broker),
+            _ = stop.changed() => {
+                c.unload();
+                return;
+            }
+        }
+    }
+}

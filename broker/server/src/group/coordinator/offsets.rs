@@ -1,0 +1,184 @@
+//! The committed offset APIs: OffsetCommit, OffsetFetch and OffsetDelete.
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::ResponseError;
+
+use super::{lock, outbox::Outbox, Coordinator};
+use crate::{
+    broker::{now_ms, Broker},
+    group::{
+        state::{CommittedOffset, GroupState, CONSUMER_PROTOCOL_TYPE},
+        store,
+    },
+};
+
+/// A partition's committed offset as OffsetFetch reports it.
+pub type FetchedTopics = Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>;
+
+/// One partition of an OffsetCommit.
+#[derive(Debug, Clone)]
+pub struct CommitPartition {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The offset.
+    pub offset: i64,
+    /// The leader epoch (-1 unknown).
+    pub leader_epoch: i32,
+    /// The client's metadata.
+    pub metadata: Option<String>,
+}
+
+impl Coordinator {
+    /// OffsetCommit: one result per partition, in order.
+    pub async fn commit(
+        &self,
+        broker: &Broker,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+        parts: Vec<CommitPartition>,
+    ) -> Vec<Option<ResponseError>> {
+        let all = |e: ResponseError| vec![Some(e); parts.len()];
+        if let Err(e) = self.check_serving(broker, group_id) {
+            return all(e);
+        }
+        let Some(slot) = self.slot(group_id, generation < 0) else {
+            return all(ResponseError::IllegalGeneration);
+        };
+        let mut out = Outbox::default();
+        let mut results: Vec<Option<ResponseError>> = Vec::with_capacity(parts.len());
+        {
+            let mut s = lock(&slot);
+            let now = now_ms();
+            if let Err(e) = s
+                .group
+                .check_commit(member_id, instance_id, generation, now)
+            {
+                drop(s);
+                return all(e);
+            }
+            let mut records = Vec::new();
+            let mut accepted = Vec::new();
+            for p in &parts {
+                let known = broker
+                    .topic(&p.topic)
+                    .is_some_and(|t| t.partition(p.partition).is_some());
+                let metadata = p.metadata.clone().unwrap_or_default();
+                let error = if !known {
+                    Some(ResponseError::UnknownTopicOrPartition)
+                } else if metadata.len() > self.config.max_metadata_bytes {
+                    Some(ResponseError::OffsetMetadataTooLarge)
+                } else {
+                    let value = CommittedOffset {
+                        offset: p.offset,
+                        leader_epoch: p.leader_epoch,
+                        metadata,
+                        commit_timestamp: now,
+                        expire_timestamp: None,
+                    };
+                    records.push(store::offset_record(
+                        group_id,
+                        &p.topic,
+                        p.partition,
+                        Some(&value.to_value()),
+                    ));
+                    accepted.push(((p.topic.clone(), p.partition), value));
+                    None
+                };
+                results.push(error);
+            }
+            if self.write(broker, group_id, &records, &mut out) {
+                self.metrics.offset_commits.inc_by(accepted.len() as u64);
+                s.group.offsets.extend(accepted);
+            }
+            self.settle(broker, &slot, &mut s, Vec::new(), &mut out);
+        }
+        if !out.finish(broker.config.acks_all_fsync).await {
+            for r in results.iter_mut().filter(|r| r.is_none()) {
+                *r = Some(ResponseError::CoordinatorNotAvailable);
+            }
+        }
+        results
+    }
+
+    /// OffsetFetch: the committed offsets of the given partitions, or of
+    /// every partition the group has offsets for (`topics == None`).
+    pub fn fetch_offsets(
+        &self,
+        broker: &Broker,
+        group_id: &str,
+        topics: Option<Vec<(String, Vec<i32>)>>,
+    ) -> Result<FetchedTopics, ResponseError> {
+        self.check_serving(broker, group_id)?;
+        let offsets = self
+            .slot(group_id, false)
+            .map(|s| lock(&s).group.offsets.clone())
+            .unwrap_or_default();
+        Ok(match topics {
+            Some(topics) => topics
+                .into_iter()
+                .map(|(t, parts)| {
+                    let found = parts
+                        .into_iter()
+                        .map(|p| (p, offsets.get(&(t.clone(), p)).cloned()))
+                        .collect();
+                    (t, found)
+                })
+                .collect(),
+            None => {
+                let mut by_topic: BTreeMap<String, Vec<(i32, Option<CommittedOffset>)>> =
+                    BTreeMap::new();
+                for ((t, p), o) in offsets {
+                    by_topic.entry(t).or_default().push((p, Some(o)));
+                }
+                by_topic.into_iter().collect()
+            }
+        })
+    }
+
+    /// OffsetDelete: the group-level error, or one result per partition.
+    pub async fn delete_offsets(
+        &self,
+        broker: &Broker,
+        group_id: &str,
+        parts: &[(String, i32)],
+    ) -> Result<Vec<Option<ResponseError>>, ResponseError> {
+        self.check_serving(broker, group_id)?;
+        let slot = self
+            .slot(group_id, false)
+            .ok_or(ResponseError::GroupIdNotFound)?;
+        let mut out = Outbox::default();
+        let results = {
+            let mut s = lock(&slot);
+            let g = &s.group;
+            let consumer = g.protocol_type.as_deref() == Some(CONSUMER_PROTOCOL_TYPE);
+            let results: Vec<Option<ResponseError>> = match g.state {
+                GroupState::Dead => return Err(ResponseError::GroupIdNotFound),
+                GroupState::Empty => vec![None; parts.len()],
+                _ if consumer => parts
+                    .iter()
+                    .map(|(t, _)| {
+                        g.is_subscribed_to(t)
+                            .then_some(ResponseError::GroupSubscribedToTopic)
+                    })
+                    .collect(),
+                _ => return Err(ResponseError::NonEmptyGroup),
+            };
+            let mut records = Vec::new();
+            for ((t, p), r) in parts.iter().zip(&results) {
+                if r.is_none() && s.group.offsets.remove(&(t.clone(), *p)).is_some() {
+                    records.push(store::offset_record(group_id, t, *p, None));
+                }
+            }
+            self.write(broker, group_id, &records, &mut out);
+            self.settle(broker, &slot, &mut s, Vec::new(), &mut out);
+            results
+        };
+        out.finish(broker.config.acks_all_fsync).await;
+        Ok(results)
+    }
+}
