@@ -603,62 +603,75 @@ impl Broker {
         Ok(id)
     }
 
+    /// Calls `f` for every hosted partition.
+    fn each_partition(&self, mut f: impl FnMut(&Topic, &Partition)) {
+        for topic in self.topics() {
+            for partition in topic.partitions() {
+                f(&topic, &partition);
+            }
+        }
+    }
+
     /// Retention and segment rolling for every partition.
     pub fn housekeeping(&self) {
         let now = now_ms();
-        for topic in self.topics() {
-            for partition in topic.partitions() {
-                match partition.housekeeping(now) {
-                    Ok(0) => {}
-                    Ok(n) => {
-                        tracing::info!(topic = %topic.name, partition = partition.index, segments = n, "retention deleted segments")
-                    }
-                    Err(e) => {
-                        tracing::warn!(topic = %topic.name, partition = partition.index, error = %e, "retention failed")
-                    }
-                }
-            }
-        }
+        self.each_partition(|topic, partition| match partition.housekeeping(now) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                topic = %topic.name,
+                partition = partition.index,
+                segments = n,
+                "retention deleted segments"
+            ),
+            Err(e) => tracing::warn!(
+                topic = %topic.name,
+                partition = partition.index,
+                error = %e,
+                "retention failed"
+            ),
+        });
     }
 
     /// Runs compaction where a compacted topic has enough dirty data.
     pub fn compaction(&self) {
         let now = now_ms();
-        for topic in self.topics() {
-            for partition in topic.partitions() {
-                match partition.maybe_compact(now) {
-                    Ok(Some(stats)) => tracing::info!(
-                        topic = %topic.name,
-                        partition = partition.index,
-                        segments = stats.segments_cleaned,
-                        removed = stats.records_removed,
-                        bytes_before = stats.bytes_before,
-                        bytes_after = stats.bytes_after,
-                        "compacted"
-                    ),
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::warn!(topic = %topic.name, partition = partition.index, error = %e, "compaction failed")
-                    }
-                }
-            }
-        }
+        self.each_partition(|topic, partition| match partition.maybe_compact(now) {
+            Ok(Some(stats)) => tracing::info!(
+                topic = %topic.name,
+                partition = partition.index,
+                segments = stats.segments_cleaned,
+                removed = stats.records_removed,
+                bytes_before = stats.bytes_before,
+                bytes_after = stats.bytes_after,
+                "compacted"
+            ),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(
+                topic = %topic.name,
+                partition = partition.index,
+                error = %e,
+                "compaction failed"
+            ),
+        });
     }
 
     /// Applies each partition's `flush.ms` policy.
     pub fn timed_flush(&self) {
         let now = now_ms();
-        for topic in self.topics() {
-            for partition in topic.partitions() {
-                // Most topics flush by count or never: skip them without the write lock.
-                if partition.read_log().config().flush_ms == u64::MAX {
-                    continue;
-                }
-                if let Err(e) = partition.write_log().maybe_flush(now) {
-                    tracing::warn!(topic = %topic.name, partition = partition.index, error = %e, "flush failed");
-                }
+        self.each_partition(|topic, partition| {
+            // Most topics flush by count or never: skip them without the write lock.
+            if partition.read_log().config().flush_ms == u64::MAX {
+                return;
             }
-        }
+            if let Err(e) = partition.write_log().maybe_flush(now) {
+                tracing::warn!(
+                    topic = %topic.name,
+                    partition = partition.index,
+                    error = %e,
+                    "flush failed"
+                );
+            }
+        });
     }
 
     /// Flushes and closes every log (clean shutdown).
