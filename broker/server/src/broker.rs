@@ -120,6 +120,9 @@ pub struct Broker {
     next_producer_id: Mutex<i64>,
     /// Bumped on every append so long-polling fetches re-check.
     data_version: watch::Sender<u64>,
+    /// Set when shutdown starts, so parked fetches answer at once instead
+    /// of holding their connection until max_wait.
+    stopping: std::sync::atomic::AtomicBool,
     /// The address the Kafka listener is bound to (set once listening).
     bound: Mutex<Option<(String, u16)>>,
     /// The group coordinator (consumer groups and committed offsets).
@@ -250,6 +253,7 @@ impl Broker {
             meta: Mutex::new(meta),
             next_producer_id: Mutex::new(next_pid),
             data_version: watch::channel(0).0,
+            stopping: std::sync::atomic::AtomicBool::new(false),
             bound: Mutex::new(None),
         };
         broker.refresh_partition_gauges();
@@ -302,6 +306,18 @@ impl Broker {
     /// A receiver that changes whenever data is appended anywhere.
     pub fn subscribe_data(&self) -> watch::Receiver<u64> {
         self.data_version.subscribe()
+    }
+
+    /// Marks the broker as stopping and wakes every parked fetch.
+    pub fn begin_shutdown(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.notify_data();
+    }
+
+    /// Whether shutdown has started.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Wakes long-polling fetches after an append.

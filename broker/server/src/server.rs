@@ -120,6 +120,7 @@ pub async fn run(
     }
 
     tracing::info!("shutting down: finishing in-flight requests");
+    broker.begin_shutdown();
     drop(listener);
     let _ = stop_tx.send(true);
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {

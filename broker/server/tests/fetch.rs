@@ -117,3 +117,29 @@ async fn offsets_past_the_end_are_out_of_range() {
     );
     broker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_answers_parked_fetches_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, _client) = setup(dir.path()).await;
+    let addr = broker.addr.clone();
+    let waiter = tokio::spawn(async move {
+        let mut consumer = Client::connect(&addr).await.unwrap();
+        let started = Instant::now();
+        let _ = consumer.fetch("t", 0, 0, 1 << 20, 25_000).await;
+        started.elapsed()
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopping = Instant::now();
+    broker.stop().await;
+    let parked_for = waiter.await.unwrap();
+    assert!(
+        stopping.elapsed() < Duration::from_secs(8),
+        "shutdown waited {:?} for a parked fetch",
+        stopping.elapsed()
+    );
+    assert!(
+        parked_for < Duration::from_secs(20),
+        "fetch held for {parked_for:?}"
+    );
+}

@@ -39,7 +39,8 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
     loop {
         data.borrow_and_update();
         let (responses, total, had_error) = collect(&req, &topics, version);
-        let done = total >= min_bytes || had_error || Instant::now() >= deadline;
+        let done =
+            total >= min_bytes || had_error || Instant::now() >= deadline || broker.is_stopping();
         if done
             || tokio::time::timeout_at(deadline, data.changed())
                 .await
