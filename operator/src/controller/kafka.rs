@@ -1,0 +1,221 @@
+//! The operator's view of a Kafka cluster, behind a trait so reconcile
+//! tests can stand in a fake cluster. [`WireAdmin`] is the real one: the
+//! Kafka protocol through `rivulet-wire`, so it works against any
+//! Kafka-compatible cluster.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use futures::future::BoxFuture;
+use rivulet_wire::{client::Client, error::ClientError};
+
+/// Kafka's ConfigSource for a topic-level override (DYNAMIC_TOPIC_CONFIG).
+const SOURCE_TOPIC_OVERRIDE: i8 = 1;
+/// UNKNOWN_TOPIC_OR_PARTITION.
+const UNKNOWN_TOPIC: i16 = 3;
+/// How long one admin conversation may take, connection included.
+const ADMIN_DEADLINE: Duration = Duration::from_secs(15);
+
+/// What the brokers report about their cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterInfo {
+    /// The cluster id.
+    pub cluster_id: Option<String>,
+    /// The active controller's node id, if known.
+    pub controller: Option<i32>,
+    /// Node ids of live brokers.
+    pub brokers: Vec<i32>,
+    /// Partitions whose in-sync replicas are fewer than their replicas.
+    pub under_replicated: usize,
+}
+
+/// A topic as Kafka has it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TopicState {
+    /// The topic id.
+    pub id: String,
+    /// Partition count.
+    pub partitions: i32,
+    /// Replicas of partition 0.
+    pub replication_factor: i32,
+    /// Topic-level config overrides (not defaults).
+    pub overrides: BTreeMap<String, String>,
+}
+
+/// Kafka admin operations the controllers use.
+pub trait KafkaAdmin: Send + Sync {
+    /// Cluster id, controller, brokers and under-replicated partition count.
+    fn cluster_info<'a>(
+        &'a self,
+        bootstrap: &'a str,
+    ) -> BoxFuture<'a, Result<ClusterInfo, ClientError>>;
+    /// The topic, or `None` if it does not exist.
+    fn describe_topic<'a>(
+        &'a self,
+        bootstrap: &'a str,
+        topic: &'a str,
+    ) -> BoxFuture<'a, Result<Option<TopicState>, ClientError>>;
+    /// Creates a topic; returns its id.
+    fn create_topic<'a>(
+        &'a self,
+        bootstrap: &'a str,
+        topic: &'a str,
+        partitions: i32,
+        replication_factor: i16,
+        config: BTreeMap<String, String>,
+    ) -> BoxFuture<'a, Result<String, ClientError>>;
+    /// Grows a topic to `total` partitions.
+    fn create_partitions<'a>(
+        &'a self,
+        bootstrap: &'a str,
+        topic: &'a str,
+        total: i32,
+    ) -> BoxFuture<'a, Result<(), ClientError>>;
+    /// Sets `set` and reverts `delete` to defaults.
+    fn alter_topic_config<'a>(
+        &'a self,
+        bootstrap: &'a str,
+        topic: &'a str,
+        set: BTreeMap<String, String>,
+        delete: Vec<String>,
+    ) -> BoxFuture<'a, Result<(), ClientError>>;
+    /// Deletes a topic; a topic that does not exist is success.
+    fn delete_topic<'a>(
+        &'a self,
+        bootstrap: &'a str,
+        topic: &'a str,
+    ) -> BoxFuture<'a, Result<(), ClientError>>;
+}
+
+/// [`KafkaAdmin`] over the Kafka protocol, a fresh connection per call:
+/// reconciles are minutes apart and brokers come and go.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct WireAdmin;
+
+async fn connect(bootstrap: &str) -> Result<Client, ClientError> {
+    Client::connect_with_client_id(bootstrap, "rivulet-operator").await
+}
+
+async fn deadline<T>(
+    work: impl std::future::Future<Output = Result<T, ClientError>>,
+) -> Result<T, ClientError> {
+    tokio::time::timeout(ADMIN_DEADLINE, work)
+        .await
+        .unwrap_or(Err(ClientError::Timeout))
+}
+
+impl KafkaAdmin for WireAdmin {
+    fn cluster_info<'a>(
+        &'a self,
+        bootstrap: &'a str,
+    ) -> BoxFuture<'a, Result<ClusterInfo, ClientError>> {
+        Box::pin(deadline(async move {
+            let mut client = connect(bootstrap).await?;
+            let metadata = client.metadata(None).await?;
+            let under_replicated = metadata
+                .topics
+                .iter()
+                .flat_map(|t| &t.partitions)
+                .filter(|p| p.isr.len() < p.replicas.len())
+                .count();
+            Ok(ClusterInfo {
+                cluster_id: metadata.cluster_id,
+                controller: (metadata.controller_id >= 0).then_some(metadata.controller_id),
+                brokers: metadata.brokers.iter().map(|b| b.node_id).collect(),
+                under_replicated,
+            })
+        }))
+    }
+
+    fn describe_topic<'a>(
+        &'a self,
+        bootstrap: &'a str,
+        topic: &'a str,
+    ) -> BoxFuture<'a, Result<Option<TopicState>, ClientError>> {
+        Box::pin(deadline(async move {
+            let mut client = connect(bootstrap).await?;
+            let metadata = client.metadata(Some(vec![topic.to_string()])).await?;
+            let Some(info) = metadata.topics.into_iter().find(|t| t.name == topic) else {
+                return Ok(None);
+            };
+            if info.error_code == UNKNOWN_TOPIC {
+                return Ok(None);
+            }
+            ClientError::check(info.error_code, None)?;
+            let overrides = client
+                .describe_topic_configs(topic)
+                .await?
+                .into_iter()
+                .filter(|(_, c)| c.source == SOURCE_TOPIC_OVERRIDE)
+                .filter_map(|(k, c)| c.value.map(|v| (k, v)))
+                .collect();
+            Ok(Some(TopicState {
+                id: info.topic_id.to_string(),
+                partitions: i32::try_from(info.partitions.len()).unwrap_or(i32::MAX),
+                replication_factor: info
+                    .partitions
+                    .first()
+                    .map_or(0, |p| i32::try_from(p.replicas.len()).unwrap_or(i32::MAX)),
+                overrides,
+            }))
+        }))
+    }
+
+    fn create_topic<'a>(
+        &'a self,
+        bootstrap: &'a str,
+        topic: &'a str,
+        partitions: i32,
+        replication_factor: i16,
+        config: BTreeMap<String, String>,
+    ) -> BoxFuture<'a, Result<String, ClientError>> {
+        Box::pin(deadline(async move {
+            let mut client = connect(bootstrap).await?;
+            let id = client
+                .create_topics(topic, partitions, replication_factor, config)
+                .await?;
+            Ok(id.to_string())
+        }))
+    }
+
+    fn create_partitions<'a>(
+        &'a self,
+        bootstrap: &'a str,
+        topic: &'a str,
+        total: i32,
+    ) -> BoxFuture<'a, Result<(), ClientError>> {
+        Box::pin(deadline(async move {
+            connect(bootstrap)
+                .await?
+                .create_partitions(topic, total)
+                .await
+        }))
+    }
+
+    fn alter_topic_config<'a>(
+        &'a self,
+        bootstrap: &'a str,
+        topic: &'a str,
+        set: BTreeMap<String, String>,
+        delete: Vec<String>,
+    ) -> BoxFuture<'a, Result<(), ClientError>> {
+        Box::pin(deadline(async move {
+            connect(bootstrap)
+                .await?
+                .incremental_alter_topic_configs(topic, set, delete)
+                .await
+        }))
+    }
+
+    fn delete_topic<'a>(
+        &'a self,
+        bootstrap: &'a str,
+        topic: &'a str,
+    ) -> BoxFuture<'a, Result<(), ClientError>> {
+        Box::pin(deadline(async move {
+            match connect(bootstrap).await?.delete_topics(&[topic]).await {
+                Err(e) if e.kafka_code() == Some(UNKNOWN_TOPIC) => Ok(()),
+                other => other,
+            }
+        }))
+    }
+}

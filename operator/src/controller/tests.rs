@@ -1,0 +1,448 @@
+//! Reconcile tests against a fake API server (kube's mock transport) and a
+//! fake Kafka cluster: each test is a scenario of calls and resulting state.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::{cluster, kafka::ClusterInfo, topic, Context};
+use crate::{
+    crd::{KafkaCluster, Topic},
+    fixtures::{cluster_from_yaml, FakeApi, FakeKafka},
+    metrics::Metrics,
+};
+
+const CR: &str = "/apis/rivulet.dev/v1alpha1/namespaces/kafka/kafkaclusters/demo";
+const STS: &str = "/apis/apps/v1/namespaces/kafka/statefulsets/demo-broker";
+const CM: &str = "/api/v1/namespaces/kafka/configmaps/demo-config";
+const PODS: &str = "/api/v1/namespaces/kafka/pods";
+const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/kafka/events";
+
+struct Harness {
+    api: FakeApi,
+    kafka: Arc<FakeKafka>,
+    ctx: Arc<Context>,
+}
+
+impl Harness {
+    fn new(spec: &str) -> Harness {
+        let (client, api) = FakeApi::start();
+        let kafka = Arc::new(FakeKafka::default());
+        let ctx = Arc::new(Context::new(
+            client,
+            kafka.clone(),
+            Arc::new(Metrics::new()),
+        ));
+        api.insert(CR, serde_json::to_value(cluster_from_yaml(spec)).unwrap());
+        Harness { api, kafka, ctx }
+    }
+
+    /// Reconciles the KafkaCluster as stored, as the watcher would hand it over.
+    async fn reconcile(&self) -> Vec<String> {
+        let cluster: KafkaCluster = serde_json::from_value(self.api.object(CR).unwrap()).unwrap();
+        cluster::reconcile(Arc::new(cluster), self.ctx.clone())
+            .await
+            .expect("reconcile succeeds");
+        self.calls()
+    }
+
+    /// A 3-broker cluster created, running at revision `r1` and Ready.
+    async fn ready_cluster() -> Harness {
+        let h = Harness::new("replicas: 3");
+        h.reconcile().await;
+        h.run_pods(3, "r1");
+        h.healthy_kafka();
+        h.reconcile().await;
+        h.calls();
+        h
+    }
+
+    fn calls(&self) -> Vec<String> {
+        self.api.take_calls().iter().map(|c| c.line()).collect()
+    }
+
+    fn edit_spec(&self, edit: impl FnOnce(&mut Value)) {
+        let mut cr = self.api.object(CR).unwrap();
+        edit(&mut cr["spec"]);
+        cr["metadata"]["generation"] = json!(cr["metadata"]["generation"].as_i64().unwrap() + 1);
+        self.api.insert(CR, cr);
+    }
+
+    fn status(&self) -> Value {
+        self.api.object(CR).unwrap()["status"].clone()
+    }
+
+    fn condition(&self, type_: &str) -> (String, String) {
+        let status = self.status();
+        let c = status["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == type_)
+            .unwrap()
+            .clone();
+        (
+            c["status"].as_str().unwrap().into(),
+            c["reason"].as_str().unwrap().into(),
+        )
+    }
+
+    /// Plays the StatefulSet controller and kubelet: `n` ready pods at `revision`.
+    fn run_pods(&self, n: i32, revision: &str) {
+        for id in 0..n {
+            self.add_pod(id, revision, true);
+        }
+        self.api.set_status(
+            STS,
+            json!({"replicas": n, "readyReplicas": n, "updateRevision": revision, "currentRevision": revision}),
+        );
+    }
+
+    fn add_pod(&self, id: i32, revision: &str, ready: bool) {
+        self.api.insert(
+            &format!("{PODS}/demo-broker-{id}"),
+            json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": format!("demo-broker-{id}"), "namespace": "kafka", "labels": {
+                    "app.kubernetes.io/name": "rivulet", "app.kubernetes.io/instance": "demo",
+                    "app.kubernetes.io/component": "broker", "apps.kubernetes.io/pod-index": id.to_string(),
+                    "controller-revision-hash": revision}},
+                "status": {"conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}
+            }),
+        );
+    }
+
+    fn healthy_kafka(&self) {
+        *self.kafka.info.lock().unwrap() = Some(ClusterInfo {
+            cluster_id: Some("rv-cluster-1".into()),
+            controller: Some(0),
+            brokers: vec![0, 1, 2],
+            under_replicated: 0,
+        });
+    }
+}
+
+fn applied(calls: &[String]) -> Vec<&str> {
+    calls
+        .iter()
+        .filter(|c| c.starts_with("PATCH") && !c.ends_with("/status"))
+        .map(|c| c.rsplit('/').next().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn create_applies_everything_in_order_and_reports_progress() {
+    let h = Harness::new("replicas: 3");
+    let calls = h.reconcile().await;
+    assert_eq!(
+        calls,
+        [
+            format!("GET {STS}"),
+            "GET /api/v1/namespaces/kafka/services".into(),
+            format!("PATCH {CM}"),
+            "PATCH /api/v1/namespaces/kafka/services/demo-brokers".into(),
+            "PATCH /api/v1/namespaces/kafka/services/demo-bootstrap".into(),
+            "PATCH /apis/policy/v1/namespaces/kafka/poddisruptionbudgets/demo-broker".into(),
+            format!("PATCH {STS}"),
+            format!("POST {EVENTS}"),
+            format!("GET {PODS}"),
+            format!("PATCH {CR}/status"),
+        ]
+    );
+    let sts = h.api.object(STS).unwrap();
+    assert_eq!(sts["spec"]["replicas"], 3);
+    let owner = &sts["metadata"]["ownerReferences"][0];
+    assert_eq!(owner["kind"], "KafkaCluster");
+    assert_eq!(owner["controller"], true);
+    assert_eq!(h.condition("Ready"), ("False".into(), "Creating".into()));
+    assert_eq!(
+        h.condition("Progressing"),
+        ("True".into(), "Creating".into())
+    );
+    let status = h.status();
+    assert_eq!(status["observedGeneration"], 1);
+    assert_eq!(
+        status["labelSelector"],
+        "app.kubernetes.io/component=broker,app.kubernetes.io/instance=demo,app.kubernetes.io/name=rivulet"
+    );
+    assert_eq!(
+        status["bootstrapServers"],
+        "demo-bootstrap.kafka.svc.cluster.local:9092"
+    );
+}
+
+#[tokio::test]
+async fn ready_cluster_reports_kafka_facts_and_no_op_changes_nothing() {
+    let h = Harness::new("replicas: 3");
+    h.reconcile().await;
+    h.run_pods(3, "r1");
+    h.healthy_kafka();
+    let first = h.reconcile().await;
+    assert_eq!(
+        h.condition("Ready"),
+        ("True".into(), "AllBrokersReady".into())
+    );
+    assert_eq!(
+        h.condition("Degraded"),
+        ("False".into(), "AsExpected".into())
+    );
+    assert_eq!(h.status()["clusterId"], "rv-cluster-1");
+    assert_eq!(h.status()["activeController"], 0);
+    assert_eq!(h.status()["readyBrokers"], 3);
+
+    let sts_before = h.api.object(STS).unwrap()["spec"].clone();
+    let cm_before = h.api.object(CM).unwrap()["data"].clone();
+    let second = h.reconcile().await;
+    // Same applies, no event, no status write, no pod deleted.
+    assert_eq!(applied(&first), applied(&second));
+    assert!(
+        !second
+            .iter()
+            .any(|c| c.starts_with("POST") || c.starts_with("DELETE") || c.ends_with("/status")),
+        "{second:#?}"
+    );
+    assert_eq!(h.api.object(STS).unwrap()["spec"], sts_before);
+    assert_eq!(h.api.object(CM).unwrap()["data"], cm_before);
+}
+
+#[tokio::test]
+async fn scale_out_changes_replicas_but_not_the_pod_template() {
+    let h = Harness::ready_cluster().await;
+    let template = h.api.object(STS).unwrap()["spec"]["template"].clone();
+
+    h.edit_spec(|spec| spec["replicas"] = json!(5));
+    let calls = h.reconcile().await;
+    let sts = h.api.object(STS).unwrap();
+    assert_eq!(sts["spec"]["replicas"], 5);
+    assert_eq!(
+        sts["spec"]["template"], template,
+        "scaling must not restart brokers"
+    );
+    assert!(h.api.object(CM).unwrap()["data"]["broker-4.properties"].is_string());
+    assert!(calls.contains(&format!("POST {EVENTS}")), "a Scaled event");
+    assert!(!calls.iter().any(|c| c.starts_with("DELETE")));
+    assert_eq!(
+        h.condition("Progressing"),
+        ("True".into(), "Scaling".into())
+    );
+    assert_eq!(h.status()["observedGeneration"], 2);
+}
+
+#[tokio::test]
+async fn config_change_rolls_one_broker_at_a_time() {
+    let h = Harness::ready_cluster().await;
+    let hash = |h: &Harness| {
+        h.api.object(STS).unwrap()["spec"]["template"]["metadata"]["annotations"]
+            ["rivulet.dev/config-hash"]
+            .clone()
+    };
+    let old_hash = hash(&h);
+
+    h.edit_spec(|spec| spec["config"] = json!({"num.partitions": "6"}));
+    h.reconcile().await;
+    assert_ne!(hash(&h), old_hash, "new config, new template");
+    // The StatefulSet controller records a new revision; pods stay (OnDelete).
+    h.api.set_status(
+        STS,
+        json!({"replicas": 3, "readyReplicas": 3, "updateRevision": "r2", "currentRevision": "r1"}),
+    );
+    let calls = h.reconcile().await;
+    let deletes: Vec<&String> = calls.iter().filter(|c| c.starts_with("DELETE")).collect();
+    assert_eq!(
+        deletes,
+        [&format!("DELETE {PODS}/demo-broker-2")],
+        "highest non-controller first"
+    );
+    assert_eq!(h.status()["roll"]["broker"], 2);
+    assert_eq!(
+        h.condition("Progressing"),
+        ("True".into(), "RollingRestart".into())
+    );
+
+    // Broker 2 is back at r2 but not ready yet: nobody else goes.
+    h.add_pod(2, "r2", false);
+    let calls = h.reconcile().await;
+    assert!(!calls.iter().any(|c| c.starts_with("DELETE")), "{calls:#?}");
+
+    // Ready again, but partitions are catching up: still wait.
+    h.add_pod(2, "r2", true);
+    h.kafka
+        .info
+        .lock()
+        .unwrap()
+        .as_mut()
+        .unwrap()
+        .under_replicated = 4;
+    let calls = h.reconcile().await;
+    assert!(!calls.iter().any(|c| c.starts_with("DELETE")));
+    assert!(h.condition("Ready").1.contains("RollingRestart"));
+
+    // Caught up: the next broker (1), the controller (0) last.
+    h.kafka
+        .info
+        .lock()
+        .unwrap()
+        .as_mut()
+        .unwrap()
+        .under_replicated = 0;
+    let calls = h.reconcile().await;
+    assert!(
+        calls.contains(&format!("DELETE {PODS}/demo-broker-1")),
+        "{calls:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_broker_that_does_not_come_back_degrades_the_cluster() {
+    let h = Harness::ready_cluster().await;
+    h.api.set_status(
+        STS,
+        json!({"replicas": 3, "readyReplicas": 2, "updateRevision": "r2", "currentRevision": "r1"}),
+    );
+    h.add_pod(2, "r2", false);
+    // The status says broker 2 was restarted for r2 an hour ago.
+    let mut cr = h.api.object(CR).unwrap();
+    cr["status"]["roll"] =
+        json!({"targetRevision": "r2", "broker": 2, "restartedAt": "2020-01-01T00:00:00Z"});
+    h.api.insert(CR, cr);
+    let calls = h.reconcile().await;
+    assert!(!calls.iter().any(|c| c.starts_with("DELETE")));
+    assert_eq!(
+        h.condition("Degraded"),
+        ("True".into(), "BrokerNotReady".into())
+    );
+    assert_eq!(
+        h.condition("Progressing"),
+        ("False".into(), "RollStopped".into())
+    );
+}
+
+#[tokio::test]
+async fn invalid_spec_is_reported_not_applied() {
+    let h = Harness::new("replicas: 4\nquorumVoters: 2");
+    let calls = h.reconcile().await;
+    assert_eq!(
+        calls,
+        [format!("POST {EVENTS}"), format!("PATCH {CR}/status")]
+    );
+    assert_eq!(
+        h.condition("Degraded"),
+        ("True".into(), "InvalidSpec".into())
+    );
+    let message = h.status()["conditions"][0]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(message.contains("1, 3 or 5"), "{message}");
+}
+
+#[tokio::test]
+async fn deleted_cluster_is_left_to_the_garbage_collector() {
+    let h = Harness::new("replicas: 1");
+    let mut cr = h.api.object(CR).unwrap();
+    cr["metadata"]["deletionTimestamp"] = json!("2030-01-01T00:00:00Z");
+    h.api.insert(CR, cr);
+    assert!(
+        h.reconcile().await.is_empty(),
+        "owner references do the cleanup"
+    );
+}
+
+#[tokio::test]
+async fn removed_external_listener_deletes_its_services() {
+    let h = Harness::new("replicas: 2\nlisteners:\n  external:\n    type: LoadBalancer");
+    h.reconcile().await;
+    let svc = "/api/v1/namespaces/kafka/services/demo-broker-1-external";
+    assert!(h.api.object(svc).is_some());
+    h.edit_spec(|spec| spec["replicas"] = json!(1));
+    let calls = h.reconcile().await;
+    assert!(calls.contains(&format!("DELETE {svc}")), "{calls:#?}");
+    assert!(h
+        .api
+        .object("/api/v1/namespaces/kafka/services/demo-broker-0-external")
+        .is_some());
+}
+
+const TOPIC: &str = "/apis/rivulet.dev/v1alpha1/namespaces/kafka/topics/orders";
+
+async fn reconcile_topic(h: &Harness) -> Vec<String> {
+    let topic: Topic = serde_json::from_value(h.api.object(TOPIC).unwrap()).unwrap();
+    topic::reconcile(Arc::new(topic), h.ctx.clone())
+        .await
+        .expect("topic reconcile");
+    h.calls()
+}
+
+#[tokio::test]
+async fn topic_is_created_grown_configured_and_deleted() {
+    let h = Harness::new("replicas: 3");
+    let topic: Topic = serde_saphyr::from_str(
+        "apiVersion: rivulet.dev/v1alpha1
+kind: Topic
+metadata:
+  name: orders
+  namespace: kafka
+  uid: 00000000-0000-4000-8000-0000000000aa
+  generation: 1
+spec:
+  cluster: demo
+  partitions: 3
+  replicationFactor: 3
+  config:
+    retention.ms: '86400000'",
+    )
+    .unwrap();
+    h.api.insert(TOPIC, serde_json::to_value(&topic).unwrap());
+    // First pass adds the finalizer only.
+    reconcile_topic(&h).await;
+    assert_eq!(
+        h.api.object(TOPIC).unwrap()["metadata"]["finalizers"][0],
+        "rivulet.dev/topic"
+    );
+    reconcile_topic(&h).await;
+    assert_eq!(*h.kafka.calls.lock().unwrap(), ["create_topic orders 3 3"]);
+    let status = h.api.object(TOPIC).unwrap()["status"].clone();
+    assert_eq!(status["conditions"][0]["status"], "True");
+    assert_eq!(status["partitions"], 3);
+    assert_eq!(status["topicId"], "id-orders");
+
+    let mut edited = h.api.object(TOPIC).unwrap();
+    edited["spec"]["partitions"] = json!(6);
+    edited["spec"]["config"] = json!({"cleanup.policy": "compact"});
+    h.api.insert(TOPIC, edited);
+    reconcile_topic(&h).await;
+    let calls = h.kafka.calls.lock().unwrap().clone();
+    assert_eq!(calls[1], "create_partitions orders 6");
+    assert!(
+        calls[2].starts_with("alter_topic_config orders") && calls[2].contains("retention.ms"),
+        "{calls:?}"
+    );
+
+    let mut deleting = h.api.object(TOPIC).unwrap();
+    deleting["metadata"]["deletionTimestamp"] = json!("2030-01-01T00:00:00Z");
+    h.api.insert(TOPIC, deleting);
+    reconcile_topic(&h).await;
+    assert_eq!(
+        h.kafka.calls.lock().unwrap().last().unwrap(),
+        "delete_topic orders"
+    );
+    assert!(h.api.object(TOPIC).unwrap()["metadata"]["finalizers"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn topic_of_a_missing_cluster_waits() {
+    let h = Harness::new("replicas: 1");
+    h.api.insert(
+        TOPIC,
+        json!({"apiVersion": "rivulet.dev/v1alpha1", "kind": "Topic",
+               "metadata": {"name": "orders", "namespace": "kafka", "uid": "u", "generation": 1, "finalizers": ["rivulet.dev/topic"]},
+               "spec": {"cluster": "elsewhere", "partitions": 1, "replicationFactor": 1}}),
+    );
+    reconcile_topic(&h).await;
+    let status = h.api.object(TOPIC).unwrap()["status"].clone();
+    assert_eq!(status["conditions"][0]["reason"], "ClusterNotFound");
+    assert!(h.kafka.calls.lock().unwrap().is_empty());
+}

@@ -1,0 +1,582 @@
+//! `KafkaCluster`: one Rivulet cluster (brokers, storage, listeners, quorum).
+//!
+//! Schema rules reject specs that can never work (no brokers, an even
+//! quorum, operator-owned keys in `config`) at `kubectl apply` time, with
+//! CEL messages; [`crate::validate`] repeats every rule so a cluster whose
+//! CRD predates a rule still gets a clear status condition.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::{
+    api::core::v1::{Affinity, ResourceRequirements, Toleration, TopologySpreadConstraint},
+    apimachinery::pkg::apis::meta::v1::Condition,
+};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Broker config keys the operator sets itself; `spec.config` may not name them.
+pub const OPERATOR_OWNED_KEYS: &[&str] = &[
+    "node.id",
+    "broker.id",
+    "listeners",
+    "advertised.listeners",
+    "log.dirs",
+    "process.roles",
+    "controller.quorum.voters",
+    "controller.listener.names",
+    "broker.rack",
+];
+
+/// The desired state of a Rivulet cluster.
+// Clippy reads the repeated `type_` of separate printcolumns as duplicates.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "rivulet.dev",
+    version = "v1alpha1",
+    kind = "KafkaCluster",
+    plural = "kafkaclusters",
+    shortname = "kc",
+    category = "rivulet",
+    namespaced,
+    status = "KafkaClusterStatus",
+    derive = "PartialEq",
+    doc = "A Rivulet cluster: Kafka-compatible brokers run as a StatefulSet on persistent volumes, with Services, config, a PodDisruptionBudget and monitoring objects managed by the operator.",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.labelSelector"
+    ),
+    printcolumn(
+        name = "Brokers",
+        type_ = "integer",
+        json_path = ".spec.replicas",
+        description = "Desired number of brokers"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "integer",
+        json_path = ".status.readyBrokers",
+        description = "Brokers that pass their readiness probe"
+    ),
+    printcolumn(
+        name = "Status",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
+        description = "Reason of the Ready condition"
+    ),
+    printcolumn(
+        name = "Bootstrap",
+        type_ = "string",
+        json_path = ".status.bootstrapServers",
+        description = "Address for Kafka clients inside the cluster",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(validation = Rule::new("!has(self.quorumVoters) || self.quorumVoters <= self.replicas").message("quorumVoters cannot exceed replicas: every quorum voter is also a broker"))]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaClusterSpec {
+    /// Number of brokers. Each broker is one pod of the StatefulSet with its
+    /// own persistent volume; broker ids are the pod ordinals (0, 1, ...).
+    /// `kubectl scale kafkacluster NAME --replicas N` changes this field.
+    /// Minimum 1.
+    #[x_kube(validation = Rule::new("self >= 1").message("replicas must be at least 1: a cluster needs a broker"))]
+    pub replicas: i32,
+
+    /// Number of brokers that are also Raft controller quorum voters (the
+    /// brokers with ids 0..quorumVoters-1). Must be 1, 3 or 5: an even quorum
+    /// tolerates no more failures than the odd one below it. Default: 1 for
+    /// clusters of fewer than 3 brokers, otherwise 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self in [1, 3, 5]").message("quorumVoters must be 1, 3 or 5: an even number of voters adds no fault tolerance"))]
+    pub quorum_voters: Option<i32>,
+
+    /// Broker container image. Default: `rivulet/broker:` followed by the
+    /// operator's version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+
+    /// Image pull policy of the broker container: `Always`, `IfNotPresent`
+    /// or `Never`. Default: Kubernetes' default for the image tag.
+    // An `Option` of an enum shows the enum's doc in the schema, so the
+    // enum's doc says the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<PullPolicy>,
+
+    /// Names of Secrets in this namespace used to pull the broker image.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_pull_secrets: Vec<String>,
+
+    /// Where brokers keep their logs.
+    #[serde(default)]
+    pub storage: StorageSpec,
+
+    /// CPU and memory requests and limits of the broker container. Default:
+    /// none (the namespace's defaults apply).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// Broker configuration with Kafka's key names (for example
+    /// `log.retention.hours: "168"`, `min.insync.replicas: "2"`); see
+    /// docs/configuration.md for the keys Rivulet knows. Keys the operator
+    /// sets itself (node.id, listeners, advertised.listeners, log.dirs,
+    /// process.roles, controller.quorum.voters, controller.listener.names,
+    /// broker.rack, broker.id) are refused. A change restarts the brokers one at a time.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(k, !(k in ['node.id', 'broker.id', 'listeners', 'advertised.listeners', 'log.dirs', 'process.roles', 'controller.quorum.voters', 'controller.listener.names', 'broker.rack']))").message("config may not set node.id, broker.id, listeners, advertised.listeners, log.dirs, process.roles, controller.quorum.voters, controller.listener.names or broker.rack: the operator sets them"))]
+    pub config: BTreeMap<String, String>,
+
+    /// How clients reach the brokers.
+    #[serde(default)]
+    pub listeners: ListenersSpec,
+
+    /// Rack awareness: spread brokers across the values of a node label
+    /// (a zone, usually) and tell each broker its rack.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rack: Option<RackSpec>,
+
+    /// Where broker pods may run.
+    #[serde(default)]
+    pub scheduling: SchedulingSpec,
+
+    /// Extra metadata and settings of the broker pods.
+    #[serde(default)]
+    pub pod: PodSpecOverrides,
+
+    /// Prometheus metrics of the brokers.
+    #[serde(default)]
+    pub metrics: MetricsSpec,
+
+    /// The PodDisruptionBudget that keeps voluntary disruptions (node drains)
+    /// from taking down more than one broker at a time.
+    #[serde(default)]
+    pub pod_disruption_budget: PdbSpec,
+}
+
+/// Image pull policy of the broker container: `Always`, `IfNotPresent` or
+/// `Never`. Default: Kubernetes' default for the image tag.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum PullPolicy {
+    /// Pull on every pod start.
+    Always,
+    /// Pull only if the node does not have the image.
+    IfNotPresent,
+    /// Never pull; the image must already be on the node.
+    Never,
+}
+
+impl PullPolicy {
+    /// The value Kubernetes expects.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullPolicy::Always => "Always",
+            PullPolicy::IfNotPresent => "IfNotPresent",
+            PullPolicy::Never => "Never",
+        }
+    }
+}
+
+/// Broker storage.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSpec {
+    /// `PersistentClaim` (default): one PersistentVolumeClaim per broker,
+    /// kept across pod restarts and rescheduling. `Ephemeral`: an emptyDir
+    /// that is lost whenever a pod is deleted; for development only.
+    #[serde(default, rename = "type")]
+    pub kind: StorageKind,
+
+    /// Size of each broker's volume, a Kubernetes quantity. Default `10Gi`.
+    #[serde(default = "default_storage_size")]
+    pub size: String,
+
+    /// StorageClass of the claims. Default: the cluster's default class.
+    /// Cannot change once the cluster exists (StatefulSet claim templates
+    /// are immutable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+
+    /// What happens to a broker's claim when the cluster is scaled in:
+    /// `Retain` (default) keeps it, so scaling out again reuses the data;
+    /// `Delete` removes it.
+    #[serde(default)]
+    pub when_scaled: ClaimRetention,
+
+    /// What happens to the claims when the KafkaCluster is deleted: `Retain`
+    /// (default) keeps the data; `Delete` removes it with the cluster.
+    #[serde(default)]
+    pub when_deleted: ClaimRetention,
+}
+
+impl Default for StorageSpec {
+    fn default() -> Self {
+        StorageSpec {
+            kind: StorageKind::default(),
+            size: default_storage_size(),
+            storage_class_name: None,
+            when_scaled: ClaimRetention::default(),
+            when_deleted: ClaimRetention::default(),
+        }
+    }
+}
+
+fn default_storage_size() -> String {
+    "10Gi".into()
+}
+
+/// Kind of broker storage.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum StorageKind {
+    /// A PersistentVolumeClaim per broker.
+    #[default]
+    PersistentClaim,
+    /// An emptyDir per pod: data is lost when the pod goes.
+    Ephemeral,
+}
+
+/// Whether PersistentVolumeClaims outlive their brokers.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ClaimRetention {
+    /// Keep the claim (and its data).
+    #[default]
+    Retain,
+    /// Delete the claim.
+    Delete,
+}
+
+impl ClaimRetention {
+    /// The value of a StatefulSet's `persistentVolumeClaimRetentionPolicy`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClaimRetention::Retain => "Retain",
+            ClaimRetention::Delete => "Delete",
+        }
+    }
+}
+
+/// Client listeners.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenersSpec {
+    /// The listener for clients inside the Kubernetes cluster, reached
+    /// through the bootstrap Service and per-broker DNS names of the
+    /// headless Service.
+    #[serde(default)]
+    pub internal: InternalListener,
+
+    /// An optional listener for clients outside the Kubernetes cluster,
+    /// with a Service per broker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalListener>,
+}
+
+/// The in-cluster listener.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InternalListener {
+    /// Port of the Kafka protocol. Default 9092.
+    #[serde(default = "default_internal_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+}
+
+impl Default for InternalListener {
+    fn default() -> Self {
+        InternalListener {
+            port: default_internal_port(),
+        }
+    }
+}
+
+fn default_internal_port() -> i32 {
+    9092
+}
+
+/// The out-of-cluster listener.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("self.type != 'NodePort' || has(self.nodePortBase)").message("a NodePort external listener needs nodePortBase: broker N gets node port nodePortBase+N"))]
+#[x_kube(validation = Rule::new("self.type != 'NodePort' || has(self.host) || size(self.brokers) > 0").message("a NodePort external listener needs host (an address of any node) or per-broker hosts"))]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalListener {
+    /// `NodePort`: each broker is reached on `host:nodePortBase+id`.
+    /// `LoadBalancer`: each broker gets its own load balancer, and is
+    /// advertised at the address the load balancer reports (or `brokers[].host`).
+    #[serde(rename = "type")]
+    pub kind: ExternalType,
+
+    /// Port of the external listener on the brokers and of each
+    /// LoadBalancer Service. Default 9094.
+    #[serde(default = "default_external_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+
+    /// NodePort only: broker N is exposed on node port `nodePortBase + N`
+    /// (within the cluster's node port range, 30000-32767 by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub node_port_base: Option<i32>,
+
+    /// NodePort only: the host clients use to reach any node (a node's
+    /// address or a DNS name that resolves to the nodes). Node ports are
+    /// open on every node, so one host serves all brokers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+
+    /// Per-broker overrides of the advertised address.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub brokers: Vec<ExternalBrokerOverride>,
+
+    /// Annotations of the per-broker Services (for example a cloud load
+    /// balancer's settings).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+fn default_external_port() -> i32 {
+    9094
+}
+
+/// How the external listener is exposed.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ExternalType {
+    /// A NodePort Service per broker.
+    NodePort,
+    /// A LoadBalancer Service per broker.
+    LoadBalancer,
+}
+
+impl ExternalType {
+    /// The Service type Kubernetes expects.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExternalType::NodePort => "NodePort",
+            ExternalType::LoadBalancer => "LoadBalancer",
+        }
+    }
+}
+
+/// The advertised external address of one broker.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalBrokerOverride {
+    /// The broker id (its pod ordinal).
+    #[schemars(range(min = 0))]
+    pub id: i32,
+    /// Host external clients use for this broker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Port external clients use for this broker. Default: the node port
+    /// (NodePort) or the listener port (LoadBalancer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<i32>,
+}
+
+/// Rack awareness.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RackSpec {
+    /// The node label whose value is a broker's rack, for example
+    /// `topology.kubernetes.io/zone`. Brokers are spread evenly across its values.
+    pub topology_key: String,
+}
+
+/// Placement of broker pods.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SchedulingSpec {
+    /// Node and pod affinity of broker pods, as in a PodSpec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+
+    /// Tolerations of broker pods, as in a PodSpec.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+
+    /// Node labels a node must have to run brokers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+
+    /// Topology spread constraints. When empty, the operator spreads brokers
+    /// across nodes (`kubernetes.io/hostname`, maxSkew 1) and, with rack
+    /// awareness, across racks; any constraint given here replaces those defaults.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topology_spread_constraints: Vec<TopologySpreadConstraint>,
+
+    /// With the default spread: `true` refuses to schedule two brokers on
+    /// one node (pods stay Pending instead); `false` (default) prefers
+    /// different nodes but allows sharing, so one-node dev clusters work.
+    #[serde(default)]
+    pub require_separate_nodes: bool,
+}
+
+/// Broker pod settings.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSpecOverrides {
+    /// Extra annotations of broker pods. Changing them restarts the brokers
+    /// one at a time.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+
+    /// Extra labels of broker pods. The operator's own labels
+    /// (`app.kubernetes.io/*`, `rivulet.dev/*`) win over these.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+
+    /// Seconds a broker gets to shut down cleanly (flush, hand over
+    /// leadership) before it is killed. Default 120.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub termination_grace_period_seconds: Option<i64>,
+
+    /// PriorityClass of broker pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
+
+    /// ServiceAccount of broker pods. Default: the namespace's `default`;
+    /// brokers do not call the Kubernetes API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
+}
+
+/// Broker metrics.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricsSpec {
+    /// Serve Prometheus metrics on port 9404 of every broker. Default true.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+
+    /// Which Prometheus operator object scrapes the brokers: `ServiceMonitor`
+    /// (default), `PodMonitor`, or `None`. Created only when metrics are
+    /// enabled and the Prometheus operator's CRDs are installed.
+    #[serde(default)]
+    pub monitor: MonitorKind,
+
+    /// Extra labels of the ServiceMonitor or PodMonitor (for example the
+    /// `release` label a Prometheus selects monitors by).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub monitor_labels: BTreeMap<String, String>,
+}
+
+impl Default for MetricsSpec {
+    fn default() -> Self {
+        MetricsSpec {
+            enabled: true,
+            monitor: MonitorKind::default(),
+            monitor_labels: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// The Prometheus operator object that scrapes brokers.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum MonitorKind {
+    /// A ServiceMonitor over the headless Service.
+    #[default]
+    ServiceMonitor,
+    /// A PodMonitor over the broker pods.
+    PodMonitor,
+    /// No monitoring object.
+    None,
+}
+
+/// The PodDisruptionBudget of the brokers.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PdbSpec {
+    /// Create the PodDisruptionBudget. Default true.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+
+    /// Brokers that may be voluntarily disrupted at once. Default 1.
+    #[serde(default = "default_max_unavailable")]
+    #[schemars(range(min = 0))]
+    pub max_unavailable: i32,
+}
+
+impl Default for PdbSpec {
+    fn default() -> Self {
+        PdbSpec {
+            enabled: true,
+            max_unavailable: default_max_unavailable(),
+        }
+    }
+}
+
+fn default_max_unavailable() -> i32 {
+    1
+}
+
+/// The observed state of a Rivulet cluster.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaClusterStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// `Ready`: every broker is ready and no roll is pending. `Progressing`:
+    /// the operator is creating, scaling or restarting brokers. `Degraded`:
+    /// the spec is invalid or a broker did not come back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+
+    /// Brokers the StatefulSet runs (the scale subresource's replicas).
+    #[serde(default)]
+    pub replicas: i32,
+
+    /// Brokers that pass their readiness probe.
+    #[serde(default)]
+    pub ready_brokers: i32,
+
+    /// Label selector of the broker pods, for the scale subresource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_selector: Option<String>,
+
+    /// `host:port` for Kafka clients inside the Kubernetes cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap_servers: Option<String>,
+
+    /// Per-broker external addresses (`host:port`), when an external
+    /// listener is configured and the addresses are known.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub external_addresses: Vec<String>,
+
+    /// The cluster id the brokers report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<String>,
+
+    /// Node id of the active controller, as the brokers report it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_controller: Option<i32>,
+
+    /// The rolling restart in progress, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roll: Option<RollStatus>,
+}
+
+/// A rolling restart the operator is driving, one broker at a time.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RollStatus {
+    /// The StatefulSet revision the brokers are being moved to.
+    pub target_revision: String,
+    /// The broker restarted last, which must come back before the next one goes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker: Option<i32>,
+    /// When that broker was restarted (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restarted_at: Option<String>,
+}

@@ -1,0 +1,120 @@
+//! `Topic`: a Kafka topic in a [`super::KafkaCluster`] of the same namespace,
+//! kept in shape through the Kafka admin protocol.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The desired state of a Kafka topic.
+// Clippy reads the repeated `type_` of separate printcolumns as duplicates.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "rivulet.dev",
+    version = "v1alpha1",
+    kind = "Topic",
+    plural = "topics",
+    shortname = "kt",
+    category = "rivulet",
+    namespaced,
+    status = "TopicStatus",
+    derive = "PartialEq",
+    doc = "A Kafka topic of a KafkaCluster in the same namespace. The operator creates it, grows its partitions and keeps its configs as written here, through the Kafka admin protocol.",
+    printcolumn(
+        name = "Cluster",
+        type_ = "string",
+        json_path = ".spec.cluster",
+        description = "The KafkaCluster that holds the topic"
+    ),
+    printcolumn(
+        name = "Partitions",
+        type_ = "integer",
+        json_path = ".spec.partitions",
+        description = "Desired partition count"
+    ),
+    printcolumn(
+        name = "RF",
+        type_ = "integer",
+        json_path = ".spec.replicationFactor",
+        description = "Replication factor"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "Whether the topic matches its spec"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct TopicSpec {
+    /// Name of the KafkaCluster (in this namespace) that holds the topic.
+    /// Cannot change.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("cluster cannot change: delete the Topic and create it in the other cluster"))]
+    pub cluster: String,
+
+    /// The topic's name in Kafka. Default: the Topic's `metadata.name`. Set
+    /// it for names Kubernetes does not allow (uppercase, underscores).
+    /// Cannot change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("topicName cannot change: Kafka cannot rename a topic"))]
+    pub topic_name: Option<String>,
+
+    /// Number of partitions. Minimum 1. May grow, never shrink: Kafka
+    /// cannot remove partitions.
+    #[x_kube(validation = Rule::new("self >= 1").message("partitions must be at least 1"))]
+    #[x_kube(validation = Rule::new("self >= oldSelf").message("partitions cannot decrease: Kafka cannot remove partitions"))]
+    pub partitions: i32,
+
+    /// Copies of each partition, at most the number of brokers. Minimum 1.
+    #[x_kube(validation = Rule::new("self >= 1").message("replicationFactor must be at least 1"))]
+    pub replication_factor: i32,
+
+    /// Topic configs with Kafka's names (for example `retention.ms`,
+    /// `cleanup.policy`). Keys removed here revert to the broker default.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, String>,
+}
+
+impl Topic {
+    /// The topic's name in Kafka.
+    pub fn kafka_name(&self) -> String {
+        self.spec
+            .topic_name
+            .clone()
+            .unwrap_or_else(|| kube::ResourceExt::name_any(self))
+    }
+}
+
+/// The observed state of a Kafka topic.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TopicStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// `Ready`: the topic exists with the spec's partitions and configs.
+    /// Its reason says what is missing otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+
+    /// The topic id Kafka assigned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_id: Option<String>,
+
+    /// Partitions the topic has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<i32>,
+
+    /// Replication factor of the topic's first partition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication_factor: Option<i32>,
+}

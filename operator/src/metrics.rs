@@ -1,0 +1,235 @@
+//! The operator's Prometheus metrics, served on `/metrics`.
+//!
+//! Names carry the `rivulet_operator_` prefix and follow Prometheus'
+//! conventions (`_total` counters, `_seconds` durations), so
+//! `promtool check metrics` accepts the exposition.
+
+use std::{collections::BTreeMap, sync::Mutex, time::Instant};
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::error::Error;
+
+/// The state a cluster's conditions put it in, for the `clusters` gauge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ClusterState {
+    /// Every broker ready, nothing pending.
+    Ready,
+    /// Creating, scaling or rolling.
+    Progressing,
+    /// Invalid spec or a broker that did not come back.
+    Degraded,
+}
+
+impl ClusterState {
+    const ALL: [ClusterState; 3] = [
+        ClusterState::Ready,
+        ClusterState::Progressing,
+        ClusterState::Degraded,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            ClusterState::Ready => "ready",
+            ClusterState::Progressing => "progressing",
+            ClusterState::Degraded => "degraded",
+        }
+    }
+}
+
+/// Every metric of the operator, registered in its own registry.
+pub struct Metrics {
+    registry: Registry,
+    reconciles: IntCounterVec,
+    failures: IntCounterVec,
+    duration: HistogramVec,
+    clusters: IntGaugeVec,
+    leader: IntGauge,
+    /// Last known state per `namespace/name`, so the gauge counts each
+    /// cluster once however often it is reconciled.
+    cluster_states: Mutex<BTreeMap<String, ClusterState>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let reconciles = IntCounterVec::new(
+            Opts::new(
+                "rivulet_operator_reconciles_total",
+                "Reconciles started, by controller.",
+            ),
+            &["controller"],
+        )
+        .expect("valid metric");
+        let failures = IntCounterVec::new(
+            Opts::new(
+                "rivulet_operator_reconcile_failures_total",
+                "Reconciles that failed, by controller and the step that failed.",
+            ),
+            &["controller", "error"],
+        )
+        .expect("valid metric");
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "rivulet_operator_reconcile_duration_seconds",
+                "Time a reconcile took, by controller.",
+            )
+            .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            &["controller"],
+        )
+        .expect("valid metric");
+        let clusters = IntGaugeVec::new(
+            Opts::new(
+                "rivulet_operator_clusters",
+                "KafkaClusters known to this operator, by state (ready, progressing, degraded).",
+            ),
+            &["state"],
+        )
+        .expect("valid metric");
+        let leader = IntGauge::new(
+            "rivulet_operator_leader",
+            "1 while this replica holds the leader lease and runs the controllers.",
+        )
+        .expect("valid metric");
+        for collector in [
+            Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(failures.clone()),
+            Box::new(duration.clone()),
+            Box::new(clusters.clone()),
+            Box::new(leader.clone()),
+        ] {
+            registry
+                .register(collector)
+                .expect("metric names are unique");
+        }
+        for state in ClusterState::ALL {
+            clusters.with_label_values(&[state.label()]).set(0);
+        }
+        Metrics {
+            registry,
+            reconciles,
+            failures,
+            duration,
+            clusters,
+            leader,
+            cluster_states: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Counts a reconcile of `controller`; the returned guard records its
+    /// duration when dropped, however the reconcile ends.
+    pub fn reconcile(&self, controller: &'static str) -> ReconcileTimer<'_> {
+        self.reconciles.with_label_values(&[controller]).inc();
+        ReconcileTimer {
+            metrics: self,
+            controller,
+            start: Instant::now(),
+        }
+    }
+
+    /// Counts a failed reconcile by the step that failed.
+    pub fn failure(&self, controller: &'static str, error: &Error) {
+        self.failures
+            .with_label_values(&[controller, error.metric_label()])
+            .inc();
+    }
+
+    /// Records the state of cluster `key` (`namespace/name`).
+    pub fn set_cluster_state(&self, key: &str, state: ClusterState) {
+        let mut states = self.cluster_states.lock().expect("metrics lock");
+        states.insert(key.to_string(), state);
+        self.publish_states(&states);
+    }
+
+    /// Forgets a deleted cluster.
+    pub fn forget_cluster(&self, key: &str) {
+        let mut states = self.cluster_states.lock().expect("metrics lock");
+        states.remove(key);
+        self.publish_states(&states);
+    }
+
+    fn publish_states(&self, states: &BTreeMap<String, ClusterState>) {
+        for state in ClusterState::ALL {
+            let count = states.values().filter(|s| **s == state).count();
+            self.clusters
+                .with_label_values(&[state.label()])
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Sets whether this replica leads.
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
+    }
+
+    /// The text exposition format of every metric.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buffer)
+            .expect("text encoding cannot fail");
+        String::from_utf8(buffer).expect("exposition is UTF-8")
+    }
+}
+
+/// Records a reconcile's duration when dropped.
+pub struct ReconcileTimer<'a> {
+    metrics: &'a Metrics,
+    controller: &'static str,
+    start: Instant,
+}
+
+impl Drop for ReconcileTimer<'_> {
+    fn drop(&mut self) {
+        self.metrics
+            .duration
+            .with_label_values(&[self.controller])
+            .observe(self.start.elapsed().as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_states() {
+        let metrics = Metrics::new();
+        drop(metrics.reconcile("kafkacluster"));
+        metrics.set_cluster_state("kafka/a", ClusterState::Ready);
+        metrics.set_cluster_state("kafka/b", ClusterState::Degraded);
+        metrics.set_cluster_state("kafka/b", ClusterState::Ready);
+        metrics.set_leader(true);
+        let text = metrics.render();
+        assert!(
+            text.contains("rivulet_operator_reconciles_total{controller=\"kafkacluster\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rivulet_operator_clusters{state=\"ready\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rivulet_operator_clusters{state=\"degraded\"} 0"),
+            "{text}"
+        );
+        assert!(text.contains("rivulet_operator_leader 1"), "{text}");
+        assert!(text.contains(
+            "rivulet_operator_reconcile_duration_seconds_count{controller=\"kafkacluster\"} 1"
+        ));
+        metrics.forget_cluster("kafka/a");
+        assert!(metrics
+            .render()
+            .contains("rivulet_operator_clusters{state=\"ready\"} 1"));
+    }
+}
