@@ -274,12 +274,13 @@ pub fn set_base_offset_and_epoch(batch: &mut [u8], base_offset: i64, leader_epoc
 /// sees a batch whose header already failed the sanity checks above.
 pub fn complete_batches_len(buf: &[u8]) -> usize {
     let mut pos = 0;
-    while let Ok(h) = check_header(&buf[pos..]) {
-        let end = pos + h.total_size();
-        if end > buf.len() {
+    // Fetched batches may be compacted (fewer records than their offset
+    // range), so the stored-batch rules apply, not the produce rules.
+    while let Ok(h) = BatchHeader::parse(&buf[pos..]) {
+        if check_stored_fields(&h, (buf.len() - pos) as u64).is_err() {
             break;
         }
-        pos = end;
+        pos += h.total_size();
     }
     pos
 }

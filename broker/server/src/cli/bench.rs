@@ -198,10 +198,10 @@ async fn consume(
             let t = Instant::now();
             let result = client.fetch(&args.topic, *p, offset, 8 << 20, 500).await?;
             latencies.push(t.elapsed());
-            let Some(last) = result.records.last() else {
+            if result.next_offset <= offset {
                 break;
-            };
-            offset = last.offset + 1;
+            }
+            offset = result.next_offset;
             total += result.records.len() as u64;
             bytes += result
                 .records

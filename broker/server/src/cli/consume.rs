@@ -135,6 +135,9 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
             let result = client
                 .fetch(&args.topic, *p, *position, 1 << 20, 100)
                 .await?;
+            // Past whole batches, not just their records: compaction can
+            // leave a batch whose last offsets hold no record.
+            let next = result.next_offset;
             for r in result.records {
                 if r.offset < *position {
                     continue;
@@ -147,6 +150,7 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
                     return Ok(());
                 }
             }
+            *position = (*position).max(next);
         }
         if got_any {
             last_data = Instant::now();

@@ -24,7 +24,7 @@ use kafka_protocol::{
 use uuid::Uuid;
 
 use super::{
-    records::{decode_records, encode_batch},
+    records::{decode_records, encode_batch, next_fetch_offset},
     Client, OwnedRecord,
 };
 use crate::error::ClientError;
@@ -44,6 +44,11 @@ pub struct FetchResult {
     pub high_watermark: i64,
     /// The partition's log start offset (-1 if the broker did not say).
     pub log_start_offset: i64,
+    /// Where the next fetch should start: one past the last whole batch
+    /// returned (batch headers, not records: a compacted batch may have
+    /// lost its last records, and the position must still move past them),
+    /// or the requested offset if nothing was returned.
+    pub next_offset: i64,
 }
 
 /// Runs `$call` (an expression evaluating to a `Result`), and if it fails in
@@ -248,14 +253,18 @@ impl Client {
             .find(|p| p.partition_index == partition)
             .ok_or_else(|| missing("Fetch", topic, partition))?;
         ClientError::check(p.error_code, None)?;
-        let records = match &p.records {
-            Some(data) => decode_records(data, offset)?,
-            None => Vec::new(),
+        let (records, next_offset) = match &p.records {
+            Some(data) => (
+                decode_records(data, offset)?,
+                next_fetch_offset(data).map_or(offset, |next| next.max(offset)),
+            ),
+            None => (Vec::new(), offset),
         };
         Ok(FetchResult {
             records,
             high_watermark: p.high_watermark,
             log_start_offset: p.log_start_offset,
+            next_offset,
         })
     }
 

@@ -112,6 +112,22 @@ pub fn encode_batch(
     Ok(buf.freeze())
 }
 
+/// One past the last offset covered by the whole batches in `data` (what a
+/// consumer fetches next), or `None` if there is no whole batch.
+pub fn next_fetch_offset(data: &[u8]) -> Option<i64> {
+    let whole = complete_batches_len(data);
+    let mut pos = 0;
+    let mut next = None;
+    while pos < whole {
+        let Ok(h) = BatchHeader::parse(&data[pos..]) else {
+            break;
+        };
+        next = Some(h.last_offset() + 1);
+        pos += h.total_size();
+    }
+    next
+}
+
 /// Decodes fetched record bytes into records with offset `>= from_offset`.
 ///
 /// A trailing partial batch is ignored (the broker cut it at `max_bytes`);
@@ -214,5 +230,26 @@ mod tests {
         let out = decode_records(&all.freeze(), 0).unwrap();
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].value.as_deref(), Some(&b"a"[..]));
+    }
+
+    #[test]
+    fn next_offset_follows_batch_headers_not_records() {
+        let mut batch = BytesMut::from(
+            &encode_batch(
+                &[OwnedRecord::from_value("a"), OwnedRecord::from_value("b")],
+                Compression::None,
+            )
+            .unwrap()[..],
+        );
+        batch[..8].copy_from_slice(&10i64.to_be_bytes());
+        assert_eq!(next_fetch_offset(&batch), Some(12));
+        // Compaction may leave a batch whose header covers offsets that hold
+        // no record any more: lastOffsetDelta 5 with two records. The next
+        // fetch must start after the header's range, or a consumer would
+        // ask for offset 12 forever and get this batch back.
+        batch[23..27].copy_from_slice(&5i32.to_be_bytes());
+        assert_eq!(next_fetch_offset(&batch), Some(16));
+        // A partial batch alone gives nothing to move past.
+        assert_eq!(next_fetch_offset(&batch[..batch.len() - 1]), None);
     }
 }
