@@ -478,17 +478,24 @@ impl KafkaConn {
                 part.error_code
             );
             if let Some(mut records) = part.records.filter(|r| !r.is_empty()) {
+                // Move past whole batches by their headers too: compaction
+                // can leave a batch whose last offsets hold no record.
+                let after = rivulet_wire::client::next_fetch_offset(&records);
+                let requested = next;
                 for set in RecordBatchDecoder::decode_all(&mut records)
                     .context("decode fetched record batches")?
                 {
                     for r in set.records {
-                        if r.offset >= next {
-                            next = r.offset + 1;
+                        if r.offset >= requested {
+                            next = next.max(r.offset + 1);
                             if !r.control {
                                 out.push(r);
                             }
                         }
                     }
+                }
+                if let Some(after) = after {
+                    next = next.max(after);
                 }
             }
             if next >= part.high_watermark {

@@ -32,7 +32,7 @@ pub use self::{
         decode_consumer_assignment, CommittedOffset, GroupDescription, GroupListing,
         MemberDescription, CONSUMER_PROTOCOL_TYPE, COORDINATOR_WAIT,
     },
-    records::{decode_records, encode_batch, OwnedRecord},
+    records::{decode_records, encode_batch, next_fetch_offset, OwnedRecord},
 };
 use crate::error::ClientError;
 
