@@ -123,8 +123,8 @@ pub struct Broker {
     /// Set when shutdown starts, so parked fetches answer at once instead
     /// of holding their connection until max_wait.
     stopping: std::sync::atomic::AtomicBool,
-    /// The address the Kafka listener is bound to (set once listening).
-    bound: Mutex<Option<(String, u16)>>,
+    /// What each listener advertises, by listener name (set once bound).
+    bound: Mutex<BTreeMap<String, (String, u16)>>,
     /// The group coordinator (consumer groups and committed offsets).
     pub groups: crate::group::Coordinator,
 }
@@ -254,24 +254,32 @@ impl Broker {
             next_producer_id: Mutex::new(next_pid),
             data_version: watch::channel(0).0,
             stopping: std::sync::atomic::AtomicBool::new(false),
-            bound: Mutex::new(None),
+            bound: Mutex::new(BTreeMap::new()),
         };
         broker.refresh_partition_gauges();
         Ok(Arc::new(broker))
     }
 
-    /// Records the listener's bound address and the endpoint advertised.
-    pub fn set_bound(&self, endpoint: (String, u16)) {
-        *self.bound.lock().unwrap_or_else(|e| e.into_inner()) = Some(endpoint);
-    }
-
-    /// Host and port advertised to clients.
-    pub fn advertised(&self) -> (String, u16) {
+    /// Records what listener `name` advertises, once it is bound.
+    pub fn set_bound(&self, name: &str, endpoint: (String, u16)) {
         self.bound
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .unwrap_or_else(|| self.config.advertised_endpoint(self.config.listener))
+            .insert(name.to_string(), endpoint);
+    }
+
+    /// Host and port advertised to clients of `listener` (the first
+    /// listener's when the name is unknown).
+    pub fn advertised(&self, listener: &str) -> (String, u16) {
+        let bound = self.bound.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(endpoint) = bound.get(listener) {
+            return endpoint.clone();
+        }
+        let first = &self.config.listeners[0];
+        bound
+            .get(&first.name)
+            .cloned()
+            .unwrap_or_else(|| first.advertised_endpoint(first.addr))
     }
 
     /// A topic by name.

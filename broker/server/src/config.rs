@@ -13,10 +13,10 @@ use crate::topic_config::{TopicConfig, TopicConfigError};
 pub struct BrokerConfig {
     /// Kafka's `node.id`.
     pub node_id: i32,
-    /// Address the Kafka listener binds (port 0 picks a free port).
-    pub listener: SocketAddr,
-    /// Host and port Metadata advertises; `None` means "the bound address".
-    pub advertised: Option<(String, u16)>,
+    /// The Kafka listeners, in the order given; the first is the default.
+    pub listeners: Vec<ListenerConfig>,
+    /// Kafka's `broker.rack`, reported in Metadata for rack-aware clients.
+    pub rack: Option<String>,
     /// Kafka's `log.dirs` (a single directory).
     pub data_dir: PathBuf,
     /// Where `/metrics` is served; `None` turns the endpoint off.
@@ -64,6 +64,44 @@ pub struct BrokerConfig {
     pub raw: BTreeMap<String, String>,
 }
 
+/// One Kafka listener: where it binds and what it advertises.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerConfig {
+    /// The listener name, e.g. `PLAINTEXT` or `EXTERNAL`.
+    pub name: String,
+    /// Address to bind (port 0 picks a free port).
+    pub addr: SocketAddr,
+    /// Host and port Metadata advertises on this listener; `None` means
+    /// "the bound address" (with a wildcard address as 127.0.0.1).
+    pub advertised: Option<(String, u16)>,
+}
+
+impl ListenerConfig {
+    /// A PLAINTEXT listener on `addr` advertising its bound address.
+    pub fn plaintext(addr: SocketAddr) -> Self {
+        ListenerConfig {
+            name: "PLAINTEXT".into(),
+            addr,
+            advertised: None,
+        }
+    }
+
+    /// Host and port clients of this listener are told to connect to.
+    pub fn advertised_endpoint(&self, bound: SocketAddr) -> (String, u16) {
+        match &self.advertised {
+            Some((host, port)) => (host.clone(), if *port == 0 { bound.port() } else { *port }),
+            None => {
+                let ip = if bound.ip().is_unspecified() {
+                    "127.0.0.1".to_string()
+                } else {
+                    bound.ip().to_string()
+                };
+                (ip, bound.port())
+            }
+        }
+    }
+}
+
 /// A broker config that could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -93,7 +131,6 @@ const ACCEPTED_IGNORED: &[&str] = &[
     "controller.quorum.voters",
     "controller.listener.names",
     "inter.broker.listener.name",
-    "listener.security.protocol.map",
     "num.network.threads",
     "num.io.threads",
     "socket.send.buffer.bytes",
@@ -130,16 +167,15 @@ impl BrokerConfig {
     /// configs (from `--config` and a properties file, later ones winning).
     pub fn new(
         node_id: i32,
-        listener: SocketAddr,
-        advertised: Option<(String, u16)>,
+        listeners: Vec<ListenerConfig>,
         data_dir: PathBuf,
         metrics_addr: Option<SocketAddr>,
         raw: BTreeMap<String, String>,
     ) -> Result<Self, ConfigError> {
         let mut config = BrokerConfig {
             node_id,
-            listener,
-            advertised,
+            listeners,
+            rack: None,
             data_dir,
             metrics_addr,
             socket_request_max_bytes: 104_857_600,
@@ -206,6 +242,9 @@ impl BrokerConfig {
                     config.retention_check_interval =
                         Duration::from_millis(parse_positive(value, &invalid)? as u64)
                 }
+                "broker.rack" => config.rack = Some(value.clone()),
+                // Read by main.rs with the listeners; accepted here.
+                "listener.security.protocol.map" => {}
                 "log.cleaner.backoff.ms" => {
                     config.cleaner_backoff =
                         Duration::from_millis(parse_positive(value, &invalid)? as u64)
@@ -256,21 +295,6 @@ impl BrokerConfig {
         config.raw = raw;
         Ok(config)
     }
-
-    /// Host and port that clients are told to connect to.
-    pub fn advertised_endpoint(&self, bound: SocketAddr) -> (String, u16) {
-        match &self.advertised {
-            Some((host, port)) => (host.clone(), if *port == 0 { bound.port() } else { *port }),
-            None => {
-                let ip = if bound.ip().is_unspecified() {
-                    "127.0.0.1".to_string()
-                } else {
-                    bound.ip().to_string()
-                };
-                (ip, bound.port())
-            }
-        }
-    }
 }
 
 fn parse_positive(value: &str, invalid: &dyn Fn(&str) -> ConfigError) -> Result<i64, ConfigError> {
@@ -309,34 +333,6 @@ fn parse_bool(value: &str, invalid: &dyn Fn(&str) -> ConfigError) -> Result<bool
     }
 }
 
-/// Parses a `PLAINTEXT://host:port` listener URL into host and port.
-pub fn parse_listener(url: &str) -> Result<(String, u16), String> {
-    let rest = match url.split_once("://") {
-        Some((proto, rest)) if proto.eq_ignore_ascii_case("PLAINTEXT") => rest,
-        Some((proto, _)) => {
-            return Err(format!(
-                "listener `{url}`: only PLAINTEXT is supported, not {proto}"
-            ))
-        }
-        None => url,
-    };
-    let (host, port) = rest
-        .rsplit_once(':')
-        .ok_or_else(|| format!("listener `{url}` has no port"))?;
-    let port = port
-        .parse::<u16>()
-        .map_err(|_| format!("listener `{url}` has an invalid port"))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    Ok((
-        if host.is_empty() {
-            "0.0.0.0".to_string()
-        } else {
-            host.to_string()
-        },
-        port,
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,8 +340,7 @@ mod tests {
     fn build(raw: &[(&str, &str)]) -> Result<BrokerConfig, ConfigError> {
         BrokerConfig::new(
             0,
-            "127.0.0.1:0".parse().unwrap(),
-            None,
+            vec![ListenerConfig::plaintext("127.0.0.1:0".parse().unwrap())],
             PathBuf::from("/tmp/x"),
             None,
             raw.iter()
@@ -402,23 +397,23 @@ mod tests {
     }
 
     #[test]
-    fn listeners_parse() {
-        assert_eq!(
-            parse_listener("PLAINTEXT://127.0.0.1:9092").unwrap(),
-            ("127.0.0.1".into(), 9092)
-        );
-        assert_eq!(
-            parse_listener("PLAINTEXT://:9092").unwrap(),
-            ("0.0.0.0".into(), 9092)
-        );
-        assert!(parse_listener("SSL://x:1").is_err());
-        assert!(parse_listener("PLAINTEXT://x").is_err());
+    fn advertised_defaults_to_loopback_for_wildcard() {
+        let bound: SocketAddr = "0.0.0.0:1234".parse().unwrap();
+        let l = ListenerConfig::plaintext(bound);
+        assert_eq!(l.advertised_endpoint(bound), ("127.0.0.1".into(), 1234));
+        let named = ListenerConfig {
+            advertised: Some(("kafka-0".into(), 0)),
+            ..l
+        };
+        assert_eq!(named.advertised_endpoint(bound), ("kafka-0".into(), 1234));
     }
 
     #[test]
-    fn advertised_defaults_to_loopback_for_wildcard() {
-        let c = build(&[]).unwrap();
-        let bound: SocketAddr = "0.0.0.0:1234".parse().unwrap();
-        assert_eq!(c.advertised_endpoint(bound), ("127.0.0.1".into(), 1234));
+    fn rack_is_read() {
+        assert_eq!(
+            build(&[("broker.rack", "zone-a")]).unwrap().rack.as_deref(),
+            Some("zone-a")
+        );
+        assert_eq!(build(&[]).unwrap().rack, None);
     }
 }

@@ -51,6 +51,7 @@ impl ConnectionError {
 pub async fn serve(
     broker: Arc<Broker>,
     stream: TcpStream,
+    listener: Arc<str>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let peer = stream.peer_addr().ok();
@@ -71,7 +72,11 @@ pub async fn serve(
                 break;
             }
         };
-        match handle_frame(&broker, frame.freeze(), peer.map(|p| p.ip())).await {
+        let ctx = handlers::RequestContext {
+            listener: &listener,
+            peer: peer.map(|p| p.ip()),
+        };
+        match handle_frame(&broker, frame.freeze(), &ctx).await {
             Ok(Some(bytes)) => {
                 if let Err(e) = writer.write_all(&bytes).await {
                     close(&broker, peer, ConnectionError::Write(e));
@@ -106,7 +111,7 @@ fn close(broker: &Broker, peer: Option<std::net::SocketAddr>, e: ConnectionError
 async fn handle_frame(
     broker: &Broker,
     frame: bytes::Bytes,
-    peer: Option<std::net::IpAddr>,
+    ctx: &handlers::RequestContext<'_>,
 ) -> Result<Option<bytes::Bytes>, ConnectionError> {
     let started = Instant::now();
     let info = peek_header(&frame)
@@ -135,7 +140,7 @@ async fn handle_frame(
     let request = decode_request(frame).map_err(|e| ConnectionError::Request(e.to_string()))?;
     let name = api_name(api_key);
     broker.metrics.requests.with_label_values(&[name]).inc();
-    let response = handlers::dispatch(broker, &request.header, request.body, peer).await;
+    let response = handlers::dispatch(broker, &request.header, request.body, ctx).await;
     let encoded = match response {
         Some(body) => Some(
             encode_response(info.correlation_id, api_key, info.api_version, &body)

@@ -13,6 +13,7 @@ pub mod connection;
 pub mod group;
 pub mod handlers;
 pub mod http;
+pub mod listeners;
 pub mod meta_store;
 pub mod metrics;
 pub mod partition;

@@ -5,9 +5,13 @@
 
 use std::{collections::BTreeMap, net::ToSocketAddrs, path::PathBuf, process::ExitCode};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::{Parser, Subcommand};
-use rivulet_server::{cli, config::BrokerConfig, server};
+use rivulet_server::{
+    cli,
+    config::{BrokerConfig, ListenerConfig},
+    server,
+};
 
 // Guards against the kafka-protocol decoder reserving memory for hostile
 // array lengths: see rivulet_wire::alloc.
@@ -40,27 +44,21 @@ enum Command {
 
 #[derive(clap::Args)]
 struct BrokerArgs {
-    /// Kafka's node.id.
-    #[arg(long, env = "RIVULET_NODE_ID", default_value_t = 0)]
-    node_id: i32,
-    /// Where to accept Kafka clients (PLAINTEXT://host:port; port 0 picks a free port).
-    #[arg(
-        long,
-        env = "RIVULET_LISTENERS",
-        default_value = "PLAINTEXT://0.0.0.0:9092"
-    )]
-    listeners: String,
-    /// What Metadata tells clients to connect to (default: the listener, with 0.0.0.0 as 127.0.0.1).
+    /// Kafka's node.id [default: node.id from --config-file, else 0].
+    #[arg(long, env = "RIVULET_NODE_ID")]
+    node_id: Option<i32>,
+    /// Where to accept Kafka clients: NAME://host:port[,...]; port 0 picks a free
+    /// port [default: listeners from --config-file, else PLAINTEXT://0.0.0.0:9092].
+    #[arg(long, env = "RIVULET_LISTENERS")]
+    listeners: Option<String>,
+    /// What Metadata tells clients of each listener: NAME://host:port[,...]
+    /// [default: the bound address, with 0.0.0.0 as 127.0.0.1].
     #[arg(long, env = "RIVULET_ADVERTISED_LISTENERS")]
     advertised_listeners: Option<String>,
-    /// Kafka's log.dirs: where partitions and metadata live.
-    #[arg(
-        long,
-        alias = "log-dirs",
-        env = "RIVULET_DATA_DIR",
-        default_value = "./rivulet-data"
-    )]
-    data_dir: PathBuf,
+    /// Kafka's log.dirs: where partitions and metadata live [default: log.dirs
+    /// from --config-file, else ./rivulet-data].
+    #[arg(long, alias = "log-dirs", env = "RIVULET_DATA_DIR")]
+    data_dir: Option<PathBuf>,
     /// HTTP address of /metrics for Prometheus, or `none`.
     #[arg(long, env = "RIVULET_METRICS_ADDR", default_value = "0.0.0.0:9404")]
     metrics_addr: String,
@@ -117,17 +115,52 @@ async fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
             .with_context(|| format!("--config `{kv}` is not KEY=VALUE"))?;
         raw.insert(k.trim().to_string(), v.trim().to_string());
     }
-    let (host, port) =
-        rivulet_server::config::parse_listener(&args.listeners).map_err(anyhow::Error::msg)?;
-    let listener = (host.as_str(), port)
-        .to_socket_addrs()
-        .with_context(|| format!("resolve listener {}", args.listeners))?
-        .next()
-        .with_context(|| format!("listener {} resolves to no address", args.listeners))?;
-    let advertised = match &args.advertised_listeners {
-        Some(url) => Some(rivulet_server::config::parse_listener(url).map_err(anyhow::Error::msg)?),
-        None => None,
+    // Flags win; a server.properties given with --config-file may carry
+    // these four too, as Kafka's does.
+    let listeners = args
+        .listeners
+        .or_else(|| raw.remove("listeners"))
+        .unwrap_or_else(|| "PLAINTEXT://0.0.0.0:9092".to_string());
+    let advertised = args
+        .advertised_listeners
+        .or_else(|| raw.remove("advertised.listeners"));
+    let node_id = match (args.node_id, raw.remove("node.id")) {
+        (Some(id), _) => id,
+        (None, Some(id)) => id
+            .trim()
+            .parse()
+            .with_context(|| format!("node.id `{id}`"))?,
+        (None, None) => 0,
     };
+    let data_dir = args
+        .data_dir
+        .or_else(|| raw.remove("log.dirs").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("./rivulet-data"));
+    let specs = rivulet_server::listeners::parse(
+        &listeners,
+        advertised.as_deref(),
+        raw.get("listener.security.protocol.map")
+            .map(String::as_str),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let mut listener_configs = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let host = if spec.host.is_empty() {
+            "0.0.0.0"
+        } else {
+            spec.host.as_str()
+        };
+        let addr = (host, spec.port)
+            .to_socket_addrs()
+            .with_context(|| format!("resolve listener {}", spec.name))?
+            .next()
+            .with_context(|| format!("listener {} resolves to no address", spec.name))?;
+        listener_configs.push(ListenerConfig {
+            name: spec.name,
+            addr,
+            advertised: spec.advertised,
+        });
+    }
     let metrics_addr = if args.metrics_addr == "none" {
         None
     } else {
@@ -137,30 +170,22 @@ async fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("--metrics-addr `{}`", args.metrics_addr))?,
         )
     };
-    let config = BrokerConfig::new(
-        args.node_id,
-        listener,
-        advertised,
-        args.data_dir,
-        metrics_addr,
-        raw,
-    )?;
-    if config
-        .advertised
-        .as_ref()
-        .is_some_and(|(h, _)| h == "0.0.0.0")
-    {
-        bail!("--advertised-listeners must name a host clients can reach, not 0.0.0.0");
-    }
+    let config = BrokerConfig::new(node_id, listener_configs, data_dir, metrics_addr, raw)?;
     server::run(config, shutdown_signal(), |bound| {
         let metrics = bound
             .metrics
             .map(|m| m.to_string())
             .unwrap_or_else(|| "off".into());
+        let kafka: Vec<String> = bound
+            .listeners
+            .iter()
+            .map(|(name, addr)| format!("{name}://{addr}"))
+            .collect();
         tracing::info!(
-            "rivulet broker ready: kafka={} metrics={}",
+            "rivulet broker ready: kafka={} metrics={} listeners={}",
             bound.kafka,
-            metrics
+            metrics,
+            kafka.join(",")
         );
     })
     .await?;

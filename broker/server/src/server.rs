@@ -38,8 +38,10 @@ pub enum ServerError {
 /// Addresses a running broker is reachable on.
 #[derive(Debug, Clone)]
 pub struct Bound {
-    /// The Kafka listener.
+    /// The first Kafka listener (the one most callers want).
     pub kafka: SocketAddr,
+    /// Every Kafka listener by name, in configuration order.
+    pub listeners: Vec<(String, SocketAddr)>,
     /// The metrics endpoint, if enabled.
     pub metrics: Option<SocketAddr>,
 }
@@ -54,20 +56,29 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
     on_ready: impl FnOnce(&Bound),
 ) -> Result<(), ServerError> {
-    let listener_addr = config.listener;
+    let listener_configs = config.listeners.clone();
     let metrics_addr = config.metrics_addr;
     let broker = tokio::task::spawn_blocking(move || Broker::open(config))
         .await
         .expect("opening the broker does not panic")?;
-    let listener = TcpListener::bind(listener_addr)
-        .await
-        .map_err(|source| ServerError::Bind {
-            what: "Kafka listener",
-            addr: listener_addr,
-            source,
-        })?;
-    let kafka = listener.local_addr().expect("bound socket has an address");
-    broker.set_bound(broker.config.advertised_endpoint(kafka));
+    let mut sockets = Vec::with_capacity(listener_configs.len());
+    for l in &listener_configs {
+        let socket = TcpListener::bind(l.addr)
+            .await
+            .map_err(|source| ServerError::Bind {
+                what: "Kafka listener",
+                addr: l.addr,
+                source,
+            })?;
+        let local = socket.local_addr().expect("bound socket has an address");
+        broker.set_bound(&l.name, l.advertised_endpoint(local));
+        sockets.push((l.name.clone(), local, socket));
+    }
+    let listeners: Vec<(String, SocketAddr)> = sockets
+        .iter()
+        .map(|(name, local, _)| (name.clone(), *local))
+        .collect();
+    let kafka = listeners[0].1;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut background = JoinSet::new();
@@ -85,25 +96,33 @@ pub async fn run(
     };
     background.spawn(housekeeping(broker.clone(), stop_rx.clone()));
     background.spawn(crate::group::run(broker.clone(), stop_rx.clone()));
-    on_ready(&Bound { kafka, metrics });
+    on_ready(&Bound {
+        kafka,
+        listeners,
+        metrics,
+    });
 
+    // One acceptor per listener feeds a single queue, so the connection
+    // limit and the set of connections to drain stay in one place.
     let limit = Arc::new(Semaphore::new(broker.config.max_connections));
+    let (accepted_tx, mut accepted) = tokio::sync::mpsc::channel(64);
+    let mut acceptors = JoinSet::new();
+    for (name, _, socket) in sockets {
+        acceptors.spawn(accept(
+            socket,
+            Arc::from(name),
+            limit.clone(),
+            accepted_tx.clone(),
+        ));
+    }
+    drop(accepted_tx);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
-            p = limit.clone().acquire_owned() => p.expect("semaphore is never closed"),
-            _ = &mut shutdown => break,
-        };
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Usually EMFILE: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
+        let (stream, listener, permit) = tokio::select! {
+            next = accepted.recv() => match next {
+                Some(a) => a,
+                None => break,
             },
             _ = &mut shutdown => break,
         };
@@ -111,7 +130,7 @@ pub async fn run(
         let stop = stop_rx.clone();
         connections.spawn(async move {
             broker.metrics.connections.inc();
-            connection::serve(broker.clone(), stream, stop).await;
+            connection::serve(broker.clone(), stream, listener, stop).await;
             broker.metrics.connections.dec();
             drop(permit);
         });
@@ -121,7 +140,7 @@ pub async fn run(
 
     tracing::info!("shutting down: finishing in-flight requests");
     broker.begin_shutdown();
-    drop(listener);
+    acceptors.abort_all();
     let _ = stop_tx.send(true);
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
         while connections.join_next().await.is_some() {}
@@ -138,6 +157,36 @@ pub async fn run(
         .expect("closing logs does not panic");
     tracing::info!("logs flushed and closed");
     Ok(())
+}
+
+/// Accepts connections on one listener while a connection slot is free.
+async fn accept(
+    socket: TcpListener,
+    name: Arc<str>,
+    limit: Arc<Semaphore>,
+    accepted: tokio::sync::mpsc::Sender<(
+        tokio::net::TcpStream,
+        Arc<str>,
+        tokio::sync::OwnedSemaphorePermit,
+    )>,
+) {
+    loop {
+        let Ok(permit) = limit.clone().acquire_owned().await else {
+            return;
+        };
+        match socket.accept().await {
+            Ok((stream, _)) => {
+                if accepted.send((stream, name.clone(), permit)).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                // Usually EMFILE: back off instead of spinning.
+                tracing::warn!(listener = %name, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
 }
 
 /// Retention and rolling every `log.retention.check.interval.ms`,

@@ -110,3 +110,53 @@ async fn unsupported_version_of_another_api_closes_only_that_connection() {
     assert_eq!(i32_at(&resp, 0), 2);
     broker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_listener_advertises_its_own_addresses_and_the_rack() {
+    use kafka_protocol::messages::{DescribeClusterRequest, MetadataRequest};
+    use rivulet_server::config::{BrokerConfig, ListenerConfig};
+    use rivulet_wire::client::Connection;
+
+    let dir = tempfile::tempdir().unwrap();
+    let listener = |name: &str, advertised: (&str, u16)| ListenerConfig {
+        name: name.into(),
+        addr: "127.0.0.1:0".parse().unwrap(),
+        advertised: Some((advertised.0.into(), advertised.1)),
+    };
+    let config = BrokerConfig::new(
+        0,
+        vec![
+            listener("INTERNAL", ("kafka-0.internal", 9092)),
+            listener("EXTERNAL", ("203.0.113.7", 31000)),
+        ],
+        dir.path().to_path_buf(),
+        None,
+        [("broker.rack".to_string(), "zone-a".to_string())].into(),
+    )
+    .unwrap();
+    let broker = Running::start_with(config).await;
+    let expected = [
+        ("INTERNAL", "kafka-0.internal", 9092),
+        ("EXTERNAL", "203.0.113.7", 31000),
+    ];
+    for (name, host, port) in expected {
+        let addr = broker.listeners.iter().find(|(n, _)| n == name).unwrap().1;
+        let mut conn = Connection::connect(&addr.to_string()).await.unwrap();
+        let meta = conn.send(MetadataRequest::default()).await.unwrap();
+        let b = &meta.brokers[0];
+        assert_eq!(
+            (b.host.as_str(), b.port),
+            (host, port),
+            "Metadata on {name}"
+        );
+        assert_eq!(b.rack.as_deref(), Some("zone-a"));
+        let cluster = conn.send(DescribeClusterRequest::default()).await.unwrap();
+        let b = &cluster.brokers[0];
+        assert_eq!(
+            (b.host.as_str(), b.port),
+            (host, port),
+            "DescribeCluster on {name}"
+        );
+    }
+    broker.stop().await;
+}

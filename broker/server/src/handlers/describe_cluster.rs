@@ -11,8 +11,12 @@ use kafka_protocol::{
 use crate::broker::Broker;
 
 /// Answers DescribeCluster.
-pub fn handle(broker: &Broker, _req: DescribeClusterRequest) -> DescribeClusterResponse {
-    let (host, port) = broker.advertised();
+pub fn handle(
+    broker: &Broker,
+    _req: DescribeClusterRequest,
+    listener: &str,
+) -> DescribeClusterResponse {
+    let (host, port) = broker.advertised(listener);
     let node = BrokerId(broker.config.node_id);
     DescribeClusterResponse::default()
         .with_cluster_id(StrBytes::from_string(broker.cluster_id.clone()))
@@ -21,5 +25,6 @@ pub fn handle(broker: &Broker, _req: DescribeClusterRequest) -> DescribeClusterR
         .with_brokers(vec![DescribeClusterBroker::default()
             .with_broker_id(node)
             .with_host(StrBytes::from_string(host))
-            .with_port(port as i32)])
+            .with_port(port as i32)
+            .with_rack(broker.config.rack.clone().map(StrBytes::from_string))])
 }

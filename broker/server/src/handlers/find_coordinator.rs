@@ -22,6 +22,7 @@ const KEY_TYPE_TRANSACTION: i8 = 1;
 /// Where one key's coordinator is, or why there is none.
 fn locate(
     broker: &Broker,
+    listener: &str,
     key_type: i8,
 ) -> Result<(i32, String, u16), (ResponseError, &'static str)> {
     match key_type {
@@ -43,7 +44,7 @@ fn locate(
         .groups
         .ensure_topic(broker)
         .map_err(|e| (e, "the offsets topic is not available"))?;
-    let (host, port) = broker.advertised();
+    let (host, port) = broker.advertised(listener);
     Ok((broker.config.node_id, host, port))
 }
 
@@ -52,6 +53,7 @@ pub fn handle(
     broker: &Broker,
     req: FindCoordinatorRequest,
     version: i16,
+    listener: &str,
 ) -> FindCoordinatorResponse {
     if version >= 4 {
         let coordinators = req
@@ -59,7 +61,7 @@ pub fn handle(
             .into_iter()
             .map(|key| {
                 let c = Coordinator::default().with_key(key);
-                match locate(broker, req.key_type) {
+                match locate(broker, listener, req.key_type) {
                     Ok((node, host, port)) => c
                         .with_node_id(BrokerId(node))
                         .with_host(StrBytes::from_string(host))
@@ -74,7 +76,7 @@ pub fn handle(
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    match locate(broker, req.key_type) {
+    match locate(broker, listener, req.key_type) {
         Ok((node, host, port)) => FindCoordinatorResponse::default()
             .with_node_id(BrokerId(node))
             .with_host(StrBytes::from_string(host))

@@ -48,8 +48,13 @@ fn error_entry(name: Option<TopicName>, id: Uuid, err: ResponseError) -> Metadat
 }
 
 /// Answers Metadata.
-pub fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> MetadataResponse {
-    let (host, port) = broker.advertised();
+pub fn handle(
+    broker: &Broker,
+    req: MetadataRequest,
+    version: i16,
+    listener: &str,
+) -> MetadataResponse {
+    let (host, port) = broker.advertised(listener);
     let node = BrokerId(broker.config.node_id);
     // v0: an empty list means "all topics"; v1+: null means all.
     let requested = match req.topics {
@@ -115,7 +120,8 @@ pub fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> MetadataRe
         .with_brokers(vec![MetadataResponseBroker::default()
             .with_node_id(node)
             .with_host(StrBytes::from_string(host))
-            .with_port(port as i32)])
+            .with_port(port as i32)
+            .with_rack(broker.config.rack.clone().map(StrBytes::from_string))])
         .with_cluster_id(Some(StrBytes::from_string(broker.cluster_id.clone())))
         .with_controller_id(node)
         .with_topics(topics)

@@ -77,19 +77,29 @@ pub fn supported_versions(key: ApiKey) -> Option<VersionRange> {
         .map(|&(_, min, max)| VersionRange { min, max })
 }
 
+/// Where a request came from.
+pub struct RequestContext<'a> {
+    /// The listener it arrived on: brokers are advertised with that
+    /// listener's addresses, so internal and external clients each get
+    /// addresses they can reach.
+    pub listener: &'a str,
+    /// The client's address, reported as a group member's host.
+    pub peer: Option<std::net::IpAddr>,
+}
+
 /// Runs the handler for one request.
-///
-/// `peer` is the client's address, reported as a group member's host.
 pub async fn dispatch(
     broker: &Broker,
     header: &RequestHeader,
     body: RequestKind,
-    peer: Option<std::net::IpAddr>,
+    ctx: &RequestContext<'_>,
 ) -> Option<ResponseKind> {
     let v = header.request_api_version;
     Some(match body {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(r, v)),
-        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(broker, r, v)),
+        RequestKind::Metadata(r) => {
+            ResponseKind::Metadata(metadata::handle(broker, r, v, ctx.listener))
+        }
         RequestKind::Produce(r) => {
             return produce::handle(broker, r, v)
                 .await
@@ -119,18 +129,18 @@ pub async fn dispatch(
             ResponseKind::IncrementalAlterConfigs(configs::incremental_alter(broker, r))
         }
         RequestKind::DescribeCluster(r) => {
-            ResponseKind::DescribeCluster(describe_cluster::handle(broker, r))
+            ResponseKind::DescribeCluster(describe_cluster::handle(broker, r, ctx.listener))
         }
         RequestKind::DeleteRecords(r) => {
             ResponseKind::DeleteRecords(delete_records::handle(broker, r))
         }
         RequestKind::FindCoordinator(r) => {
-            ResponseKind::FindCoordinator(find_coordinator::handle(broker, r, v))
+            ResponseKind::FindCoordinator(find_coordinator::handle(broker, r, v, ctx.listener))
         }
         RequestKind::JoinGroup(r) => {
             let client_id = header.client_id.as_deref().unwrap_or_default();
             // Kafka reports member hosts as "/address".
-            let host = peer.map(|ip| format!("/{ip}")).unwrap_or_default();
+            let host = ctx.peer.map(|ip| format!("/{ip}")).unwrap_or_default();
             ResponseKind::JoinGroup(join_group::handle(broker, r, v, client_id, &host).await)
         }
         RequestKind::SyncGroup(r) => {

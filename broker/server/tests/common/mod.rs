@@ -5,13 +5,18 @@
 
 use std::{collections::BTreeMap, path::Path};
 
-use rivulet_server::{config::BrokerConfig, server};
+use rivulet_server::{
+    config::{BrokerConfig, ListenerConfig},
+    server,
+};
 use tokio::sync::oneshot;
 
 /// A broker running in this process until dropped or stopped.
 pub struct Running {
     /// `host:port` of the Kafka listener.
     pub addr: String,
+    /// Every listener by name and bound address.
+    pub listeners: Vec<(String, std::net::SocketAddr)>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -25,13 +30,17 @@ impl Running {
         )]);
         let config = BrokerConfig::new(
             0,
-            "127.0.0.1:0".parse().unwrap(),
-            None,
+            vec![ListenerConfig::plaintext("127.0.0.1:0".parse().unwrap())],
             dir.to_path_buf(),
             None,
             raw,
         )
         .unwrap();
+        Running::start_with(config).await
+    }
+
+    /// Starts a broker with `config`.
+    pub async fn start_with(config: BrokerConfig) -> Running {
         let (stop, stopped) = oneshot::channel::<()>();
         let (ready_tx, ready) = oneshot::channel();
         let task = tokio::spawn(async move {
@@ -41,15 +50,16 @@ impl Running {
                     let _ = stopped.await;
                 },
                 move |bound| {
-                    let _ = ready_tx.send(bound.kafka);
+                    let _ = ready_tx.send(bound.listeners.clone());
                 },
             )
             .await
             .unwrap();
         });
-        let addr = ready.await.unwrap().to_string();
+        let listeners: Vec<(String, std::net::SocketAddr)> = ready.await.unwrap();
         Running {
-            addr,
+            addr: listeners[0].1.to_string(),
+            listeners,
             stop: Some(stop),
             task,
         }
