@@ -75,7 +75,7 @@ impl MmapIndex {
         if !existed {
             return Ok((index, IndexState::Missing));
         }
-        if index.mmap.len() % entry_size != 0 {
+        if !index.mmap.len().is_multiple_of(entry_size) {
             return Ok((index, IndexState::Corrupt));
         }
         let capacity = index.capacity();

@@ -157,7 +157,7 @@ fn rolls_by_size() {
     let len = std::fs::metadata(segment_path(dir.path(), first, INDEX_EXT))
         .unwrap()
         .len();
-    assert!(len < 4096 && len % 8 == 0);
+    assert!(len < 4096 && len.is_multiple_of(8));
 }
 
 #[test]

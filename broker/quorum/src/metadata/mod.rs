@@ -1,0 +1,22 @@
+//! The metadata state machine: the cluster image ([`ClusterMetadata`]) and
+//! the commands of the metadata log that change it.
+//!
+//! Pure and synchronous: the Raft state machine feeds committed commands to
+//! [`ClusterMetadata::apply`] in log order, and tests do the same without Raft.
+
+mod apply;
+mod command;
+mod partition;
+#[cfg(test)]
+mod partition_tests;
+#[cfg(test)]
+mod tests;
+mod types;
+
+pub use command::{
+    ApplyError, ApplyOutcome, ApplyResult, LeaderChange, MetadataCommand, PartitionChange,
+};
+pub use types::{
+    BrokerId, BrokerRegistration, ClusterMetadata, Endpoint, PartitionState, Reassignment,
+    TopicMetadata, UNCLEAN_LEADER_ELECTION_CONFIG,
+};

@@ -1,0 +1,173 @@
+//! The quorum's gRPC transport.
+//!
+//! One service, `rivulet.quorum.v1.Quorum`, with four unary methods
+//! (AppendEntries, Vote, InstallSnapshot, Propose). Every method carries the
+//! same protobuf message, [`RpcPayload`]: openraft's request or result as
+//! JSON in field 1, and raw snapshot bytes in field 2 (kept out of the JSON,
+//! where bytes would become arrays of numbers). Hand-writing the one message
+//! avoids protobuf codegen, so building needs no `protoc`; in `.proto`
+//! terms it is `message RpcPayload { bytes json = 1; bytes data = 2; }`.
+
+mod client;
+mod server;
+
+use std::time::Duration;
+
+pub use client::{NetworkFactory, PeerClient};
+use serde::{de::DeserializeOwned, Serialize};
+pub(crate) use server::{ProposeReply, QuorumService};
+use tonic::{
+    codegen::http::uri::PathAndQuery,
+    transport::{Channel, Endpoint},
+};
+
+/// The message of every method.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RpcPayload {
+    /// A JSON-encoded openraft request or result.
+    #[prost(bytes = "vec", tag = "1")]
+    pub json: Vec<u8>,
+    /// Snapshot chunk bytes (InstallSnapshot requests only).
+    #[prost(bytes = "vec", tag = "2")]
+    pub data: Vec<u8>,
+}
+
+/// Largest message either side accepts. Snapshot chunks are sized well
+/// below it (see `QuorumConfig::snapshot_chunk_size`).
+pub(crate) const MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
+
+/// The RPC methods, with their gRPC paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Method {
+    AppendEntries,
+    Vote,
+    InstallSnapshot,
+    Propose,
+}
+
+impl Method {
+    pub(crate) const ALL: [Method; 4] = [
+        Method::AppendEntries,
+        Method::Vote,
+        Method::InstallSnapshot,
+        Method::Propose,
+    ];
+
+    pub(crate) fn path(self) -> &'static str {
+        match self {
+            Method::AppendEntries => "/rivulet.quorum.v1.Quorum/AppendEntries",
+            Method::Vote => "/rivulet.quorum.v1.Quorum/Vote",
+            Method::InstallSnapshot => "/rivulet.quorum.v1.Quorum/InstallSnapshot",
+            Method::Propose => "/rivulet.quorum.v1.Quorum/Propose",
+        }
+    }
+}
+
+/// Why a call to a peer failed below the application level.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The peer could not be reached (connection refused, reset, or the
+    /// address is invalid); the request was most likely not delivered.
+    #[error("peer {addr} unreachable: {status}")]
+    Unreachable {
+        /// The peer's address.
+        addr: String,
+        /// What tonic reported.
+        status: Box<tonic::Status>,
+    },
+    /// No answer within the deadline; the request may have been processed.
+    #[error("no answer from {addr} within {timeout:?}")]
+    Timeout {
+        /// The peer's address.
+        addr: String,
+        /// The deadline that passed.
+        timeout: Duration,
+    },
+    /// The peer answered with a gRPC error status.
+    #[error("peer {addr} failed the call: {status}")]
+    Status {
+        /// The peer's address.
+        addr: String,
+        /// The status.
+        status: Box<tonic::Status>,
+    },
+    /// A message could not be encoded or decoded.
+    #[error("bad message: {0}")]
+    Codec(#[from] serde_json::Error),
+}
+
+/// A lazily connecting gRPC client of one peer; clones share the HTTP/2
+/// connection.
+#[derive(Clone)]
+pub(crate) struct RpcClient {
+    addr: String,
+    channel: Result<Channel, String>,
+}
+
+impl RpcClient {
+    /// A client of the peer at `addr` (`host:port`).
+    pub(crate) fn new(addr: &str, connect_timeout: Duration) -> Self {
+        let channel = Endpoint::from_shared(format!("http://{addr}"))
+            .map(|e| {
+                e.connect_timeout(connect_timeout)
+                    .tcp_nodelay(true)
+                    .connect_lazy()
+            })
+            .map_err(|e| e.to_string());
+        Self {
+            addr: addr.to_owned(),
+            channel,
+        }
+    }
+
+    /// Calls `method` with `request` (and snapshot `data`), within `timeout`.
+    pub(crate) async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        method: Method,
+        request: &Req,
+        data: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Resp, TransportError> {
+        let payload = RpcPayload {
+            json: serde_json::to_vec(request)?,
+            data,
+        };
+        let unreachable = |status: tonic::Status| TransportError::Unreachable {
+            addr: self.addr.clone(),
+            status: Box::new(status),
+        };
+        let channel = self
+            .channel
+            .clone()
+            .map_err(|e| unreachable(tonic::Status::invalid_argument(e)))?;
+        let mut grpc = tonic::client::Grpc::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE_SIZE)
+            .max_encoding_message_size(MAX_MESSAGE_SIZE);
+        let exchange = async {
+            grpc.ready()
+                .await
+                .map_err(|e| unreachable(tonic::Status::unavailable(e.to_string())))?;
+            let codec = tonic_prost::ProstCodec::<RpcPayload, RpcPayload>::default();
+            let path = PathAndQuery::from_static(method.path());
+            grpc.unary(tonic::Request::new(payload), path, codec)
+                .await
+                .map_err(|status| {
+                    if status.code() == tonic::Code::Unavailable {
+                        unreachable(status)
+                    } else {
+                        TransportError::Status {
+                            addr: self.addr.clone(),
+                            status: Box::new(status),
+                        }
+                    }
+                })
+        };
+        let response = tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| TransportError::Timeout {
+                addr: self.addr.clone(),
+                timeout,
+            })??;
+        Ok(serde_json::from_slice(&response.into_inner().json)?)
+    }
+}
