@@ -119,3 +119,23 @@ fn rewrite_keeps_crc_valid() {
     let h = validate_batches(&buf).unwrap()[0];
     assert_eq!((h.base_offset, h.partition_leader_epoch), (1234, 9));
 }
+
+#[test]
+fn validate_rejects_more_records_than_an_uncompressed_batch_can_hold() {
+    // 20 body bytes hold at most two 7-byte records.
+    let mut buf = batch(&BatchSpec {
+        records: 2,
+        body_len: 20,
+        ..BatchSpec::default()
+    });
+    assert!(validate_batches(&buf).is_ok());
+    // Claim 1000 records (and a matching last offset delta), CRC fixed up.
+    buf[23..27].copy_from_slice(&999i32.to_be_bytes());
+    buf[57..61].copy_from_slice(&1000i32.to_be_bytes());
+    let crc = crc32c::crc32c(&buf[21..]);
+    buf[17..21].copy_from_slice(&crc.to_be_bytes());
+    assert!(matches!(
+        validate_batches(&buf),
+        Err(BatchError::InvalidRecordCount)
+    ));
+}

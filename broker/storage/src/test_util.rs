@@ -43,7 +43,10 @@ impl Default for BatchSpec {
 
 /// Encodes `spec` as one valid batch with base offset 0 and epoch -1.
 pub(crate) fn batch(spec: &BatchSpec) -> Vec<u8> {
-    let total = crate::batch::BatchHeader::SIZE + spec.body_len;
+    // Real records take at least 7 bytes each (validation checks that of
+    // uncompressed batches), so the filler never claims less.
+    let body_len = spec.body_len.max(spec.records.max(0) as usize * 7);
+    let total = crate::batch::BatchHeader::SIZE + body_len;
     let mut buf = Vec::with_capacity(total);
     buf.extend_from_slice(&0i64.to_be_bytes());
     buf.extend_from_slice(&((total - 12) as i32).to_be_bytes());
@@ -58,7 +61,7 @@ pub(crate) fn batch(spec: &BatchSpec) -> Vec<u8> {
     buf.extend_from_slice(&spec.producer_epoch.to_be_bytes());
     buf.extend_from_slice(&spec.base_sequence.to_be_bytes());
     buf.extend_from_slice(&spec.records.to_be_bytes());
-    buf.extend((0..spec.body_len).map(|i| spec.fill.wrapping_add(i as u8)));
+    buf.extend((0..body_len).map(|i| spec.fill.wrapping_add(i as u8)));
     let crc = crc32c::crc32c(&buf[21..]);
     buf[17..21].copy_from_slice(&crc.to_be_bytes());
     buf

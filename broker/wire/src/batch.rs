@@ -253,10 +253,27 @@ pub fn validate_batches(buf: &[u8]) -> Result<Vec<BatchHeader>, BatchError> {
         let rest = &buf[at..];
         let header = check_header(rest)?;
         check_crc(&rest[..header.total_size()], &header)?;
+        check_uncompressed_count(&header)?;
         at += header.total_size();
         headers.push(header);
     }
     Ok(headers)
+}
+
+/// Smallest encoding of one record: length, attributes, timestamp delta,
+/// offset delta, key length, value length and header count, one byte each.
+const MIN_RECORD_SIZE: i64 = 7;
+
+/// An uncompressed batch holds its records in plain sight, so a count
+/// larger than its bytes could hold is a lie that would advance offsets by
+/// records that do not exist (compressed counts are checked by whoever
+/// decompresses them).
+fn check_uncompressed_count(header: &BatchHeader) -> Result<(), BatchError> {
+    let body = i64::from(header.batch_length) - i64::from(MIN_BATCH_LENGTH);
+    if header.compression() == 0 && i64::from(header.records_count) * MIN_RECORD_SIZE > body {
+        return Err(BatchError::InvalidRecordCount);
+    }
+    Ok(())
 }
 
 /// Rewrites the base offset (@0) and partition leader epoch (@12) of the batch
