@@ -117,14 +117,18 @@ async fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
     }
     // Flags win; a server.properties given with --config-file may carry
     // these four too, as Kafka's does.
+    // Taken out of the file's configs whether or not a flag overrides them,
+    // so a server.properties that sets them still loads.
+    let file_listeners = raw.remove("listeners");
+    let file_advertised = raw.remove("advertised.listeners");
+    let file_node_id = raw.remove("node.id");
+    let file_log_dirs = raw.remove("log.dirs");
     let listeners = args
         .listeners
-        .or_else(|| raw.remove("listeners"))
+        .or(file_listeners)
         .unwrap_or_else(|| "PLAINTEXT://0.0.0.0:9092".to_string());
-    let advertised = args
-        .advertised_listeners
-        .or_else(|| raw.remove("advertised.listeners"));
-    let node_id = match (args.node_id, raw.remove("node.id")) {
+    let advertised = args.advertised_listeners.or(file_advertised);
+    let node_id = match (args.node_id, file_node_id) {
         (Some(id), _) => id,
         (None, Some(id)) => id
             .trim()
@@ -134,7 +138,7 @@ async fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
     };
     let data_dir = args
         .data_dir
-        .or_else(|| raw.remove("log.dirs").map(PathBuf::from))
+        .or_else(|| file_log_dirs.map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("./rivulet-data"));
     let specs = rivulet_server::listeners::parse(
         &listeners,
