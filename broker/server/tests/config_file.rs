@@ -45,6 +45,7 @@ fn start(args: &[&str]) -> (Child, String) {
         }
     }
     let _ = child.kill();
+    let _ = child.wait();
     panic!("broker did not become ready; it said:\n{}", seen.join("\n"));
 }
 
