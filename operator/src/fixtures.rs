@@ -6,6 +6,18 @@ use crate::{
     validate::{validate, OperatorConfig, ValidatedCluster},
 };
 
+/// A three-broker NodePort spec with a per-broker override for broker 2.
+pub const NODE_PORT_SPEC: &str = "replicas: 3
+listeners:
+  external:
+    type: NodePort
+    nodePortBase: 31090
+    host: kafka.example.test
+    brokers:
+      - id: 2
+        host: node-c.example.test
+        port: 32000";
+
 /// A `KafkaCluster` named `demo` in namespace `kafka` with the given spec
 /// (YAML, as a user would write under `spec:`).
 pub fn cluster_from_yaml(spec: &str) -> KafkaCluster {
@@ -45,7 +57,7 @@ mod fake {
     use serde_json::{json, Value};
     use tokio::task::JoinHandle;
 
-    use crate::controller::kafka::{ClusterInfo, KafkaAdmin, TopicState};
+    use crate::controller::kafka::{BrokerView, ClusterInfo, KafkaAdmin, TopicState};
 
     /// One request the fake API server answered.
     #[derive(Debug, Clone, PartialEq)]
@@ -365,6 +377,9 @@ mod fake {
     pub struct FakeKafka {
         /// What `cluster_info` answers; `None` is "unreachable".
         pub info: Mutex<Option<ClusterInfo>>,
+        /// What each broker reports about itself, by probe address;
+        /// an address missing here is unreachable.
+        pub brokers: Mutex<BTreeMap<String, BrokerView>>,
         /// Topics by name.
         pub topics: Mutex<BTreeMap<String, TopicState>>,
         /// Admin calls made, e.g. `create_topic orders`.
@@ -387,6 +402,22 @@ mod fake {
             _: &'a str,
         ) -> BoxFuture<'a, Result<ClusterInfo, ClientError>> {
             Box::pin(async move { self.info.lock().unwrap().clone().ok_or_else(unreachable) })
+        }
+
+        fn broker_view<'a>(
+            &'a self,
+            address: &'a str,
+            _: i32,
+        ) -> BoxFuture<'a, Result<Option<BrokerView>, ClientError>> {
+            Box::pin(async move {
+                self.brokers
+                    .lock()
+                    .unwrap()
+                    .get(address)
+                    .cloned()
+                    .map(Some)
+                    .ok_or_else(unreachable)
+            })
         }
 
         fn describe_topic<'a>(

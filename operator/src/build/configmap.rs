@@ -1,18 +1,46 @@
 //! The ConfigMap of broker config files.
 //!
-//! `server.properties` is what every broker shares (the user's config plus
-//! the quorum settings); `broker-<id>.properties` adds what differs per
-//! broker (`process.roles`: voters are `broker,controller`). A broker reads
-//! its own file, picked by `$(RIVULET_NODE_ID)` in its arguments. Only the
-//! shared part is hashed into the pod template, so scaling (which adds
-//! per-broker files) restarts nobody, and a config change restarts everybody.
+//! `server.properties` is what every broker shares (the user's config, the
+//! listeners and the quorum settings); `broker-<id>.properties` adds what
+//! differs per broker: `advertised.listeners` (its own DNS name and external
+//! address), `broker.rack` (from its node) and `process.roles` (voters are
+//! `broker,controller`). A broker reads its own file, picked by
+//! `$(RIVULET_NODE_ID)` in its arguments, which therefore carry no listener
+//! flags (flags would win over the file).
+//!
+//! Only the shared part is hashed into the pod template, so scaling (which
+//! adds per-broker files) restarts nobody, and a config change restarts
+//! everybody. A per-broker value that changes later (a load balancer's
+//! address, a rack) restarts only that broker: the reconcile compares what
+//! each broker reports over the Kafka protocol with [`BrokerExpectation`].
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 
-use super::owned_meta;
+use super::{external_addresses, owned_meta, Observed};
 use crate::validate::ValidatedCluster;
+
+/// Name of the listener for clients inside the Kubernetes cluster.
+pub const INTERNAL_LISTENER: &str = "INTERNAL";
+/// Name of the listener behind the per-broker external Services.
+pub const EXTERNAL_LISTENER: &str = "EXTERNAL";
+
+/// What one broker should report about itself once it runs its current
+/// per-broker file: the address it advertises on the listener the operator
+/// asks through, and its rack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerExpectation {
+    /// The broker id.
+    pub id: i32,
+    /// `host:port` the operator connects to: the broker's own DNS name with
+    /// the external listener's port when there is one, else the internal port.
+    pub probe_address: String,
+    /// `host:port` the broker should advertise on that listener.
+    pub advertised: String,
+    /// `broker.rack`, when known.
+    pub rack: Option<String>,
+}
 
 /// The shared broker config as `key=value` lines, keys sorted.
 pub fn shared_properties(cluster: &ValidatedCluster) -> String {
@@ -22,6 +50,16 @@ pub fn shared_properties(cluster: &ValidatedCluster) -> String {
         .iter()
         .map(|(k, v)| (k.as_str(), v.clone()))
         .collect();
+    let internal_port = cluster.kafka_port();
+    let mut listeners = format!("{INTERNAL_LISTENER}://0.0.0.0:{internal_port}");
+    let mut protocols = format!("{INTERNAL_LISTENER}:PLAINTEXT");
+    if let Some(external) = &cluster.spec.listeners.external {
+        listeners.push_str(&format!(",{EXTERNAL_LISTENER}://0.0.0.0:{}", external.port));
+        protocols.push_str(&format!(",{EXTERNAL_LISTENER}:PLAINTEXT"));
+    }
+    entries.insert("listeners", listeners);
+    entries.insert("listener.security.protocol.map", protocols);
+    entries.insert("inter.broker.listener.name", INTERNAL_LISTENER.into());
     entries.insert("controller.listener.names", "CONTROLLER".into());
     entries.insert("controller.quorum.voters", cluster.quorum_voters());
     let mut text = format!(
@@ -38,14 +76,67 @@ pub fn shared_properties(cluster: &ValidatedCluster) -> String {
     text
 }
 
-/// The config file of broker `id`: the shared config plus its roles.
-pub fn broker_properties(cluster: &ValidatedCluster, id: i32) -> String {
+/// The config file of broker `id`: the shared config plus its advertised
+/// addresses, its rack (when known) and its roles.
+pub fn broker_properties(cluster: &ValidatedCluster, observed: &Observed, id: i32) -> String {
     let roles = if id < cluster.voters {
         "broker,controller"
     } else {
         "broker"
     };
-    format!("{}process.roles={roles}\n", shared_properties(cluster))
+    let expected = broker_expectation(cluster, observed, id);
+    let mut advertised = format!(
+        "{INTERNAL_LISTENER}://{}:{}",
+        cluster.broker_host(id),
+        cluster.kafka_port()
+    );
+    if cluster.spec.listeners.external.is_some() {
+        advertised.push_str(&format!(",{EXTERNAL_LISTENER}://{}", expected.advertised));
+    }
+    let mut text = shared_properties(cluster);
+    text.push_str(&format!("advertised.listeners={advertised}\n"));
+    if let Some(rack) = &expected.rack {
+        text.push_str(&format!("broker.rack={}\n", escape_value(rack)));
+    }
+    text.push_str(&format!("process.roles={roles}\n"));
+    text
+}
+
+/// What broker `id` reports once it runs its current file. The external
+/// address of a LoadBalancer broker is unknown until its Service has an
+/// ingress; until then the broker advertises its own DNS name with the
+/// external port (reachable only inside the cluster, and no outside client
+/// can have found the load balancer yet), and the next reconcile after the
+/// address appears writes it and restarts that broker.
+pub fn broker_expectation(
+    cluster: &ValidatedCluster,
+    observed: &Observed,
+    id: i32,
+) -> BrokerExpectation {
+    let host = cluster.broker_host(id);
+    let (probe_address, advertised) = match &cluster.spec.listeners.external {
+        Some(external) => {
+            let probe = format!("{host}:{}", external.port);
+            let advertised = external_addresses(cluster, &observed.load_balancer_hosts)
+                .remove(&id)
+                .unwrap_or_else(|| probe.clone());
+            (probe, advertised)
+        }
+        None => {
+            let address = format!("{host}:{}", cluster.kafka_port());
+            (address.clone(), address)
+        }
+    };
+    BrokerExpectation {
+        id,
+        probe_address,
+        advertised,
+        rack: cluster
+            .spec
+            .rack
+            .as_ref()
+            .and_then(|_| observed.racks.get(&id).cloned()),
+    }
 }
 
 /// Java properties treat `\` as an escape and a line end as the end of
@@ -58,12 +149,12 @@ fn escape_value(value: &str) -> String {
 }
 
 /// Builds the ConfigMap with the shared file and one file per broker.
-pub fn build_config_map(cluster: &ValidatedCluster) -> ConfigMap {
+pub fn build_config_map(cluster: &ValidatedCluster, observed: &Observed) -> ConfigMap {
     let mut data = BTreeMap::from([("server.properties".to_string(), shared_properties(cluster))]);
     for id in 0..cluster.replicas {
         data.insert(
             format!("broker-{id}.properties"),
-            broker_properties(cluster, id),
+            broker_properties(cluster, observed, id),
         );
     }
     ConfigMap {
@@ -71,6 +162,29 @@ pub fn build_config_map(cluster: &ValidatedCluster) -> ConfigMap {
         data: Some(data),
         ..ConfigMap::default()
     }
+}
+
+/// The racks the per-broker files of an existing ConfigMap carry, by broker
+/// id: what a broker keeps while its pod is not scheduled yet, so a restart
+/// does not drop (and then re-add, restarting again) a known rack.
+pub fn racks_in(config_map: &ConfigMap) -> BTreeMap<i32, String> {
+    config_map
+        .data
+        .iter()
+        .flatten()
+        .filter_map(|(file, text)| {
+            let id = file
+                .strip_prefix("broker-")?
+                .strip_suffix(".properties")?
+                .parse()
+                .ok()?;
+            // Rack values are label values: never escaped.
+            let rack = text
+                .lines()
+                .find_map(|line| line.strip_prefix("broker.rack="))?;
+            Some((id, rack.to_string()))
+        })
+        .collect()
 }
 
 /// Hash of the shared config, put on the pod template so that a config
@@ -92,14 +206,23 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::validated;
+    use crate::fixtures::{validated, NODE_PORT_SPEC};
+
+    fn none() -> Observed {
+        Observed::default()
+    }
+
+    /// The lines of `text` that are not comments.
+    fn settings(text: &str) -> Vec<&str> {
+        text.lines().filter(|l| !l.starts_with('#')).collect()
+    }
 
     #[test]
     fn config_map_from_yaml_spec() {
         let cluster = validated(
             "replicas: 3\nconfig:\n  log.retention.hours: '168'\n  min.insync.replicas: '2'",
         );
-        let cm = build_config_map(&cluster);
+        let cm = build_config_map(&cluster, &none());
         assert_eq!(cm.metadata.name.as_deref(), Some("demo-config"));
         assert_eq!(cm.metadata.namespace.as_deref(), Some("kafka"));
         assert_eq!(
@@ -117,28 +240,132 @@ mod tests {
             ]
         );
         let shared = &data["server.properties"];
-        let lines: Vec<&str> = shared.lines().filter(|l| !l.starts_with('#')).collect();
         assert_eq!(
-            lines,
+            settings(shared),
             [
                 "controller.listener.names=CONTROLLER",
                 "controller.quorum.voters=0@demo-broker-0.demo-brokers.kafka.svc.cluster.local:9093,\
                  1@demo-broker-1.demo-brokers.kafka.svc.cluster.local:9093,\
                  2@demo-broker-2.demo-brokers.kafka.svc.cluster.local:9093",
+                "inter.broker.listener.name=INTERNAL",
+                "listener.security.protocol.map=INTERNAL:PLAINTEXT",
+                "listeners=INTERNAL://0.0.0.0:9092",
                 "log.retention.hours=168",
                 "min.insync.replicas=2",
             ]
         );
-        assert!(data["broker-0.properties"].ends_with("process.roles=broker,controller\n"));
-        assert!(data["broker-2.properties"].starts_with(shared.as_str()));
+        let broker_2 = &data["broker-2.properties"];
+        assert!(broker_2.starts_with(shared.as_str()));
+        assert_eq!(
+            &broker_2[shared.len()..],
+            "advertised.listeners=INTERNAL://demo-broker-2.demo-brokers.kafka.svc.cluster.local:9092\n\
+             process.roles=broker,controller\n"
+        );
     }
 
     #[test]
     fn roles_follow_the_voters() {
         let cluster = validated("replicas: 4\nquorumVoters: 1");
-        assert!(broker_properties(&cluster, 0).ends_with("process.roles=broker,controller\n"));
-        assert!(broker_properties(&cluster, 1).ends_with("process.roles=broker\n"));
-        assert!(broker_properties(&cluster, 3).ends_with("process.roles=broker\n"));
+        let file = |id| broker_properties(&cluster, &none(), id);
+        assert!(file(0).ends_with("process.roles=broker,controller\n"));
+        assert!(file(1).ends_with("process.roles=broker\n"));
+        assert!(file(3).ends_with("process.roles=broker\n"));
+    }
+
+    /// The per-broker part of broker `id`'s file.
+    fn own_part(cluster: &ValidatedCluster, observed: &Observed, id: i32) -> Vec<String> {
+        let file = broker_properties(cluster, observed, id);
+        let shared = shared_properties(cluster);
+        settings(&file[shared.len()..])
+            .into_iter()
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn node_port_brokers_listen_and_advertise_externally() {
+        let cluster = validated(NODE_PORT_SPEC);
+        let shared = shared_properties(&cluster);
+        assert!(shared.contains("\nlisteners=INTERNAL://0.0.0.0:9092,EXTERNAL://0.0.0.0:9094\n"));
+        assert!(shared
+            .contains("\nlistener.security.protocol.map=INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT\n"));
+        assert_eq!(
+            own_part(&cluster, &none(), 1),
+            [
+                "advertised.listeners=INTERNAL://demo-broker-1.demo-brokers.kafka.svc.cluster.local:9092,\
+                 EXTERNAL://kafka.example.test:31091",
+                "process.roles=broker,controller",
+            ]
+        );
+        assert_eq!(
+            own_part(&cluster, &none(), 2)[0],
+            "advertised.listeners=INTERNAL://demo-broker-2.demo-brokers.kafka.svc.cluster.local:9092,\
+             EXTERNAL://node-c.example.test:32000"
+        );
+        let expected = broker_expectation(&cluster, &none(), 2);
+        assert_eq!(
+            expected.probe_address,
+            "demo-broker-2.demo-brokers.kafka.svc.cluster.local:9094"
+        );
+        assert_eq!(expected.advertised, "node-c.example.test:32000");
+    }
+
+    #[test]
+    fn load_balancer_brokers_advertise_their_own_name_until_the_address_is_known() {
+        let cluster = validated(
+            "replicas: 2
+listeners:
+  external:
+    type: LoadBalancer
+    port: 9095",
+        );
+        let pending = own_part(&cluster, &none(), 1);
+        assert_eq!(
+            pending[0],
+            "advertised.listeners=INTERNAL://demo-broker-1.demo-brokers.kafka.svc.cluster.local:9092,\
+             EXTERNAL://demo-broker-1.demo-brokers.kafka.svc.cluster.local:9095"
+        );
+        let observed = Observed {
+            load_balancer_hosts: BTreeMap::from([(1, "lb-1.example.test".to_string())]),
+            ..Observed::default()
+        };
+        assert_eq!(
+            own_part(&cluster, &observed, 1)[0],
+            "advertised.listeners=INTERNAL://demo-broker-1.demo-brokers.kafka.svc.cluster.local:9092,\
+             EXTERNAL://lb-1.example.test:9095"
+        );
+        // Only broker 1's file changes, and not the hashed shared part.
+        let before = build_config_map(&cluster, &none()).data.unwrap();
+        let after = build_config_map(&cluster, &observed).data.unwrap();
+        assert_eq!(before["broker-0.properties"], after["broker-0.properties"]);
+        assert_eq!(before["server.properties"], after["server.properties"]);
+        assert_ne!(before["broker-1.properties"], after["broker-1.properties"]);
+        assert_eq!(
+            broker_expectation(&cluster, &observed, 1).advertised,
+            "lb-1.example.test:9095"
+        );
+    }
+
+    #[test]
+    fn racks_are_written_per_broker_and_read_back() {
+        let cluster = validated("replicas: 3\nrack:\n  topologyKey: topology.kubernetes.io/zone");
+        let observed = Observed {
+            racks: BTreeMap::from([(0, "zone-a".to_string()), (2, "zone-c".to_string())]),
+            ..Observed::default()
+        };
+        assert!(own_part(&cluster, &observed, 0).contains(&"broker.rack=zone-a".to_string()));
+        assert!(!own_part(&cluster, &observed, 1)
+            .iter()
+            .any(|l| l.starts_with("broker.rack")));
+        assert_eq!(
+            broker_expectation(&cluster, &observed, 2).rack.as_deref(),
+            Some("zone-c")
+        );
+        let cm = build_config_map(&cluster, &observed);
+        assert_eq!(racks_in(&cm), observed.racks);
+        // Without rack awareness, observed racks are not used.
+        let plain = validated("replicas: 3");
+        assert_eq!(broker_expectation(&plain, &observed, 0).rack, None);
     }
 
     #[test]

@@ -24,7 +24,10 @@ use k8s_openapi::{
 use kube::api::DynamicObject;
 
 pub use self::{
-    configmap::{broker_properties, build_config_map, config_hash, fnv1a64, shared_properties},
+    configmap::{
+        broker_expectation, broker_properties, build_config_map, config_hash, fnv1a64, racks_in,
+        shared_properties, BrokerExpectation, EXTERNAL_LISTENER, INTERNAL_LISTENER,
+    },
     monitoring::{build_monitor, MonitorApi, POD_MONITOR, SERVICE_MONITOR},
     pdb::build_pdb,
     service::{
@@ -42,6 +45,9 @@ pub struct Observed {
     pub monitor_apis: MonitorApis,
     /// Load balancer addresses of the per-broker external Services, by broker id.
     pub load_balancer_hosts: BTreeMap<i32, String>,
+    /// Racks of the brokers (the `rack.topologyKey` label of each broker's
+    /// node), by broker id, where known.
+    pub racks: BTreeMap<i32, String>,
 }
 
 /// Prometheus operator kinds present in the cluster.
@@ -76,7 +82,7 @@ pub struct Desired {
 /// Builds every desired object of `cluster`.
 pub fn build(cluster: &ValidatedCluster, observed: &Observed) -> Desired {
     Desired {
-        config_map: build_config_map(cluster),
+        config_map: build_config_map(cluster, observed),
         headless_service: build_headless_service(cluster),
         bootstrap_service: build_bootstrap_service(cluster),
         external_services: build_external_services(cluster),
@@ -112,6 +118,7 @@ mod tests {
             pod_monitor: true,
         },
         load_balancer_hosts: BTreeMap::new(),
+        racks: BTreeMap::new(),
     };
 
     /// The examples users copy, parsed as the API server would see them.

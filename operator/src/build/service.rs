@@ -88,7 +88,7 @@ pub fn build_external_services(cluster: &ValidatedCluster) -> Vec<Service> {
             if !external.annotations.is_empty() {
                 metadata.annotations = Some(external.annotations.clone());
             }
-            let mut service_port = port("external", external.port, "kafka");
+            let mut service_port = port("external", external.port, "external");
             if external.kind == ExternalType::NodePort {
                 service_port.node_port = external.node_port_base.map(|base| base + id);
             }
@@ -145,7 +145,7 @@ pub fn external_addresses(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::validated;
+    use crate::fixtures::{validated, NODE_PORT_SPEC};
 
     #[test]
     fn headless_and_bootstrap() {
@@ -179,17 +179,7 @@ mod tests {
 
     #[test]
     fn node_port_per_broker() {
-        let cluster = validated(
-            "replicas: 3
-listeners:
-  external:
-    type: NodePort
-    nodePortBase: 31090
-    host: kafka.example.test
-    brokers:
-      - id: 2
-        host: node-c.example.test",
-        );
+        let cluster = validated(NODE_PORT_SPEC);
         let services = build_external_services(&cluster);
         assert_eq!(services.len(), 3);
         let svc = &services[1];
@@ -207,7 +197,7 @@ listeners:
             [
                 "kafka.example.test:31090",
                 "kafka.example.test:31091",
-                "node-c.example.test:31092"
+                "node-c.example.test:32000"
             ]
         );
     }

@@ -96,17 +96,11 @@ fn broker_container(cluster: &ValidatedCluster) -> Container {
     } else {
         "none".into()
     };
-    let headless = format!(
-        "{}.{}.svc.{}",
-        cluster.headless_service_name(),
-        cluster.namespace,
-        cluster.cluster_domain
-    );
+    // Listeners and advertised addresses live in the per-broker file, not
+    // here: flags win over the file, and the advertised addresses differ
+    // per broker. $(VAR) is expanded by the kubelet from the container's env.
     let args = vec![
         "broker".to_string(),
-        format!("--listeners=PLAINTEXT://0.0.0.0:{kafka_port}"),
-        // $(VAR) is expanded by the kubelet from the container's env.
-        format!("--advertised-listeners=PLAINTEXT://$(POD_NAME).{headless}:{kafka_port}"),
         format!("--data-dir={DATA_MOUNT}/data"),
         format!("--metrics-addr={metrics_addr}"),
         format!("--config-file={CONFIG_MOUNT}/broker-$({NODE_ID_ENV}).properties"),
@@ -115,6 +109,9 @@ fn broker_container(cluster: &ValidatedCluster) -> Container {
         container_port("kafka", kafka_port),
         container_port("controller", CONTROLLER_PORT),
     ];
+    if let Some(external) = &spec.listeners.external {
+        ports.push(container_port("external", external.port));
+    }
     if spec.metrics.enabled {
         ports.push(container_port("metrics", METRICS_PORT));
     }
@@ -475,8 +472,6 @@ pod:
             args,
             &[
                 "broker",
-                "--listeners=PLAINTEXT://0.0.0.0:9092",
-                "--advertised-listeners=PLAINTEXT://$(POD_NAME).demo-brokers.kafka.svc.cluster.local:9092",
                 "--data-dir=/var/lib/rivulet/data",
                 "--metrics-addr=0.0.0.0:9404",
                 "--config-file=/etc/rivulet/broker-$(RIVULET_NODE_ID).properties",

@@ -10,7 +10,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use k8s_openapi::{
     api::{
         apps::v1::StatefulSet,
-        core::v1::{Pod, Service},
+        core::v1::{ConfigMap, Node, Pod, Service},
         policy::v1::PodDisruptionBudget,
     },
     jiff::Timestamp,
@@ -30,8 +30,8 @@ use super::{
 };
 use crate::{
     build::{
-        self, external_addresses, Desired, Observed, EXTERNAL_ROLE_LABEL, POD_MONITOR,
-        SERVICE_MONITOR,
+        self, broker_expectation, external_addresses, racks_in, Desired, Observed,
+        EXTERNAL_ROLE_LABEL, POD_MONITOR, SERVICE_MONITOR,
     },
     crd::{KafkaCluster, KafkaClusterStatus, MonitorKind, RollStatus},
     error::Error,
@@ -108,9 +108,23 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
             source,
         })?
         .items;
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &validated.namespace);
+    let pod_list = pods
+        .list(&ListParams::default().labels(&validated.selector_string()))
+        .await
+        .map_err(|source| Error::Read {
+            what: "broker pods".into(),
+            source,
+        })?
+        .items;
+    let racks = match &validated.spec.rack {
+        Some(rack) => observe_racks(&ctx, &validated, &rack.topology_key, &pod_list).await?,
+        None => BTreeMap::new(),
+    };
     let observed = Observed {
         monitor_apis: ctx.monitor_apis,
         load_balancer_hosts: load_balancer_hosts(&validated, &external_now),
+        racks,
     };
 
     // Build and apply.
@@ -165,16 +179,8 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
     };
 
     // Roll.
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &validated.namespace);
-    let pod_list = pods
-        .list(&ListParams::default().labels(&validated.selector_string()))
-        .await
-        .map_err(|source| Error::Read {
-            what: "broker pods".into(),
-            source,
-        })?
-        .items;
-    let views: Vec<PodView> = pod_list.iter().filter_map(pod_view).collect();
+    let mut views: Vec<PodView> = pod_list.iter().filter_map(pod_view).collect();
+    mark_config_stale(&ctx, &validated, &observed, &mut views).await;
     let previous_roll = cluster.status.as_ref().and_then(|s| s.roll.clone());
     let now = Timestamp::now();
     let decision = roll::decide(&RollInput {
@@ -331,6 +337,105 @@ async fn delete_orphans(
     Ok(())
 }
 
+/// Each broker's rack: the `topology_key` label of the node its pod is
+/// scheduled on, else what its per-broker file says now (the pod is being
+/// recreated and not scheduled yet). Reading nodes needs the cluster-scoped
+/// `get nodes` permission; without it, brokers get no rack (logged).
+async fn observe_racks(
+    ctx: &Context,
+    cluster: &ValidatedCluster,
+    topology_key: &str,
+    pods: &[Pod],
+) -> Result<BTreeMap<i32, String>, Error> {
+    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &cluster.namespace);
+    let mut racks = config_maps
+        .get_opt(&cluster.config_map_name())
+        .await
+        .map_err(|source| Error::Read {
+            what: format!("ConfigMap {}", cluster.config_map_name()),
+            source,
+        })?
+        .map(|cm| racks_in(&cm))
+        .unwrap_or_default();
+    racks.retain(|id, _| *id < cluster.replicas);
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    let mut by_node: BTreeMap<String, Option<String>> = BTreeMap::new();
+    for pod in pods {
+        let (Some(view), Some(node)) = (
+            pod_view(pod),
+            pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+        ) else {
+            continue;
+        };
+        if view.id >= cluster.replicas || view.terminating {
+            continue;
+        }
+        if !by_node.contains_key(&node) {
+            let rack = match nodes.get_opt(&node).await {
+                Ok(found) => found.and_then(|n| n.labels().get(topology_key).cloned()),
+                Err(error) => {
+                    tracing::warn!(%node, %error, "cannot read the node's labels for broker.rack (does the operator have `get nodes`?)");
+                    None
+                }
+            };
+            if rack.is_none() {
+                tracing::info!(%node, topology_key, "node has no rack label");
+            }
+            by_node.insert(node.clone(), rack);
+        }
+        if let Some(rack) = by_node[&node].clone() {
+            racks.insert(view.id, rack);
+        }
+    }
+    Ok(racks)
+}
+
+/// Asks every ready broker what it advertises (on the external listener,
+/// when there is one) and which rack it has, and marks those whose answer
+/// differs from their per-broker file: they started before the file
+/// changed, and the roll restarts them. Unreachable brokers are left alone.
+async fn mark_config_stale(
+    ctx: &Context,
+    cluster: &ValidatedCluster,
+    observed: &Observed,
+    views: &mut [PodView],
+) {
+    if cluster.spec.listeners.external.is_none() && cluster.spec.rack.is_none() {
+        // Nothing per broker can change after a broker started.
+        return;
+    }
+    for view in views
+        .iter_mut()
+        .filter(|v| v.ready && !v.terminating && v.id < cluster.replicas)
+    {
+        let expected = broker_expectation(cluster, observed, view.id);
+        match ctx
+            .kafka
+            .broker_view(&expected.probe_address, view.id)
+            .await
+        {
+            Ok(Some(actual)) => {
+                view.config_stale = actual.advertised != expected.advertised
+                    || (expected.rack.is_some() && actual.rack != expected.rack);
+                if view.config_stale {
+                    tracing::info!(
+                        broker = view.id,
+                        advertised = %actual.advertised,
+                        expected = %expected.advertised,
+                        rack = ?actual.rack,
+                        expected_rack = ?expected.rack,
+                        "broker runs an outdated per-broker config"
+                    );
+                }
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::debug!(broker = view.id, %error, "cannot ask the broker about itself");
+            }
+        }
+    }
+}
+
 fn load_balancer_hosts(cluster: &ValidatedCluster, services: &[Service]) -> BTreeMap<i32, String> {
     (0..cluster.replicas)
         .filter_map(|id| {
@@ -371,6 +476,7 @@ fn pod_view(pod: &Pod) -> Option<PodView> {
         revision: pod.labels().get("controller-revision-hash").cloned(),
         ready,
         terminating: pod.metadata.deletion_timestamp.is_some(),
+        config_stale: false,
     })
 }
 

@@ -28,6 +28,15 @@ pub struct ClusterInfo {
     pub under_replicated: usize,
 }
 
+/// What one broker says about itself in Metadata.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BrokerView {
+    /// `host:port` it advertises on the listener it was asked through.
+    pub advertised: String,
+    /// Its `broker.rack`.
+    pub rack: Option<String>,
+}
+
 /// A topic as Kafka has it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TopicState {
@@ -48,6 +57,13 @@ pub trait KafkaAdmin: Send + Sync {
         &'a self,
         bootstrap: &'a str,
     ) -> BoxFuture<'a, Result<ClusterInfo, ClientError>>;
+    /// What broker `id`, reached at `address`, reports about itself; `None`
+    /// when its Metadata does not list it.
+    fn broker_view<'a>(
+        &'a self,
+        address: &'a str,
+        id: i32,
+    ) -> BoxFuture<'a, Result<Option<BrokerView>, ClientError>>;
     /// The topic, or `None` if it does not exist.
     fn describe_topic<'a>(
         &'a self,
@@ -123,6 +139,25 @@ impl KafkaAdmin for WireAdmin {
                 brokers: metadata.brokers.iter().map(|b| b.node_id).collect(),
                 under_replicated,
             })
+        }))
+    }
+
+    fn broker_view<'a>(
+        &'a self,
+        address: &'a str,
+        id: i32,
+    ) -> BoxFuture<'a, Result<Option<BrokerView>, ClientError>> {
+        Box::pin(deadline(async move {
+            // No topics: only the broker list, as seen on this listener.
+            let metadata = connect(address).await?.metadata(Some(Vec::new())).await?;
+            Ok(metadata
+                .brokers
+                .into_iter()
+                .find(|b| b.node_id == id)
+                .map(|b| BrokerView {
+                    advertised: b.addr(),
+                    rack: b.rack,
+                }))
         }))
     }
 

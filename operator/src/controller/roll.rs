@@ -4,7 +4,9 @@
 //! change) only records a new revision; the operator moves brokers to it by
 //! deleting one stale pod at a time, and only when every broker is ready
 //! and the cluster reports no under-replicated partitions. The active
-//! controller goes last, so leadership moves once. A restarted broker that
+//! controller goes last, so leadership moves once. A broker whose per-broker
+//! file changed after it started (its load balancer's address or its rack
+//! became known) is stale too, and is restarted under the same rules. A restarted broker that
 //! is not ready within the roll timeout stops the roll (Degraded) until it
 //! recovers or a human steps in.
 
@@ -25,6 +27,9 @@ pub struct PodView {
     pub ready: bool,
     /// Being deleted.
     pub terminating: bool,
+    /// Reports an advertised address or rack other than its per-broker
+    /// file now says: it started before the file changed.
+    pub config_stale: bool,
 }
 
 /// What the roll should do now.
@@ -80,7 +85,7 @@ pub fn decide(input: &RollInput<'_>) -> RollDecision {
     let stale: Vec<&PodView> = wanted
         .iter()
         .copied()
-        .filter(|p| p.revision.as_deref() != Some(target))
+        .filter(|p| p.revision.as_deref() != Some(target) || p.config_stale)
         .collect();
     if stale.is_empty() {
         return RollDecision::Idle;
@@ -144,6 +149,7 @@ mod tests {
             revision: Some(revision.into()),
             ready,
             terminating: false,
+            config_stale: false,
         }
     }
 
@@ -250,6 +256,17 @@ mod tests {
             matches!(&stuck, RollDecision::Stuck(m) if m.contains("broker 2")),
             "{stuck:?}"
         );
+    }
+
+    #[test]
+    fn a_broker_with_an_outdated_file_is_restarted_alone() {
+        let mut pods = [pod(0, "v2", true), pod(1, "v2", true), pod(2, "v2", true)];
+        pods[1].config_stale = true;
+        assert_eq!(roll(3, &pods, Some(0), Some(0)), RollDecision::Restart(1));
+        assert!(matches!(
+            roll(3, &pods, Some(2), Some(0)),
+            RollDecision::Wait(_)
+        ));
     }
 
     #[test]

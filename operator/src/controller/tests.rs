@@ -5,7 +5,11 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::{cluster, kafka::ClusterInfo, topic, Context};
+use super::{
+    cluster,
+    kafka::{BrokerView, ClusterInfo},
+    topic, Context,
+};
 use crate::{
     crd::{KafkaCluster, Topic},
     fixtures::{cluster_from_yaml, FakeApi, FakeKafka},
@@ -122,6 +126,16 @@ impl Harness {
     }
 }
 
+/// A no-op reconcile: no event, no status write, nothing deleted.
+fn assert_quiet(calls: &[String]) {
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.starts_with("POST") || c.starts_with("DELETE") || c.ends_with("/status")),
+        "{calls:#?}"
+    );
+}
+
 fn applied(calls: &[String]) -> Vec<&str> {
     calls
         .iter()
@@ -139,13 +153,13 @@ async fn create_applies_everything_in_order_and_reports_progress() {
         [
             format!("GET {STS}"),
             "GET /api/v1/namespaces/kafka/services".into(),
+            format!("GET {PODS}"),
             format!("PATCH {CM}"),
             "PATCH /api/v1/namespaces/kafka/services/demo-brokers".into(),
             "PATCH /api/v1/namespaces/kafka/services/demo-bootstrap".into(),
             "PATCH /apis/policy/v1/namespaces/kafka/poddisruptionbudgets/demo-broker".into(),
             format!("PATCH {STS}"),
             format!("POST {EVENTS}"),
-            format!("GET {PODS}"),
             format!("PATCH {CR}/status"),
         ]
     );
@@ -195,12 +209,7 @@ async fn ready_cluster_reports_kafka_facts_and_no_op_changes_nothing() {
     let second = h.reconcile().await;
     // Same applies, no event, no status write, no pod deleted.
     assert_eq!(applied(&first), applied(&second));
-    assert!(
-        !second
-            .iter()
-            .any(|c| c.starts_with("POST") || c.starts_with("DELETE") || c.ends_with("/status")),
-        "{second:#?}"
-    );
+    assert_quiet(&second);
     assert_eq!(h.api.object(STS).unwrap()["spec"], sts_before);
     assert_eq!(h.api.object(CM).unwrap()["data"], cm_before);
 }
@@ -445,4 +454,129 @@ async fn topic_of_a_missing_cluster_waits() {
     let status = h.api.object(TOPIC).unwrap()["status"].clone();
     assert_eq!(status["conditions"][0]["reason"], "ClusterNotFound");
     assert!(h.kafka.calls.lock().unwrap().is_empty());
+}
+
+/// Where the operator asks broker `id` about itself on the external listener.
+fn external_probe(id: i32) -> String {
+    format!("demo-broker-{id}.demo-brokers.kafka.svc.cluster.local:9094")
+}
+
+impl Harness {
+    /// Plays broker `id`: what it reports about itself when asked at `probe`.
+    fn broker_reports(&self, probe: String, advertised: &str, rack: Option<&str>) {
+        self.kafka.brokers.lock().unwrap().insert(
+            probe,
+            BrokerView {
+                advertised: advertised.into(),
+                rack: rack.map(String::from),
+            },
+        );
+    }
+
+    /// Plays the scheduler: broker `id`'s pod runs on `node`.
+    fn schedule(&self, id: i32, node: &str) {
+        let path = format!("{PODS}/demo-broker-{id}");
+        let mut pod = self.api.object(&path).unwrap();
+        pod["spec"] = json!({"nodeName": node, "containers": []});
+        self.api.insert(&path, pod);
+    }
+
+    fn broker_file(&self, id: i32) -> String {
+        self.api.object(CM).unwrap()["data"][format!("broker-{id}.properties")]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+}
+
+#[tokio::test]
+async fn a_load_balancer_address_restarts_only_its_broker() {
+    let h = Harness::new("replicas: 3\nlisteners:\n  external:\n    type: LoadBalancer");
+    h.reconcile().await;
+    h.run_pods(3, "r1");
+    h.healthy_kafka();
+    // No load balancer has an address yet: brokers advertise their own names.
+    for id in 0..3 {
+        h.broker_reports(external_probe(id), &external_probe(id), None);
+    }
+    let calls = h.reconcile().await;
+    assert!(!calls.iter().any(|c| c.starts_with("DELETE")), "{calls:#?}");
+    assert_eq!(
+        h.condition("Ready"),
+        ("True".into(), "AllBrokersReady".into())
+    );
+    assert!(h
+        .broker_file(1)
+        .contains(&format!("EXTERNAL://{}\n", external_probe(1))));
+    let template = h.api.object(STS).unwrap()["spec"]["template"].clone();
+
+    // Broker 1's load balancer gets an address.
+    h.api.set_status(
+        "/api/v1/namespaces/kafka/services/demo-broker-1-external",
+        json!({"loadBalancer": {"ingress": [{"ip": "203.0.113.7"}]}}),
+    );
+    let calls = h.reconcile().await;
+    assert!(h.broker_file(1).contains(",EXTERNAL://203.0.113.7:9094\n"));
+    assert_eq!(h.api.object(STS).unwrap()["spec"]["template"], template);
+    let deletes: Vec<&String> = calls.iter().filter(|c| c.starts_with("DELETE")).collect();
+    assert_eq!(deletes, [&format!("DELETE {PODS}/demo-broker-1")]);
+    assert_eq!(h.status()["externalAddresses"], json!(["203.0.113.7:9094"]));
+    assert_eq!(
+        h.condition("Progressing"),
+        ("True".into(), "RollingRestart".into())
+    );
+
+    // Broker 1 is back with the new file: nothing more to do, and a
+    // reconcile after that applies identical objects.
+    h.add_pod(1, "r1", true);
+    h.broker_reports(external_probe(1), "203.0.113.7:9094", None);
+    let calls = h.reconcile().await;
+    assert!(!calls.iter().any(|c| c.starts_with("DELETE")), "{calls:#?}");
+    let cm = h.api.object(CM).unwrap()["data"].clone();
+    let calls = h.reconcile().await;
+    assert_quiet(&calls);
+    assert_eq!(h.api.object(CM).unwrap()["data"], cm);
+}
+
+#[tokio::test]
+async fn racks_come_from_the_nodes_and_survive_a_restart() {
+    let h = Harness::new("replicas: 3\nrack:\n  topologyKey: topology.kubernetes.io/zone");
+    for (node, zone) in [("node-a", "zone-a"), ("node-b", "zone-b")] {
+        h.api.insert(
+            &format!("/api/v1/nodes/{node}"),
+            json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node,
+                   "labels": {"topology.kubernetes.io/zone": zone}}}),
+        );
+    }
+    h.reconcile().await;
+    h.run_pods(3, "r1");
+    h.healthy_kafka();
+    h.schedule(0, "node-a");
+    h.schedule(1, "node-b");
+    h.schedule(2, "node-a");
+    // The brokers started before their racks were known.
+    for id in 0..3 {
+        let internal = format!("demo-broker-{id}.demo-brokers.kafka.svc.cluster.local:9092");
+        h.broker_reports(internal.clone(), &internal, None);
+    }
+    let calls = h.reconcile().await;
+    // One lookup per node, not per broker.
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| c.starts_with("GET /api/v1/nodes/"))
+            .count(),
+        2,
+        "{calls:#?}"
+    );
+    assert!(h.broker_file(0).contains("\nbroker.rack=zone-a\n"));
+    assert!(h.broker_file(1).contains("\nbroker.rack=zone-b\n"));
+    assert!(h.broker_file(2).contains("\nbroker.rack=zone-a\n"));
+    let deletes: Vec<&String> = calls.iter().filter(|c| c.starts_with("DELETE")).collect();
+    assert_eq!(deletes, [&format!("DELETE {PODS}/demo-broker-2")]);
+
+    // While broker 2's new pod is not scheduled, its file keeps the rack.
+    h.add_pod(2, "r1", false);
+    h.reconcile().await;
+    assert!(h.broker_file(2).contains("\nbroker.rack=zone-a\n"));
 }

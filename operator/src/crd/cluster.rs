@@ -307,6 +307,10 @@ pub struct ExternalListener {
     /// `NodePort`: each broker is reached on `host:nodePortBase+id`.
     /// `LoadBalancer`: each broker gets its own load balancer, and is
     /// advertised at the address the load balancer reports (or `brokers[].host`).
+    /// Until a load balancer reports an address, its broker advertises its
+    /// in-cluster DNS name on the external listener; once the address is
+    /// known, that broker alone is restarted (under the rolling-restart rules)
+    /// to advertise it.
     #[serde(rename = "type")]
     pub kind: ExternalType,
 
@@ -382,8 +386,12 @@ pub struct ExternalBrokerOverride {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RackSpec {
-    /// The node label whose value is a broker's rack, for example
-    /// `topology.kubernetes.io/zone`. Brokers are spread evenly across its values.
+    /// The node label whose value is a broker's rack (`broker.rack`), for
+    /// example `topology.kubernetes.io/zone`. Brokers are spread evenly across
+    /// its values. The operator reads the label of each broker's node once
+    /// the pod is scheduled (it needs permission to `get` nodes) and writes
+    /// it into that broker's config; a broker that started before its rack
+    /// was known is restarted once, under the rolling-restart rules.
     pub topology_key: String,
 }
 
