@@ -202,7 +202,7 @@ impl Broker {
     /// Loads `meta.json` and opens (recovering) every partition it lists.
     pub fn open(config: BrokerConfig) -> Result<Arc<Self>, OpenError> {
         let meta = meta_store::load_or_create(&config.data_dir, config.node_id)?;
-        let metrics = Metrics::new();
+        let metrics = Metrics::new(&crate::handlers::api_names());
         let mut topics = BTreeMap::new();
         for (name, record) in &meta.topics {
             let effective = config

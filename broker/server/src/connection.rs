@@ -138,52 +138,22 @@ async fn handle_frame(
         )));
     }
     let request = decode_request(frame).map_err(|e| ConnectionError::Request(e.to_string()))?;
-    let name = api_name(api_key);
-    broker.metrics.requests.with_label_values(&[name]).inc();
+    // Handles resolved once per API when the broker started.
+    let api = broker.metrics.api(info.api_key);
+    if let Some(api) = api {
+        api.requests.inc();
+    }
     let response = handlers::dispatch(broker, &request.header, request.body, ctx).await;
     let encoded = match response {
         Some(body) => Some(
-            encode_response(info.correlation_id, api_key, info.api_version, &body)
-                .map_err(|e| ConnectionError::Request(format!("encode {name} response: {e}")))?,
+            encode_response(info.correlation_id, api_key, info.api_version, &body).map_err(
+                |e| ConnectionError::Request(format!("encode {api_key:?} response: {e}")),
+            )?,
         ),
         None => None,
     };
-    broker
-        .metrics
-        .request_time
-        .with_label_values(&[name])
-        .observe(started.elapsed().as_secs_f64());
-    Ok(encoded)
-}
-
-/// Kafka's request name (the `request` label of request metrics).
-fn api_name(key: ApiKey) -> &'static str {
-    match key {
-        ApiKey::Produce => "Produce",
-        ApiKey::Fetch => "Fetch",
-        ApiKey::ListOffsets => "ListOffsets",
-        ApiKey::Metadata => "Metadata",
-        ApiKey::ApiVersions => "ApiVersions",
-        ApiKey::CreateTopics => "CreateTopics",
-        ApiKey::DeleteTopics => "DeleteTopics",
-        ApiKey::InitProducerId => "InitProducerId",
-        ApiKey::DescribeConfigs => "DescribeConfigs",
-        ApiKey::AlterConfigs => "AlterConfigs",
-        ApiKey::CreatePartitions => "CreatePartitions",
-        ApiKey::DeleteRecords => "DeleteRecords",
-        ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
-        ApiKey::DescribeCluster => "DescribeCluster",
-        ApiKey::FindCoordinator => "FindCoordinator",
-        ApiKey::JoinGroup => "JoinGroup",
-        ApiKey::SyncGroup => "SyncGroup",
-        ApiKey::Heartbeat => "Heartbeat",
-        ApiKey::LeaveGroup => "LeaveGroup",
-        ApiKey::OffsetCommit => "OffsetCommit",
-        ApiKey::OffsetFetch => "OffsetFetch",
-        ApiKey::ListGroups => "ListGroups",
-        ApiKey::DescribeGroups => "DescribeGroups",
-        ApiKey::DeleteGroups => "DeleteGroups",
-        ApiKey::OffsetDelete => "OffsetDelete",
-        _ => "Other",
+    if let Some(api) = api {
+        api.time.observe(started.elapsed().as_secs_f64());
     }
+    Ok(encoded)
 }

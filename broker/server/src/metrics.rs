@@ -24,12 +24,11 @@ pub struct Metrics {
     log_start_offset: IntGaugeVec,
     log_end_offset: IntGaugeVec,
     segments: IntGaugeVec,
-    /// Requests handled, by API name.
-    pub requests: IntCounterVec,
+    /// Per-API request handles, by api key.
+    apis: std::collections::BTreeMap<i16, ApiMetrics>,
     /// Requests that got a connection closed instead of an answer, by reason.
     pub request_errors: IntCounterVec,
-    /// Time from a request's arrival to its response being ready, by API.
-    pub request_time: HistogramVec,
+
     /// Open client connections.
     pub connections: IntGauge,
     /// Partitions hosted.
@@ -107,6 +106,15 @@ impl GroupMetrics {
     }
 }
 
+/// Per-API handles.
+pub struct ApiMetrics {
+    /// `kafka_network_requestmetrics_requests_total{request}`.
+    pub requests: IntCounter,
+    /// `kafka_network_requestmetrics_totaltime_seconds{request}`: from a
+    /// request's arrival to its response being ready.
+    pub time: prometheus::Histogram,
+}
+
 /// Per-topic handles.
 #[derive(Clone)]
 pub struct TopicMetrics {
@@ -164,8 +172,9 @@ fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
 }
 
 impl Metrics {
-    /// Registers every family in a fresh registry.
-    pub fn new() -> Self {
+    /// Registers every family in a fresh registry, with request handles
+    /// for each `(api key, Kafka name)` in `apis`.
+    pub fn new(apis: &[(i16, &'static str)]) -> Self {
         let r = Registry::new();
         let t = &["topic"];
         let tp = &["topic", "partition"];
@@ -183,6 +192,22 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(request_time.clone()))
             .expect("unique metric");
+        let requests = counter(
+            &r,
+            "kafka_network_requestmetrics_requests_total",
+            "Requests handled, by API",
+            &["request"],
+        );
+        let apis = apis
+            .iter()
+            .map(|&(key, name)| {
+                let handles = ApiMetrics {
+                    requests: requests.with_label_values(&[name]),
+                    time: request_time.with_label_values(&[name]),
+                };
+                (key, handles)
+            })
+            .collect();
         let active_controller = gauge(
             &r,
             "kafka_controller_kafkacontroller_activecontrollercount",
@@ -256,19 +281,13 @@ impl Metrics {
                 "Segments of the partition",
                 tp,
             ),
-            requests: counter(
-                &r,
-                "kafka_network_requestmetrics_requests_total",
-                "Requests handled, by API",
-                &["request"],
-            ),
+            apis,
             request_errors: counter(
                 &r,
                 "kafka_network_requestmetrics_errors_total",
                 "Requests answered by closing the connection, by reason",
                 &["error"],
             ),
-            request_time,
             connections: gauge(
                 &r,
                 "kafka_server_socketservermetrics_connections",
@@ -293,6 +312,11 @@ impl Metrics {
             groups: GroupMetrics::register(&r),
             registry: r,
         }
+    }
+
+    /// The request handles of an API, if the broker serves it.
+    pub fn api(&self, key: i16) -> Option<&ApiMetrics> {
+        self.apis.get(&key)
     }
 
     /// Handles for one topic.
@@ -355,19 +379,13 @@ impl Metrics {
     }
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn kafka_names_appear_with_labels() {
-        let m = Metrics::new();
+        let m = Metrics::new(&[]);
         let t = m.topic("orders");
         t.bytes_in.inc_by(42);
         m.partition("orders", 0).size.set(7);
@@ -376,5 +394,17 @@ mod tests {
         assert!(text.contains("kafka_log_log_size{partition=\"0\",topic=\"orders\"} 7"));
         m.remove_topic("orders", 1);
         assert!(!m.render().contains("orders"));
+    }
+
+    #[test]
+    fn api_handles_are_resolved_up_front() {
+        let m = Metrics::new(&[(0, "Produce"), (1, "Fetch")]);
+        m.api(0).unwrap().requests.inc();
+        m.api(1).unwrap().time.observe(0.002);
+        assert!(m.api(99).is_none());
+        let text = m.render();
+        assert!(text.contains("kafka_network_requestmetrics_requests_total{request=\"Produce\"} 1"));
+        assert!(text
+            .contains("kafka_network_requestmetrics_totaltime_seconds_count{request=\"Fetch\"} 1"));
     }
 }

@@ -249,7 +249,7 @@ mod tests {
     use crate::{group::state::GroupState, metrics::Metrics};
 
     fn open(dir: &std::path::Path) -> Partition {
-        let metrics = Metrics::new();
+        let metrics = Metrics::new(&[]);
         Partition::open(
             0,
             dir,
