@@ -18,12 +18,16 @@ use anyhow::{bail, Context};
 use bytes::Bytes;
 use kafka_protocol::{
     messages::{
+        fetch_request::{FetchPartition, FetchTopic},
         produce_request::{PartitionProduceData, TopicProduceData},
-        ProduceRequest, TopicName,
+        FetchRequest, ProduceRequest, TopicName,
     },
     protocol::StrBytes,
 };
-use rivulet_wire::client::{encode_batch, Client, Connection, OwnedRecord};
+use rivulet_wire::{
+    batch::BatchHeader,
+    client::{encode_batch, next_fetch_offset, Client, Connection, OwnedRecord},
+};
 
 use super::{
     produce::{parse_acks, parse_compression},
@@ -182,6 +186,9 @@ async fn produce(args: &BenchArgs, partitions: Vec<(i32, String)>) -> anyhow::Re
     Ok(())
 }
 
+/// Reads every partition from its start like a consumer would, counting
+/// records from the batch headers: the figure is the broker's, not the
+/// client's record decoding (which `rivulet consume` measures instead).
 async fn consume(
     args: &BenchArgs,
     mut client: Client,
@@ -191,23 +198,51 @@ async fn consume(
     let mut total = 0u64;
     let mut bytes = 0u64;
     let mut latencies = Vec::new();
-    for (p, _) in &partitions {
+    for (p, addr) in &partitions {
         let (mut offset, _) = client.list_offsets(&args.topic, *p, -2).await?;
         let (end, _) = client.list_offsets(&args.topic, *p, -1).await?;
+        let mut conn = Connection::connect(addr).await?;
         while offset < end && total < args.records {
+            let request = FetchRequest::default()
+                .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+                .with_max_wait_ms(500)
+                .with_min_bytes(1)
+                .with_max_bytes(8 << 20)
+                .with_session_epoch(-1)
+                .with_topics(vec![FetchTopic::default()
+                    .with_topic(TopicName(StrBytes::from_string(args.topic.clone())))
+                    .with_partitions(vec![FetchPartition::default()
+                        .with_partition(*p)
+                        .with_fetch_offset(offset)
+                        .with_partition_max_bytes(8 << 20)])]);
             let t = Instant::now();
-            let result = client.fetch(&args.topic, *p, offset, 8 << 20, 500).await?;
+            // v12: the last version that names topics instead of ids.
+            let version = conn.negotiate(
+                kafka_protocol::messages::ApiKey::Fetch,
+                kafka_protocol::protocol::VersionRange { min: 4, max: 12 },
+            )?;
+            let response = conn.send_with_version(request, version).await?;
             latencies.push(t.elapsed());
-            if result.next_offset <= offset {
+            let data = response
+                .responses
+                .into_iter()
+                .flat_map(|t| t.partitions)
+                .find(|d| d.partition_index == *p)
+                .and_then(|d| d.records)
+                .unwrap_or_default();
+            let Some(next) = next_fetch_offset(&data).filter(|&n| n > offset) else {
                 break;
+            };
+            let mut at = 0;
+            while let Ok(h) = BatchHeader::parse(&data[at..]) {
+                if at + h.total_size() > data.len() {
+                    break;
+                }
+                total += h.records_count.max(0) as u64;
+                at += h.total_size();
             }
-            offset = result.next_offset;
-            total += result.records.len() as u64;
-            bytes += result
-                .records
-                .iter()
-                .map(|r| r.value.as_ref().map_or(0, |v| v.len()) as u64)
-                .sum::<u64>();
+            bytes += at as u64;
+            offset = next;
         }
     }
     report("consume", total, bytes, started.elapsed(), &mut latencies);
