@@ -149,6 +149,16 @@ pub enum StorageError {
         /// The log end offset.
         end: i64,
     },
+    /// A batch fetched from the leader does not start after the log end
+    /// offset or after the batch before it: the follower's fetch position
+    /// and its log disagree, so nothing was appended.
+    #[error("replicated batch starts at offset {found}, expected at least {expected_at_least}")]
+    NonMonotonicOffset {
+        /// The lowest base offset the batch could have had.
+        expected_at_least: i64,
+        /// The batch's base offset.
+        found: i64,
+    },
     /// An idempotent producer's sequence does not follow its last one.
     #[error("producer {producer_id}: expected sequence {expected}, got {found}")]
     OutOfOrderSequence {

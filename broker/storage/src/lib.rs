@@ -22,7 +22,12 @@
 //! - rolled segments are fsynced at roll time, so after a crash only the
 //!   active segment needs a CRC scan; the clean-shutdown marker skips even
 //!   that (only the last batch is checked);
-//! - producer state is rebuilt from batch headers on open (no snapshot file).
+//! - producer state and the leader epoch cache are rebuilt from batch
+//!   headers on open (no snapshot or `leader-epoch-checkpoint` file).
+//!
+//! Followers append batches fetched from the leader with
+//! [`Log::append_replicated`], which keeps the leader's offsets and epochs;
+//! [`Log::end_offset_for_epoch`] answers OffsetsForLeaderEpoch.
 //!
 //! Compaction (`cleanup.policy=compact`, see [`Log::compact`]) is the one
 //! place that reads records: it rewrites closed segments keeping the
@@ -38,6 +43,7 @@ pub use rivulet_wire::batch;
 mod batch_tests;
 mod cleaner;
 pub mod config;
+mod epochs;
 pub mod error;
 pub mod files;
 mod index;
@@ -58,7 +64,7 @@ pub use crate::{
     log::{Log, SyncHandle},
 };
 
-/// Outcome of [`Log::append`].
+/// Outcome of [`Log::append`] and [`Log::append_replicated`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AppendInfo {
     /// Offset assigned to the first record (the original one for a duplicate).
@@ -73,6 +79,16 @@ pub struct AppendInfo {
     pub duplicate: bool,
     /// Broker time stamped on LogAppendTime topics; -1 (not implemented yet).
     pub log_append_time: i64,
+}
+
+impl AppendInfo {
+    /// Takes `header`'s max timestamp if it is the largest so far.
+    pub(crate) fn note_max_timestamp(&mut self, header: &BatchHeader) {
+        if header.max_timestamp > self.max_timestamp {
+            self.max_timestamp = header.max_timestamp;
+            self.offset_of_max_timestamp = header.base_offset;
+        }
+    }
 }
 
 /// Outcome of [`Log::read`].

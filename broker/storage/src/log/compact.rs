@@ -88,7 +88,8 @@ impl Log {
     /// Does nothing unless [`crate::LogConfig::compact`] is set. Offsets
     /// never change; records that are not the latest for their key are
     /// removed, tombstones once their delete horizon has passed (module
-    /// docs of `cleaner.rs` have the rules).
+    /// docs of `cleaner.rs` have the rules). Emptied batches are dropped but
+    /// for a producer's newest one and one holding a leader epoch's start.
     pub fn compact_below(
         &mut self,
         now_ms: i64,
@@ -365,7 +366,7 @@ impl Log {
                     Scanned::Invalid(pos, e) => return Err(segment.corrupt(pos, e)),
                 };
                 let bytes = scan.bytes(pos, header.total_size())?;
-                let keep_empty = self.is_last_producer_batch(&header);
+                let keep_empty = self.must_keep_empty(&header);
                 let kept = match clean_batch(bytes, header, &cx, keep_empty) {
                     Ok(Cleaned::Unchanged) => Some((bytes, header)),
                     Ok(Cleaned::Rewritten { ref batch, removed }) => {
@@ -399,16 +400,24 @@ impl Log {
         Ok((outcome, changed))
     }
 
-    /// Whether `header` is its idempotent producer's newest batch, which
-    /// must survive (possibly empty) to carry the producer's last sequence.
-    fn is_last_producer_batch(&self, header: &BatchHeader) -> bool {
-        header.producer_id >= 0
+    /// Whether `header` must stay even with no records left: it is its
+    /// idempotent producer's newest batch (carrying the last sequence) or
+    /// holds a leader epoch's start, which the epoch cache rebuilt on open
+    /// can only learn from it.
+    fn must_keep_empty(&self, header: &BatchHeader) -> bool {
+        let last_of_producer = header.producer_id >= 0
             && !header.is_control()
             && self
                 .producers
                 .get(header.producer_id)
                 .and_then(|entry| entry.batches.back())
-                .is_some_and(|last| last.last_offset == header.last_offset())
+                .is_some_and(|last| last.last_offset == header.last_offset());
+        let (epoch, base, last) = (
+            header.partition_leader_epoch,
+            header.base_offset,
+            header.last_offset(),
+        );
+        last_of_producer || self.epochs.starts_in(epoch, base, last)
     }
 
     #[cfg(test)]

@@ -3,16 +3,22 @@
 //! This file holds opening (with recovery), appending, rolling and flushing;
 //! `read.rs` serves fetches and lookups through `&self`, `retention.rs`
 //! removes data (retention, DeleteRecords, truncation), `compact.rs` keeps
-//! the latest record per key (log compaction).
+//! the latest record per key (log compaction), `replica.rs` appends batches
+//! fetched from the leader and answers leader epoch queries.
 
 mod compact;
 #[cfg(test)]
 mod compact_crash_tests;
 #[cfg(test)]
 mod compact_tests;
+#[cfg(test)]
+mod epoch_tests;
 mod read;
 #[cfg(test)]
 mod recovery_tests;
+mod replica;
+#[cfg(test)]
+mod replica_tests;
 mod retention;
 #[cfg(test)]
 mod tests;
@@ -28,6 +34,7 @@ use tracing::{debug, info, warn};
 use crate::{
     batch::{check_header, set_base_offset_and_epoch, BatchHeader},
     config::LogConfig,
+    epochs::LeaderEpochCache,
     error::StorageError,
     files::{
         is_leftover, parse_segment_file_name, read_cleaner_checkpoint, read_log_start_offset,
@@ -49,6 +56,9 @@ pub struct Log {
     log_start_offset: i64,
     /// Idempotent producers' recent batches, rebuilt from the log on open.
     producers: ProducerStateManager,
+    /// First offset of each leader epoch, for OffsetsForLeaderEpoch; rebuilt
+    /// from the batch headers on open.
+    epochs: LeaderEpochCache,
     /// Records appended since the last fsync, for `flush_messages`.
     unflushed_messages: u64,
     /// Time of the first append since the last fsync, for `flush_ms`.
@@ -70,7 +80,16 @@ impl Log {
     /// rebuilt if missing or inconsistent; the active segment is CRC-checked
     /// batch by batch and cut at the first torn or corrupt batch unless the
     /// previous close was clean (then only its last batch is checked); the
-    /// log start offset is read back; producer state is rebuilt.
+    /// log start offset is read back; producer state and the leader epoch
+    /// cache are rebuilt from the batch headers.
+    ///
+    /// The epoch cache needs no checkpoint file: the epoch stamped in each
+    /// batch header says it all, the walk runs after recovery cut any torn
+    /// tail (so no entry can point past the recovered end), and compaction
+    /// keeps the batch holding each epoch's start ([`Log::compact_below`]).
+    /// As when Kafka loads its checkpoint, entries are then trimmed to the
+    /// log start and end offsets; one that started at the log end offset
+    /// (the start offset moved up to the end) is not kept.
     pub fn open(dir: &Path, config: LogConfig) -> Result<Log, StorageError> {
         config.validate()?;
         fs::create_dir_all(dir).map_err(StorageError::create_dir(dir))?;
@@ -104,6 +123,7 @@ impl Log {
             segments,
             log_start_offset: first_base,
             producers: ProducerStateManager::new(),
+            epochs: LeaderEpochCache::default(),
             unflushed_messages: 0,
             first_unflushed_ms: None,
             cleaner,
@@ -120,7 +140,7 @@ impl Log {
         log.log_start_offset = start;
         log.delete_segments_below_start()?;
         log.clamp_first_dirty_offset()?;
-        log.rebuild_producer_state()?;
+        log.rebuild_batch_state()?;
         if clean {
             // From now on a crash must trigger full recovery again.
             remove_file(&marker)?;
@@ -224,10 +244,7 @@ impl Log {
             next = header.last_offset() + 1;
             producers.record(header);
             records += header.records_count as u64;
-            if header.max_timestamp > info.max_timestamp {
-                info.max_timestamp = header.max_timestamp;
-                info.offset_of_max_timestamp = header.base_offset;
-            }
+            info.note_max_timestamp(header);
         }
         info.last_offset = next - 1;
         let staged = producers.into_staged();
@@ -243,11 +260,17 @@ impl Log {
         let interval = self.config.index_interval_bytes;
         self.active_mut().append(buf, &headers, interval, now_ms)?;
         staged.commit(&mut self.producers);
+        self.epochs.assign(leader_epoch, info.first_offset);
+        self.count_unflushed(records, now_ms)?;
+        Ok(info)
+    }
 
+    /// Counts `records` just appended toward `flush_messages`/`flush_ms`
+    /// and flushes if either is reached.
+    fn count_unflushed(&mut self, records: u64, now_ms: i64) -> Result<(), StorageError> {
         self.unflushed_messages = self.unflushed_messages.saturating_add(records);
         self.first_unflushed_ms.get_or_insert(now_ms);
-        self.maybe_flush(now_ms)?;
-        Ok(info)
+        self.maybe_flush(now_ms)
     }
 
     /// Whether the active segment must be rolled before taking `incoming`
@@ -353,12 +376,36 @@ impl Log {
 
     /// Re-reads every batch header to rebuild idempotent producer state.
     fn rebuild_producer_state(&mut self) -> Result<(), StorageError> {
-        self.producers.clear();
+        let mut producers = ProducerStateManager::new();
+        self.walk_batches(|header| producers.record(header))?;
+        self.producers = producers;
+        Ok(())
+    }
+
+    /// Re-reads every batch header to rebuild producer state and the leader
+    /// epoch cache in one pass (on open).
+    fn rebuild_batch_state(&mut self) -> Result<(), StorageError> {
+        let mut producers = ProducerStateManager::new();
+        let mut epochs = LeaderEpochCache::default();
+        self.walk_batches(|header| {
+            producers.record(header);
+            epochs.assign(header.partition_leader_epoch, header.base_offset);
+        })?;
+        // Batches below the start offset still sit in the first segment.
+        epochs.truncate_from_start(self.log_start_offset);
+        epochs.truncate_from_end(self.log_end_offset());
+        self.producers = producers;
+        self.epochs = epochs;
+        Ok(())
+    }
+
+    /// Calls `visit` with every batch header of every segment, oldest first.
+    fn walk_batches(&self, mut visit: impl FnMut(&BatchHeader)) -> Result<(), StorageError> {
         for segment in self.segments.values() {
             let mut scan = segment.scanner_from(0);
             loop {
                 match scan.next_batch()? {
-                    Scanned::Batch(_, header) => self.producers.record(&header),
+                    Scanned::Batch(_, header) => visit(&header),
                     Scanned::End => break,
                     Scanned::Invalid(pos, e) => return Err(segment.corrupt(pos, e)),
                 }

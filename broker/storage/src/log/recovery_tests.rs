@@ -14,11 +14,11 @@ use crate::{
     test_util::{idempotent, simple},
 };
 
-fn active_base(log: &Log) -> i64 {
+pub(super) fn active_base(log: &Log) -> i64 {
     *log.segments.keys().next_back().unwrap()
 }
 
-fn set_len(path: &Path, len: u64) {
+pub(super) fn set_len(path: &Path, len: u64) {
     OpenOptions::new()
         .write(true)
         .open(path)

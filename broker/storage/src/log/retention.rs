@@ -1,5 +1,8 @@
 //! Removing data: time and size retention, DeleteRecords, truncation.
 //!
+//! Each move of the log start or end offset also trims the leader epoch
+//! cache, so it always describes exactly the offsets the log holds.
+//!
 //! Whole segments are the unit of deletion, as in Kafka: retention never
 //! rewrites a segment, it only moves the log start offset and unlinks files.
 //! The log start offset is persisted before files are removed, so a crash in
@@ -78,7 +81,12 @@ impl Log {
     /// log end offset becomes `offset` or, if `offset` falls inside a batch,
     /// that batch's base offset. In a gap that compaction left between
     /// batches it becomes `offset` too. Below the log start offset the log is
-    /// emptied and restarted at `offset`.
+    /// emptied and restarted at `offset`
+    /// ([`Log::truncate_fully_and_start_at`]).
+    ///
+    /// Leader epochs starting at or after the new log end offset are
+    /// forgotten: a follower truncates to where its log diverged from the
+    /// leader's, and the epochs it wrote past that point never happened.
     pub fn truncate_to(&mut self, offset: i64) -> Result<(), StorageError> {
         if offset >= self.log_end_offset() {
             return Ok(());
@@ -89,40 +97,60 @@ impl Log {
             .next()
             .expect("a log always has a segment");
         if offset < self.log_start_offset || offset <= first_base {
-            info!(dir = %self.dir.display(), offset, "truncating log fully");
-            self.reset_at(offset)?;
-            self.log_start_offset = offset;
-            write_log_start_offset(&self.dir, offset)?;
-        } else {
-            while let Some(entry) = self.segments.last_entry() {
-                if *entry.key() < offset {
-                    break;
-                }
-                entry.remove().delete()?;
+            return self.truncate_fully_and_start_at(offset);
+        }
+        while let Some(entry) = self.segments.last_entry() {
+            if *entry.key() < offset {
+                break;
             }
-            let interval = self.config.index_interval_bytes;
-            let index_bytes = self.config.segment_index_bytes;
-            let active = self.active_mut();
-            // In a gap left by compaction no batch holds `offset`.
-            let in_gap = active
-                .find_batch(offset)?
-                .is_none_or(|(_, header, _)| header.base_offset > offset);
-            active.truncate_to(offset, interval)?;
-            active.activate(index_bytes)?;
-            sync_dir(&self.dir)?;
-            if in_gap && self.log_end_offset() < offset {
-                // The log still ends at `offset`, as in Kafka, so offsets
-                // consumers saw before compaction are never handed out again.
-                self.roll_at(offset)?;
-            }
-            if self.log_start_offset > self.log_end_offset() {
-                // The start offset pointed into the batch just cut.
-                let end = self.log_end_offset();
-                self.set_log_start_offset(end)?;
-            }
+            entry.remove().delete()?;
+        }
+        let interval = self.config.index_interval_bytes;
+        let index_bytes = self.config.segment_index_bytes;
+        let active = self.active_mut();
+        // In a gap left by compaction no batch holds `offset`.
+        let in_gap = active
+            .find_batch(offset)?
+            .is_none_or(|(_, header, _)| header.base_offset > offset);
+        active.truncate_to(offset, interval)?;
+        active.activate(index_bytes)?;
+        sync_dir(&self.dir)?;
+        if in_gap && self.log_end_offset() < offset {
+            // The log still ends at `offset`, as in Kafka, so offsets
+            // consumers saw before compaction are never handed out again.
+            self.roll_at(offset)?;
+        }
+        let end = self.log_end_offset();
+        // Before moving the start offset, which may collapse an entry onto
+        // the new end: that entry describes batches that are still there.
+        self.epochs.truncate_from_end(end);
+        if self.log_start_offset > end {
+            // The start offset pointed into the batch just cut.
+            self.set_log_start_offset(end)?;
         }
         self.clamp_first_dirty_offset()?;
         self.rebuild_producer_state()
+    }
+
+    /// Empties the log and restarts it at `offset` (>= 0), which becomes both
+    /// its start and end offset, above or below the current ones (Kafka's
+    /// `truncateFullyAndStartAt`). A follower does this when the leader no
+    /// longer holds the offset it would fetch next because the leader's log
+    /// start offset moved past it. Producer state and the leader epoch
+    /// cache are cleared with the data they described.
+    ///
+    /// Segments are removed before the new start offset is persisted, so a
+    /// crash in between leaves an empty log at the old start offset (or at
+    /// `offset`), never old records at the new one.
+    pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<(), StorageError> {
+        info!(dir = %self.dir.display(), offset, "truncating log fully");
+        self.reset_at(offset)?;
+        // Directly: the start may move back, which is the point here.
+        write_log_start_offset(&self.dir, offset)?;
+        self.log_start_offset = offset;
+        self.producers.clear();
+        self.epochs.clear();
+        self.clamp_first_dirty_offset()
     }
 
     /// Deletes all segments and starts an empty one at `offset`.
@@ -193,13 +221,15 @@ impl Log {
         Ok(victims)
     }
 
-    /// Sets and persists the log start offset.
+    /// Sets and persists the log start offset; leader epochs wholly below
+    /// it collapse onto it.
     pub(super) fn set_log_start_offset(&mut self, offset: i64) -> Result<(), StorageError> {
         if offset < self.log_start_offset {
             warn!(dir = %self.dir.display(), from = self.log_start_offset, to = offset, "log start offset moves back");
         }
         write_log_start_offset(&self.dir, offset)?;
         self.log_start_offset = offset;
+        self.epochs.truncate_from_start(offset);
         Ok(())
     }
 }
