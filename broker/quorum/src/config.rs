@@ -96,6 +96,38 @@ impl QuorumConfig {
     }
 }
 
+/// Configuration of the active controller's loop
+/// ([`crate::QuorumNode::spawn_controller`]); names follow Kafka's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControllerConfig {
+    /// A broker whose last registration or heartbeat is older than this is
+    /// fenced (Kafka's `broker.session.timeout.ms`). Default 9 s; keep it
+    /// several heartbeat intervals long.
+    pub session_timeout: Duration,
+    /// How often the active controller looks for expired sessions and due
+    /// work. Default 1 s: a dead broker is fenced within
+    /// `session_timeout + check_interval`.
+    pub check_interval: Duration,
+    /// Move leadership back to preferred replicas periodically (Kafka's
+    /// `auto.leader.rebalance.enable`). Default true.
+    pub auto_leader_rebalance: bool,
+    /// Period of that rebalance (Kafka's
+    /// `leader.imbalance.check.interval.seconds`). Default 300 s; the first
+    /// one runs this long after gaining leadership.
+    pub leader_imbalance_check_interval: Duration,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        Self {
+            session_timeout: Duration::from_secs(9),
+            check_interval: Duration::from_secs(1),
+            auto_leader_rebalance: true,
+            leader_imbalance_check_interval: Duration::from_secs(300),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

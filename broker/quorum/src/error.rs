@@ -68,6 +68,21 @@ pub enum QuorumError {
     /// Waiting for the local image to reach an offset timed out.
     #[error("metadata offset {0} not applied in time")]
     CatchUpTimeout(u64),
+    /// A write only the leader may make was attempted on a node that does
+    /// not lead (or stopped leading).
+    #[error("this node is not the quorum leader")]
+    NotLeader,
+    /// Joining the quorum as a learner did not succeed in time.
+    #[error("could not join as a learner within {timeout:?}: {last}")]
+    JoinTimeout {
+        /// The bound (`bootstrap_timeout`).
+        timeout: Duration,
+        /// What the last attempt ran into.
+        last: String,
+    },
+    /// The broker was not registered and unfenced in time.
+    #[error("broker still fenced after {0:?}")]
+    UnfenceTimeout(Duration),
     /// Raft stopped (shut down or failed on storage).
     #[error("raft stopped")]
     Fatal(#[source] Box<Fatal<NodeId>>),

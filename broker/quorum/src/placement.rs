@@ -193,24 +193,14 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
-    use crate::metadata::{BrokerRegistration, TopicMetadata};
+    use crate::metadata::TopicMetadata;
 
     fn cluster(brokers: &[(BrokerId, Option<&str>)]) -> ClusterMetadata {
-        let mut md = ClusterMetadata::default();
-        for &(id, rack) in brokers {
-            md.brokers.insert(
-                id,
-                BrokerRegistration {
-                    id,
-                    incarnation_id: Uuid::nil(),
-                    epoch: 1,
-                    rack: rack.map(str::to_owned),
-                    endpoints: BTreeMap::new(),
-                    fenced: false,
-                },
-            );
-        }
-        md
+        let unfenced: Vec<_> = brokers
+            .iter()
+            .map(|&(id, rack)| (id, rack, false))
+            .collect();
+        ClusterMetadata::with_brokers(&unfenced)
     }
 
     fn counts(

@@ -8,7 +8,8 @@
 //! replaced atomically.
 //!
 //! Every applied batch is published on a `watch` channel: that is how the
-//! broker follows the metadata log.
+//! broker follows the metadata log. Applied registrations and heartbeats
+//! are also noted, with the local time, in a [`BrokerLiveness`] record.
 
 use std::{
     io::{self, Cursor},
@@ -23,10 +24,11 @@ use openraft::{
     storage::{RaftStateMachine, Snapshot},
     EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError,
 };
-use tokio::sync::watch;
+use tokio::{sync::watch, time::Instant};
 
 use crate::{
     fsio,
+    liveness::BrokerLiveness,
     metadata::{ApplyOutcome, ClusterMetadata},
     raft_types::{
         CommandResponse, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
@@ -113,6 +115,9 @@ pub struct StateMachineStore {
     metadata: Arc<ClusterMetadata>,
     snapshots: Arc<SnapshotSlot>,
     published: watch::Sender<Arc<ClusterMetadata>>,
+    /// When brokers' registrations and heartbeats were applied here, for
+    /// the active controller's session timeouts.
+    liveness: BrokerLiveness,
 }
 
 impl StateMachineStore {
@@ -148,9 +153,16 @@ impl StateMachineStore {
                 metadata,
                 snapshots,
                 published,
+                liveness: BrokerLiveness::default(),
             },
             rx,
         ))
+    }
+
+    /// The record of brokers' last applied registrations and heartbeats
+    /// (shared: it stays current after the store moves into Raft).
+    pub fn liveness(&self) -> BrokerLiveness {
+        self.liveness.clone()
     }
 }
 
@@ -199,11 +211,18 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     {
         let mut responses = Vec::new();
         let metadata = Arc::make_mut(&mut self.metadata);
+        let now = Instant::now();
         for entry in entries {
             let offset = entry.log_id.index;
             self.last_applied = Some(entry.log_id);
             let result = match &entry.payload {
-                EntryPayload::Normal(command) => metadata.apply(offset, command),
+                EntryPayload::Normal(command) => {
+                    let result = metadata.apply(offset, command);
+                    if result.is_ok() {
+                        self.liveness.record(command, now);
+                    }
+                    result
+                }
                 EntryPayload::Membership(m) => {
                     self.membership = StoredMembership::new(Some(entry.log_id), m.clone());
                     metadata.advance_offset(offset);

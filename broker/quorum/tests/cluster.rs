@@ -3,105 +3,22 @@
 //! snapshot, since the leader purges its log), loss of quorum, and a
 //! single-voter cluster that recovers from its own disk.
 
+mod common;
+
 use std::{
-    collections::{BTreeMap, BTreeSet},
-    net::{SocketAddr, TcpListener},
-    path::Path,
+    collections::BTreeMap,
+    net::SocketAddr,
     time::{Duration, Instant},
 };
 
-use rivulet_quorum::{
-    metadata::{ClusterMetadata, Endpoint, MetadataCommand},
-    new_raft_node, QuorumConfig, QuorumError, QuorumNode, QuorumRole,
-};
-use uuid::Uuid;
-
-fn free_addr() -> SocketAddr {
-    // Bound then released: the node binds it again right away. Ports are
-    // fixed per node because they are part of the Raft membership.
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-async fn start(id: u64, addr: SocketAddr, dir: &Path) -> QuorumNode {
-    let mut config = QuorumConfig::new(id, addr, dir.join(format!("node-{id}"))).for_tests();
-    // Snapshot often and keep little log, so a lagging node needs a snapshot.
-    config.snapshot_every = 5;
-    config.keep_after_snapshot = 2;
-    new_raft_node(config).await.expect("start node")
-}
-
-fn register(id: i32) -> MetadataCommand {
-    let endpoints = BTreeMap::from([(
-        "PLAINTEXT".into(),
-        Endpoint {
-            host: "127.0.0.1".into(),
-            port: 9092,
-        },
-    )]);
-    MetadataCommand::RegisterBroker {
-        broker_id: id,
-        incarnation_id: Uuid::new_v4(),
-        rack: None,
-        endpoints,
-    }
-}
-
-/// Registers a broker and unfences it with a heartbeat (a new
-/// registration's broker epoch is its offset).
-async fn register_live(node: &QuorumNode, id: i32) {
-    let broker_epoch = node.propose(register(id)).await.unwrap();
-    node.propose(MetadataCommand::BrokerHeartbeat {
-        broker_id: id,
-        broker_epoch,
-    })
-    .await
-    .unwrap();
-}
-
-fn create_topic(name: &str, assignments: Vec<Vec<i32>>) -> MetadataCommand {
-    MetadataCommand::CreateTopic {
-        name: name.into(),
-        topic_id: Uuid::new_v4(),
-        assignments,
-        configs: BTreeMap::new(),
-    }
-}
-
-async fn wait_for_leader(nodes: &[&QuorumNode], not: Option<u64>) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let leaders: BTreeSet<_> = nodes
-            .iter()
-            .filter(|n| n.is_leader())
-            .map(|n| n.id())
-            .collect();
-        if let Some(&leader) = leaders.iter().next().filter(|&&l| Some(l) != not) {
-            if nodes.iter().all(|n| n.leader_id() == Some(leader)) {
-                return leader;
-            }
-        }
-        assert!(Instant::now() < deadline, "no leader elected");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn image_at(node: &QuorumNode, offset: u64) -> std::sync::Arc<ClusterMetadata> {
-    node.wait_for_offset(offset, Duration::from_secs(10))
-        .await
-        .expect("node caught up")
-}
+use common::{create_topic, free_addr, image_at, register_live, start, voter_map, wait_for_leader};
+use rivulet_quorum::{QuorumError, QuorumNode, QuorumRole};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_voters_fail_over_catch_up_and_lose_quorum() {
     let dir = tempfile::tempdir().unwrap();
     let addrs: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
-    let voters: BTreeMap<u64, String> = (1..=3)
-        .zip(&addrs)
-        .map(|(id, a)| (id, a.to_string()))
-        .collect();
+    let voters = voter_map(&addrs);
     let mut nodes = Vec::new();
     for (id, addr) in (1..=3).zip(&addrs) {
         nodes.push(Some(start(id, *addr, dir.path()).await));

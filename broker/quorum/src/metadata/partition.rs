@@ -43,7 +43,8 @@ impl ClusterMetadata {
                         Election::Offline => leader = None,
                     }
                 }
-                update_partition(p, leader, isr, None);
+                let replicas = complete_reassignment(p, &mut leader, &mut isr, &live);
+                update_partition(p, leader, isr, replicas);
             }
         }
     }
@@ -57,11 +58,14 @@ impl ClusterMetadata {
                 if p.leader.is_some() || !p.replicas.contains(&broker) {
                     continue;
                 }
-                match elect_leader(p, |id| live.contains(&id), unclean) {
-                    Election::Clean(id) => update_partition(p, Some(id), p.isr.clone(), None),
-                    Election::Unclean(id) => update_partition(p, Some(id), vec![id], None),
-                    Election::Offline => false,
+                let (mut leader, mut isr) = match elect_leader(p, |id| live.contains(&id), unclean)
+                {
+                    Election::Clean(id) => (Some(id), p.isr.clone()),
+                    Election::Unclean(id) => (Some(id), vec![id]),
+                    Election::Offline => continue,
                 };
+                let replicas = complete_reassignment(p, &mut leader, &mut isr, &live);
+                update_partition(p, leader, isr, replicas);
             }
         }
     }
@@ -124,25 +128,7 @@ impl ClusterMetadata {
                 "leader {id} is not in the ISR {isr:?}"
             )));
         }
-        let mut replicas = None;
-        if let Some(r) = p
-            .reassignment
-            .as_ref()
-            .filter(|r| r.target.iter().all(|id| isr.contains(id)))
-        {
-            // All target replicas caught up: the reassignment completes.
-            let target = r.target.clone();
-            isr.retain(|id| target.contains(id));
-            if leader.is_none_or(|id| !target.contains(&id)) {
-                let candidate = PartitionState {
-                    replicas: target.clone(),
-                    isr: isr.clone(),
-                    ..p.clone()
-                };
-                leader = elect_leader(&candidate, |id| live.contains(&id), false).leader();
-            }
-            replicas = Some(target);
-        }
+        let replicas = complete_reassignment(p, &mut leader, &mut isr, &live);
         let changed = update_partition(p, leader, isr, replicas);
         Ok(if changed {
             ApplyOutcome::Applied
@@ -248,6 +234,37 @@ impl ClusterMetadata {
             ApplyOutcome::Unchanged
         })
     }
+}
+
+/// Completes `p`'s reassignment if every target replica is in the
+/// proposed `isr`: removed replicas leave the ISR, and if the leader was
+/// removed a target replica in the ISR takes over. Returns the replica list
+/// to install (the target), or `None` when nothing completes.
+///
+/// Called on every path that changes an ISR (AlterPartition, fencing,
+/// unfencing, unclean elections), so a reassignment never waits for a
+/// request that would not come.
+fn complete_reassignment(
+    p: &PartitionState,
+    leader: &mut Option<BrokerId>,
+    isr: &mut Vec<BrokerId>,
+    live: &BTreeSet<BrokerId>,
+) -> Option<Vec<BrokerId>> {
+    let target = &p
+        .reassignment
+        .as_ref()
+        .filter(|r| r.target.iter().all(|id| isr.contains(id)))?
+        .target;
+    isr.retain(|id| target.contains(id));
+    if leader.is_none_or(|id| !target.contains(&id)) {
+        let candidate = PartitionState {
+            replicas: target.clone(),
+            isr: isr.clone(),
+            ..p.clone()
+        };
+        *leader = elect_leader(&candidate, |id| live.contains(&id), false).leader();
+    }
+    Some(target.clone())
 }
 
 /// Writes a partition's new leader/ISR/replicas, bumping the leader epoch

@@ -149,14 +149,21 @@ fn last_isr_member_fenced_goes_offline_and_returns() {
     assert_eq!((p.leader, p.leader_epoch), (Some(1), 2));
 }
 
-#[test]
-fn unclean_election_when_the_topic_allows_it() {
+/// Brokers 1 and 2; topic `t` allows unclean elections and its partition
+/// has replicas [1, 2] with only 1 in sync.
+fn unclean_topic_with_lagging_follower() -> Log {
     let mut log = Log::new();
     log.brokers(&[1, 2]);
     let configs = BTreeMap::from([(UNCLEAN_LEADER_ELECTION_CONFIG.to_owned(), "true".to_owned())]);
     log.apply(create("t", vec![vec![1, 2]], configs)).unwrap();
     log.apply(change("t", LeaderChange::Unchanged, Some(vec![1]), None))
         .unwrap();
+    log
+}
+
+#[test]
+fn unclean_election_when_the_topic_allows_it() {
+    let mut log = unclean_topic_with_lagging_follower();
     log.apply(MetadataCommand::FenceBroker { broker_id: 1 })
         .unwrap();
     let p = log.p("t", 0);
@@ -226,18 +233,72 @@ fn reassignment_cancel_and_shrink() {
     );
     // Shrinking to in-sync replicas completes immediately.
     log.apply(alter(Some(vec![2]))).unwrap();
-    let p = log.p("t", 0);
-    assert_eq!(
-        (
-            p.replicas.clone(),
-            p.isr.clone(),
-            p.leader,
-            p.reassignment.clone()
-        ),
-        (vec![2], vec![2], Some(2), None)
-    );
+    assert_eq!(log.layout("t", 0), (vec![2], vec![2], Some(2), false));
     assert!(matches!(
         log.apply(alter(Some(vec![2, 2]))),
         Err(ApplyError::InvalidAssignment(_))
     ));
+}
+
+#[test]
+fn reassignment_keeping_the_leader_completes_without_a_leader_change() {
+    let mut log = Log::new();
+    log.brokers(&[1, 2, 3, 4]);
+    log.topic("t", vec![vec![1, 2, 3]]);
+    log.apply(MetadataCommand::AlterReassignment {
+        topic: "t".into(),
+        partition: 0,
+        target: Some(vec![4, 1]),
+    })
+    .unwrap();
+    let p = log.p("t", 0).clone();
+    assert_eq!(
+        (p.replicas.clone(), p.isr.clone()),
+        (vec![1, 2, 3, 4], vec![1, 2, 3])
+    );
+    // The leader's AlterPartition computed before the reassignment started
+    // is refused: its ISR would not be based on the current replica set.
+    let stale = change("t", LeaderChange::Unchanged, Some(vec![1, 2]), Some(0));
+    assert!(matches!(
+        log.apply(stale),
+        Err(ApplyError::StalePartitionEpoch { .. })
+    ));
+    // 4 caught up: the replicas become the target (in its order), 2 and 3
+    // leave the ISR, and 1 keeps leading in the same leader epoch.
+    let add = MetadataCommand::ChangePartition(PartitionChange {
+        topic: "t".into(),
+        partition: 0,
+        leader: LeaderChange::Unchanged,
+        isr: Some(vec![1, 2, 3, 4]),
+        expected_partition_epoch: Some(p.partition_epoch),
+        expected_leader_epoch: Some(p.leader_epoch),
+    });
+    assert_eq!(log.apply(add), Ok(ApplyOutcome::Applied));
+    let done = log.p("t", 0);
+    assert_eq!(
+        (done.replicas.clone(), done.isr.clone(), done.leader),
+        (vec![4, 1], vec![1, 4], Some(1))
+    );
+    assert_eq!(done.reassignment, None);
+    assert_eq!(done.leader_epoch, p.leader_epoch);
+    assert_eq!(done.partition_epoch, p.partition_epoch + 1);
+    assert_eq!(done.preferred_leader(), Some(4));
+}
+
+#[test]
+fn an_unclean_election_completes_a_reassignment_it_satisfies() {
+    let mut log = unclean_topic_with_lagging_follower();
+    // Move to 2 alone while 2 is out of sync: waits for 2 to catch up.
+    log.apply(MetadataCommand::AlterReassignment {
+        topic: "t".into(),
+        partition: 0,
+        target: Some(vec![2]),
+    })
+    .unwrap();
+    assert!(log.p("t", 0).reassignment.is_some());
+    // 1 dies; the unclean election makes 2 the whole ISR, which is the
+    // target: nothing else would ever complete it, so fencing does.
+    log.apply(MetadataCommand::FenceBroker { broker_id: 1 })
+        .unwrap();
+    assert_eq!(log.layout("t", 0), (vec![2], vec![2], Some(2), false));
 }

@@ -53,6 +53,17 @@ impl Log {
     pub(super) fn p(&self, topic: &str, partition: i32) -> &PartitionState {
         self.md.partition(topic, partition).unwrap()
     }
+
+    /// Replicas, ISR, leader and whether a reassignment is in progress.
+    pub(super) fn layout(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> (Vec<BrokerId>, Vec<BrokerId>, Option<BrokerId>, bool) {
+        let p = self.p(topic, partition);
+        let reassigning = p.reassignment.is_some();
+        (p.replicas.clone(), p.isr.clone(), p.leader, reassigning)
+    }
 }
 
 pub(super) fn register(id: BrokerId, incarnation_id: Uuid) -> MetadataCommand {

@@ -158,3 +158,23 @@ impl ClusterMetadata {
         self.topics.get(topic)?.partitions.get(&partition)
     }
 }
+
+#[cfg(test)]
+impl ClusterMetadata {
+    /// An image of just these brokers, `(id, rack, fenced)`, for unit tests.
+    pub(crate) fn with_brokers(brokers: &[(BrokerId, Option<&str>, bool)]) -> Self {
+        let mut md = Self::default();
+        for &(id, rack, fenced) in brokers {
+            let broker = BrokerRegistration {
+                id,
+                incarnation_id: Uuid::nil(),
+                epoch: 1,
+                rack: rack.map(str::to_owned),
+                endpoints: BTreeMap::new(),
+                fenced,
+            };
+            md.brokers.insert(id, broker);
+        }
+        md
+    }
+}

@@ -1,7 +1,8 @@
 //! The quorum's gRPC transport.
 //!
-//! One service, `rivulet.quorum.v1.Quorum`, with four unary methods
-//! (AppendEntries, Vote, InstallSnapshot, Propose). Every method carries the
+//! One service, `rivulet.quorum.v1.Quorum`, with five unary methods
+//! (AppendEntries, Vote, InstallSnapshot, Propose, AddLearner). Every method
+//! carries the
 //! same protobuf message, [`RpcPayload`]: openraft's request or result as
 //! JSON in field 1, and raw snapshot bytes in field 2 (kept out of the JSON,
 //! where bytes would become arrays of numbers). Hand-writing the one message
@@ -9,11 +10,13 @@
 //! terms it is `message RpcPayload { bytes json = 1; bytes data = 2; }`.
 
 mod client;
+mod join;
 mod server;
 
 use std::time::Duration;
 
 pub use client::{NetworkFactory, PeerClient};
+pub(crate) use join::{JoinRefused, JoinReply, JoinRequest};
 use serde::{de::DeserializeOwned, Serialize};
 pub(crate) use server::{ProposeReply, QuorumService};
 use tonic::{
@@ -43,14 +46,16 @@ pub(crate) enum Method {
     Vote,
     InstallSnapshot,
     Propose,
+    AddLearner,
 }
 
 impl Method {
-    pub(crate) const ALL: [Method; 4] = [
+    pub(crate) const ALL: [Method; 5] = [
         Method::AppendEntries,
         Method::Vote,
         Method::InstallSnapshot,
         Method::Propose,
+        Method::AddLearner,
     ];
 
     pub(crate) fn path(self) -> &'static str {
@@ -59,6 +64,7 @@ impl Method {
             Method::Vote => "/rivulet.quorum.v1.Quorum/Vote",
             Method::InstallSnapshot => "/rivulet.quorum.v1.Quorum/InstallSnapshot",
             Method::Propose => "/rivulet.quorum.v1.Quorum/Propose",
+            Method::AddLearner => "/rivulet.quorum.v1.Quorum/AddLearner",
         }
     }
 }

@@ -25,7 +25,10 @@ use tonic::{
     Status,
 };
 
-use super::{Method, RpcPayload, MAX_MESSAGE_SIZE};
+use super::{
+    join::{self, JoinRefused, JoinReply},
+    Method, RpcPayload, MAX_MESSAGE_SIZE,
+};
 use crate::{
     metadata::MetadataCommand,
     raft_types::{CommandResponse, Node, NodeId, TypeConfig},
@@ -42,8 +45,8 @@ pub(crate) type ProposeReply =
 #[derive(Clone)]
 pub(crate) struct QuorumService {
     raft: Raft<TypeConfig>,
-    /// Bounds a forwarded proposal on the leader, so that calls cannot pile
-    /// up while the leader has lost its quorum.
+    /// Bounds a forwarded proposal (or a learner's join) on the leader, so
+    /// that calls cannot pile up while the leader has lost its quorum.
     propose_timeout: Duration,
 }
 
@@ -124,6 +127,13 @@ impl UnaryService<RpcPayload> for Handler {
                             Status::deadline_exceeded("the proposal did not commit in time")
                         })?;
                     let reply: ProposeReply = written.map(|r| r.data);
+                    encode(&reply)?
+                }
+                Method::AddLearner => {
+                    let joining = join::add_learner(&raft, decode(&payload.json)?);
+                    let reply: JoinReply = tokio::time::timeout(propose_timeout, joining)
+                        .await
+                        .unwrap_or_else(|_| Err(JoinRefused::Unavailable("timed out".to_owned())));
                     encode(&reply)?
                 }
             };

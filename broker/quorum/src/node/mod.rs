@@ -1,79 +1,50 @@
 //! A running quorum node: [`new_raft_node`] wires storage, state machine,
-//! network and the gRPC listener; [`QuorumNode`] is what the broker uses:
-//! bootstrap, proposals (forwarded to the leader), the applied metadata
-//! image, leadership and metrics.
+//! network and the gRPC listener; [`QuorumNode`] is what the broker uses.
+//!
+//! - here: bootstrap of the voters, the applied metadata image, leadership,
+//!   shutdown;
+//! - `propose.rs`: proposals, forwarded to the leader;
+//! - `learner.rs`: brokers that are not voters joining as learners;
+//! - `lifecycle.rs`: a broker's registration and heartbeats;
+//! - `controller.rs`: the active controller's loop (fencing, rebalancing);
+//! - `metrics.rs`: Raft and image gauges for Prometheus.
+
+mod controller;
+mod learner;
+mod lifecycle;
+mod metrics;
+mod propose;
 
 use std::{
     collections::{BTreeMap, HashMap},
     net::SocketAddr,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc, Mutex,
-    },
+    sync::{atomic::AtomicU64, Arc, Mutex},
     time::Duration,
 };
 
+pub use lifecycle::{BrokerInfo, BrokerLifecycle};
+pub use metrics::{QuorumMetrics, QuorumRole};
 use openraft::{
-    error::{ClientWriteError, InitializeError, RaftError},
+    error::{InitializeError, RaftError},
     BasicNode, Raft, ServerState,
 };
 use tokio::{
     net::TcpListener,
     sync::{oneshot, watch},
     task::JoinHandle,
-    time::Instant,
 };
 use tonic::transport::{server::TcpIncoming, Server};
 
 use crate::{
     config::QuorumConfig,
     error::QuorumError,
+    liveness::BrokerLiveness,
     log_store::LogStore,
-    metadata::{ClusterMetadata, MetadataCommand},
-    network::{Method, NetworkFactory, QuorumService, RpcClient, TransportError},
-    raft_types::{CommandResponse, Node, NodeId, TypeConfig},
+    metadata::ClusterMetadata,
+    network::{NetworkFactory, QuorumService, RpcClient},
+    raft_types::{Node, NodeId, TypeConfig},
     state_machine::StateMachineStore,
 };
-
-/// Pause before retrying a proposal while the leader is unknown or moving:
-/// about one heartbeat, so a fresh leader is usually known by then.
-const RETRY_PAUSE: Duration = Duration::from_millis(50);
-
-/// The Raft role of a node, as a plain value for metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum QuorumRole {
-    /// Leads the quorum (the active controller).
-    Leader,
-    /// Follows a leader.
-    Follower,
-    /// Running an election.
-    Candidate,
-    /// Replicates but does not vote.
-    Learner,
-    /// Stopped.
-    Shutdown,
-}
-
-/// A point-in-time view of a node's Raft state, for Prometheus.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QuorumMetrics {
-    /// This node's id.
-    pub node_id: NodeId,
-    /// Its role.
-    pub role: QuorumRole,
-    /// Current Raft term.
-    pub term: u64,
-    /// The leader it knows of.
-    pub leader_id: Option<NodeId>,
-    /// Highest log index known committed (0 if none).
-    pub commit_index: u64,
-    /// Highest log index in the local log (0 if none).
-    pub last_log_index: u64,
-    /// Highest log index applied to the image (0 if none).
-    pub last_applied: u64,
-    /// Voter ids of the current membership.
-    pub voters: Vec<NodeId>,
-}
 
 /// A running member of the controller quorum.
 pub struct QuorumNode {
@@ -82,10 +53,16 @@ pub struct QuorumNode {
     raft: Raft<TypeConfig>,
     metadata: watch::Receiver<Arc<ClusterMetadata>>,
     commit_index: Arc<AtomicU64>,
+    /// Local apply times of brokers' heartbeats, for the controller loop.
+    liveness: BrokerLiveness,
+    /// The leader as Raft reports it, republished only when it changes.
+    leader: watch::Receiver<Option<NodeId>>,
     local_addr: SocketAddr,
-    /// Clients of leaders proposals were forwarded to, by address, so that
-    /// forwarding reuses one HTTP/2 connection.
+    /// Clients of leaders (and voters) that proposals and joins were sent
+    /// to, by address, so that each reuses one HTTP/2 connection.
     forward_clients: Mutex<HashMap<String, RpcClient>>,
+    /// Turned true by `shutdown`: ends the controller and lifecycle tasks.
+    stopped: watch::Sender<bool>,
     /// Stops the gRPC listener; taken by `shutdown`.
     server: Mutex<Option<(oneshot::Sender<()>, JoinHandle<()>)>>,
 }
@@ -100,6 +77,7 @@ pub async fn new_raft_node(config: QuorumConfig) -> Result<QuorumNode, QuorumErr
     let commit_index = log_store.commit_index();
     let (state_machine, metadata) = StateMachineStore::open(&config.data_dir.join("state"))
         .map_err(QuorumError::OpenStateMachine)?;
+    let liveness = state_machine.liveness();
     let network = NetworkFactory::new(config.node_id, config.connect_timeout, config.rpc_timeout);
     let raft = Raft::new(
         config.node_id,
@@ -119,6 +97,12 @@ pub async fn new_raft_node(config: QuorumConfig) -> Result<QuorumNode, QuorumErr
         .await
         .map_err(bind_error)?;
     let local_addr = listener.local_addr().map_err(bind_error)?;
+    let mut config = config;
+    if config.listen_addr.port() == 0 && config.advertised_addr == config.listen_addr.to_string() {
+        // An ephemeral port (tests, or a learner whose address nobody needs
+        // in advance): advertise the one actually bound.
+        config.advertised_addr = local_addr.to_string();
+    }
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let service = QuorumService::new(raft.clone(), config.propose_timeout);
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
@@ -134,14 +118,18 @@ pub async fn new_raft_node(config: QuorumConfig) -> Result<QuorumNode, QuorumErr
         }
     });
     tracing::info!(node_id = config.node_id, %local_addr, "quorum node started");
+    let leader = metrics::follow_leader(&raft);
     Ok(QuorumNode {
         id: config.node_id,
         config,
         raft,
         metadata,
         commit_index,
+        liveness,
+        leader,
         local_addr,
         forward_clients: Mutex::new(HashMap::new()),
+        stopped: watch::Sender::new(false),
         server: Mutex::new(Some((stop_tx, server))),
     })
 }
@@ -155,6 +143,13 @@ impl QuorumNode {
     /// The address the gRPC listener is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The `host:port` this node gives others to reach it (what goes into
+    /// the Raft membership): `config.advertised_addr`, or the bound address
+    /// when the config asked for an ephemeral port.
+    pub fn advertised_addr(&self) -> &str {
+        &self.config.advertised_addr
     }
 
     /// Bootstraps the quorum with `voters` (id -> `host:port`), idempotently:
@@ -193,74 +188,6 @@ impl QuorumNode {
         Ok(())
     }
 
-    /// Proposes `command` and waits until it is committed and applied,
-    /// forwarding it to the leader when this node is not the leader.
-    /// Returns its metadata offset; a command the state machine refused is
-    /// [`QuorumError::Rejected`]. Bounded by `propose_timeout`.
-    pub async fn propose(&self, command: MetadataCommand) -> Result<u64, QuorumError> {
-        let timeout = self.config.propose_timeout;
-        let deadline = Instant::now() + timeout;
-        let timed_out = |_| QuorumError::ProposeTimeout(timeout);
-        loop {
-            let written =
-                tokio::time::timeout_at(deadline, self.raft.client_write(command.clone()))
-                    .await
-                    .map_err(timed_out)?;
-            let forward = match written {
-                Ok(response) => return finish(response.data),
-                Err(RaftError::Fatal(f)) => return Err(QuorumError::Fatal(Box::new(f))),
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => f,
-                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-                    unreachable!("a normal entry cannot fail a membership change: {e}")
-                }
-            };
-            let Some(leader) = forward
-                .leader_node
-                .filter(|_| forward.leader_id != Some(self.id))
-            else {
-                // No leader known yet (election under way).
-                tokio::time::sleep_until((Instant::now() + RETRY_PAUSE).min(deadline)).await;
-                continue;
-            };
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            let client = self.forward_client(&leader.addr);
-            let reply: Result<crate::network::ProposeReply, _> = client
-                .call(Method::Propose, &command, Vec::new(), remaining)
-                .await;
-            match reply {
-                Ok(Ok(response)) => return finish(response),
-                // Leadership moved or the old leader is gone: the command was
-                // not written there, so trying again cannot duplicate it.
-                Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))))
-                | Ok(Err(RaftError::Fatal(_)))
-                | Err(TransportError::Unreachable { .. }) => {
-                    if Instant::now() >= deadline {
-                        return Err(QuorumError::ProposeTimeout(timeout));
-                    }
-                    tokio::time::sleep_until((Instant::now() + RETRY_PAUSE).min(deadline)).await;
-                }
-                Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
-                    unreachable!("a normal entry cannot fail a membership change: {e}")
-                }
-                Err(TransportError::Timeout { .. }) => {
-                    return Err(QuorumError::ProposeTimeout(timeout))
-                }
-                Err(e) => return Err(QuorumError::Forward(e)),
-            }
-        }
-    }
-
-    fn forward_client(&self, addr: &str) -> RpcClient {
-        let mut clients = self
-            .forward_clients
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        clients
-            .entry(addr.to_owned())
-            .or_insert_with(|| RpcClient::new(addr, self.config.connect_timeout))
-            .clone()
-    }
-
     /// The applied metadata image, updated after every applied batch: how
     /// a broker follows the metadata log.
     pub fn metadata(&self) -> watch::Receiver<Arc<ClusterMetadata>> {
@@ -287,31 +214,22 @@ impl QuorumNode {
         self.raft.metrics().borrow().state == ServerState::Leader
     }
 
-    /// The leader this node knows of.
+    /// The leader this node knows of: the active controller's id (in
+    /// combined mode a broker id), `None` during elections.
     pub fn leader_id(&self) -> Option<NodeId> {
         self.raft.metrics().borrow().current_leader
     }
 
-    /// A snapshot of the Raft metrics as plain values.
-    pub fn metrics(&self) -> QuorumMetrics {
-        let m = self.raft.metrics().borrow().clone();
-        let role = match m.state {
-            ServerState::Leader => QuorumRole::Leader,
-            ServerState::Follower => QuorumRole::Follower,
-            ServerState::Candidate => QuorumRole::Candidate,
-            ServerState::Learner => QuorumRole::Learner,
-            ServerState::Shutdown => QuorumRole::Shutdown,
-        };
-        QuorumMetrics {
-            node_id: self.id,
-            role,
-            term: m.current_term,
-            leader_id: m.current_leader,
-            commit_index: self.commit_index.load(Ordering::Relaxed),
-            last_log_index: m.last_log_index.unwrap_or(0),
-            last_applied: m.last_applied.map_or(0, |id| id.index),
-            voters: m.membership_config.membership().voter_ids().collect(),
-        }
+    /// Follows [`leader_id`](Self::leader_id): the receiver is notified only
+    /// when the active controller changes (or becomes unknown).
+    pub fn watch_leader(&self) -> watch::Receiver<Option<NodeId>> {
+        self.leader.clone()
+    }
+
+    /// When each broker's registration or heartbeat was last applied on
+    /// this node (local, not replicated).
+    pub fn broker_liveness(&self) -> &BrokerLiveness {
+        &self.liveness
     }
 
     /// The underlying openraft handle, for what this API does not cover
@@ -320,9 +238,10 @@ impl QuorumNode {
         &self.raft
     }
 
-    /// Stops Raft (closing the log and state machine) and the listener.
-    /// Idempotent.
+    /// Stops the controller and broker lifecycle tasks, Raft (closing the
+    /// log and state machine) and the listener. Idempotent.
     pub async fn shutdown(&self) {
+        self.stopped.send_replace(true);
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft did not shut down cleanly");
         }
@@ -339,15 +258,5 @@ impl QuorumNode {
             }
         }
         tracing::info!(node_id = self.id, "quorum node stopped");
-    }
-}
-
-fn finish(response: CommandResponse) -> Result<u64, QuorumError> {
-    match response.result {
-        Ok(_) => Ok(response.offset),
-        Err(source) => Err(QuorumError::Rejected {
-            offset: response.offset,
-            source,
-        }),
     }
 }

@@ -1,0 +1,213 @@
+//! The active controller's loop. It runs on every node and acts only while
+//! that node leads the quorum, writing only as leader (never forwarding):
+//! its decisions rest on what this node has seen, such as heartbeat times.
+//!
+//! On gaining leadership it first applies everything earlier leaders
+//! committed and gives every broker a full session, since it cannot know
+//! when they last heartbeated elsewhere. Then, every `check_interval`:
+//! - brokers whose session expired (no registration or heartbeat applied
+//!   here for `session_timeout`) are fenced; the state machine moves their
+//!   leaderships and shrinks ISRs as part of the fence;
+//! - every `leader_imbalance_check_interval`, when enabled, leadership
+//!   moves back to preferred replicas in one atomic batch whose changes
+//!   carry partition epochs, so a plan overtaken by other changes is
+//!   refused (and planned again at the next check).
+//!
+//! Reassignments need no step here: the state machine completes them
+//! when the last target replica joins the ISR, on whatever path that is.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Weak},
+    time::Duration,
+};
+
+use openraft::ServerState;
+use tokio::{
+    task::JoinHandle,
+    time::{Instant, MissedTickBehavior},
+};
+
+use super::QuorumNode;
+use crate::{
+    config::ControllerConfig,
+    elect_leaders::{election_batch, preferred_elections},
+    error::QuorumError,
+    metadata::{BrokerId, ClusterMetadata, MetadataCommand},
+};
+
+/// This node's current term as the active controller.
+struct Leadership {
+    term: u64,
+    /// Start of every broker's grace period.
+    since: Instant,
+    /// Whether the image has applied what was committed before this term.
+    caught_up: bool,
+    next_rebalance: Instant,
+}
+
+impl QuorumNode {
+    /// Starts the active controller loop (see the module docs); it runs
+    /// until [`shutdown`](Self::shutdown) or until the node is dropped.
+    /// Start it once per node, on voters (learners never lead, so on them
+    /// it only idles).
+    pub fn spawn_controller(self: &Arc<Self>, config: ControllerConfig) -> JoinHandle<()> {
+        let node: Weak<QuorumNode> = Arc::downgrade(self);
+        let mut stopped = self.stopped.subscribe();
+        tokio::spawn(async move {
+            let mut leading = None;
+            let mut tick = tokio::time::interval(config.check_interval);
+            tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stopped.wait_for(|s| *s) => return,
+                }
+                let Some(node) = node.upgrade() else { return };
+                tokio::select! {
+                    () = node.control(&config, &mut leading) => {}
+                    _ = stopped.wait_for(|s| *s) => return,
+                }
+            }
+        })
+    }
+
+    /// One check of the loop.
+    async fn control(&self, config: &ControllerConfig, leading: &mut Option<Leadership>) {
+        let (state, term) = {
+            let metrics = self.raft.metrics();
+            let m = metrics.borrow();
+            (m.state, m.current_term)
+        };
+        if state != ServerState::Leader {
+            if leading.take().is_some() {
+                tracing::info!(node_id = self.id, "no longer the active controller");
+            }
+            return;
+        }
+        let now = Instant::now();
+        let lead = match leading {
+            Some(lead) if lead.term == term => lead,
+            _ => {
+                tracing::info!(node_id = self.id, term, "active controller");
+                leading.insert(Leadership {
+                    term,
+                    since: now,
+                    caught_up: false,
+                    next_rebalance: now + config.leader_imbalance_check_interval,
+                })
+            }
+        };
+        if !lead.caught_up {
+            let applied = self.raft.ensure_linearizable();
+            match tokio::time::timeout(self.config.propose_timeout, applied).await {
+                Ok(Ok(_)) => lead.caught_up = true,
+                _ => return,
+            }
+        }
+        if let Err(e) = self.fence_expired(config, lead.since, now).await {
+            if !matches!(e, QuorumError::NotLeader) {
+                tracing::warn!(error = %e, "fencing expired brokers failed");
+            }
+            return;
+        }
+        if config.auto_leader_rebalance && now >= lead.next_rebalance {
+            lead.next_rebalance = match self.rebalance().await {
+                Ok(()) => now + config.leader_imbalance_check_interval,
+                // A stale plan or a hiccup: plan again at the next check.
+                Err(_) => now,
+            };
+        }
+    }
+
+    async fn fence_expired(
+        &self,
+        config: &ControllerConfig,
+        grace_from: Instant,
+        now: Instant,
+    ) -> Result<(), QuorumError> {
+        let image = self.metadata.borrow().clone();
+        let last_seen = self.liveness.snapshot();
+        let expired = expired_sessions(&image, &last_seen, grace_from, now, config.session_timeout);
+        for broker_id in expired {
+            tracing::warn!(broker_id, "broker session expired; fencing it");
+            let fence = MetadataCommand::FenceBroker { broker_id };
+            match self.propose_as_leader(&fence).await {
+                // Unregistered meanwhile: nothing to fence.
+                Ok(_) | Err(QuorumError::Rejected { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    async fn rebalance(&self) -> Result<(), QuorumError> {
+        let image = self.metadata.borrow().clone();
+        let plan = preferred_elections(&image, None);
+        let Some(batch) = election_batch(&plan) else {
+            return Ok(());
+        };
+        let moves = plan.values().filter(|r| r.is_ok()).count();
+        match self.propose_as_leader(&batch).await {
+            Ok(_) => {
+                tracing::info!(partitions = moves, "leadership moved to preferred replicas");
+                Ok(())
+            }
+            Err(e) => {
+                if !matches!(e, QuorumError::NotLeader) {
+                    tracing::info!(error = %e, "preferred leader rebalance not applied");
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// The unfenced brokers whose session expired at `now`: no sign of life
+/// within `session_timeout`, counting a sign at `grace_from` (when this
+/// controller took over) for every broker.
+fn expired_sessions(
+    image: &ClusterMetadata,
+    last_seen: &BTreeMap<BrokerId, Instant>,
+    grace_from: Instant,
+    now: Instant,
+    session_timeout: Duration,
+) -> Vec<BrokerId> {
+    image
+        .live_brokers()
+        .filter(|b| {
+            let seen = last_seen
+                .get(&b.id)
+                .map_or(grace_from, |&t| t.max(grace_from));
+            now.saturating_duration_since(seen) > session_timeout
+        })
+        .map(|b| b.id)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_expire_after_the_timeout_and_a_new_controller_grants_grace() {
+        let brokers = [(1, false), (2, false), (3, true), (4, false)].map(|(id, f)| (id, None, f));
+        let image = ClusterMetadata::with_brokers(&brokers);
+        let t0 = Instant::now();
+        let s = |secs| t0 + Duration::from_secs(secs);
+        let timeout = Duration::from_secs(9);
+        // 1 heartbeated recently, 2 long ago, 3 is fenced already, 4 was
+        // never seen by this node.
+        let last_seen = BTreeMap::from([(1, s(15)), (2, s(1)), (3, s(0))]);
+        assert_eq!(
+            expired_sessions(&image, &last_seen, t0, s(20), timeout),
+            vec![2, 4]
+        );
+        // Leading since 12 s: everyone has until 21 s at least.
+        assert!(expired_sessions(&image, &last_seen, s(12), s(20), timeout).is_empty());
+        assert_eq!(
+            expired_sessions(&image, &last_seen, s(12), s(22), timeout),
+            vec![2, 4]
+        );
+    }
+}
