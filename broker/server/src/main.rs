@@ -40,6 +40,8 @@ enum Command {
     Group(cli::group::GroupArgs),
     /// Measure produce or consume throughput and latency.
     Bench(cli::bench::BenchArgs),
+    /// Run a local multi-broker cluster, each broker its own process.
+    Dev(cli::dev::DevArgs),
 }
 
 #[derive(clap::Args)]
@@ -91,6 +93,7 @@ fn main() -> ExitCode {
             Command::Consume(args) => cli::consume::run(args).await,
             Command::Group(args) => cli::group::run(args).await,
             Command::Bench(args) => cli::bench::run(args).await,
+            Command::Dev(args) => cli::dev::run(args).await,
         }
     });
     match result {

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 pub mod bench;
 pub mod consume;
+pub mod dev;
 pub mod group;
 pub mod produce;
 pub mod topic;
