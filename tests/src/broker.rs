@@ -376,7 +376,7 @@ fn start_marker(n: u32) -> String {
 
 /// The last 300 lines of the log, enough to see why a broker failed without
 /// flooding the test output.
-fn log_excerpt(path: &Path) -> String {
+pub(crate) fn log_excerpt(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| format!("(no log: {e})\n"));
     let text = strip_ansi(&text);
     let lines: Vec<&str> = text.lines().collect();

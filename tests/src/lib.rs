@@ -15,6 +15,7 @@
 //! `SKIPPED: ...` and returns.
 
 pub mod broker;
+pub mod cluster;
 pub mod groups;
 pub mod kafka;
 pub mod metrics;
