@@ -53,8 +53,11 @@ pub struct Topic {
     pub id: Uuid,
     /// Replication factor requested at creation.
     pub replication_factor: i16,
-    /// Partitions, in index order; only ever grows.
-    partitions: RwLock<Vec<Arc<Partition>>>,
+    /// The partitions hosted here, by index (all of them standalone; in a
+    /// cluster those this broker is a replica of).
+    partitions: RwLock<BTreeMap<i32, Arc<Partition>>>,
+    /// The topic's partition count (hosted here or not); only ever grows.
+    count: std::sync::atomic::AtomicI32,
     /// The user's overrides and the effective config built from them.
     config: RwLock<(BTreeMap<String, String>, TopicConfig)>,
     /// Metric handles, resolved once.
@@ -62,28 +65,85 @@ pub struct Topic {
 }
 
 impl Topic {
-    /// Partition `index`, if it exists.
-    pub fn partition(&self, index: i32) -> Option<Arc<Partition>> {
-        let parts = self.partitions.read().unwrap_or_else(|e| e.into_inner());
-        usize::try_from(index)
-            .ok()
-            .and_then(|i| parts.get(i).cloned())
+    fn new(
+        name: &str,
+        id: Uuid,
+        replication_factor: i16,
+        partitions: Vec<Arc<Partition>>,
+        config: (BTreeMap<String, String>, TopicConfig),
+        metrics: TopicMetrics,
+    ) -> Topic {
+        Topic {
+            name: name.to_string(),
+            id,
+            replication_factor,
+            count: std::sync::atomic::AtomicI32::new(partitions.len() as i32),
+            partitions: RwLock::new(partitions.into_iter().map(|p| (p.index, p)).collect()),
+            config: RwLock::new(config),
+            metrics,
+        }
     }
 
-    /// All partitions.
+    /// Partition `index`, if it is hosted here.
+    pub fn partition(&self, index: i32) -> Option<Arc<Partition>> {
+        self.partitions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&index)
+            .cloned()
+    }
+
+    /// The partitions hosted here.
     pub fn partitions(&self) -> Vec<Arc<Partition>> {
         self.partitions
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .values()
+            .cloned()
+            .collect()
     }
 
-    /// Number of partitions.
+    /// Number of partitions of the topic.
     pub fn partition_count(&self) -> i32 {
+        self.count.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Sets the partition count (cluster metadata).
+    pub(crate) fn set_partition_count(&self, count: i32) {
+        self.count
+            .fetch_max(count, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// Hosts `partition` here.
+    pub(crate) fn insert_partition(&self, partition: Arc<Partition>) {
+        self.set_partition_count(partition.index + 1);
         self.partitions
-            .read()
+            .write()
             .unwrap_or_else(|e| e.into_inner())
-            .len() as i32
+            .insert(partition.index, partition);
+    }
+
+    /// Stops hosting partition `index`, returning it.
+    pub(crate) fn remove_partition(&self, index: i32) -> Option<Arc<Partition>> {
+        self.partitions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&index)
+    }
+
+    /// Takes every hosted partition out (deletion, shutdown).
+    fn take_partitions(&self) -> Vec<Arc<Partition>> {
+        std::mem::take(&mut *self.partitions.write().unwrap_or_else(|e| e.into_inner()))
+            .into_values()
+            .collect()
+    }
+
+    /// Sets the overrides and effective config, applying it to every log.
+    pub(crate) fn set_config(&self, overrides: BTreeMap<String, String>, effective: TopicConfig) {
+        for partition in self.partitions() {
+            partition.write_log().set_config(effective.log_config());
+        }
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = (overrides, effective);
     }
 
     /// The effective config.
@@ -127,6 +187,8 @@ pub struct Broker {
     bound: Mutex<BTreeMap<String, (String, u16)>>,
     /// The group coordinator (consumer groups and committed offsets).
     pub groups: crate::group::Coordinator,
+    /// Membership of a controller quorum, once started (clusters only).
+    cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 /// Producer ids are reserved on disk this many at a time.
@@ -204,7 +266,13 @@ impl Broker {
         let meta = meta_store::load_or_create(&config.data_dir, config.node_id)?;
         let metrics = Metrics::new(&crate::handlers::api_names());
         let mut topics = BTreeMap::new();
-        for (name, record) in &meta.topics {
+        // In a cluster the metadata log says which partitions live here.
+        let standalone_topics = if config.cluster.is_some() {
+            BTreeMap::new()
+        } else {
+            meta.topics.clone()
+        };
+        for (name, record) in &standalone_topics {
             let effective = config
                 .topic_defaults
                 .with_overrides(&record.configs)
@@ -228,17 +296,19 @@ impl Broker {
                 })?;
                 parts.push(Arc::new(partition));
             }
-            let topic = Topic {
-                name: name.clone(),
+            let topic = Topic::new(
+                name,
                 id,
-                replication_factor: record.replication_factor,
-                partitions: RwLock::new(parts),
-                config: RwLock::new((record.configs.clone(), effective)),
-                metrics: metrics.topic(name),
-            };
+                record.replication_factor,
+                parts,
+                (record.configs.clone(), effective),
+                metrics.topic(name),
+            );
             topics.insert(name.clone(), Arc::new(topic));
         }
-        remove_orphan_dirs(&config.data_dir, &meta);
+        if config.cluster.is_none() {
+            remove_orphan_dirs(&config.data_dir, &meta);
+        }
         let next_pid = meta.producer_id_block_end;
         let groups = crate::group::Coordinator::new(
             crate::group::CoordinatorConfig::from_broker(&config),
@@ -255,6 +325,7 @@ impl Broker {
             data_version: watch::channel(0).0,
             stopping: std::sync::atomic::AtomicBool::new(false),
             bound: Mutex::new(BTreeMap::new()),
+            cluster: std::sync::OnceLock::new(),
         };
         broker.refresh_partition_gauges();
         Ok(Arc::new(broker))
@@ -280,6 +351,109 @@ impl Broker {
             .get(&first.name)
             .cloned()
             .unwrap_or_else(|| first.advertised_endpoint(first.addr))
+    }
+
+    /// The cluster this broker is part of, if any.
+    pub fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
+        self.cluster.get()
+    }
+
+    /// Attaches the running cluster membership (once, at start).
+    pub(crate) fn set_cluster(&self, cluster: Arc<crate::cluster::Cluster>) {
+        let _ = self.cluster.set(cluster);
+    }
+
+    /// The local object of a topic the metadata log knows, created (with
+    /// no partitions hosted yet) if needed; its config follows `overrides`.
+    pub(crate) fn host_topic(
+        &self,
+        name: &str,
+        id: Uuid,
+        overrides: &BTreeMap<String, String>,
+        replication_factor: i16,
+        partition_count: i32,
+    ) -> Arc<Topic> {
+        let effective = match self.config.topic_defaults.with_overrides(overrides) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(topic = name, error = %e, "topic config not usable here; defaults apply");
+                self.config.topic_defaults.clone()
+            }
+        };
+        let mut topics = self.topics.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(topic) = topics.get(name).filter(|t| t.id == id) {
+            topic.set_partition_count(partition_count);
+            if topic.overrides() != *overrides {
+                topic.set_config(overrides.clone(), effective);
+            }
+            return topic.clone();
+        }
+        let topic = Arc::new(Topic::new(
+            name,
+            id,
+            replication_factor,
+            Vec::new(),
+            (overrides.clone(), effective),
+            self.metrics.topic(name),
+        ));
+        topic.set_partition_count(partition_count);
+        topics.insert(name.to_string(), topic.clone());
+        topic
+    }
+
+    /// Opens (recovering) this broker's replica of `topic`'s partition
+    /// `index`. A directory left by an earlier topic of the same name (its
+    /// id file differs) is wiped first.
+    pub(crate) fn open_replica(
+        &self,
+        topic: &Topic,
+        index: i32,
+    ) -> Result<Arc<Partition>, rivulet_storage::StorageError> {
+        let dir = partition_dir(&self.config.data_dir, &topic.name, index);
+        let id_file = dir.join("partition.metadata");
+        let expected = format!("version: 0\ntopic_id: {}\n", topic.id);
+        match std::fs::read_to_string(&id_file) {
+            Ok(found) if found == expected => {}
+            Ok(_) => {
+                tracing::info!(dir = %dir.display(), "removing data of an earlier topic with this name");
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            Err(_) => {}
+        }
+        let partition = Partition::open(
+            index,
+            &dir,
+            topic.config().log_config(),
+            self.metrics.partition(&topic.name, index),
+        )?;
+        std::fs::write(&id_file, expected).map_err(|source| {
+            rivulet_storage::StorageError::Checkpoint {
+                path: id_file.clone(),
+                source,
+            }
+        })?;
+        let partition = Arc::new(partition);
+        topic.insert_partition(partition.clone());
+        self.refresh_partition_gauges();
+        Ok(partition)
+    }
+
+    /// Forgets a topic the metadata log deleted, removing its data.
+    pub(crate) fn forget_topic(&self, name: &str) {
+        let topic = self
+            .topics
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+        if let Some(topic) = topic {
+            let count = topic.partition_count();
+            for partition in topic.take_partitions() {
+                self.delete_partition_data(name, partition);
+            }
+            self.metrics.remove_topic(name, count);
+            self.refresh_partition_gauges();
+            tracing::info!(topic = name, "deleted topic");
+        }
     }
 
     /// A topic by name.
@@ -333,15 +507,33 @@ impl Broker {
         self.data_version.send_modify(|v| *v = v.wrapping_add(1));
     }
 
-    fn refresh_partition_gauges(&self) {
-        let count: i64 = self
-            .topics()
-            .iter()
-            .map(|t| t.partition_count() as i64)
-            .sum();
-        self.metrics.partition_count.set(count);
-        self.metrics.leader_count.set(count);
-        self.metrics.under_replicated.set(0);
+    pub(crate) fn refresh_partition_gauges(&self) {
+        let mut hosted = 0i64;
+        let mut leading = 0i64;
+        let mut under_replicated = 0i64;
+        let mut under_min_isr = 0i64;
+        for topic in self.topics() {
+            let min_isr = topic.config().min_insync_replicas;
+            for partition in topic.partitions() {
+                hosted += 1;
+                let replica = partition.replica();
+                if replica.is_leader() {
+                    leading += 1;
+                    if replica.role == crate::partition::Role::Leader {
+                        if replica.isr.len() < replica.replicas.len() {
+                            under_replicated += 1;
+                        }
+                        if (replica.isr.len() as i64) < min_isr {
+                            under_min_isr += 1;
+                        }
+                    }
+                }
+            }
+        }
+        self.metrics.partition_count.set(hosted);
+        self.metrics.leader_count.set(leading);
+        self.metrics.under_replicated.set(under_replicated);
+        self.metrics.under_min_isr.set(under_min_isr);
     }
 
     fn persist(&self, meta: &Meta) -> Result<(), ApiError> {
@@ -417,14 +609,16 @@ impl Broker {
         }
         let id = Uuid::new_v4();
         if validate_only {
-            return Ok(Arc::new(Topic {
-                name: name.to_string(),
+            let topic = Topic::new(
+                name,
                 id,
-                replication_factor: rf,
-                partitions: RwLock::new(Vec::new()),
-                config: RwLock::new((overrides, effective)),
-                metrics: self.metrics.topic(name),
-            }));
+                rf,
+                Vec::new(),
+                (overrides, effective),
+                self.metrics.topic(name),
+            );
+            topic.set_partition_count(partitions);
+            return Ok(Arc::new(topic));
         }
         let mut next = meta.clone();
         next.topics.insert(
@@ -443,14 +637,14 @@ impl Broker {
         self.persist(&next)?;
         *meta = next;
         let parts = self.open_partitions(name, 0..partitions, &effective)?;
-        let topic = Arc::new(Topic {
-            name: name.to_string(),
+        let topic = Arc::new(Topic::new(
+            name,
             id,
-            replication_factor: rf,
-            partitions: RwLock::new(parts),
-            config: RwLock::new((overrides, effective)),
-            metrics: self.metrics.topic(name),
-        });
+            rf,
+            parts,
+            (overrides, effective),
+            self.metrics.topic(name),
+        ));
         self.topics
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -501,29 +695,32 @@ impl Broker {
             .remove(name);
         drop(meta);
         if let Some(topic) = topic {
-            let parts =
-                std::mem::take(&mut *topic.partitions.write().unwrap_or_else(|e| e.into_inner()));
-            let count = parts.len() as i32;
-            for (p, partition) in parts.into_iter().enumerate() {
-                let dir = partition_dir(&self.config.data_dir, name, p as i32);
-                match Arc::try_unwrap(partition) {
-                    Ok(partition) => {
-                        if let Err(e) = partition.delete() {
-                            tracing::warn!(topic = name, error = %e, "deleting partition data");
-                        }
-                    }
-                    // A request still holds it: remove the files under it;
-                    // the open handles die with the last reference.
-                    Err(_) => {
-                        let _ = std::fs::remove_dir_all(&dir);
-                    }
-                }
+            let count = topic.partition_count();
+            for partition in topic.take_partitions() {
+                self.delete_partition_data(name, partition);
             }
             self.metrics.remove_topic(name, count);
         }
         self.refresh_partition_gauges();
         tracing::info!(topic = name, "deleted topic");
         Ok(())
+    }
+
+    /// Deletes a partition's files; if a request still holds it, its
+    /// directory is removed under it and the open handles die with the
+    /// last reference.
+    pub(crate) fn delete_partition_data(&self, topic: &str, partition: Arc<Partition>) {
+        let dir = partition_dir(&self.config.data_dir, topic, partition.index);
+        match Arc::try_unwrap(partition) {
+            Ok(partition) => {
+                if let Err(e) = partition.delete() {
+                    tracing::warn!(topic, error = %e, "deleting partition data");
+                }
+            }
+            Err(_) => {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+        }
     }
 
     /// Grows a topic to `count` partitions.
@@ -563,12 +760,9 @@ impl Broker {
         next.topics.get_mut(name).expect("checked above").partitions = count;
         self.persist(&next)?;
         *meta = next;
-        let new = self.open_partitions(name, record.partitions..count, &topic.config())?;
-        topic
-            .partitions
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend(new);
+        for partition in self.open_partitions(name, record.partitions..count, &topic.config())? {
+            topic.insert_partition(partition);
+        }
         drop(meta);
         self.refresh_partition_gauges();
         Ok(())
@@ -601,10 +795,7 @@ impl Broker {
         next.topics.get_mut(name).expect("checked above").configs = overrides.clone();
         self.persist(&next)?;
         *meta = next;
-        for partition in topic.partitions() {
-            partition.write_log().set_config(effective.log_config());
-        }
-        *topic.config.write().unwrap_or_else(|e| e.into_inner()) = (overrides, effective);
+        topic.set_config(overrides, effective);
         Ok(())
     }
 
@@ -624,6 +815,11 @@ impl Broker {
         }
         let id = *next;
         *next += 1;
+        // Each broker hands out ids from its own range, so no two brokers
+        // of a cluster ever give out the same one.
+        if self.config.cluster.is_some() {
+            return Ok((i64::from(self.config.node_id) << 40) | id);
+        }
         Ok(id)
     }
 
@@ -702,9 +898,7 @@ impl Broker {
     pub fn close(&self) {
         let topics = std::mem::take(&mut *self.topics.write().unwrap_or_else(|e| e.into_inner()));
         for (name, topic) in topics {
-            let parts =
-                std::mem::take(&mut *topic.partitions.write().unwrap_or_else(|e| e.into_inner()));
-            for partition in parts {
+            for partition in topic.take_partitions() {
                 let result = match Arc::try_unwrap(partition) {
                     Ok(p) => p.close(),
                     Err(shared) => shared.write_log().flush(),

@@ -60,8 +60,71 @@ pub struct BrokerConfig {
     pub offsets_retention_check_interval: Duration,
     /// Kafka's `offset.metadata.max.bytes` (default 4096).
     pub offset_metadata_max_bytes: usize,
+    /// Replication settings (all brokers, meaningful in a cluster).
+    pub replication: ReplicationConfig,
+    /// The controller quorum this broker belongs to; `None` runs a
+    /// standalone single broker with its metadata in `meta.json`.
+    pub cluster: Option<ClusterConfig>,
     /// Every broker config given, for DescribeConfigs on the broker resource.
     pub raw: BTreeMap<String, String>,
+}
+
+/// Replication and controller timing, Kafka's names and defaults.
+#[derive(Debug, Clone)]
+pub struct ReplicationConfig {
+    /// Kafka's `replica.lag.time.max.ms` (default 30000): a follower that
+    /// has not caught up for this long leaves the ISR.
+    pub replica_lag_time_max: Duration,
+    /// Kafka's `replica.fetch.wait.max.ms` (default 500).
+    pub replica_fetch_wait_max: Duration,
+    /// Kafka's `replica.fetch.max.bytes` (default 1048576), per partition.
+    pub replica_fetch_max_bytes: i32,
+    /// Kafka's `broker.heartbeat.interval.ms` (default 2000).
+    pub broker_heartbeat_interval: Duration,
+    /// Kafka's `broker.session.timeout.ms` (default 9000): a broker whose
+    /// heartbeats stop this long is fenced and its leaderships move.
+    pub broker_session_timeout: Duration,
+    /// Kafka's `auto.leader.rebalance.enable` (default true).
+    pub auto_leader_rebalance: bool,
+    /// Kafka's `leader.imbalance.check.interval.seconds` (default 300).
+    pub leader_imbalance_check_interval: Duration,
+    /// Kafka's `offsets.topic.replication.factor` (default 3; capped at
+    /// the number of live brokers when `__consumer_offsets` is created).
+    pub offsets_topic_replication_factor: i16,
+    /// Kafka's `follower.replication.throttled.rate` in bytes/s, applied
+    /// to replicas that are being added by a reassignment (0: unlimited).
+    pub reassignment_throttle: u64,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        ReplicationConfig {
+            replica_lag_time_max: Duration::from_millis(30_000),
+            replica_fetch_wait_max: Duration::from_millis(500),
+            replica_fetch_max_bytes: 1_048_576,
+            broker_heartbeat_interval: Duration::from_millis(2000),
+            broker_session_timeout: Duration::from_millis(9000),
+            auto_leader_rebalance: true,
+            leader_imbalance_check_interval: Duration::from_secs(300),
+            offsets_topic_replication_factor: 3,
+            reassignment_throttle: 0,
+        }
+    }
+}
+
+/// Membership of a controller quorum (Kafka's KRaft settings).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// Kafka's `controller.quorum.voters`: voter id -> `host:port` of its
+    /// controller listener.
+    pub voters: BTreeMap<i32, String>,
+    /// Where this node's controller listener binds.
+    pub controller_addr: SocketAddr,
+    /// What other nodes use to reach it.
+    pub controller_advertised: String,
+    /// Kafka's `inter.broker.listener.name`: the listener followers fetch
+    /// from (default: the first listener).
+    pub inter_broker_listener: String,
 }
 
 /// One Kafka listener: where it binds and what it advertises.
@@ -128,14 +191,10 @@ pub enum ConfigError {
 const ACCEPTED_IGNORED: &[&str] = &[
     "broker.id",
     "process.roles",
-    "controller.quorum.voters",
-    "controller.listener.names",
-    "inter.broker.listener.name",
     "num.network.threads",
     "num.io.threads",
     "socket.send.buffer.bytes",
     "socket.receive.buffer.bytes",
-    "offsets.topic.replication.factor",
     "transaction.state.log.replication.factor",
     "transaction.state.log.min.isr",
     "num.recovery.threads.per.data.dir",
@@ -194,8 +253,13 @@ impl BrokerConfig {
             offsets_retention: Duration::from_secs(10_080 * 60),
             offsets_retention_check_interval: Duration::from_millis(600_000),
             offset_metadata_max_bytes: 4096,
+            replication: ReplicationConfig::default(),
+            cluster: None,
             raw: BTreeMap::new(),
         };
+        let mut voters = None;
+        let mut controller_names: Vec<String> = Vec::new();
+        let mut inter_broker = None;
         let mut topic_defaults = BTreeMap::new();
         for (key, value) in &raw {
             let invalid = |reason: &str| ConfigError::InvalidValue {
@@ -278,6 +342,53 @@ impl BrokerConfig {
                 "offset.metadata.max.bytes" => {
                     config.offset_metadata_max_bytes = parse_non_negative(value, &invalid)? as usize
                 }
+                "controller.quorum.voters" => {
+                    voters = Some(parse_voters(value).map_err(|r| invalid(&r))?)
+                }
+                "controller.listener.names" => {
+                    controller_names = value
+                        .split(',')
+                        .map(|n| n.trim().to_string())
+                        .filter(|n| !n.is_empty())
+                        .collect()
+                }
+                "inter.broker.listener.name" => inter_broker = Some(value.trim().to_string()),
+                "replica.lag.time.max.ms" => {
+                    config.replication.replica_lag_time_max =
+                        Duration::from_millis(parse_positive(value, &invalid)? as u64)
+                }
+                "replica.fetch.wait.max.ms" => {
+                    config.replication.replica_fetch_wait_max =
+                        Duration::from_millis(parse_non_negative(value, &invalid)?)
+                }
+                "replica.fetch.max.bytes" => {
+                    config.replication.replica_fetch_max_bytes =
+                        i32::try_from(parse_positive(value, &invalid)?)
+                            .map_err(|_| invalid("too large"))?
+                }
+                "broker.heartbeat.interval.ms" => {
+                    config.replication.broker_heartbeat_interval =
+                        Duration::from_millis(parse_positive(value, &invalid)? as u64)
+                }
+                "broker.session.timeout.ms" => {
+                    config.replication.broker_session_timeout =
+                        Duration::from_millis(parse_positive(value, &invalid)? as u64)
+                }
+                "auto.leader.rebalance.enable" => {
+                    config.replication.auto_leader_rebalance = parse_bool(value, &invalid)?
+                }
+                "leader.imbalance.check.interval.seconds" => {
+                    config.replication.leader_imbalance_check_interval =
+                        Duration::from_secs(parse_positive(value, &invalid)? as u64)
+                }
+                "offsets.topic.replication.factor" => {
+                    config.replication.offsets_topic_replication_factor =
+                        i16::try_from(parse_positive(value, &invalid)?)
+                            .map_err(|_| invalid("too large"))?
+                }
+                "follower.replication.throttled.rate" => {
+                    config.replication.reassignment_throttle = parse_non_negative(value, &invalid)?
+                }
                 k if ACCEPTED_IGNORED.contains(&k) => {}
                 _ => return Err(ConfigError::UnknownKey(key.clone())),
             }
@@ -292,8 +403,110 @@ impl BrokerConfig {
         config.topic_defaults = TopicConfig::default()
             .with_overrides(&topic_defaults)
             .map_err(ConfigError::TopicDefault)?;
+        config.cluster =
+            config.split_controller_listener(voters, &controller_names, inter_broker)?;
         config.raw = raw;
         Ok(config)
+    }
+
+    /// In a cluster, takes the controller listener out of the Kafka
+    /// listeners (it serves the quorum's gRPC, not Kafka clients).
+    fn split_controller_listener(
+        &mut self,
+        voters: Option<BTreeMap<i32, String>>,
+        controller_names: &[String],
+        inter_broker: Option<String>,
+    ) -> Result<Option<ClusterConfig>, ConfigError> {
+        let invalid = |key: &str, value: &str, reason: String| ConfigError::InvalidValue {
+            key: key.into(),
+            value: value.into(),
+            reason,
+        };
+        let Some(voters) = voters else {
+            if let Some(name) = controller_names.first() {
+                // A controller listener without a quorum: never serve Kafka on it.
+                self.listeners.retain(|l| &l.name != name);
+            }
+            return Ok(None);
+        };
+        let Some(name) = controller_names.first() else {
+            return Err(invalid(
+                "controller.listener.names",
+                "",
+                "required with controller.quorum.voters".into(),
+            ));
+        };
+        let Some(at) = self.listeners.iter().position(|l| &l.name == name) else {
+            return Err(invalid(
+                "controller.listener.names",
+                name,
+                "no listener of that name in `listeners`".into(),
+            ));
+        };
+        let controller = self.listeners.remove(at);
+        if self.listeners.is_empty() {
+            return Err(invalid(
+                "listeners",
+                "",
+                "a broker needs a Kafka listener besides the controller listener".into(),
+            ));
+        }
+        let inter_broker_listener = inter_broker.unwrap_or_else(|| self.listeners[0].name.clone());
+        if !self
+            .listeners
+            .iter()
+            .any(|l| l.name == inter_broker_listener)
+        {
+            return Err(invalid(
+                "inter.broker.listener.name",
+                &inter_broker_listener,
+                "no Kafka listener of that name".into(),
+            ));
+        }
+        let controller_advertised = match (&controller.advertised, voters.get(&self.node_id)) {
+            (Some((host, port)), _) if *port != 0 => format!("{host}:{port}"),
+            (_, Some(addr)) => addr.clone(),
+            _ => {
+                let (host, port) = controller.advertised_endpoint(controller.addr);
+                format!("{host}:{port}")
+            }
+        };
+        Ok(Some(ClusterConfig {
+            voters,
+            controller_addr: controller.addr,
+            controller_advertised,
+            inter_broker_listener,
+        }))
+    }
+}
+
+/// Parses Kafka's `controller.quorum.voters`: `id@host:port,...`.
+fn parse_voters(value: &str) -> Result<BTreeMap<i32, String>, String> {
+    let mut voters = BTreeMap::new();
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (id, addr) = entry
+            .split_once('@')
+            .ok_or_else(|| format!("`{entry}` is not id@host:port"))?;
+        let id: i32 = id
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{id}` is not a node id"))?;
+        let (host, port) = addr
+            .rsplit_once(':')
+            .ok_or_else(|| format!("`{addr}` has no port"))?;
+        if host.is_empty() || port.parse::<u16>().is_err() {
+            return Err(format!("`{addr}` is not host:port"));
+        }
+        if voters.insert(id, addr.to_string()).is_some() {
+            return Err(format!("node {id} is listed twice"));
+        }
+    }
+    match voters.len() {
+        1 | 3 | 5 => Ok(voters),
+        0 => Err("no voters".into()),
+        n => Err(format!(
+            "{n} voters: use 1, 3 or 5 (an even count tolerates no more failures than one fewer)"
+        )),
     }
 }
 
@@ -415,5 +628,60 @@ mod tests {
             Some("zone-a")
         );
         assert_eq!(build(&[]).unwrap().rack, None);
+    }
+
+    #[test]
+    fn cluster_settings_take_the_controller_listener() {
+        let listeners = vec![
+            ListenerConfig::plaintext("127.0.0.1:9092".parse().unwrap()),
+            ListenerConfig {
+                name: "CONTROLLER".into(),
+                addr: "127.0.0.1:9093".parse().unwrap(),
+                advertised: None,
+            },
+        ];
+        let raw = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let config = BrokerConfig::new(
+            1,
+            listeners.clone(),
+            PathBuf::from("/tmp/x"),
+            None,
+            raw(&[
+                (
+                    "controller.quorum.voters",
+                    "0@h0:9093,1@127.0.0.1:9093,2@h2:9093",
+                ),
+                ("controller.listener.names", "CONTROLLER"),
+                ("replica.lag.time.max.ms", "5000"),
+            ]),
+        )
+        .unwrap();
+        let cluster = config.cluster.unwrap();
+        assert_eq!(config.listeners.len(), 1);
+        assert_eq!(cluster.voters.len(), 3);
+        assert_eq!(cluster.controller_advertised, "127.0.0.1:9093");
+        assert_eq!(cluster.inter_broker_listener, "PLAINTEXT");
+        assert_eq!(
+            config.replication.replica_lag_time_max,
+            Duration::from_millis(5000)
+        );
+        let fails = |pairs: &[(&str, &str)]| {
+            BrokerConfig::new(1, listeners.clone(), PathBuf::from("/x"), None, raw(pairs))
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(fails(&[("controller.quorum.voters", "0@a:1,1@b:2")]).contains("1, 3 or 5"));
+        assert!(fails(&[("controller.quorum.voters", "0@a")]).contains("no port"));
+        assert!(fails(&[("controller.quorum.voters", "0@a:1")]).contains("required"));
+        assert!(fails(&[
+            ("controller.quorum.voters", "0@a:1"),
+            ("controller.listener.names", "NOPE")
+        ])
+        .contains("no listener"));
     }
 }

@@ -24,6 +24,9 @@ pub struct ListenerSpec {
 /// Kafka's default `listener.security.protocol.map`.
 const DEFAULT_PROTOCOLS: &[(&str, &str)] = &[
     ("PLAINTEXT", "PLAINTEXT"),
+    // The controller listener of Kafka's KRaft examples, so a cluster
+    // config needs no protocol map.
+    ("CONTROLLER", "PLAINTEXT"),
     ("SSL", "SSL"),
     ("SASL_PLAINTEXT", "SASL_PLAINTEXT"),
     ("SASL_SSL", "SASL_SSL"),

@@ -39,6 +39,26 @@ pub struct Metrics {
     pub under_replicated: IntGauge,
     /// 1 on the active controller.
     pub active_controller: IntGauge,
+    /// Led partitions whose ISR is below min.insync.replicas.
+    pub under_min_isr: IntGauge,
+    /// Partitions without a leader (reported by the active controller).
+    pub offline_partitions: IntGauge,
+    /// Brokers fenced in the metadata (reported by the active controller).
+    pub fenced_brokers: IntGauge,
+    /// ISR shrinks proposed by this broker as leader.
+    pub isr_shrinks: IntCounter,
+    /// ISR expansions proposed by this broker as leader.
+    pub isr_expands: IntCounter,
+    /// Largest lag (messages) of a partition this broker follows.
+    pub max_follower_lag: IntGauge,
+    /// Raft role of this node: 0 unattached, 1 follower, 2 candidate, 3 leader, 4 learner.
+    pub raft_state: IntGauge,
+    /// Raft term.
+    pub raft_term: IntGauge,
+    /// Highest committed metadata offset.
+    pub raft_commit_index: IntGauge,
+    /// Highest applied metadata offset.
+    pub raft_last_applied: IntGauge,
     /// The group coordinator's families.
     pub groups: GroupMetrics,
 }
@@ -214,6 +234,19 @@ impl Metrics {
             "1 if this broker is the active controller",
         );
         active_controller.set(1);
+        let plain = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("valid metric");
+            r.register(Box::new(c.clone())).expect("unique metric");
+            c
+        };
+        let isr_shrinks = plain(
+            "kafka_server_replicamanager_isrshrinks_total",
+            "ISR shrinks of partitions this broker leads",
+        );
+        let isr_expands = plain(
+            "kafka_server_replicamanager_isrexpands_total",
+            "ISR expansions of partitions this broker leads",
+        );
         Metrics {
             bytes_in: counter(
                 &r,
@@ -309,6 +342,48 @@ impl Metrics {
                 "Partitions with fewer in-sync replicas than replicas",
             ),
             active_controller,
+            under_min_isr: gauge(
+                &r,
+                "kafka_server_replicamanager_underminisrpartitioncount",
+                "Led partitions with fewer in-sync replicas than min.insync.replicas",
+            ),
+            offline_partitions: gauge(
+                &r,
+                "kafka_controller_kafkacontroller_offlinepartitionscount",
+                "Partitions without a leader (active controller only)",
+            ),
+            fenced_brokers: gauge(
+                &r,
+                "kafka_controller_kafkacontroller_fencedbrokercount",
+                "Brokers fenced in the cluster metadata (active controller only)",
+            ),
+            isr_shrinks,
+            isr_expands,
+            max_follower_lag: gauge(
+                &r,
+                "kafka_server_replicafetchermanager_maxlag",
+                "Largest lag in messages of a partition this broker follows",
+            ),
+            raft_state: gauge(
+                &r,
+                "kafka_server_raftmetrics_current_state",
+                "Raft role: 0 unattached, 1 follower, 2 candidate, 3 leader, 4 learner",
+            ),
+            raft_term: gauge(
+                &r,
+                "kafka_server_raftmetrics_current_epoch",
+                "Raft term (epoch) of the metadata quorum",
+            ),
+            raft_commit_index: gauge(
+                &r,
+                "kafka_server_raftmetrics_high_watermark",
+                "Highest committed offset of the metadata log",
+            ),
+            raft_last_applied: gauge(
+                &r,
+                "kafka_server_raftmetrics_log_end_offset",
+                "Highest applied offset of the metadata log",
+            ),
             groups: GroupMetrics::register(&r),
             registry: r,
         }

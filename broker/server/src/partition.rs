@@ -4,18 +4,85 @@
 //! The log sits behind a `RwLock`: fetches read under the shared lock with
 //! positional reads, so many consumers never wait on each other; produce
 //! takes the exclusive lock only for the append itself.
+//!
+//! In a cluster a partition is also a replica: [`ReplicaState`] says whether
+//! this broker leads it (and how far each follower has fetched) or follows
+//! another broker, and the high watermark is tracked separately from the log
+//! end: consumers never read past it. A standalone broker's high watermark
+//! is simply its log end.
 
 use std::{
+    collections::BTreeMap,
     path::Path,
     sync::{
         atomic::{AtomicI64, Ordering},
-        RwLock, RwLockReadGuard, RwLockWriteGuard,
+        Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
     },
+    time::Instant,
 };
 
 use rivulet_storage::{config::LogConfig, AppendInfo, Log, ReadResult, StorageError};
+use tokio::sync::watch;
 
 use crate::metrics::PartitionMetrics;
+
+/// What this broker is for a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A single-broker deployment: leader, no followers, HW = log end.
+    Standalone,
+    /// Leader in a cluster.
+    Leader,
+    /// Follower of the given broker (or of nobody, while it is offline).
+    Follower(Option<i32>),
+}
+
+/// A follower as its leader sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct FollowerProgress {
+    /// Its log end offset (the offset of its last fetch), -1 until known.
+    pub log_end: i64,
+    /// Last time it had fetched everything the leader had.
+    pub last_caught_up: Instant,
+}
+
+/// Replica role and replication progress of one partition.
+#[derive(Debug, Clone)]
+pub struct ReplicaState {
+    /// Leader, follower or standalone.
+    pub role: Role,
+    /// The current leader epoch (stamped on appended batches).
+    pub leader_epoch: i32,
+    /// The partition epoch of the metadata this state came from.
+    pub partition_epoch: i32,
+    /// All replicas, preferred leader first.
+    pub replicas: Vec<i32>,
+    /// The in-sync replicas.
+    pub isr: Vec<i32>,
+    /// Followers' progress (leader only).
+    pub followers: BTreeMap<i32, FollowerProgress>,
+    /// An ISR change is being proposed; don't propose another.
+    pub isr_change_pending: bool,
+}
+
+impl ReplicaState {
+    fn standalone() -> Self {
+        ReplicaState {
+            role: Role::Standalone,
+            leader_epoch: 0,
+            partition_epoch: 0,
+            replicas: Vec::new(),
+            isr: Vec::new(),
+            followers: BTreeMap::new(),
+            isr_change_pending: false,
+        }
+    }
+
+    /// Whether this broker leads the partition.
+    pub fn is_leader(&self) -> bool {
+        matches!(self.role, Role::Standalone | Role::Leader)
+    }
+}
 
 /// A hosted partition.
 pub struct Partition {
@@ -26,6 +93,11 @@ pub struct Partition {
     flush_lock: tokio::sync::Mutex<()>,
     /// Every offset below this is known to be fsynced.
     flushed_to: AtomicI64,
+    /// Role and follower progress; a short-held lock, never across I/O.
+    replica: Mutex<ReplicaState>,
+    /// The high watermark, watched by acks=all producers waiting for their
+    /// offsets to be replicated. Unused (log end instead) when standalone.
+    hw: watch::Sender<i64>,
     metrics: PartitionMetrics,
 }
 
@@ -41,6 +113,10 @@ impl Partition {
         let partition = Partition {
             index,
             flushed_to: AtomicI64::new(log.log_end_offset()),
+            replica: Mutex::new(ReplicaState::standalone()),
+            // Not persisted: a replica starts from its log start and learns
+            // the real value from its leader or its followers.
+            hw: watch::channel(log.log_start_offset()).0,
             log: RwLock::new(log),
             flush_lock: tokio::sync::Mutex::new(()),
             metrics,
@@ -61,31 +137,212 @@ impl Partition {
         self.log.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Appends validated batches; `batches` is copied because offsets are
-    /// rewritten in place and the request buffer is shared.
+    /// The replica state (role, epochs, ISR, follower progress).
+    pub fn replica(&self) -> MutexGuard<'_, ReplicaState> {
+        self.replica.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Appends validated batches as leader, stamping the current leader
+    /// epoch; `batches` is copied because offsets are rewritten in place and
+    /// the request buffer is shared.
     pub fn append(&self, batches: &[u8], now_ms: i64) -> Result<AppendInfo, StorageError> {
         let mut owned = batches.to_vec();
+        let epoch = self.replica().leader_epoch;
         let mut log = self.write_log();
-        let info = log.append(&mut owned, 0, now_ms)?;
+        let info = log.append(&mut owned, epoch, now_ms)?;
         self.update_gauges(&log);
+        let end = log.log_end_offset();
+        drop(log);
+        self.advance_hw(end);
         Ok(info)
     }
 
-    /// Whole batches from `offset`, up to the high watermark.
+    /// Appends batches fetched from the leader, offsets and epochs kept.
+    pub fn append_replicated(&self, batches: &[u8], now_ms: i64) -> Result<(), StorageError> {
+        if batches.is_empty() {
+            return Ok(());
+        }
+        let mut log = self.write_log();
+        log.append_replicated(batches, now_ms)?;
+        self.update_gauges(&log);
+        Ok(())
+    }
+
+    /// Whole batches from `offset`, up to the high watermark (consumers).
     pub fn read(
         &self,
         offset: i64,
         max_bytes: usize,
         min_one: bool,
     ) -> Result<ReadResult, StorageError> {
+        let hw = self.high_watermark();
         let log = self.read_log();
-        let hw = log.log_end_offset();
-        log.read(offset, max_bytes, hw, min_one)
+        log.read(offset, max_bytes, hw.min(log.log_end_offset()), min_one)
     }
 
-    /// The high watermark: on a single broker every appended offset is committed.
+    /// Whole batches from `offset`, up to the log end (followers).
+    pub fn read_replica(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, StorageError> {
+        let log = self.read_log();
+        let end = log.log_end_offset();
+        log.read(offset, max_bytes, end, true)
+    }
+
+    /// The high watermark: what every in-sync replica has. Standalone,
+    /// every appended offset is committed.
     pub fn high_watermark(&self) -> i64 {
-        self.read_log().log_end_offset()
+        if self.replica().role == Role::Standalone {
+            return self.read_log().log_end_offset();
+        }
+        *self.hw.borrow()
+    }
+
+    /// Waits until the high watermark reaches `offset` (everything below
+    /// it is on every in-sync replica); false on timeout or when this
+    /// broker stops leading. Immediate when standalone.
+    pub async fn wait_for_hw(&self, offset: i64, timeout: std::time::Duration) -> bool {
+        if self.replica().role == Role::Standalone {
+            return true;
+        }
+        let mut rx = self.hw.subscribe();
+        let reached = tokio::time::timeout(timeout, rx.wait_for(|hw| *hw >= offset)).await;
+        matches!(reached, Ok(Ok(_))) && self.replica().role == Role::Leader
+    }
+
+    /// A receiver of high watermark changes.
+    pub fn watch_hw(&self) -> watch::Receiver<i64> {
+        self.hw.subscribe()
+    }
+
+    /// Sets the high watermark (a follower learning it from its leader,
+    /// capped at its own log end). Never moves it backwards.
+    pub fn set_hw(&self, hw: i64) {
+        self.hw.send_if_modified(|cur| {
+            if hw > *cur {
+                *cur = hw;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Lowers the high watermark to `end` after a truncation cut the log
+    /// below it (the only way it ever moves back).
+    pub fn cap_hw(&self, end: i64) {
+        self.hw.send_if_modified(|cur| {
+            if *cur > end {
+                *cur = end;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Recomputes the leader's high watermark from its log end and the ISR
+    /// followers' positions; returns the new value if it moved.
+    fn advance_hw(&self, leader_end: i64) -> Option<i64> {
+        let replica = self.replica();
+        if replica.role != Role::Leader {
+            return None;
+        }
+        let hw = crate::cluster::replication::high_watermark(&replica, leader_end);
+        drop(replica);
+        let before = *self.hw.borrow();
+        self.set_hw(hw);
+        (hw > before).then_some(hw)
+    }
+
+    /// Leader side of a follower's fetch at `fetch_offset`: records its
+    /// progress and moves the high watermark. Returns (whether the follower
+    /// may rejoin the ISR now, whether the high watermark moved).
+    pub fn record_follower_fetch(
+        &self,
+        follower: i32,
+        fetch_offset: i64,
+        now: Instant,
+    ) -> (bool, bool) {
+        let end = self.read_log().log_end_offset();
+        let eligible = {
+            let mut replica = self.replica();
+            if replica.role != Role::Leader || !replica.replicas.contains(&follower) {
+                return (false, false);
+            }
+            let hw = *self.hw.borrow();
+            let progress = replica
+                .followers
+                .entry(follower)
+                .or_insert(FollowerProgress {
+                    log_end: -1,
+                    last_caught_up: now,
+                });
+            progress.log_end = fetch_offset;
+            if fetch_offset >= end {
+                progress.last_caught_up = now;
+            }
+            !replica.isr.contains(&follower) && fetch_offset >= hw && !replica.isr_change_pending
+        };
+        let moved = self.advance_hw(end).is_some();
+        (eligible, moved)
+    }
+
+    /// Takes the leader role with `epoch` (this broker is `self_id`);
+    /// follower progress restarts.
+    pub fn become_leader(
+        &self,
+        self_id: i32,
+        epoch: i32,
+        partition_epoch: i32,
+        replicas: &[i32],
+        isr: &[i32],
+    ) {
+        let now = Instant::now();
+        {
+            let mut replica = self.replica();
+            let new_term = replica.role != Role::Leader || replica.leader_epoch != epoch;
+            if new_term {
+                replica.followers = replicas
+                    .iter()
+                    .filter(|&&id| id != self_id)
+                    .map(|&id| {
+                        (
+                            id,
+                            FollowerProgress {
+                                log_end: -1,
+                                last_caught_up: now,
+                            },
+                        )
+                    })
+                    .collect();
+            }
+            replica.role = Role::Leader;
+            replica.leader_epoch = epoch;
+            replica.partition_epoch = partition_epoch;
+            replica.replicas = replicas.to_vec();
+            replica.isr = isr.to_vec();
+            replica.isr_change_pending = false;
+        }
+        let end = self.read_log().log_end_offset();
+        self.advance_hw(end);
+    }
+
+    /// Takes the follower role under `leader` (None: no leader yet).
+    pub fn become_follower(
+        &self,
+        leader: Option<i32>,
+        epoch: i32,
+        partition_epoch: i32,
+        replicas: &[i32],
+        isr: &[i32],
+    ) {
+        let mut replica = self.replica();
+        replica.role = Role::Follower(leader);
+        replica.leader_epoch = epoch;
+        replica.partition_epoch = partition_epoch;
+        replica.replicas = replicas.to_vec();
+        replica.isr = isr.to_vec();
+        replica.followers.clear();
+        replica.isr_change_pending = false;
     }
 
     /// Waits until everything up to `offset` (exclusive) is fsynced. One

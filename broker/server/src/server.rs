@@ -22,6 +22,9 @@ pub enum ServerError {
     /// The data directory could not be opened.
     #[error("open data directory: {0}")]
     Open(#[from] crate::broker::OpenError),
+    /// The controller quorum node could not start.
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
     /// A listener could not be bound.
     #[error("bind {what} on {addr}: {source}")]
     Bind {
@@ -79,6 +82,11 @@ pub async fn run(
         .map(|(name, local, _)| (name.clone(), *local))
         .collect();
     let kafka = listeners[0].1;
+    let cluster = if broker.config.cluster.is_some() {
+        Some(crate::cluster::Cluster::start(&broker).await?)
+    } else {
+        None
+    };
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut background = JoinSet::new();
@@ -139,6 +147,11 @@ pub async fn run(
     }
 
     tracing::info!("shutting down: finishing in-flight requests");
+    if let Some(cluster) = &cluster {
+        // Leaderships move before connections close, so clients switch
+        // to the new leaders instead of waiting for a session timeout.
+        cluster.shutdown().await;
+    }
     broker.begin_shutdown();
     acceptors.abort_all();
     let _ = stop_tx.send(true);

@@ -193,21 +193,44 @@ fn topic_only(resource_type: i8) -> Result<(), ApiError> {
     }
 }
 
+/// Replaces a topic's overrides, through the quorum in a cluster.
+async fn set_configs(
+    broker: &Broker,
+    name: &str,
+    overrides: Result<BTreeMap<String, String>, ApiError>,
+    validate_only: bool,
+) -> Result<(), ApiError> {
+    let overrides = overrides?;
+    match broker.cluster() {
+        Some(cluster) => {
+            broker
+                .config
+                .topic_defaults
+                .with_overrides(&overrides)
+                .map_err(|e| ApiError::new(ResponseError::InvalidConfig, e.to_string()))?;
+            cluster
+                .set_topic_configs(name, overrides, validate_only)
+                .await
+        }
+        None => broker.set_topic_configs(name, overrides, validate_only),
+    }
+}
+
 /// Answers AlterConfigs (replace the topic's overrides wholesale).
-pub fn alter(broker: &Broker, req: AlterConfigsRequest) -> AlterConfigsResponse {
-    let responses = req
-        .resources
-        .into_iter()
-        .map(|r| {
-            let outcome = topic_only(r.resource_type).and_then(|_| {
+pub async fn alter(broker: &Broker, req: AlterConfigsRequest) -> AlterConfigsResponse {
+    let mut responses = Vec::with_capacity(req.resources.len());
+    for r in req.resources {
+        responses.push({
+            let overrides = topic_only(r.resource_type).map(|_| {
                 let mut overrides = BTreeMap::new();
                 for c in &r.configs {
                     if let Some(v) = &c.value {
                         overrides.insert(c.name.to_string(), v.to_string());
                     }
                 }
-                broker.set_topic_configs(&r.resource_name, overrides, req.validate_only)
+                overrides
             });
+            let outcome = set_configs(broker, &r.resource_name, overrides, req.validate_only).await;
             let (code, message) = split(outcome);
             kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse::default(
             )
@@ -215,21 +238,20 @@ pub fn alter(broker: &Broker, req: AlterConfigsRequest) -> AlterConfigsResponse 
             .with_error_message(message)
             .with_resource_type(r.resource_type)
             .with_resource_name(r.resource_name)
-        })
-        .collect();
+        });
+    }
     AlterConfigsResponse::default().with_responses(responses)
 }
 
 /// Answers IncrementalAlterConfigs.
-pub fn incremental_alter(
+pub async fn incremental_alter(
     broker: &Broker,
     req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
-    let responses = req
-        .resources
-        .into_iter()
-        .map(|r| {
-            let outcome = topic_only(r.resource_type).and_then(|_| {
+    let mut responses = Vec::with_capacity(req.resources.len());
+    for r in req.resources {
+        responses.push({
+            let overrides = topic_only(r.resource_type).and_then(|_| {
                 let topic = broker.topic(&r.resource_name).ok_or_else(|| {
                     ApiError::new(
                         ResponseError::UnknownTopicOrPartition,
@@ -246,16 +268,17 @@ pub fn incremental_alter(
                         c.value.as_deref(),
                     )?;
                 }
-                broker.set_topic_configs(&r.resource_name, overrides, req.validate_only)
+                Ok(overrides)
             });
+            let outcome = set_configs(broker, &r.resource_name, overrides, req.validate_only).await;
             let (code, message) = split(outcome);
             incremental_alter_configs_response::AlterConfigsResourceResponse::default()
                 .with_error_code(code)
                 .with_error_message(message)
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name)
-        })
-        .collect();
+        });
+    }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
 

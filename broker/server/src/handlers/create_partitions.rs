@@ -12,12 +12,29 @@ use kafka_protocol::{
 use crate::broker::{ApiError, Broker};
 
 /// Answers CreatePartitions.
-pub fn handle(broker: &Broker, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
+pub async fn handle(broker: &Broker, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
     let node = broker.config.node_id;
-    let results = req
-        .topics
-        .into_iter()
-        .map(|t| {
+    let mut results = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        if let Some(cluster) = broker.cluster() {
+            let assignments = t.assignments.as_ref().map(|a| {
+                a.iter()
+                    .map(|p| p.broker_ids.iter().map(|b| b.0).collect())
+                    .collect()
+            });
+            let outcome = cluster
+                .create_partitions(&t.name, t.count, assignments, req.validate_only)
+                .await;
+            let result = CreatePartitionsTopicResult::default().with_name(t.name);
+            results.push(match outcome {
+                Ok(()) => result,
+                Err(e) => result
+                    .with_error_code(e.code.code())
+                    .with_error_message(Some(StrBytes::from_string(e.message))),
+            });
+            continue;
+        }
+        results.push({
             let bad_assignment = t.assignments.as_ref().is_some_and(|a| {
                 a.iter()
                     .any(|p| p.broker_ids.is_empty() || p.broker_ids.iter().any(|b| b.0 != node))
@@ -37,7 +54,7 @@ pub fn handle(broker: &Broker, req: CreatePartitionsRequest) -> CreatePartitions
                     .with_error_code(e.code.code())
                     .with_error_message(Some(StrBytes::from_string(e.message))),
             }
-        })
-        .collect();
+        });
+    }
     CreatePartitionsResponse::default().with_results(results)
 }

@@ -17,19 +17,31 @@ use crate::{
     topic_config,
 };
 
+/// What a created (or validated) topic looks like.
+struct Created {
+    id: uuid::Uuid,
+    partitions: i32,
+    replication_factor: i16,
+    overrides: BTreeMap<String, String>,
+    config: topic_config::TopicConfig,
+}
+
 /// Answers CreateTopics.
-pub fn handle(broker: &Broker, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
-    let results = req
-        .topics
-        .into_iter()
-        .map(|t| {
-            let name = t.name.to_string();
-            let result = CreatableTopicResult::default().with_name(t.name.clone());
-            let outcome = create_one(broker, &name, &t, req.validate_only);
+pub async fn handle(
+    broker: &Broker,
+    req: CreateTopicsRequest,
+    version: i16,
+) -> CreateTopicsResponse {
+    let mut results = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let name = t.name.to_string();
+        let result = CreatableTopicResult::default().with_name(t.name.clone());
+        let outcome = create_one(broker, &name, &t, req.validate_only).await;
+        results.push({
             match outcome {
                 Ok(topic) => {
-                    let config = topic.config();
-                    let overrides = topic.overrides();
+                    let config = topic.config;
+                    let overrides = topic.overrides;
                     let configs = topic_config::KEYS
                         .iter()
                         .map(|k| {
@@ -46,11 +58,7 @@ pub fn handle(broker: &Broker, req: CreateTopicsRequest, version: i16) -> Create
                         .collect();
                     result
                         .with_topic_id(topic.id)
-                        .with_num_partitions(if req.validate_only {
-                            resolve(t.num_partitions, broker.config.num_partitions)
-                        } else {
-                            topic.partition_count()
-                        })
+                        .with_num_partitions(topic.partitions)
                         .with_replication_factor(topic.replication_factor)
                         .with_configs(if version >= 5 { Some(configs) } else { None })
                 }
@@ -60,8 +68,8 @@ pub fn handle(broker: &Broker, req: CreateTopicsRequest, version: i16) -> Create
                     .with_num_partitions(-1)
                     .with_replication_factor(-1),
             }
-        })
-        .collect();
+        });
+    }
     CreateTopicsResponse::default().with_topics(results)
 }
 
@@ -73,10 +81,92 @@ fn resolve(requested: i32, default: i32) -> i32 {
     }
 }
 
-fn create_one(
+async fn create_one(
     broker: &Broker,
     name: &str,
     t: &kafka_protocol::messages::create_topics_request::CreatableTopic,
+    validate_only: bool,
+) -> Result<Created, ApiError> {
+    let overrides = overrides_of(t)?;
+    if let Some(cluster) = broker.cluster() {
+        let assignments = (!t.assignments.is_empty()).then(|| {
+            t.assignments
+                .iter()
+                .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+                .collect::<Vec<Vec<i32>>>()
+        });
+        if assignments.is_some() && (t.num_partitions != -1 || t.replication_factor != -1) {
+            return Err(ApiError::new(
+                ResponseError::InvalidRequest,
+                "give either replica assignments or partitions and replication factor, not both",
+            ));
+        }
+        let new = crate::cluster::admin::NewTopic {
+            name: name.to_string(),
+            partitions: t.num_partitions,
+            replication_factor: t.replication_factor,
+            assignments,
+            configs: overrides.clone(),
+        };
+        let (partitions, replication_factor) =
+            cluster.create_topic(broker, new, validate_only).await?;
+        let id = cluster
+            .image()
+            .topics
+            .get(name)
+            .map_or(uuid::Uuid::nil(), |t| t.id);
+        let config = broker
+            .config
+            .topic_defaults
+            .with_overrides(&overrides)
+            .map_err(|e| ApiError::new(ResponseError::InvalidConfig, e.to_string()))?;
+        return Ok(Created {
+            id,
+            partitions,
+            replication_factor,
+            overrides,
+            config,
+        });
+    }
+    let topic = create_standalone(broker, name, t, overrides, validate_only)?;
+    Ok(Created {
+        id: topic.id,
+        partitions: if validate_only {
+            resolve(t.num_partitions, broker.config.num_partitions)
+        } else {
+            topic.partition_count()
+        },
+        replication_factor: topic.replication_factor,
+        overrides: topic.overrides(),
+        config: topic.config(),
+    })
+}
+
+fn overrides_of(
+    t: &kafka_protocol::messages::create_topics_request::CreatableTopic,
+) -> Result<BTreeMap<String, String>, ApiError> {
+    let mut overrides = BTreeMap::new();
+    for c in &t.configs {
+        match &c.value {
+            Some(v) => {
+                overrides.insert(c.name.to_string(), v.to_string());
+            }
+            None => {
+                return Err(ApiError::new(
+                    ResponseError::InvalidConfig,
+                    format!("config `{}` has no value", c.name),
+                ))
+            }
+        }
+    }
+    Ok(overrides)
+}
+
+fn create_standalone(
+    broker: &Broker,
+    name: &str,
+    t: &kafka_protocol::messages::create_topics_request::CreatableTopic,
+    overrides: BTreeMap<String, String>,
     validate_only: bool,
 ) -> Result<std::sync::Arc<crate::broker::Topic>, ApiError> {
     let mut partitions = t.num_partitions;
@@ -102,20 +192,6 @@ fn create_one(
         }
         partitions = t.assignments.len() as i32;
         rf = t.assignments[0].broker_ids.len() as i16;
-    }
-    let mut overrides = BTreeMap::new();
-    for c in &t.configs {
-        match &c.value {
-            Some(v) => {
-                overrides.insert(c.name.to_string(), v.to_string());
-            }
-            None => {
-                return Err(ApiError::new(
-                    ResponseError::InvalidConfig,
-                    format!("config `{}` has no value", c.name),
-                ))
-            }
-        }
     }
     broker.create_topic(name, partitions, rf, overrides, validate_only)
 }

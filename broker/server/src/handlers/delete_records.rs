@@ -26,8 +26,13 @@ pub fn handle(broker: &Broker, req: DeleteRecordsRequest) -> DeleteRecordsRespon
                     let Some(partition) = topic.as_ref().and_then(|topic| topic.partition(p.partition_index)) else {
                         return result.with_low_watermark(-1).with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
+                    if !partition.replica().is_leader() {
+                        return result.with_low_watermark(-1).with_error_code(ResponseError::NotLeaderOrFollower.code());
+                    }
+                    // Followers learn the new log start from their fetches.
+                    let hw = partition.high_watermark();
                     let mut log = partition.write_log();
-                    let hw = log.log_end_offset();
+                    let hw = hw.min(log.log_end_offset());
                     // -1 means "up to the high watermark".
                     let target = if p.offset == -1 { hw } else { p.offset };
                     if target < 0 || target > hw {

@@ -13,7 +13,11 @@ use uuid::Uuid;
 use crate::broker::{ApiError, Broker};
 
 /// Answers DeleteTopics.
-pub fn handle(broker: &Broker, req: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+pub async fn handle(
+    broker: &Broker,
+    req: DeleteTopicsRequest,
+    version: i16,
+) -> DeleteTopicsResponse {
     let targets: Vec<(Option<String>, Uuid)> = if version >= 6 {
         req.topics
             .into_iter()
@@ -25,9 +29,9 @@ pub fn handle(broker: &Broker, req: DeleteTopicsRequest, version: i16) -> Delete
             .map(|n| (Some(n.to_string()), Uuid::nil()))
             .collect()
     };
-    let responses = targets
-        .into_iter()
-        .map(|(name, id)| {
+    let mut responses = Vec::with_capacity(targets.len());
+    for (name, id) in targets {
+        responses.push({
             let resolved = match &name {
                 Some(n) => broker
                     .topic(n)
@@ -48,7 +52,11 @@ pub fn handle(broker: &Broker, req: DeleteTopicsRequest, version: i16) -> Delete
                         )
                     }),
             };
-            let outcome = resolved.and_then(|(n, id)| broker.delete_topic(&n).map(|_| (n, id)));
+            let outcome = match (resolved, broker.cluster()) {
+                (Ok((n, id)), Some(cluster)) => cluster.delete_topic(&n).await.map(|_| (n, id)),
+                (Ok((n, id)), None) => broker.delete_topic(&n).map(|_| (n, id)),
+                (Err(e), _) => Err(e),
+            };
             match outcome {
                 Ok((n, id)) => DeletableTopicResult::default()
                     .with_name(Some(TopicName(StrBytes::from_string(n))))
@@ -59,7 +67,7 @@ pub fn handle(broker: &Broker, req: DeleteTopicsRequest, version: i16) -> Delete
                     .with_error_code(e.code.code())
                     .with_error_message(Some(StrBytes::from_string(e.message))),
             }
-        })
-        .collect();
+        });
+    }
     DeleteTopicsResponse::default().with_responses(responses)
 }

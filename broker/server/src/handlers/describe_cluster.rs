@@ -16,6 +16,24 @@ pub fn handle(
     _req: DescribeClusterRequest,
     listener: &str,
 ) -> DescribeClusterResponse {
+    if let Some(cluster) = broker.cluster() {
+        let brokers = cluster
+            .live_endpoints(listener)
+            .into_iter()
+            .map(|(id, e, rack)| {
+                DescribeClusterBroker::default()
+                    .with_broker_id(BrokerId(id))
+                    .with_host(StrBytes::from_string(e.host))
+                    .with_port(i32::from(e.port))
+                    .with_rack(rack.map(StrBytes::from_string))
+            })
+            .collect();
+        return DescribeClusterResponse::default()
+            .with_cluster_id(StrBytes::from_string(cluster.cluster_id.clone()))
+            .with_controller_id(BrokerId(cluster.controller_id().unwrap_or(-1)))
+            .with_cluster_authorized_operations(i32::MIN)
+            .with_brokers(brokers);
+    }
     let (host, port) = broker.advertised(listener);
     let node = BrokerId(broker.config.node_id);
     DescribeClusterResponse::default()

@@ -5,6 +5,10 @@
 //!
 //! Fetch sessions (KIP-227) are not kept: every answer carries session id 0,
 //! which clients take as "send full requests", as Kafka allows.
+//!
+//! Only a partition's leader serves fetches. Consumers read up to the high
+//! watermark; followers (a replica id >= 0) read up to the log end, and
+//! their fetch offset tells the leader how far they have replicated.
 
 use std::time::Duration;
 
@@ -33,12 +37,23 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
     let min_bytes = req.min_bytes.max(0) as usize;
     let mut data = broker.subscribe_data();
     let topics = resolve(broker, &req, version);
-    for topic in topics.iter().flatten() {
-        topic.metrics.fetch_requests.inc();
+    let replica_id = if version >= 15 {
+        req.replica_state.replica_id.0
+    } else {
+        req.replica_id.0
+    };
+    let follower = (replica_id >= 0).then_some(replica_id);
+    if follower.is_none() {
+        for topic in topics.iter().flatten() {
+            topic.metrics.fetch_requests.inc();
+        }
+    }
+    if let Some(id) = follower {
+        record_follower(broker, &req, &topics, id);
     }
     loop {
         data.borrow_and_update();
-        let (responses, total, had_error) = collect(&req, &topics, version);
+        let (responses, total, had_error) = collect(&req, &topics, version, follower);
         let done =
             total >= min_bytes || had_error || Instant::now() >= deadline || broker.is_stopping();
         if done
@@ -49,9 +64,11 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
             let (responses, _, _) = if done {
                 (responses, total, had_error)
             } else {
-                collect(&req, &topics, version)
+                collect(&req, &topics, version, follower)
             };
-            count_bytes_out(&responses, &topics);
+            if follower.is_none() {
+                count_bytes_out(&responses, &topics);
+            }
             return FetchResponse::default()
                 .with_responses(responses)
                 .with_session_id(0);
@@ -77,11 +94,77 @@ fn resolve(
         .collect()
 }
 
+/// A follower's fetch offsets are its replication progress: record them
+/// on each partition it fetches (moving the high watermark) and let it
+/// back into the ISR once it has caught up.
+fn record_follower(
+    broker: &Broker,
+    req: &FetchRequest,
+    topics: &[Option<std::sync::Arc<Topic>>],
+    follower: i32,
+) {
+    let now = std::time::Instant::now();
+    let mut moved = false;
+    for (t, topic) in req.topics.iter().zip(topics) {
+        let Some(topic) = topic else { continue };
+        for p in &t.partitions {
+            let Some(partition) = topic.partition(p.partition) else {
+                continue;
+            };
+            let (eligible, hw_moved) =
+                partition.record_follower_fetch(follower, p.fetch_offset, now);
+            moved |= hw_moved;
+            if eligible {
+                if let Some(cluster) = broker.cluster() {
+                    crate::cluster::replication::expand_isr(
+                        cluster,
+                        &topic.name,
+                        &partition,
+                        follower,
+                    );
+                }
+            }
+        }
+    }
+    if moved {
+        // Consumers parked on the high watermark may read more now.
+        broker.notify_data();
+    }
+}
+
+/// Why this broker cannot serve a fetch of `p` from `partition`, if so.
+fn refusal(
+    topic: &Topic,
+    partition: Option<&std::sync::Arc<crate::partition::Partition>>,
+    index: i32,
+    current_leader_epoch: i32,
+) -> Option<ResponseError> {
+    let Some(partition) = partition else {
+        return (0..topic.partition_count())
+            .contains(&index)
+            .then_some(ResponseError::NotLeaderOrFollower);
+    };
+    let replica = partition.replica();
+    if !replica.is_leader() {
+        return Some(ResponseError::NotLeaderOrFollower);
+    }
+    if current_leader_epoch >= 0 && replica.role == crate::partition::Role::Leader {
+        if current_leader_epoch < replica.leader_epoch {
+            return Some(ResponseError::FencedLeaderEpoch);
+        }
+        if current_leader_epoch > replica.leader_epoch {
+            return Some(ResponseError::UnknownLeaderEpoch);
+        }
+    }
+    None
+}
+
 /// One pass over the requested partitions: (responses, bytes, any error).
 fn collect(
     req: &FetchRequest,
     topics: &[Option<std::sync::Arc<Topic>>],
     version: i16,
+    follower: Option<i32>,
 ) -> (Vec<FetchableTopicResponse>, usize, bool) {
     let mut remaining = req.max_bytes.max(0) as usize;
     let mut total = 0usize;
@@ -96,12 +179,17 @@ fn collect(
                 .with_last_stable_offset(-1)
                 .with_log_start_offset(-1)
                 .with_preferred_read_replica(kafka_protocol::messages::BrokerId(-1));
-            let Some(partition) = topic
+            let hosted = topic
                 .as_ref()
-                .and_then(|topic| topic.partition(p.partition))
-            else {
+                .and_then(|topic| topic.partition(p.partition));
+            let refused = topic
+                .as_ref()
+                .and_then(|t| refusal(t, hosted.as_ref(), p.partition, p.current_leader_epoch));
+            let (Some(partition), None) = (hosted, refused) else {
                 had_error = true;
-                let code = if version >= 13 && topic.is_none() {
+                let code = if let Some(code) = refused {
+                    code
+                } else if version >= 13 && topic.is_none() {
                     ResponseError::UnknownTopicId
                 } else {
                     ResponseError::UnknownTopicOrPartition
@@ -112,9 +200,13 @@ fn collect(
             let limit = (p.partition_max_bytes.max(0) as usize).min(remaining);
             // KIP-74: the first batch of the response is returned even if it
             // is larger than the limits, so a large batch can never wedge a consumer.
-            match partition.read(p.fetch_offset, limit, total == 0) {
+            let read = match follower {
+                Some(_) => partition.read_replica(p.fetch_offset, limit),
+                None => partition.read(p.fetch_offset, limit, total == 0),
+            };
+            match read {
                 Ok(read) => {
-                    let hw = read.log_end_offset;
+                    let hw = partition.high_watermark();
                     total += read.bytes.len();
                     remaining = remaining.saturating_sub(read.bytes.len());
                     partitions.push(

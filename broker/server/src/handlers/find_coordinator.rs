@@ -1,5 +1,5 @@
 //! FindCoordinator: the broker that leads a group's `__consumer_offsets`
-//! partition coordinates it (this broker, while it is the only one).
+//! partition coordinates it.
 //! `__consumer_offsets` is created on first use. Transactions are not
 //! supported, so transaction coordinators are never available.
 
@@ -24,6 +24,7 @@ fn locate(
     broker: &Broker,
     listener: &str,
     key_type: i8,
+    key: &str,
 ) -> Result<(i32, String, u16), (ResponseError, &'static str)> {
     match key_type {
         KEY_TYPE_GROUP => {}
@@ -44,6 +45,25 @@ fn locate(
         .groups
         .ensure_topic(broker)
         .map_err(|e| (e, "the offsets topic is not available"))?;
+    if let Some(cluster) = broker.cluster() {
+        // The coordinator is the leader of the group's offsets partition.
+        let p = broker.groups.partition_of(broker, key);
+        let leader = cluster
+            .image()
+            .partition(crate::group::OFFSETS_TOPIC, p)
+            .and_then(|state| state.leader);
+        let not_available = (
+            ResponseError::CoordinatorNotAvailable,
+            "the group's offsets partition has no leader",
+        );
+        let leader = leader.ok_or(not_available)?;
+        return cluster
+            .live_endpoints(listener)
+            .into_iter()
+            .find(|(id, _, _)| *id == leader)
+            .map(|(id, e, _)| (id, e.host, e.port))
+            .ok_or(not_available);
+    }
     let (host, port) = broker.advertised(listener);
     Ok((broker.config.node_id, host, port))
 }
@@ -60,8 +80,9 @@ pub fn handle(
             .coordinator_keys
             .into_iter()
             .map(|key| {
+                let found = locate(broker, listener, req.key_type, &key);
                 let c = Coordinator::default().with_key(key);
-                match locate(broker, listener, req.key_type) {
+                match found {
                     Ok((node, host, port)) => c
                         .with_node_id(BrokerId(node))
                         .with_host(StrBytes::from_string(host))
@@ -76,7 +97,7 @@ pub fn handle(
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    match locate(broker, listener, req.key_type) {
+    match locate(broker, listener, req.key_type, &req.key) {
         Ok((node, host, port)) => FindCoordinatorResponse::default()
             .with_node_id(BrokerId(node))
             .with_host(StrBytes::from_string(host))

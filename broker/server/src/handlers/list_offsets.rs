@@ -30,14 +30,43 @@ pub fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOff
                 .map(|p| {
                     let resp = ListOffsetsPartitionResponse::default()
                         .with_partition_index(p.partition_index);
-                    let Some(partition) = topic
+                    let hosted = topic
                         .as_ref()
-                        .and_then(|topic| topic.partition(p.partition_index))
-                    else {
+                        .and_then(|topic| topic.partition(p.partition_index));
+                    let in_range = topic
+                        .as_ref()
+                        .is_some_and(|t| (0..t.partition_count()).contains(&p.partition_index));
+                    let Some(partition) = hosted else {
+                        let code = if in_range {
+                            ResponseError::NotLeaderOrFollower
+                        } else {
+                            ResponseError::UnknownTopicOrPartition
+                        };
                         return resp
-                            .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                            .with_error_code(code.code())
                             .with_offset(-1)
                             .with_timestamp(-1);
+                    };
+                    let epoch = {
+                        let replica = partition.replica();
+                        let refused = if !replica.is_leader() {
+                            Some(ResponseError::NotLeaderOrFollower)
+                        } else if p.current_leader_epoch >= 0
+                            && p.current_leader_epoch < replica.leader_epoch
+                        {
+                            Some(ResponseError::FencedLeaderEpoch)
+                        } else if p.current_leader_epoch > replica.leader_epoch {
+                            Some(ResponseError::UnknownLeaderEpoch)
+                        } else {
+                            None
+                        };
+                        if let Some(code) = refused {
+                            return resp
+                                .with_error_code(code.code())
+                                .with_offset(-1)
+                                .with_timestamp(-1);
+                        }
+                        replica.leader_epoch
                     };
                     if p.timestamp == MAX_TIMESTAMP && version < 7 {
                         return resp.with_error_code(ResponseError::UnsupportedVersion.code());
@@ -47,7 +76,7 @@ pub fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOff
                         Ok((offset, ts)) if version >= 4 => resp
                             .with_offset(offset)
                             .with_timestamp(ts)
-                            .with_leader_epoch(0),
+                            .with_leader_epoch(epoch),
                         Ok((offset, ts)) => resp.with_offset(offset).with_timestamp(ts),
                         Err(code) => resp
                             .with_error_code(code.code())
@@ -66,16 +95,17 @@ pub fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOff
 
 /// (offset, timestamp) for one partition and target.
 fn lookup(partition: &Partition, target: i64) -> Result<(i64, i64), ResponseError> {
+    // Consumers never see past the high watermark.
+    let hw = partition.high_watermark();
     let log = partition.read_log();
     match target {
-        LATEST => Ok((log.log_end_offset(), -1)),
+        LATEST => Ok((hw.min(log.log_end_offset()), -1)),
         EARLIEST => Ok((log.log_start_offset(), -1)),
         MAX_TIMESTAMP => {
             let Some((ts, batch_offset)) = log.max_timestamp() else {
                 return Ok((-1, -1));
             };
             // The log knows the batch; the record is found by decoding it.
-            let hw = log.log_end_offset();
             let batch = log
                 .read(batch_offset, 1, hw, true)
                 .map_err(|_| ResponseError::KafkaStorageError)?;

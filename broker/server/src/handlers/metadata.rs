@@ -14,6 +14,7 @@ use kafka_protocol::{
     protocol::StrBytes,
     ResponseError,
 };
+use rivulet_quorum::metadata::{ClusterMetadata, TopicMetadata};
 use uuid::Uuid;
 
 use super::code;
@@ -47,6 +48,143 @@ fn error_entry(name: Option<TopicName>, id: Uuid, err: ResponseError) -> Metadat
         .with_topic_authorized_operations(i32::MIN)
 }
 
+/// A topic's entry from the cluster metadata image.
+fn image_entry(image: &ClusterMetadata, topic: &TopicMetadata) -> MetadataResponseTopic {
+    let ids = |v: &[i32]| v.iter().map(|&id| BrokerId(id)).collect::<Vec<_>>();
+    let partitions = topic
+        .partitions
+        .iter()
+        .map(|(&index, p)| {
+            let offline: Vec<i32> = p
+                .replicas
+                .iter()
+                .copied()
+                .filter(|&id| !image.is_live(id))
+                .collect();
+            let error = if p.leader.is_none() {
+                ResponseError::LeaderNotAvailable.code()
+            } else {
+                0
+            };
+            MetadataResponsePartition::default()
+                .with_error_code(error)
+                .with_partition_index(index)
+                .with_leader_id(BrokerId(p.leader.unwrap_or(-1)))
+                .with_leader_epoch(p.leader_epoch)
+                .with_replica_nodes(ids(&p.replicas))
+                .with_isr_nodes(ids(&p.isr))
+                .with_offline_replicas(ids(&offline))
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(StrBytes::from_string(topic.name.clone()))))
+        .with_topic_id(topic.id)
+        .with_is_internal(topic.name.starts_with("__"))
+        .with_partitions(partitions)
+        .with_topic_authorized_operations(i32::MIN)
+}
+
+/// Metadata in a cluster: everything from the metadata image.
+fn handle_cluster(
+    cluster: &std::sync::Arc<crate::cluster::Cluster>,
+    requested: Option<Vec<kafka_protocol::messages::metadata_request::MetadataRequestTopic>>,
+    may_create: bool,
+    listener: &str,
+) -> MetadataResponse {
+    let image = cluster.image();
+    let topics = match requested {
+        None => image
+            .topics
+            .values()
+            .map(|t| image_entry(&image, t))
+            .collect(),
+        Some(list) => {
+            let mut seen = BTreeMap::new();
+            for t in list {
+                let entry = match t.name {
+                    Some(name) => {
+                        if let Some(topic) = image.topics.get(name.as_str()) {
+                            image_entry(&image, topic)
+                        } else if let Err(e) = validate_topic_name(&name) {
+                            error_entry(Some(name.clone()), Uuid::nil(), e.code)
+                        } else if may_create {
+                            // As Kafka does: create in the background and
+                            // answer LEADER_NOT_AVAILABLE; the client retries.
+                            auto_create(cluster, &name);
+                            error_entry(
+                                Some(name.clone()),
+                                Uuid::nil(),
+                                ResponseError::LeaderNotAvailable,
+                            )
+                        } else {
+                            error_entry(
+                                Some(name.clone()),
+                                Uuid::nil(),
+                                ResponseError::UnknownTopicOrPartition,
+                            )
+                        }
+                    }
+                    None => match image.topic_by_id(t.topic_id) {
+                        Some(topic) => image_entry(&image, topic),
+                        None => error_entry(None, t.topic_id, ResponseError::UnknownTopicId),
+                    },
+                };
+                let key = entry
+                    .name
+                    .as_ref()
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| t.topic_id.to_string());
+                seen.insert(key, entry);
+            }
+            seen.into_values().collect()
+        }
+    };
+    let brokers = cluster
+        .live_endpoints(listener)
+        .into_iter()
+        .map(|(id, e, rack)| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(id))
+                .with_host(StrBytes::from_string(e.host))
+                .with_port(i32::from(e.port))
+                .with_rack(rack.map(StrBytes::from_string))
+        })
+        .collect();
+    MetadataResponse::default()
+        .with_brokers(brokers)
+        .with_cluster_id(Some(StrBytes::from_string(cluster.cluster_id.clone())))
+        .with_controller_id(BrokerId(cluster.controller_id().unwrap_or(-1)))
+        .with_topics(topics)
+        .with_cluster_authorized_operations(i32::MIN)
+        .with_error_code(code(None))
+}
+
+fn auto_create(cluster: &std::sync::Arc<crate::cluster::Cluster>, name: &str) {
+    let (cluster, name) = (cluster.clone(), name.to_string());
+    let Some(broker) = cluster.broker() else {
+        return;
+    };
+    tokio::spawn(async move {
+        if let Err(e) = cluster
+            .create_topic(
+                &broker,
+                crate::cluster::admin::NewTopic {
+                    name: name.clone(),
+                    partitions: -1,
+                    replication_factor: -1,
+                    ..Default::default()
+                },
+                false,
+            )
+            .await
+        {
+            if e.code != ResponseError::TopicAlreadyExists {
+                tracing::info!(topic = %name, error = %e.message, "auto-creating topic failed");
+            }
+        }
+    });
+}
+
 /// Answers Metadata.
 pub fn handle(
     broker: &Broker,
@@ -54,8 +192,6 @@ pub fn handle(
     version: i16,
     listener: &str,
 ) -> MetadataResponse {
-    let (host, port) = broker.advertised(listener);
-    let node = BrokerId(broker.config.node_id);
     // v0: an empty list means "all topics"; v1+: null means all.
     let requested = match req.topics {
         None => None,
@@ -65,6 +201,11 @@ pub fn handle(
     // v4+ lets the client forbid auto-creation; before that it is implied.
     let may_create =
         broker.config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
+    if let Some(cluster) = broker.cluster() {
+        return handle_cluster(cluster, requested, may_create, listener);
+    }
+    let (host, port) = broker.advertised(listener);
+    let node = BrokerId(broker.config.node_id);
     let topics = match requested {
         None => broker
             .topics()

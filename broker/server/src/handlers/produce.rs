@@ -1,6 +1,10 @@
 //! Produce: validate each partition's batches (v2 only, CRC-32C, sizes),
 //! check idempotent sequences, append, and for acks=all wait for the group
-//! commit. acks=0 gets no response at all, as in Kafka.
+//! commit and, in a cluster, for every in-sync replica (the high
+//! watermark). Only the leader takes writes (NOT_LEADER_OR_FOLLOWER
+//! elsewhere), and acks=all is refused with NOT_ENOUGH_REPLICAS while the
+//! ISR is smaller than min.insync.replicas. acks=0 gets no response at
+//! all, as in Kafka.
 
 use kafka_protocol::{
     messages::{
@@ -15,7 +19,10 @@ use rivulet_storage::{
     StorageError,
 };
 
-use crate::broker::{now_ms, Broker};
+use crate::{
+    broker::{now_ms, Broker},
+    partition::Role,
+};
 
 /// Answers Produce (`None` for acks=0).
 pub async fn handle(
@@ -38,8 +45,9 @@ pub async fn handle(
             "acks must be -1, 0 or 1",
         ));
     }
+    let timeout = std::time::Duration::from_millis(req.timeout_ms.max(0) as u64);
+    let deadline = tokio::time::Instant::now() + timeout;
     let mut responses = Vec::with_capacity(req.topic_data.len());
-    let mut appended_any = false;
     for t in req.topic_data {
         let topic = broker.topic(&t.name);
         let mut partition_responses = Vec::with_capacity(t.partition_data.len());
@@ -55,10 +63,30 @@ pub async fn handle(
                 continue;
             };
             topic.metrics.produce_requests.inc();
-            let Some(partition) = topic.partition(p.index) else {
+            let hosted = topic.partition(p.index);
+            let refusal = match &hosted {
+                None if (0..topic.partition_count()).contains(&p.index) => {
+                    Some(ResponseError::NotLeaderOrFollower)
+                }
+                None => Some(ResponseError::UnknownTopicOrPartition),
+                Some(partition) => {
+                    let replica = partition.replica();
+                    if !replica.is_leader() {
+                        Some(ResponseError::NotLeaderOrFollower)
+                    } else if acks == -1
+                        && replica.role == Role::Leader
+                        && (replica.isr.len() as i64) < topic.config().min_insync_replicas
+                    {
+                        Some(ResponseError::NotEnoughReplicas)
+                    } else {
+                        None
+                    }
+                }
+            };
+            let (Some(partition), None) = (hosted, refusal) else {
                 topic.metrics.failed_produce_requests.inc();
-                partition_responses
-                    .push(resp.with_error_code(ResponseError::UnknownTopicOrPartition.code()));
+                let code = refusal.unwrap_or(ResponseError::UnknownTopicOrPartition);
+                partition_responses.push(resp.with_error_code(code.code()));
                 continue;
             };
             let records = p.records.unwrap_or_default();
@@ -73,7 +101,9 @@ pub async fn handle(
                     if !info.duplicate {
                         topic.metrics.bytes_in.inc_by(records.len() as u64);
                         topic.metrics.messages_in.inc_by(count);
-                        appended_any = true;
+                        // Wake long-polling fetches (followers too) now: an
+                        // acks=all wait below needs them to fetch this.
+                        broker.notify_data();
                     }
                     if acks == -1 && broker.config.acks_all_fsync {
                         if let Err(e) = partition.flush_to(info.last_offset + 1).await {
@@ -82,6 +112,19 @@ pub async fn handle(
                             partition_responses.push(
                                 resp.with_error_code(ResponseError::KafkaStorageError.code()),
                             );
+                            continue;
+                        }
+                    }
+                    if acks == -1 {
+                        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                        if !partition.wait_for_hw(info.last_offset + 1, left).await {
+                            topic.metrics.failed_produce_requests.inc();
+                            let code = if partition.replica().is_leader() {
+                                ResponseError::RequestTimedOut
+                            } else {
+                                ResponseError::NotLeaderOrFollower
+                            };
+                            partition_responses.push(resp.with_error_code(code.code()));
                             continue;
                         }
                     }
@@ -105,9 +148,6 @@ pub async fn handle(
                 .with_name(t.name)
                 .with_partition_responses(partition_responses),
         );
-    }
-    if appended_any {
-        broker.notify_data();
     }
     (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
 }

@@ -129,6 +129,8 @@ pub struct Coordinator {
     groups: Mutex<BTreeMap<String, SlotRef>>,
     /// Per `__consumer_offsets` partition; `None` until loading has started.
     owned: Mutex<Option<Vec<Ownership>>>,
+    /// A cluster-wide creation of `__consumer_offsets` is under way.
+    creating: Arc<std::sync::atomic::AtomicBool>,
     /// Every group's next deadline, for the timer task.
     timers: Mutex<BTreeSet<(i64, String)>>,
     /// Wakes the timer task when a deadline moves earlier.
@@ -143,6 +145,7 @@ impl Coordinator {
             config,
             groups: Mutex::new(BTreeMap::new()),
             owned: Mutex::new(None),
+            creating: Arc::default(),
             timers: Mutex::new(BTreeSet::new()),
             wake: Notify::new(),
             metrics,

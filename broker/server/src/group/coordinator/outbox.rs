@@ -37,6 +37,18 @@ impl Outbox {
                 self.failed = true;
             }
         }
+        if let Some((partition, offset)) = &self.flush {
+            // In a cluster the records count once every in-sync replica
+            // has them (Kafka's offsets.commit.timeout.ms is 5 s).
+            if !self.failed
+                && !partition
+                    .wait_for_hw(*offset, std::time::Duration::from_secs(5))
+                    .await
+            {
+                tracing::warn!("__consumer_offsets records not replicated in time");
+                self.failed = true;
+            }
+        }
         for (tx, mut r) in self.syncs {
             if self.failed && r.error.is_none() {
                 r = SyncResult::error(ResponseError::CoordinatorNotAvailable);

@@ -26,7 +26,6 @@ pub(super) enum Ownership {
     /// Leader; its groups are in memory.
     Loaded,
     /// Another broker leads it (multi-broker clusters).
-    #[allow(dead_code)]
     NotLeader,
 }
 
@@ -52,19 +51,55 @@ impl Coordinator {
     }
 
     /// Creates `__consumer_offsets` if it does not exist yet (first use).
+    /// In a cluster the creation is proposed in the background and the
+    /// caller answers COORDINATOR_NOT_AVAILABLE meanwhile (clients retry).
     pub fn ensure_topic(&self, broker: &Broker) -> Result<(), ResponseError> {
         if broker.topic(OFFSETS_TOPIC).is_some() {
             return Ok(());
         }
-        let configs = BTreeMap::from([
-            ("cleanup.policy".to_string(), "compact".to_string()),
-            ("segment.bytes".to_string(), "104857600".to_string()),
-        ]);
+        if let Some(cluster) = broker.cluster() {
+            if !self
+                .creating
+                .swap(true, std::sync::atomic::Ordering::AcqRel)
+            {
+                let cluster = cluster.clone();
+                let partitions = self.config.offsets_partitions;
+                let wanted = broker.config.replication.offsets_topic_replication_factor;
+                let creating = self.creating.clone();
+                let Some(broker) = cluster.broker() else {
+                    return Err(ResponseError::CoordinatorNotAvailable);
+                };
+                tokio::spawn(async move {
+                    let live = cluster.image().live_brokers().count() as i16;
+                    let rf = wanted.min(live.max(1));
+                    let result = cluster
+                        .create_topic(
+                            &broker,
+                            crate::cluster::admin::NewTopic {
+                                name: OFFSETS_TOPIC.to_string(),
+                                partitions,
+                                replication_factor: rf,
+                                assignments: None,
+                                configs: offsets_topic_configs(),
+                            },
+                            false,
+                        )
+                        .await;
+                    if let Err(e) = result {
+                        if e.code != ResponseError::TopicAlreadyExists {
+                            tracing::warn!(error = %e.message, "creating __consumer_offsets failed");
+                        }
+                    }
+                    creating.store(false, std::sync::atomic::Ordering::Release);
+                });
+            }
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
         match broker.create_topic(
             OFFSETS_TOPIC,
             self.config.offsets_partitions,
             1,
-            configs,
+            offsets_topic_configs(),
             false,
         ) {
             Ok(topic) => {
@@ -94,8 +129,138 @@ impl Coordinator {
             .ok_or(ResponseError::CoordinatorNotAvailable)
     }
 
+    /// Follows leadership of `__consumer_offsets` partitions (clusters):
+    /// a partition this broker now leads is loaded, one it no longer leads
+    /// is unloaded and its groups answer NOT_COORDINATOR, so clients find
+    /// the new coordinator.
+    pub fn on_leadership_change(&self, broker: &Arc<Broker>) {
+        let Some(cluster) = broker.cluster() else {
+            return;
+        };
+        let image = cluster.image();
+        let Some(meta) = image.topics.get(OFFSETS_TOPIC) else {
+            return;
+        };
+        let n = meta.partitions.len();
+        let me = cluster.node_id;
+        let mut to_load = Vec::new();
+        let mut to_unload = Vec::new();
+        {
+            let mut owned = lock(&self.owned);
+            let owned = owned.get_or_insert_with(Vec::new);
+            owned.resize(n, Ownership::NotLeader);
+            for (&p, state) in &meta.partitions {
+                let Some(slot) = owned.get_mut(p as usize) else {
+                    continue;
+                };
+                let leads = state.leader == Some(me);
+                match (*slot, leads) {
+                    (Ownership::NotLeader, true) => {
+                        *slot = Ownership::Loading;
+                        to_load.push(p);
+                    }
+                    (Ownership::Loading | Ownership::Loaded, false) => {
+                        *slot = Ownership::NotLeader;
+                        to_unload.push(p);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for p in to_unload {
+            self.unload_partition(p, n as i32);
+        }
+        for p in to_load {
+            let broker = broker.clone();
+            tokio::spawn(async move {
+                let Some(partition) = broker.topic(OFFSETS_TOPIC).and_then(|t| t.partition(p))
+                else {
+                    return;
+                };
+                // What the previous leader wrote must be complete here
+                // before it is read: wait for this replica's high watermark
+                // to reach its log end (bounded).
+                let end = partition.read_log().log_end_offset();
+                let _ = partition
+                    .wait_for_hw(end, std::time::Duration::from_secs(10))
+                    .await;
+                broker.groups.load_partition(&broker, partition).await;
+            });
+        }
+    }
+
+    /// Reads one `__consumer_offsets` partition into memory and marks it
+    /// loaded (unless leadership moved away meanwhile).
+    async fn load_partition(&self, broker: &Arc<Broker>, partition: Arc<Partition>) {
+        let index = partition.index as usize;
+        let loaded = tokio::task::spawn_blocking(move || store::load(&partition)).await;
+        let groups = match loaded {
+            Ok(Ok(l)) => l.into_groups(now_ms()),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "loading consumer groups failed; the partition's groups start empty");
+                Vec::new()
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "loading consumer groups panicked");
+                Vec::new()
+            }
+        };
+        let mut owned = lock(&self.owned);
+        if owned.as_ref().and_then(|o| o.get(index)) != Some(&Ownership::Loading) {
+            return;
+        }
+        let count = groups.len();
+        for group in groups {
+            let id = group.id.clone();
+            let slot = Slot::shared(group);
+            self.reschedule(&slot, &mut lock(&slot));
+            lock(&self.groups).insert(id, slot);
+        }
+        if let Some(o) = owned.as_mut().and_then(|o| o.get_mut(index)) {
+            *o = Ownership::Loaded;
+        }
+        drop(owned);
+        let _ = broker;
+        tracing::info!(
+            partition = index,
+            groups = count,
+            "now coordinating the groups of this partition"
+        );
+    }
+
+    /// Drops the groups of partition `p` (leadership moved away),
+    /// answering their parked requests NOT_COORDINATOR.
+    fn unload_partition(&self, p: i32, partitions: i32) {
+        let slots: Vec<SlotRef> = {
+            let mut groups = lock(&self.groups);
+            let ids: Vec<String> = groups
+                .keys()
+                .filter(|id| partition_for(id, partitions) == p)
+                .cloned()
+                .collect();
+            ids.iter().filter_map(|id| groups.remove(id)).collect()
+        };
+        for slot in slots {
+            let mut s = lock(&slot);
+            for (id, tx) in s.joins.drain() {
+                let _ = tx.send(JoinResult::error(&id, ResponseError::NotCoordinator));
+            }
+            for (_, tx) in s.syncs.drain() {
+                let _ = tx.send(SyncResult::error(ResponseError::NotCoordinator));
+            }
+        }
+        tracing::info!(
+            partition = p,
+            "no longer coordinating the groups of this partition"
+        );
+    }
+
     /// Reads every `__consumer_offsets` partition into memory.
     pub(super) async fn load_all(&self, broker: &Arc<Broker>) {
+        if broker.cluster().is_some() {
+            // Leadership decides, partition by partition.
+            return;
+        }
         let Some(topic) = broker.topic(OFFSETS_TOPIC) else {
             let mut owned = lock(&self.owned);
             if owned.is_none() {
@@ -156,4 +321,12 @@ impl Coordinator {
             }
         }
     }
+}
+
+/// Topic configs of `__consumer_offsets`.
+fn offsets_topic_configs() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("cleanup.policy".to_string(), "compact".to_string()),
+        ("segment.bytes".to_string(), "104857600".to_string()),
+    ])
 }

@@ -1,0 +1,379 @@
+//! Cluster membership of a broker: the embedded controller quorum node,
+//! registration and heartbeats, following the metadata log, and
+//! replication.
+//!
+//! Data flows one way: the quorum's applied metadata image (a `watch`) is
+//! the single source of truth; [`applier`] turns each new image into local
+//! state (topics, hosted replicas, leader or follower roles), [`fetcher`]
+//! tasks copy data from leaders, and the leader side ([`replication`])
+//! tracks followers, moves high watermarks and proposes ISR changes. Admin
+//! requests ([`admin`]) only propose metadata commands; their effects
+//! arrive through the same image.
+
+pub mod admin;
+mod applier;
+mod fetcher;
+pub mod replication;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::{Arc, Mutex, Weak},
+    time::Duration,
+};
+
+use rivulet_quorum::{
+    metadata::{ClusterMetadata, Endpoint},
+    BrokerInfo, BrokerLifecycle, ControllerConfig, QuorumConfig, QuorumError, QuorumNode,
+};
+use tokio::{sync::watch, task::JoinHandle};
+
+use crate::{
+    broker::Broker,
+    config::{ClusterConfig, ReplicationConfig},
+};
+
+/// Where the metadata log lives inside `log.dirs`.
+const METADATA_DIR: &str = "__cluster_metadata";
+
+/// Starting cluster membership failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The quorum node could not start.
+    #[error("start the controller quorum node: {0}")]
+    Quorum(#[from] QuorumError),
+}
+
+/// What a partition this broker follows is following.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FollowTarget {
+    /// The leader to fetch from.
+    pub leader: i32,
+    /// Its leader epoch.
+    pub epoch: i32,
+    /// Whether the divergent tail must be truncated first (new epoch).
+    pub truncate: bool,
+}
+
+/// A running cluster membership.
+pub struct Cluster {
+    /// This broker's id.
+    pub node_id: i32,
+    /// The quorum node (voter or learner).
+    pub node: Arc<QuorumNode>,
+    /// Settings.
+    pub config: ClusterConfig,
+    /// Replication settings.
+    pub replication: ReplicationConfig,
+    /// The cluster id reported to clients.
+    pub cluster_id: String,
+    broker: Weak<Broker>,
+    image: watch::Receiver<Arc<ClusterMetadata>>,
+    lifecycle: Mutex<Option<BrokerLifecycle>>,
+    /// Partitions followed, by (topic, partition).
+    follow: Mutex<BTreeMap<(String, i32), FollowTarget>>,
+    /// One fetcher task per leader broker.
+    fetchers: Mutex<BTreeMap<i32, JoinHandle<()>>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Cluster {
+    /// Starts the quorum node, joins (voter bootstrap or learner join in
+    /// the background), registers this broker and starts following the
+    /// metadata log.
+    pub async fn start(broker: &Arc<Broker>) -> Result<Arc<Cluster>, ClusterError> {
+        let config = broker
+            .config
+            .cluster
+            .clone()
+            .expect("started only in a cluster");
+        let replication = broker.config.replication.clone();
+        let node_id = broker.config.node_id;
+        let mut quorum = QuorumConfig::new(
+            node_id as u64,
+            config.controller_addr,
+            broker.config.data_dir.join(METADATA_DIR),
+        );
+        quorum.advertised_addr = config.controller_advertised.clone();
+        let node = Arc::new(rivulet_quorum::new_raft_node(quorum).await?);
+        let image = node.metadata();
+        let cluster = Arc::new(Cluster {
+            node_id,
+            cluster_id: cluster_id(&config.voters),
+            node: node.clone(),
+            config: config.clone(),
+            replication: replication.clone(),
+            broker: Arc::downgrade(broker),
+            image: image.clone(),
+            lifecycle: Mutex::new(None),
+            follow: Mutex::new(BTreeMap::new()),
+            fetchers: Mutex::new(BTreeMap::new()),
+            tasks: Mutex::new(Vec::new()),
+        });
+        broker.set_cluster(cluster.clone());
+
+        let voters: BTreeMap<u64, String> = config
+            .voters
+            .iter()
+            .map(|(&id, addr)| (id as u64, addr.clone()))
+            .collect();
+        let joiner = {
+            let node = node.clone();
+            let is_voter = config.voters.contains_key(&node_id);
+            tokio::spawn(async move {
+                loop {
+                    let joined = if is_voter {
+                        node.initialize(&voters).await
+                    } else {
+                        node.join_as_learner(&voters).await
+                    };
+                    match joined {
+                        Ok(()) => {
+                            tracing::info!(voter = is_voter, "joined the controller quorum");
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "joining the controller quorum; retrying");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    }
+                }
+            })
+        };
+        let controller = node.spawn_controller(ControllerConfig {
+            session_timeout: replication.broker_session_timeout,
+            auto_leader_rebalance: replication.auto_leader_rebalance,
+            leader_imbalance_check_interval: replication.leader_imbalance_check_interval,
+            ..ControllerConfig::default()
+        });
+        let endpoints = broker
+            .config
+            .listeners
+            .iter()
+            .map(|l| {
+                let (host, port) = broker.advertised(&l.name);
+                (l.name.clone(), Endpoint { host, port })
+            })
+            .collect();
+        let lifecycle = node.spawn_broker_lifecycle(
+            BrokerInfo {
+                broker_id: node_id,
+                rack: broker.config.rack.clone(),
+                endpoints,
+            },
+            replication.broker_heartbeat_interval,
+        );
+        *lock(&cluster.lifecycle) = Some(lifecycle);
+        let applier = tokio::spawn(applier::run(cluster.clone(), image));
+        let leader_duties = tokio::spawn(replication::leader_duties(cluster.clone()));
+        lock(&cluster.tasks).extend([joiner, controller, applier, leader_duties]);
+        Ok(cluster)
+    }
+
+    /// The latest applied metadata image.
+    pub fn image(&self) -> Arc<ClusterMetadata> {
+        self.image.borrow().clone()
+    }
+
+    /// The broker, while it runs.
+    pub(crate) fn broker(&self) -> Option<Arc<Broker>> {
+        self.broker.upgrade()
+    }
+
+    /// Live brokers and the endpoint each has on `listener`.
+    pub fn live_endpoints(&self, listener: &str) -> Vec<(i32, Endpoint, Option<String>)> {
+        self.image()
+            .live_brokers()
+            .filter_map(|b| {
+                b.endpoints
+                    .get(listener)
+                    .or_else(|| b.endpoints.values().next())
+                    .map(|e| (b.id, e.clone(), b.rack.clone()))
+            })
+            .collect()
+    }
+
+    /// The active controller's id, if known.
+    pub fn controller_id(&self) -> Option<i32> {
+        self.node.leader_id().map(|id| id as i32)
+    }
+
+    /// Refreshes the quorum and controller gauges.
+    pub fn update_metrics(&self, broker: &Broker) {
+        let m = self.node.metrics();
+        let metrics = &broker.metrics;
+        let leader = m.role == rivulet_quorum::QuorumRole::Leader;
+        metrics.active_controller.set(i64::from(leader));
+        metrics.raft_state.set(match m.role {
+            rivulet_quorum::QuorumRole::Follower => 1,
+            rivulet_quorum::QuorumRole::Candidate => 2,
+            rivulet_quorum::QuorumRole::Leader => 3,
+            rivulet_quorum::QuorumRole::Learner => 4,
+            rivulet_quorum::QuorumRole::Shutdown => 0,
+        });
+        metrics.raft_term.set(m.term as i64);
+        metrics.raft_commit_index.set(m.commit_index as i64);
+        metrics.raft_last_applied.set(m.last_applied as i64);
+        let image = self.image();
+        let (offline, fenced) = if leader {
+            let offline = image
+                .topics
+                .values()
+                .flat_map(|t| t.partitions.values())
+                .filter(|p| p.leader.is_none())
+                .count();
+            let fenced = image.brokers.values().filter(|b| b.fenced).count();
+            (offline as i64, fenced as i64)
+        } else {
+            (0, 0)
+        };
+        metrics.offline_partitions.set(offline);
+        metrics.fenced_brokers.set(fenced);
+        broker.refresh_partition_gauges();
+    }
+
+    /// Controlled shutdown: stop heartbeating, ask the controller to move
+    /// this broker's leaderships away at once (instead of after the
+    /// session timeout), stop fetching, and leave the quorum node.
+    pub async fn shutdown(&self) {
+        let lifecycle = lock(&self.lifecycle).take();
+        if let Some(lifecycle) = lifecycle {
+            match tokio::time::timeout(Duration::from_secs(3), lifecycle.controlled_shutdown())
+                .await
+            {
+                Ok(Ok(())) => tracing::info!("controlled shutdown: leaderships moved"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "controlled shutdown refused"),
+                Err(_) => tracing::warn!("controlled shutdown timed out"),
+            }
+        }
+        for (_, task) in std::mem::take(&mut *lock(&self.fetchers)) {
+            task.abort();
+        }
+        for task in std::mem::take(&mut *lock(&self.tasks)) {
+            task.abort();
+        }
+        self.node.shutdown().await;
+    }
+
+    /// Partitions this broker follows from `leader`.
+    pub(crate) fn followed_from(&self, leader: i32) -> Vec<((String, i32), FollowTarget)> {
+        lock(&self.follow)
+            .iter()
+            .filter(|(_, t)| t.leader == leader)
+            .map(|(k, t)| (k.clone(), t.clone()))
+            .collect()
+    }
+
+    /// Marks a followed partition's truncation done (if still the same epoch).
+    pub(crate) fn truncated(&self, key: &(String, i32), epoch: i32) {
+        if let Some(t) = lock(&self.follow).get_mut(key) {
+            if t.epoch == epoch {
+                t.truncate = false;
+            }
+        }
+    }
+
+    /// Asks for the divergent tail of a followed partition to be cut again.
+    pub(crate) fn request_truncation(&self, key: &(String, i32)) {
+        if let Some(t) = lock(&self.follow).get_mut(key) {
+            t.truncate = true;
+        }
+    }
+
+    /// Holds a fetcher back so reassignment traffic stays under
+    /// `follower.replication.throttled.rate` (bytes/s; 0 = unlimited).
+    pub(crate) async fn throttle(&self, bytes: usize) {
+        let rate = self.replication.reassignment_throttle;
+        if rate == 0 || bytes == 0 {
+            return;
+        }
+        let pause = Duration::from_secs_f64(bytes as f64 / rate as f64);
+        tokio::time::sleep(pause).await;
+    }
+
+    /// Replaces what is followed and makes sure one fetcher runs per leader.
+    pub(crate) fn set_follow(self: &Arc<Self>, follow: BTreeMap<(String, i32), FollowTarget>) {
+        let leaders: BTreeSet<i32> = follow.values().map(|t| t.leader).collect();
+        {
+            let mut current = lock(&self.follow);
+            // A pending truncation survives unrelated image changes, and a
+            // finished one is not redone for the same leader and epoch.
+            let merged = follow
+                .into_iter()
+                .map(|(key, mut target)| {
+                    if let Some(old) = current.get(&key) {
+                        if old.leader == target.leader && old.epoch == target.epoch {
+                            target.truncate = old.truncate;
+                        }
+                    }
+                    (key, target)
+                })
+                .collect();
+            *current = merged;
+        }
+        let mut fetchers = lock(&self.fetchers);
+        fetchers.retain(|leader, task| {
+            let keep = leaders.contains(leader) && !task.is_finished();
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for leader in leaders {
+            fetchers
+                .entry(leader)
+                .or_insert_with(|| tokio::spawn(fetcher::run(self.clone(), leader)));
+        }
+    }
+}
+
+/// A stable cluster id for a quorum: Kafka's 22-character URL-safe base64
+/// form of a UUID derived from the voter set.
+fn cluster_id(voters: &BTreeMap<i32, String>) -> String {
+    let ids: Vec<String> = voters.keys().map(|id| id.to_string()).collect();
+    let name = format!("rivulet-cluster:{}", ids.join(","));
+    // FNV-1a from two offsets: stable across releases, unlike std's hasher.
+    let fnv = |seed: u64| {
+        name.bytes().fold(seed, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+    };
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&fnv(0xcbf2_9ce4_8422_2325).to_be_bytes());
+    bytes[8..].copy_from_slice(&fnv(0x8422_2325_cbf2_9ce4).to_be_bytes());
+    base64_url(&bytes)
+}
+
+fn base64_url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, &b)| acc | (u32::from(b) << (16 - 8 * i)));
+        let chars = chunk.len() + 1;
+        for i in 0..chars {
+            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_id_is_stable_and_kafka_shaped() {
+        let voters = BTreeMap::from([(0, "a:1".to_string()), (1, "b:1".into()), (2, "c:1".into())]);
+        let id = cluster_id(&voters);
+        assert_eq!(id.len(), 22);
+        assert_eq!(id, cluster_id(&voters));
+        let other = BTreeMap::from([(5, "a:1".to_string())]);
+        assert_ne!(id, cluster_id(&other));
+    }
+}

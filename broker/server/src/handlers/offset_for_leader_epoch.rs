@@ -1,0 +1,72 @@
+//! OffsetForLeaderEpoch: where a leader epoch ends in the leader's log.
+//! Followers ask it before fetching under a new leader, to cut a tail they
+//! wrote in an epoch the new leader does not share; consumers ask it after
+//! a leader change to detect truncation (KIP-320).
+
+use kafka_protocol::{
+    messages::{
+        offset_for_leader_epoch_response::{EpochEndOffset, OffsetForLeaderTopicResult},
+        OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
+    },
+    ResponseError,
+};
+
+use crate::broker::Broker;
+
+/// Answers OffsetForLeaderEpoch.
+pub fn handle(broker: &Broker, req: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let topic = broker.topic(&t.topic);
+            let partitions = t
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    let resp = EpochEndOffset::default()
+                        .with_partition(p.partition)
+                        .with_leader_epoch(-1)
+                        .with_end_offset(-1);
+                    let Some(topic) = topic.as_ref() else {
+                        return resp.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    };
+                    let Some(partition) = topic.partition(p.partition) else {
+                        let code = if (0..topic.partition_count()).contains(&p.partition) {
+                            ResponseError::NotLeaderOrFollower
+                        } else {
+                            ResponseError::UnknownTopicOrPartition
+                        };
+                        return resp.with_error_code(code.code());
+                    };
+                    {
+                        let replica = partition.replica();
+                        let refused = if !replica.is_leader() {
+                            Some(ResponseError::NotLeaderOrFollower)
+                        } else if p.current_leader_epoch >= 0
+                            && p.current_leader_epoch < replica.leader_epoch
+                        {
+                            Some(ResponseError::FencedLeaderEpoch)
+                        } else if p.current_leader_epoch > replica.leader_epoch {
+                            Some(ResponseError::UnknownLeaderEpoch)
+                        } else {
+                            None
+                        };
+                        if let Some(code) = refused {
+                            return resp.with_error_code(code.code());
+                        }
+                    }
+                    let found = partition.read_log().end_offset_for_epoch(p.leader_epoch);
+                    match found {
+                        Some((epoch, end)) => resp.with_leader_epoch(epoch).with_end_offset(end),
+                        None => resp,
+                    }
+                })
+                .collect();
+            OffsetForLeaderTopicResult::default()
+                .with_topic(t.topic)
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetForLeaderEpochResponse::default().with_topics(topics)
+}
