@@ -507,7 +507,7 @@ async fn a_load_balancer_address_restarts_only_its_broker() {
     );
     assert!(h
         .broker_file(1)
-        .contains(&format!("EXTERNAL://{}\n", external_probe(1))));
+        .contains(&format!("EXTERNAL://{},", external_probe(1))));
     let template = h.api.object(STS).unwrap()["spec"]["template"].clone();
 
     // Broker 1's load balancer gets an address.
@@ -516,7 +516,7 @@ async fn a_load_balancer_address_restarts_only_its_broker() {
         json!({"loadBalancer": {"ingress": [{"ip": "203.0.113.7"}]}}),
     );
     let calls = h.reconcile().await;
-    assert!(h.broker_file(1).contains(",EXTERNAL://203.0.113.7:9094\n"));
+    assert!(h.broker_file(1).contains(",EXTERNAL://203.0.113.7:9094,"));
     assert_eq!(h.api.object(STS).unwrap()["spec"]["template"], template);
     let deletes: Vec<&String> = calls.iter().filter(|c| c.starts_with("DELETE")).collect();
     assert_eq!(deletes, [&format!("DELETE {PODS}/demo-broker-1")]);
