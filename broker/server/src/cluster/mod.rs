@@ -213,16 +213,10 @@ impl Cluster {
         metrics.raft_term.set(m.term as i64);
         metrics.raft_commit_index.set(m.commit_index as i64);
         metrics.raft_last_applied.set(m.last_applied as i64);
-        let image = self.image();
+        // Cluster-wide counts are reported by the active controller only,
+        // as Kafka does, so sums over brokers stay right.
         let (offline, fenced) = if leader {
-            let offline = image
-                .topics
-                .values()
-                .flat_map(|t| t.partitions.values())
-                .filter(|p| p.leader.is_none())
-                .count();
-            let fenced = image.brokers.values().filter(|b| b.fenced).count();
-            (offline as i64, fenced as i64)
+            (m.offline_partitions as i64, m.fenced_brokers as i64)
         } else {
             (0, 0)
         };
