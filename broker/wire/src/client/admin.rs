@@ -76,7 +76,7 @@ macro_rules! with_controller_retry {
     }};
 }
 
-fn str_bytes(s: &str) -> StrBytes {
+pub(super) fn str_bytes(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_owned())
 }
 

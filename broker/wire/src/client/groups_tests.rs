@@ -1,35 +1,25 @@
 //! Tests of the group admin calls: the consumer assignment decoder on valid,
 //! truncated and hostile bytes, and each call's request/response mapping
-//! against a scripted in-process broker built from this crate's own
-//! server-side pieces (`read_frame`, `decode_request`, `encode_response`).
-
-use std::sync::{Arc, Mutex};
+//! against a scripted in-process broker.
 
 use bytes::Bytes;
 use kafka_protocol::messages::{
-    api_versions_response::ApiVersion,
     delete_groups_response::DeletableGroupResult,
     describe_groups_response::{DescribedGroup, DescribedGroupMember},
     find_coordinator_response::Coordinator,
     list_groups_response::ListedGroup,
-    metadata_response::MetadataResponseBroker,
     offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic},
     offset_delete_response::{OffsetDeleteResponsePartition, OffsetDeleteResponseTopic},
     offset_fetch_response::{
         OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
         OffsetFetchResponseTopic, OffsetFetchResponseTopics,
     },
-    ApiVersionsResponse, DeleteGroupsResponse, DescribeGroupsResponse, FindCoordinatorResponse,
-    ListGroupsResponse, MetadataResponse, OffsetCommitResponse, OffsetDeleteResponse,
-    OffsetFetchResponse, RequestKind, ResponseKind,
+    DeleteGroupsResponse, DescribeGroupsResponse, FindCoordinatorResponse, ListGroupsResponse,
+    OffsetCommitResponse, OffsetDeleteResponse, OffsetFetchResponse, RequestKind, ResponseKind,
 };
-use tokio::net::TcpListener;
 
 use super::*;
-use crate::{
-    frame::{read_frame, write_frame, DEFAULT_MAX_FRAME_SIZE},
-    request::{decode_request, encode_response},
-};
+use crate::client::fake_broker::{count, fake_broker, Handler};
 
 // ---- the assignment decoder ----
 
@@ -142,78 +132,7 @@ fn hostile_lengths_fail_without_allocating() {
     }
 }
 
-// ---- the fake broker ----
-
-/// Answers one group request: (request, version, the broker's `host:port`).
-type Handler = Box<dyn FnMut(&RequestKind, i16, &str) -> ResponseKind + Send>;
-
-/// Requests the fake broker saw, in order, with their version.
-type Seen = Arc<Mutex<Vec<(i16, RequestKind)>>>;
-
-/// Starts a broker (node 1) that answers ApiVersions with `versions` and
-/// Metadata itself, and everything else with `handler`.
-async fn fake_broker(versions: Vec<(ApiKey, i16, i16)>, handler: Handler) -> (String, Seen) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let seen: Seen = Arc::default();
-    let handler = Arc::new(Mutex::new(handler));
-    let (log, versions, me) = (seen.clone(), Arc::new(versions), addr.clone());
-    tokio::spawn(async move {
-        loop {
-            let (mut sock, _) = listener.accept().await.unwrap();
-            let (log, versions, handler, me) =
-                (log.clone(), versions.clone(), handler.clone(), me.clone());
-            tokio::spawn(async move {
-                while let Ok(Some(frame)) = read_frame(&mut sock, DEFAULT_MAX_FRAME_SIZE).await {
-                    let req = decode_request(frame.freeze()).unwrap();
-                    let body = match &req.body {
-                        RequestKind::ApiVersions(_) => {
-                            ResponseKind::ApiVersions(api_versions(&versions))
-                        }
-                        RequestKind::Metadata(_) => ResponseKind::Metadata(metadata(&me)),
-                        other => {
-                            log.lock().unwrap().push((req.version, other.clone()));
-                            (handler.lock().unwrap())(other, req.version, &me)
-                        }
-                    };
-                    let out =
-                        encode_response(req.header.correlation_id, req.api_key, req.version, &body)
-                            .unwrap();
-                    if write_frame(&mut sock, &out).await.is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    (addr, seen)
-}
-
-fn api_versions(versions: &[(ApiKey, i16, i16)]) -> ApiVersionsResponse {
-    let fixed = [(ApiKey::ApiVersions, 0, 3), (ApiKey::Metadata, 1, 12)];
-    ApiVersionsResponse::default().with_api_keys(
-        fixed
-            .iter()
-            .chain(versions)
-            .map(|(k, min, max)| {
-                ApiVersion::default()
-                    .with_api_key(*k as i16)
-                    .with_min_version(*min)
-                    .with_max_version(*max)
-            })
-            .collect(),
-    )
-}
-
-fn metadata(addr: &str) -> MetadataResponse {
-    let (host, port) = addr.rsplit_once(':').unwrap();
-    MetadataResponse::default()
-        .with_controller_id(1.into())
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(1.into())
-            .with_host(str_bytes(host))
-            .with_port(port.parse().unwrap())])
-}
+// ---- the fake broker's answers ----
 
 /// A FindCoordinator answer to `req` in the form of `version`: node `node`
 /// at `addr`, or `error` if non-zero.
@@ -269,10 +188,6 @@ fn group_versions(find_coordinator_max: i16, offset_fetch_max: i16) -> Vec<(ApiK
         (ApiKey::OffsetCommit, 2, 9),
         (ApiKey::OffsetDelete, 0, 0),
     ]
-}
-
-fn count(seen: &Seen, pred: impl Fn(&RequestKind) -> bool) -> usize {
-    seen.lock().unwrap().iter().filter(|(_, r)| pred(r)).count()
 }
 
 // ---- the calls ----

@@ -10,7 +10,10 @@
 mod admin;
 mod connection;
 mod data;
+#[cfg(test)]
+mod fake_broker;
 mod groups;
+mod reassign;
 mod records;
 
 use std::collections::{BTreeMap, HashMap};
@@ -32,6 +35,7 @@ pub use self::{
         decode_consumer_assignment, CommittedOffset, GroupDescription, GroupListing,
         MemberDescription, CONSUMER_PROTOCOL_TYPE, COORDINATOR_WAIT,
     },
+    reassign::{OngoingReassignment, ReassignTarget, ReassignmentResult},
     records::{decode_records, encode_batch, next_fetch_offset, OwnedRecord},
 };
 use crate::error::ClientError;
