@@ -100,7 +100,9 @@ pub struct ValidatedCluster {
     pub namespace: String,
     /// The owner reference every built object carries.
     pub owner: OwnerReference,
-    /// Brokers asked for.
+    /// Brokers to run: the spec's count, except while a scale-in drains
+    /// the leaving brokers, when the cluster reconcile keeps the
+    /// StatefulSet's current count here (`spec.replicas` has the target).
     pub replicas: i32,
     /// Quorum voters (brokers 0..voters-1).
     pub voters: i32,

@@ -1,9 +1,10 @@
 //! The KafkaCluster reconcile:
-//! read -> validate -> build -> apply (config first, StatefulSet last) ->
-//! delete orphans -> roll -> status.
+//! read -> validate -> drain (scale-in only) -> build -> apply (config
+//! first, StatefulSet last) -> delete orphans -> roll -> status.
 //!
-//! Nothing here decides anything: validation, building, the roll and the
-//! conditions are pure functions; this file does the I/O between them.
+//! Nothing here decides anything: validation, building, drain plans, the
+//! roll and the conditions are pure functions; this file does the I/O
+//! between them.
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -25,6 +26,7 @@ use super::{
     apply, apply_dynamic, apply_status, delete_if_exists,
     kafka::ClusterInfo,
     roll::{self, PodView, RollDecision, RollInput},
+    scale_in::{self, ScaleIn},
     status::{self, Phase},
     Context,
 };
@@ -60,7 +62,7 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
         ctx.metrics.forget_cluster(&key);
         return Ok(Action::await_change());
     }
-    let validated = match validate(&cluster, &ctx.config) {
+    let mut validated = match validate(&cluster, &ctx.config) {
         Ok(v) => v,
         Err(invalid) => {
             let message = invalid.to_string();
@@ -96,6 +98,24 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
             what: format!("StatefulSet {}", validated.statefulset_name()),
             source,
         })?;
+    let old_replicas = existing
+        .as_ref()
+        .and_then(|s| s.spec.as_ref())
+        .and_then(|s| s.replicas);
+
+    // Scale-in: the leaving brokers keep running (and everything built for
+    // them stays) until their replicas have moved away.
+    let scale_in = match old_replicas {
+        Some(running) if running > validated.replicas => {
+            let step = scale_in::step(&ctx, &cluster, &validated, running).await;
+            if step != ScaleIn::Shrink {
+                validated.replicas = running;
+            }
+            Some(step)
+        }
+        _ => None,
+    };
+
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), &validated.namespace);
     let external_now = services
         .list(&ListParams::default().labels(&format!(
@@ -133,10 +153,6 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
     delete_orphans(&ctx, &validated, &desired, &external_now).await?;
 
     // Events for what changed.
-    let old_replicas = existing
-        .as_ref()
-        .and_then(|s| s.spec.as_ref())
-        .and_then(|s| s.replicas);
     match old_replicas {
         None => {
             ctx.event(
@@ -230,11 +246,19 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
     };
 
     // Status.
-    let phase = phase(&validated, old_replicas, ready, &decision);
+    let phase = phase(
+        &validated,
+        old_replicas,
+        ready,
+        &decision,
+        scale_in.as_ref(),
+    );
     let state = match &phase {
         Phase::Ready(_) => ClusterState::Ready,
         Phase::Progressing { .. } => ClusterState::Progressing,
-        Phase::InvalidSpec(_) | Phase::RollStopped(_) => ClusterState::Degraded,
+        Phase::InvalidSpec(_) | Phase::RollStopped(_) | Phase::ScaleInRefused(_) => {
+            ClusterState::Degraded
+        }
     };
     let status = cluster_status(
         &cluster,
@@ -485,19 +509,28 @@ fn phase(
     old_replicas: Option<i32>,
     ready: i32,
     decision: &RollDecision,
+    scale_in: Option<&ScaleIn>,
 ) -> Phase {
     let counts = format!("{ready}/{} brokers ready", cluster.replicas);
-    match decision {
-        RollDecision::Stuck(message) => Phase::RollStopped(message.clone()),
-        RollDecision::Restart(_) | RollDecision::Wait(_) => Phase::Progressing {
-            reason: "RollingRestart",
-            message: match decision {
-                RollDecision::Wait(why) => format!("{counts}; rolling restart: {why}"),
-                _ => format!("{counts}; rolling restart in progress"),
-            },
+    match (decision, scale_in) {
+        (_, Some(ScaleIn::Refused(message))) => Phase::ScaleInRefused(message.clone()),
+        (RollDecision::Stuck(message), _) => Phase::RollStopped(message.clone()),
+        // Reassignments leave partitions under-replicated, which holds
+        // back any roll: the drain is what is happening.
+        (_, Some(ScaleIn::Draining(message))) => Phase::Progressing {
+            reason: "Draining",
+            message: format!("{counts}; {message}"),
         },
-        RollDecision::Idle if ready >= cluster.replicas => Phase::Ready(counts),
-        RollDecision::Idle => Phase::Progressing {
+        (RollDecision::Wait(why), _) => Phase::Progressing {
+            reason: "RollingRestart",
+            message: format!("{counts}; rolling restart: {why}"),
+        },
+        (RollDecision::Restart(_), _) => Phase::Progressing {
+            reason: "RollingRestart",
+            message: format!("{counts}; rolling restart in progress"),
+        },
+        (RollDecision::Idle, _) if ready >= cluster.replicas => Phase::Ready(counts),
+        (RollDecision::Idle, _) => Phase::Progressing {
             reason: match old_replicas {
                 None => "Creating",
                 Some(old) if old != cluster.replicas => "Scaling",

@@ -6,7 +6,13 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use futures::future::BoxFuture;
-use rivulet_wire::{client::Client, error::ClientError};
+use rivulet_wire::{
+    client::{
+        Client, ClusterMetadata, OngoingReassignment, PartitionInfo, ReassignTarget,
+        ReassignmentResult,
+    },
+    error::ClientError,
+};
 
 /// Kafka's ConfigSource for a topic-level override (DYNAMIC_TOPIC_CONFIG).
 const SOURCE_TOPIC_OVERRIDE: i8 = 1;
@@ -37,6 +43,34 @@ pub struct BrokerView {
     pub rack: Option<String>,
 }
 
+/// One partition's replicas as Metadata reports them. While a
+/// reassignment runs, `replicas` holds the old and the new ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PartitionReplicas {
+    /// The leader's node id, -1 when there is none.
+    pub leader: i32,
+    /// Replica node ids in assignment order (the first is the preferred leader).
+    pub replicas: Vec<i32>,
+}
+
+impl From<PartitionInfo> for PartitionReplicas {
+    fn from(p: PartitionInfo) -> Self {
+        PartitionReplicas {
+            leader: p.leader,
+            replicas: p.replicas,
+        }
+    }
+}
+
+/// Where every partition's replicas are: what reassignment plans start from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplicaAssignment {
+    /// Node ids of registered brokers.
+    pub brokers: Vec<i32>,
+    /// Replicas by `(topic, partition)`, internal topics included.
+    pub partitions: BTreeMap<(String, i32), PartitionReplicas>,
+}
+
 /// A topic as Kafka has it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TopicState {
@@ -46,8 +80,20 @@ pub struct TopicState {
     pub partitions: i32,
     /// Replicas of partition 0.
     pub replication_factor: i32,
+    /// Replicas of each partition, by index.
+    pub replicas: BTreeMap<i32, PartitionReplicas>,
     /// Topic-level config overrides (not defaults).
     pub overrides: BTreeMap<String, String>,
+}
+
+impl TopicState {
+    /// Whether every partition has exactly `replication_factor` replicas
+    /// (a partition being reassigned has more, or fewer than the target).
+    pub fn has_replication_factor(&self, replication_factor: i32) -> bool {
+        self.replicas
+            .values()
+            .all(|p| p.replicas.len() == usize::try_from(replication_factor).unwrap_or(0))
+    }
 }
 
 /// Kafka admin operations the controllers use.
@@ -100,6 +146,23 @@ pub trait KafkaAdmin: Send + Sync {
         bootstrap: &'a str,
         topic: &'a str,
     ) -> BoxFuture<'a, Result<(), ClientError>>;
+    /// Every partition's replicas, and the registered brokers.
+    fn replica_assignment<'a>(
+        &'a self,
+        bootstrap: &'a str,
+    ) -> BoxFuture<'a, Result<ReplicaAssignment, ClientError>>;
+    /// Starts reassignments (AlterPartitionReassignments); one result per
+    /// target, in order, with its Kafka error code.
+    fn reassign<'a>(
+        &'a self,
+        bootstrap: &'a str,
+        targets: Vec<ReassignTarget>,
+    ) -> BoxFuture<'a, Result<Vec<ReassignmentResult>, ClientError>>;
+    /// Reassignments in progress (ListPartitionReassignments), all topics.
+    fn reassignments_in_progress<'a>(
+        &'a self,
+        bootstrap: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<OngoingReassignment>, ClientError>>;
 }
 
 /// [`KafkaAdmin`] over the Kafka protocol, a fresh connection per call:
@@ -190,6 +253,11 @@ impl KafkaAdmin for WireAdmin {
                     .partitions
                     .first()
                     .map_or(0, |p| i32::try_from(p.replicas.len()).unwrap_or(i32::MAX)),
+                replicas: info
+                    .partitions
+                    .into_iter()
+                    .map(|p| (p.partition, p.into()))
+                    .collect(),
                 overrides,
             }))
         }))
@@ -252,5 +320,152 @@ impl KafkaAdmin for WireAdmin {
                 other => other,
             }
         }))
+    }
+
+    fn replica_assignment<'a>(
+        &'a self,
+        bootstrap: &'a str,
+    ) -> BoxFuture<'a, Result<ReplicaAssignment, ClientError>> {
+        Box::pin(deadline(async move {
+            let metadata = connect(bootstrap).await?.metadata(None).await?;
+            Ok(assignment_of(metadata))
+        }))
+    }
+
+    fn reassign<'a>(
+        &'a self,
+        bootstrap: &'a str,
+        targets: Vec<ReassignTarget>,
+    ) -> BoxFuture<'a, Result<Vec<ReassignmentResult>, ClientError>> {
+        Box::pin(deadline(async move {
+            connect(bootstrap)
+                .await?
+                .alter_partition_reassignments(targets)
+                .await
+        }))
+    }
+
+    fn reassignments_in_progress<'a>(
+        &'a self,
+        bootstrap: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<OngoingReassignment>, ClientError>> {
+        Box::pin(deadline(async move {
+            connect(bootstrap)
+                .await?
+                .list_partition_reassignments(None)
+                .await
+        }))
+    }
+}
+
+/// The replica assignment in a Metadata answer; topics the broker could
+/// not describe (an error code) are left out.
+fn assignment_of(metadata: ClusterMetadata) -> ReplicaAssignment {
+    ReplicaAssignment {
+        brokers: metadata.brokers.iter().map(|b| b.node_id).collect(),
+        partitions: metadata
+            .topics
+            .into_iter()
+            .filter(|t| t.error_code == 0)
+            .flat_map(|t| {
+                let name = t.name;
+                t.partitions
+                    .into_iter()
+                    .map(move |p| ((name.clone(), p.partition), p.into()))
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rivulet_wire::client::{BrokerInfo, TopicInfo};
+
+    use super::*;
+
+    fn partition(index: i32, leader: i32, replicas: &[i32]) -> PartitionInfo {
+        PartitionInfo {
+            partition: index,
+            error_code: 0,
+            leader,
+            leader_epoch: 1,
+            replicas: replicas.to_vec(),
+            isr: replicas.to_vec(),
+            offline_replicas: vec![],
+        }
+    }
+
+    fn topic(name: &str, error_code: i16, partitions: Vec<PartitionInfo>) -> TopicInfo {
+        TopicInfo {
+            name: name.into(),
+            topic_id: Default::default(),
+            error_code,
+            is_internal: name.starts_with("__"),
+            partitions,
+        }
+    }
+
+    #[test]
+    fn assignment_covers_every_described_partition() {
+        let broker = |id| BrokerInfo {
+            node_id: id,
+            host: "h".into(),
+            port: 9092,
+            rack: None,
+        };
+        let metadata = ClusterMetadata {
+            cluster_id: None,
+            controller_id: 0,
+            brokers: vec![broker(0), broker(2)],
+            topics: vec![
+                topic(
+                    "orders",
+                    0,
+                    vec![partition(0, 2, &[2, 0]), partition(1, -1, &[0])],
+                ),
+                topic("__consumer_offsets", 0, vec![partition(0, 0, &[0])]),
+                topic("broken", 5, vec![partition(0, -1, &[1])]),
+            ],
+        };
+        let a = assignment_of(metadata);
+        assert_eq!(a.brokers, [0, 2]);
+        assert_eq!(
+            a.partitions.keys().cloned().collect::<Vec<_>>(),
+            [
+                ("__consumer_offsets".to_string(), 0),
+                ("orders".to_string(), 0),
+                ("orders".to_string(), 1),
+            ]
+        );
+        assert_eq!(
+            a.partitions[&("orders".to_string(), 0)],
+            PartitionReplicas {
+                leader: 2,
+                replicas: vec![2, 0]
+            }
+        );
+    }
+
+    #[test]
+    fn replication_factor_is_checked_on_every_partition() {
+        let mut state = TopicState::default();
+        state.replicas.insert(
+            0,
+            PartitionReplicas {
+                leader: 0,
+                replicas: vec![0, 1],
+            },
+        );
+        state.replicas.insert(
+            1,
+            PartitionReplicas {
+                leader: 1,
+                replicas: vec![1],
+            },
+        );
+        assert!(!state.has_replication_factor(2));
+        assert!(!state.has_replication_factor(1));
+        state.replicas.get_mut(&1).unwrap().replicas.push(2);
+        assert!(state.has_replication_factor(2));
     }
 }

@@ -3,7 +3,9 @@
 
 pub mod cluster;
 pub mod kafka;
+pub mod reassign;
 pub mod roll;
+pub mod scale_in;
 pub mod status;
 pub mod topic;
 

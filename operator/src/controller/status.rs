@@ -22,9 +22,11 @@ pub enum Phase {
     InvalidSpec(String),
     /// A restarted broker did not come back; the roll is stopped.
     RollStopped(String),
-    /// Brokers are being created, scaled or restarted.
+    /// A scale-in would lose replicas; the StatefulSet keeps its size.
+    ScaleInRefused(String),
+    /// Brokers are being created, scaled, drained or restarted.
     Progressing {
-        /// `Creating`, `Scaling` or `RollingRestart`.
+        /// `Creating`, `Scaling`, `BrokersStarting`, `Draining` or `RollingRestart`.
         reason: &'static str,
         /// What is happening, for people.
         message: String,
@@ -63,6 +65,11 @@ pub fn conditions(
             condition(READY, false, "BrokerNotReady", message),
             condition(PROGRESSING, false, "RollStopped", message),
             condition(DEGRADED, true, "BrokerNotReady", message),
+        ],
+        Phase::ScaleInRefused(message) => vec![
+            condition(READY, false, "ScaleInRefused", message),
+            condition(PROGRESSING, false, "ScaleInRefused", message),
+            condition(DEGRADED, true, "ScaleInRefused", message),
         ],
         Phase::Progressing { reason, message } => vec![
             condition(READY, false, reason, message),
@@ -151,10 +158,11 @@ mod tests {
     }
 
     #[test]
-    fn invalid_and_stopped_are_degraded() {
+    fn invalid_stopped_and_refused_are_degraded() {
         for phase in [
             Phase::InvalidSpec("replicas must be at least 1".into()),
             Phase::RollStopped("broker 2 did not become ready".into()),
+            Phase::ScaleInRefused("topic orders has 3 replicas".into()),
         ] {
             let cs = conditions(&phase, Some(4), &[], at(1));
             assert!(is_true(&cs, DEGRADED));

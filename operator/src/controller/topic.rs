@@ -1,8 +1,13 @@
 //! The Topic controller: keeps a Kafka topic as its `Topic` says, through
 //! the Kafka admin protocol (CreateTopics, CreatePartitions,
-//! IncrementalAlterConfigs, DeleteTopics), so it would work against any
-//! Kafka-compatible cluster. A finalizer deletes the Kafka topic when the
-//! `Topic` is deleted.
+//! IncrementalAlterConfigs, AlterPartitionReassignments, DeleteTopics), so
+//! it would work against any Kafka-compatible cluster. A finalizer deletes
+//! the Kafka topic when the `Topic` is deleted.
+//!
+//! A replication factor change is a reassignment of every partition (see
+//! [`super::reassign`]): the controller starts it, reports `Progressing`
+//! while ListPartitionReassignments shows the topic's partitions moving,
+//! and `Ready` once each partition has the new number of replicas.
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -19,11 +24,16 @@ use kube::{
     },
     ResourceExt,
 };
+use rivulet_wire::{
+    client::{OngoingReassignment, ReassignTarget},
+    error::ClientError,
+};
 
 use super::{
     apply_status,
-    kafka::TopicState,
-    status::{stamp, READY},
+    kafka::{ReplicaAssignment, TopicState},
+    reassign::{replication_targets, Loads},
+    status::{stamp, PROGRESSING, READY},
     Context,
 };
 use crate::{
@@ -38,6 +48,10 @@ pub const CONTROLLER: &str = "topic";
 pub const TOPIC_FINALIZER: &str = "rivulet.dev/topic";
 const RETRY: Duration = Duration::from_secs(30);
 const RESYNC: Duration = Duration::from_secs(300);
+/// How often a replication factor change is checked on while it runs.
+const PROGRESS_POLL: Duration = Duration::from_secs(10);
+/// Reason of the conditions while replicas move.
+const REASSIGNING: &str = "Reassigning";
 
 /// A change the topic needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,12 +114,6 @@ pub fn plan(spec: &TopicSpec, current: Option<&TopicState>, brokers: Option<i32>
             current.partitions, spec.partitions
         ));
     }
-    if spec.replication_factor != current.replication_factor {
-        plan.problems.push(format!(
-            "changing the replication factor from {} to {} needs partition reassignment, which the operator does not do yet",
-            current.replication_factor, spec.replication_factor
-        ));
-    }
     let set: BTreeMap<String, String> = spec
         .config
         .iter()
@@ -122,6 +130,69 @@ pub fn plan(spec: &TopicSpec, current: Option<&TopicState>, brokers: Option<i32>
         plan.changes.push(TopicChange::AlterConfig { set, delete });
     }
     plan
+}
+
+/// The next step of a replication factor change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplicationStep {
+    /// This many of the topic's partitions are being reassigned: wait.
+    Wait(usize),
+    /// Start these reassignments. `short` lists the partitions that cannot
+    /// get enough replicas because too few brokers are registered.
+    Start {
+        /// One target per partition whose replica count is off.
+        targets: Vec<ReassignTarget>,
+        /// Partitions left out for want of brokers.
+        short: Vec<i32>,
+    },
+}
+
+/// Plans giving every partition of `topic` `replication_factor` replicas
+/// (pure): grown partitions keep their replicas in order and gain the
+/// least-loaded brokers among the first `brokers` of the cluster that are
+/// registered; shrunk ones drop replicas from the end, the leader last.
+/// Nothing new starts while any partition of the topic is still moving.
+pub fn replication_step(
+    topic: &str,
+    replication_factor: i32,
+    assignment: &ReplicaAssignment,
+    ongoing: &[OngoingReassignment],
+    brokers: i32,
+) -> ReplicationStep {
+    let moving = ongoing.iter().filter(|o| o.topic == topic).count();
+    if moving > 0 {
+        return ReplicationStep::Wait(moving);
+    }
+    let partitions = assignment
+        .partitions
+        .iter()
+        .filter(|((t, _), _)| t == topic)
+        .map(|((_, p), replicas)| (*p, replicas.clone()))
+        .collect();
+    let mut loads = Loads::of(
+        assignment,
+        assignment
+            .brokers
+            .iter()
+            .copied()
+            .filter(|id| *id < brokers),
+    );
+    let (targets, short) = replication_targets(
+        topic,
+        &partitions,
+        usize::try_from(replication_factor).unwrap_or(0),
+        &mut loads,
+    );
+    ReplicationStep::Start { targets, short }
+}
+
+/// Where a replication factor change stands after this reconcile.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Replication {
+    /// Partitions moving (reassignments running or just started).
+    moving: usize,
+    /// Why some partitions cannot get the replication factor.
+    problems: Vec<String>,
 }
 
 /// Reconciles one Topic (behind its finalizer).
@@ -173,103 +244,94 @@ async fn apply_topic(topic: &Topic, ctx: &Context) -> Result<Action, Error> {
     let (bootstrap, brokers) = match cluster_of(topic, ctx).await? {
         Ok(found) => found,
         Err((reason, message)) => {
-            write_status(ctx, topic, ready_condition(false, &reason, &message), None).await?;
+            let conditions = conditions(false, &reason, &message, None);
+            write_status(ctx, topic, conditions, None).await?;
             return Ok(Action::requeue(RETRY));
         }
     };
-    let admin_error = |op: &'static str| {
-        let topic = name.clone();
-        move |source| Error::Admin { op, topic, source }
-    };
-    let result: Result<(TopicPlan, Option<TopicState>), Error> = async {
+    let was_moving = topic.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == PROGRESSING && c.status == "True" && c.reason == REASSIGNING)
+    });
+    let result: Result<(TopicPlan, Replication, Option<TopicState>), Error> = async {
         let current = ctx
             .kafka
             .describe_topic(&bootstrap, &name)
             .await
-            .map_err(admin_error("Metadata"))?;
+            .map_err(admin_error("Metadata", &name))?;
         let plan = plan(&topic.spec, current.as_ref(), Some(brokers));
-        for change in &plan.changes {
-            match change {
-                TopicChange::Create {
-                    partitions,
-                    replication_factor,
-                    config,
-                } => {
-                    ctx.kafka
-                        .create_topic(
-                            &bootstrap,
-                            &name,
-                            *partitions,
-                            *replication_factor,
-                            config.clone(),
-                        )
-                        .await
-                        .map_err(admin_error("CreateTopics"))?;
-                    ctx.event(
-                        topic,
-                        EventType::Normal,
-                        "Created",
-                        format!("Created Kafka topic {name}"),
-                    )
-                    .await;
-                }
-                TopicChange::Grow(total) => {
-                    ctx.kafka
-                        .create_partitions(&bootstrap, &name, *total)
-                        .await
-                        .map_err(admin_error("CreatePartitions"))?;
-                    ctx.event(
-                        topic,
-                        EventType::Normal,
-                        "PartitionsAdded",
-                        format!("Grew {name} to {total} partitions"),
-                    )
-                    .await;
-                }
-                TopicChange::AlterConfig { set, delete } => {
-                    ctx.kafka
-                        .alter_topic_config(&bootstrap, &name, set.clone(), delete.clone())
-                        .await
-                        .map_err(admin_error("IncrementalAlterConfigs"))?;
-                    ctx.event(
-                        topic,
-                        EventType::Normal,
-                        "ConfigChanged",
-                        format!("Updated the config of {name}"),
-                    )
-                    .await;
-                }
-            }
-        }
+        apply_changes(topic, ctx, &bootstrap, &plan.changes).await?;
         let after = if plan.changes.is_empty() {
             current
         } else {
             ctx.kafka
                 .describe_topic(&bootstrap, &name)
                 .await
-                .map_err(admin_error("Metadata"))?
+                .map_err(admin_error("Metadata", &name))?
         };
-        Ok((plan, after))
+        // A growing partition lists its new replicas before they caught
+        // up, so only ListPartitionReassignments tells a move has finished.
+        let rf = topic.spec.replication_factor;
+        let replication = match &after {
+            Some(state) if rf <= brokers && (was_moving || !state.has_replication_factor(rf)) => {
+                change_replication(topic, ctx, &bootstrap, brokers).await?
+            }
+            _ => Replication::default(),
+        };
+        Ok((plan, replication, after))
     }
     .await;
     match result {
-        Ok((plan, state)) => {
-            let condition = if plan.problems.is_empty() {
-                ready_condition(true, "Synced", "the topic matches its spec")
+        Ok((plan, replication, state)) => {
+            // Replication problems (brokers not registered, a refused
+            // move) can clear up by themselves: look again soon.
+            let requeue = if replication.moving > 0 {
+                PROGRESS_POLL
+            } else if !replication.problems.is_empty() {
+                RETRY
             } else {
-                ready_condition(false, "CannotMatchSpec", &plan.problems.join("; "))
+                RESYNC
             };
-            if !plan.problems.is_empty() {
+            let problems: Vec<String> = plan
+                .problems
+                .into_iter()
+                .chain(replication.problems)
+                .collect();
+            let moving = (replication.moving > 0).then(|| {
+                format!(
+                    "moving the replicas of {} partitions to replication factor {}",
+                    replication.moving, topic.spec.replication_factor
+                )
+            });
+            let conditions = if !problems.is_empty() {
                 ctx.event(
                     topic,
                     EventType::Warning,
                     "CannotMatchSpec",
-                    plan.problems.join("; "),
+                    problems.join("; "),
                 )
                 .await;
-            }
-            write_status(ctx, topic, condition, state.as_ref()).await?;
-            Ok(Action::requeue(RESYNC))
+                conditions(false, "CannotMatchSpec", &problems.join("; "), moving)
+            } else if let Some(message) = &moving {
+                conditions(false, REASSIGNING, message, moving.clone())
+            } else {
+                if was_moving {
+                    ctx.event(
+                        topic,
+                        EventType::Normal,
+                        "ReplicationFactorChanged",
+                        format!(
+                            "Every partition of {name} has {} replicas",
+                            topic.spec.replication_factor
+                        ),
+                    )
+                    .await;
+                }
+                conditions(true, "Synced", "the topic matches its spec", None)
+            };
+            write_status(ctx, topic, conditions, state.as_ref()).await?;
+            Ok(Action::requeue(requeue))
         }
         Err(error) => {
             // Brokers not up yet is normal right after the cluster was
@@ -281,16 +343,144 @@ async fn apply_topic(topic: &Topic, ctx: &Context) -> Result<Action, Error> {
                     .map(ToString::to_string)
                     .unwrap_or_default()
             );
-            write_status(
-                ctx,
-                topic,
-                ready_condition(false, "KafkaUnavailable", &message),
-                None,
-            )
-            .await?;
+            let conditions = conditions(false, "KafkaUnavailable", &message, None);
+            write_status(ctx, topic, conditions, None).await?;
             Ok(Action::requeue(RETRY))
         }
     }
+}
+
+/// Maps a client error of admin request `op` on `topic` to a reconcile error.
+fn admin_error(op: &'static str, topic: &str) -> impl FnOnce(ClientError) -> Error {
+    let topic = topic.to_string();
+    move |source| Error::Admin { op, topic, source }
+}
+
+/// Makes the planned changes, in order, with an Event for each.
+async fn apply_changes(
+    topic: &Topic,
+    ctx: &Context,
+    bootstrap: &str,
+    changes: &[TopicChange],
+) -> Result<(), Error> {
+    let name = topic.kafka_name();
+    for change in changes {
+        let (reason, note) = match change {
+            TopicChange::Create {
+                partitions,
+                replication_factor,
+                config,
+            } => {
+                ctx.kafka
+                    .create_topic(
+                        bootstrap,
+                        &name,
+                        *partitions,
+                        *replication_factor,
+                        config.clone(),
+                    )
+                    .await
+                    .map_err(admin_error("CreateTopics", &name))?;
+                ("Created", format!("Created Kafka topic {name}"))
+            }
+            TopicChange::Grow(total) => {
+                ctx.kafka
+                    .create_partitions(bootstrap, &name, *total)
+                    .await
+                    .map_err(admin_error("CreatePartitions", &name))?;
+                (
+                    "PartitionsAdded",
+                    format!("Grew {name} to {total} partitions"),
+                )
+            }
+            TopicChange::AlterConfig { set, delete } => {
+                ctx.kafka
+                    .alter_topic_config(bootstrap, &name, set.clone(), delete.clone())
+                    .await
+                    .map_err(admin_error("IncrementalAlterConfigs", &name))?;
+                ("ConfigChanged", format!("Updated the config of {name}"))
+            }
+        };
+        ctx.event(topic, EventType::Normal, reason, note).await;
+    }
+    Ok(())
+}
+
+/// Moves the topic towards its replication factor: waits for its
+/// reassignments in progress, or starts new ones.
+async fn change_replication(
+    topic: &Topic,
+    ctx: &Context,
+    bootstrap: &str,
+    brokers: i32,
+) -> Result<Replication, Error> {
+    let name = topic.kafka_name();
+    let rf = topic.spec.replication_factor;
+    let ongoing = ctx
+        .kafka
+        .reassignments_in_progress(bootstrap)
+        .await
+        .map_err(admin_error("ListPartitionReassignments", &name))?;
+    let assignment = ctx
+        .kafka
+        .replica_assignment(bootstrap)
+        .await
+        .map_err(admin_error("Metadata", &name))?;
+    let (targets, short) = match replication_step(&name, rf, &assignment, &ongoing, brokers) {
+        ReplicationStep::Wait(moving) => {
+            return Ok(Replication {
+                moving,
+                problems: Vec::new(),
+            })
+        }
+        ReplicationStep::Start { targets, short } => (targets, short),
+    };
+    let mut problems = Vec::new();
+    if !short.is_empty() {
+        let registered = assignment
+            .brokers
+            .iter()
+            .filter(|id| **id < brokers)
+            .count();
+        problems.push(format!(
+            "{} partitions cannot get {rf} replicas: only {registered} of the cluster's {brokers} brokers are registered",
+            short.len()
+        ));
+    }
+    if targets.is_empty() {
+        return Ok(Replication {
+            moving: 0,
+            problems,
+        });
+    }
+    let results = ctx
+        .kafka
+        .reassign(bootstrap, targets)
+        .await
+        .map_err(admin_error("AlterPartitionReassignments", &name))?;
+    let (started, refused): (Vec<_>, Vec<_>) = results.iter().partition(|r| r.check().is_ok());
+    if let Some(first) = refused.first().and_then(|r| r.check().err()) {
+        problems.push(format!(
+            "the brokers refused to reassign {} partitions, first: {first}",
+            refused.len()
+        ));
+    }
+    if !started.is_empty() {
+        ctx.event(
+            topic,
+            EventType::Normal,
+            REASSIGNING,
+            format!(
+                "Reassigning {} partitions of {name} to replication factor {rf}",
+                started.len()
+            ),
+        )
+        .await;
+    }
+    Ok(Replication {
+        moving: started.len(),
+        problems,
+    })
 }
 
 async fn cleanup_topic(topic: &Topic, ctx: &Context) -> Result<Action, Error> {
@@ -316,10 +506,10 @@ async fn cleanup_topic(topic: &Topic, ctx: &Context) -> Result<Action, Error> {
     Ok(Action::await_change())
 }
 
-fn ready_condition(ready: bool, reason: &str, message: &str) -> Condition {
+fn condition(type_: &str, status: bool, reason: &str, message: &str) -> Condition {
     Condition {
-        type_: READY.into(),
-        status: if ready { "True" } else { "False" }.into(),
+        type_: type_.into(),
+        status: if status { "True" } else { "False" }.into(),
         reason: reason.into(),
         message: message.into(),
         observed_generation: None,
@@ -327,17 +517,27 @@ fn ready_condition(ready: bool, reason: &str, message: &str) -> Condition {
     }
 }
 
+/// `Ready` with `reason` and `message`, and `Progressing` with what is
+/// moving, if anything.
+fn conditions(ready: bool, reason: &str, message: &str, moving: Option<String>) -> Vec<Condition> {
+    let progressing = match &moving {
+        Some(what) => condition(PROGRESSING, true, REASSIGNING, what),
+        None => condition(PROGRESSING, false, "Idle", ""),
+    };
+    vec![condition(READY, ready, reason, message), progressing]
+}
+
 async fn write_status(
     ctx: &Context,
     topic: &Topic,
-    ready: Condition,
+    conditions: Vec<Condition>,
     state: Option<&TopicState>,
 ) -> Result<(), Error> {
     let previous = topic.status.clone().unwrap_or_default();
     let status = TopicStatus {
         observed_generation: topic.metadata.generation,
         conditions: stamp(
-            vec![ready],
+            conditions,
             topic.metadata.generation,
             &previous.conditions,
             Timestamp::now(),
@@ -364,6 +564,7 @@ pub fn error_policy(topic: Arc<Topic>, error: &Error, ctx: Arc<Context>) -> Acti
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controller::kafka::PartitionReplicas;
 
     fn spec(yaml: &str) -> TopicSpec {
         serde_saphyr::from_str(yaml).unwrap()
@@ -378,6 +579,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            ..TopicState::default()
         }
     }
 
@@ -435,6 +637,93 @@ mod tests {
         let s = spec("cluster: demo\npartitions: 2\nreplicationFactor: 2");
         let p = plan(&s, Some(&state(4, 1, &[])), Some(3));
         assert!(p.changes.is_empty());
-        assert_eq!(p.problems.len(), 2, "{:?}", p.problems);
+        assert_eq!(p.problems.len(), 1, "{:?}", p.problems);
+        assert!(p.problems[0].contains("cannot shrink"));
+        let too_big = plan(&s, Some(&state(2, 1, &[])), Some(1));
+        assert!(too_big.problems[0].contains("exceeds"), "{too_big:?}");
+    }
+
+    fn assignment(brokers: &[i32], partitions: &[(&str, i32, &[i32])]) -> ReplicaAssignment {
+        ReplicaAssignment {
+            brokers: brokers.to_vec(),
+            partitions: partitions
+                .iter()
+                .map(|(t, p, r)| {
+                    (
+                        (t.to_string(), *p),
+                        PartitionReplicas {
+                            leader: r[0],
+                            replicas: r.to_vec(),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn replication_grows_onto_the_least_loaded_brokers_of_the_cluster() {
+        // Broker 3 is leaving the cluster (spec says 3 brokers) and must
+        // not get replicas; broker 2 carries the least.
+        let a = assignment(
+            &[0, 1, 2, 3],
+            &[
+                ("orders", 0, &[0]),
+                ("orders", 1, &[1]),
+                ("other", 0, &[0, 1]),
+                ("other", 1, &[2, 0]),
+            ],
+        );
+        let step = replication_step("orders", 2, &a, &[], 3);
+        assert_eq!(
+            step,
+            ReplicationStep::Start {
+                targets: vec![
+                    ("orders".into(), 0, Some(vec![0, 2])),
+                    ("orders".into(), 1, Some(vec![1, 2])),
+                ],
+                short: vec![],
+            },
+            "loads 0:3 1:2 2:1, then 0:3 1:2 2:2"
+        );
+        let ReplicationStep::Start { targets, short } = replication_step("orders", 4, &a, &[], 3)
+        else {
+            panic!()
+        };
+        assert!(targets.is_empty());
+        assert_eq!(short, [0, 1], "three brokers hold at most three replicas");
+    }
+
+    #[test]
+    fn replication_shrinks_and_waits_for_moves_in_progress() {
+        let a = assignment(&[0, 1, 2], &[("t", 0, &[2, 0, 1]), ("t", 1, &[1, 2])]);
+        assert_eq!(
+            replication_step("t", 1, &a, &[], 3),
+            ReplicationStep::Start {
+                targets: vec![
+                    ("t".into(), 0, Some(vec![2])),
+                    ("t".into(), 1, Some(vec![1]))
+                ],
+                short: vec![],
+            }
+        );
+        let ongoing = [OngoingReassignment {
+            topic: "t".into(),
+            partition: 1,
+            replicas: vec![1, 2],
+            adding: vec![],
+            removing: vec![2],
+        }];
+        assert_eq!(
+            replication_step("t", 1, &a, &ongoing, 3),
+            ReplicationStep::Wait(1)
+        );
+        assert!(
+            matches!(
+                replication_step("u", 1, &a, &ongoing, 3),
+                ReplicationStep::Start { targets, .. } if targets.is_empty()
+            ),
+            "another topic's moves do not hold this one back"
+        );
     }
 }

@@ -85,6 +85,10 @@ pub struct KafkaClusterSpec {
     /// Number of brokers. Each broker is one pod of the StatefulSet with its
     /// own persistent volume; broker ids are the pod ordinals (0, 1, ...).
     /// `kubectl scale kafkacluster NAME --replicas N` changes this field.
+    /// Lowering it first moves every partition replica off the leaving
+    /// (highest-id) brokers, then shrinks the StatefulSet; a scale-in below
+    /// some topic's replication factor is refused (condition `Degraded`,
+    /// reason `ScaleInRefused`). New brokers get new partitions only.
     /// Minimum 1.
     #[x_kube(validation = Rule::new("self >= 1").message("replicas must be at least 1: a cluster needs a broker"))]
     pub replicas: i32,
@@ -536,8 +540,10 @@ pub struct KafkaClusterStatus {
     pub observed_generation: Option<i64>,
 
     /// `Ready`: every broker is ready and no roll is pending. `Progressing`:
-    /// the operator is creating, scaling or restarting brokers. `Degraded`:
-    /// the spec is invalid or a broker did not come back.
+    /// the operator is creating, scaling, draining (moving replicas off
+    /// brokers before a scale-in) or restarting brokers. `Degraded`: the
+    /// spec is invalid, a broker did not come back, or a scale-in would
+    /// lose data and is refused.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 

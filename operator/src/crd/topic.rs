@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
     namespaced,
     status = "TopicStatus",
     derive = "PartialEq",
-    doc = "A Kafka topic of a KafkaCluster in the same namespace. The operator creates it, grows its partitions and keeps its configs as written here, through the Kafka admin protocol.",
+    doc = "A Kafka topic of a KafkaCluster in the same namespace. The operator creates it, grows its partitions, changes its replication factor and keeps its configs as written here, through the Kafka admin protocol.",
     printcolumn(
         name = "Cluster",
         type_ = "string",
@@ -74,6 +74,10 @@ pub struct TopicSpec {
     pub partitions: i32,
 
     /// Copies of each partition, at most the number of brokers. Minimum 1.
+    /// Changing it reassigns every partition: growing keeps the replicas a
+    /// partition has and adds the least-loaded brokers; shrinking drops
+    /// replicas from the end of the list, never the leader while another
+    /// can go. `Progressing` is True while the replicas move.
     #[x_kube(validation = Rule::new("self >= 1").message("replicationFactor must be at least 1"))]
     pub replication_factor: i32,
 
@@ -101,8 +105,9 @@ pub struct TopicStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
-    /// `Ready`: the topic exists with the spec's partitions and configs.
-    /// Its reason says what is missing otherwise.
+    /// `Ready`: the topic exists with the spec's partitions, replication
+    /// factor and configs; its reason says what is missing otherwise.
+    /// `Progressing`: replicas are moving to a new replication factor.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 
