@@ -490,11 +490,15 @@ impl Broker {
         self.data_version.subscribe()
     }
 
-    /// Marks the broker as stopping and wakes every parked fetch.
+    /// Marks the broker as stopping and wakes every parked fetch and every
+    /// acks=all request waiting for replication.
     pub fn begin_shutdown(&self) {
         self.stopping
             .store(true, std::sync::atomic::Ordering::Release);
         self.notify_data();
+        if self.cluster().is_some() {
+            self.each_partition(|_, partition| partition.abandon_leadership());
+        }
     }
 
     /// Whether shutdown has started.

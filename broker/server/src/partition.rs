@@ -98,6 +98,10 @@ pub struct Partition {
     /// The high watermark, watched by acks=all producers waiting for their
     /// offsets to be replicated. Unused (log end instead) when standalone.
     hw: watch::Sender<i64>,
+    /// The leader epoch while this broker leads in a cluster, else -1:
+    /// read without the replica lock by waiters on `hw`, which are woken
+    /// whenever it changes so a lost leadership ends their wait at once.
+    leading_epoch: std::sync::atomic::AtomicI32,
     metrics: PartitionMetrics,
 }
 
@@ -117,6 +121,7 @@ impl Partition {
             // Not persisted: a replica starts from its log start and learns
             // the real value from its leader or its followers.
             hw: watch::channel(log.log_start_offset()).0,
+            leading_epoch: std::sync::atomic::AtomicI32::new(-1),
             log: RwLock::new(log),
             flush_lock: tokio::sync::Mutex::new(()),
             metrics,
@@ -203,9 +208,30 @@ impl Partition {
         if self.replica().role == Role::Standalone {
             return true;
         }
+        // Only writes made under one leader epoch can be vouched for: if
+        // leadership moves (even away and back) the wait ends unanswered.
+        let epoch = self.leading_epoch.load(Ordering::Acquire);
+        if epoch < 0 {
+            return false;
+        }
+        let same_term = || self.leading_epoch.load(Ordering::Acquire) == epoch;
         let mut rx = self.hw.subscribe();
-        let reached = tokio::time::timeout(timeout, rx.wait_for(|hw| *hw >= offset)).await;
-        matches!(reached, Ok(Ok(_))) && self.replica().role == Role::Leader
+        let ended = rx.wait_for(|hw| *hw >= offset || !same_term());
+        let reached = tokio::time::timeout(timeout, ended).await;
+        matches!(reached, Ok(Ok(ref hw)) if **hw >= offset) && same_term()
+    }
+
+    /// Records the leading epoch and wakes every replication waiter.
+    fn set_leading_epoch(&self, epoch: i32) {
+        if self.leading_epoch.swap(epoch, Ordering::AcqRel) != epoch {
+            self.hw.send_modify(|_| {});
+        }
+    }
+
+    /// Gives up leadership locally (shutdown): waiting acks=all requests
+    /// end at once instead of at their timeout.
+    pub fn abandon_leadership(&self) {
+        self.set_leading_epoch(-1);
     }
 
     /// A receiver of high watermark changes.
@@ -322,6 +348,7 @@ impl Partition {
             replica.isr = isr.to_vec();
             replica.isr_change_pending = false;
         }
+        self.set_leading_epoch(epoch);
         let end = self.read_log().log_end_offset();
         self.advance_hw(end);
     }
@@ -335,14 +362,17 @@ impl Partition {
         replicas: &[i32],
         isr: &[i32],
     ) {
-        let mut replica = self.replica();
-        replica.role = Role::Follower(leader);
-        replica.leader_epoch = epoch;
-        replica.partition_epoch = partition_epoch;
-        replica.replicas = replicas.to_vec();
-        replica.isr = isr.to_vec();
-        replica.followers.clear();
-        replica.isr_change_pending = false;
+        {
+            let mut replica = self.replica();
+            replica.role = Role::Follower(leader);
+            replica.leader_epoch = epoch;
+            replica.partition_epoch = partition_epoch;
+            replica.replicas = replicas.to_vec();
+            replica.isr = isr.to_vec();
+            replica.followers.clear();
+            replica.isr_change_pending = false;
+        }
+        self.set_leading_epoch(-1);
     }
 
     /// Waits until everything up to `offset` (exclusive) is fsynced. One

@@ -42,6 +42,11 @@ fn apply(
     image: &ClusterMetadata,
 ) -> BTreeMap<(String, i32), FollowTarget> {
     let me = cluster.node_id;
+    // Until the image shows this very process registered and unfenced it is
+    // an old view (the metadata log is being replayed or caught up): lead
+    // nothing it names this broker leader of, so no client write lands on
+    // a leadership that has already moved.
+    let current = cluster.is_current_in(image);
     for topic in broker.topics() {
         let current = image.topics.get(&topic.name);
         if current.is_none_or(|t| t.id != topic.id) {
@@ -81,8 +86,16 @@ fn apply(
                     }
                 },
             };
-            if p.leader == Some(me) {
+            if p.leader == Some(me) && current {
                 partition.become_leader(me, p.leader_epoch, p.partition_epoch, &p.replicas, &p.isr);
+            } else if p.leader == Some(me) {
+                partition.become_follower(
+                    None,
+                    p.leader_epoch,
+                    p.partition_epoch,
+                    &p.replicas,
+                    &p.isr,
+                );
             } else {
                 partition.become_follower(
                     p.leader,

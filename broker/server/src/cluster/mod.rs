@@ -69,6 +69,10 @@ pub struct Cluster {
     broker: Weak<Broker>,
     image: watch::Receiver<Arc<ClusterMetadata>>,
     lifecycle: Mutex<Option<BrokerLifecycle>>,
+    /// This process's registration id: an image that does not show it
+    /// registered and unfenced predates this start (the metadata log is
+    /// still being caught up), so its leaderships are not taken.
+    incarnation: std::sync::OnceLock<uuid::Uuid>,
     /// Partitions followed, by (topic, partition).
     follow: Mutex<BTreeMap<(String, i32), FollowTarget>>,
     /// One fetcher task per leader broker.
@@ -105,6 +109,7 @@ impl Cluster {
             broker: Arc::downgrade(broker),
             image: image.clone(),
             lifecycle: Mutex::new(None),
+            incarnation: std::sync::OnceLock::new(),
             follow: Mutex::new(BTreeMap::new()),
             fetchers: Mutex::new(BTreeMap::new()),
             tasks: Mutex::new(Vec::new()),
@@ -162,6 +167,7 @@ impl Cluster {
             },
             replication.broker_heartbeat_interval,
         );
+        let _ = cluster.incarnation.set(lifecycle.incarnation_id());
         *lock(&cluster.lifecycle) = Some(lifecycle);
         let applier = tokio::spawn(applier::run(cluster.clone(), image));
         let leader_duties = tokio::spawn(replication::leader_duties(cluster.clone()));
@@ -172,6 +178,18 @@ impl Cluster {
     /// The latest applied metadata image.
     pub fn image(&self) -> Arc<ClusterMetadata> {
         self.image.borrow().clone()
+    }
+
+    /// Whether `image` shows this process registered and unfenced: only
+    /// then does it act as a leader.
+    pub(crate) fn is_current_in(&self, image: &ClusterMetadata) -> bool {
+        let Some(incarnation) = self.incarnation.get() else {
+            return false;
+        };
+        image
+            .brokers
+            .get(&self.node_id)
+            .is_some_and(|b| b.incarnation_id == *incarnation && !b.fenced)
     }
 
     /// The broker, while it runs.

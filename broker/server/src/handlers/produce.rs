@@ -119,7 +119,7 @@ pub async fn handle(
                         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
                         if !partition.wait_for_hw(info.last_offset + 1, left).await {
                             topic.metrics.failed_produce_requests.inc();
-                            let code = if partition.replica().is_leader() {
+                            let code = if partition.replica().is_leader() && !broker.is_stopping() {
                                 ResponseError::RequestTimedOut
                             } else {
                                 ResponseError::NotLeaderOrFollower
