@@ -16,6 +16,7 @@
 
 pub mod broker;
 pub mod cluster;
+pub mod cluster_admin;
 pub mod cluster_checks;
 pub mod cluster_faults;
 pub mod groups;
