@@ -63,6 +63,10 @@ pub struct ReplicaState {
     pub followers: BTreeMap<i32, FollowerProgress>,
     /// An ISR change is being proposed; don't propose another.
     pub isr_change_pending: bool,
+    /// The log end when this broker became leader in this epoch: until the
+    /// high watermark reaches it, the high watermark is not known yet
+    /// (followers have not reported), so the true end is not answered.
+    pub epoch_start_offset: i64,
 }
 
 impl ReplicaState {
@@ -75,6 +79,7 @@ impl ReplicaState {
             isr: Vec::new(),
             followers: BTreeMap::new(),
             isr_change_pending: false,
+            epoch_start_offset: 0,
         }
     }
 
@@ -323,10 +328,12 @@ impl Partition {
         isr: &[i32],
     ) {
         let now = Instant::now();
+        let end = self.read_log().log_end_offset();
         {
             let mut replica = self.replica();
             let new_term = replica.role != Role::Leader || replica.leader_epoch != epoch;
             if new_term {
+                replica.epoch_start_offset = end;
                 replica.followers = replicas
                     .iter()
                     .filter(|&&id| id != self_id)

@@ -33,6 +33,8 @@ const FETCH_VERSION: i16 = 12;
 const EPOCH_VERSION: i16 = 3;
 /// Pause after a failed connection or exchange.
 const BACKOFF: Duration = Duration::from_millis(200);
+/// Pause after the leader refused a partition (epochs not in step yet).
+const EPOCH_RETRY: Duration = Duration::from_millis(20);
 /// Response bytes per fetch, all partitions together.
 const FETCH_MAX_BYTES: i32 = 16 * 1024 * 1024;
 
@@ -318,7 +320,9 @@ async fn fetch_once(
     broker.metrics.max_follower_lag.set(max_lag.max(0));
     cluster.throttle(throttled).await;
     if needs_pause {
-        tokio::time::sleep(BACKOFF).await;
+        // Usually a leader epoch this broker or the leader has not applied
+        // yet: the metadata log catches up within milliseconds.
+        tokio::time::sleep(EPOCH_RETRY).await;
     }
     Ok(())
 }

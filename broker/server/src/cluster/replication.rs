@@ -166,6 +166,7 @@ mod tests {
                 })
                 .collect::<BTreeMap<_, _>>(),
             isr_change_pending: false,
+            epoch_start_offset: 0,
         }
     }
 

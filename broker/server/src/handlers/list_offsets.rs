@@ -47,6 +47,7 @@ pub fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOff
                             .with_offset(-1)
                             .with_timestamp(-1);
                     };
+                    let hw = partition.high_watermark();
                     let epoch = {
                         let replica = partition.replica();
                         let refused = if !replica.is_leader() {
@@ -63,6 +64,16 @@ pub fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOff
                         if let Some(code) = refused {
                             return resp
                                 .with_error_code(code.code())
+                                .with_offset(-1)
+                                .with_timestamp(-1);
+                        }
+                        // KIP-207: a new leader does not know the high
+                        // watermark until it reaches its epoch's start.
+                        if replica.role == crate::partition::Role::Leader
+                            && hw < replica.epoch_start_offset
+                        {
+                            return resp
+                                .with_error_code(ResponseError::OffsetNotAvailable.code())
                                 .with_offset(-1)
                                 .with_timestamp(-1);
                         }
