@@ -286,15 +286,21 @@ fn update_partition(
         p.isr = isr;
         changed = true;
     }
-    if let Some(replicas) = replicas.filter(|r| *r != p.replicas) {
-        p.replicas = replicas;
-        if p.reassignment
-            .as_ref()
-            .is_some_and(|r| r.target == p.replicas)
-        {
-            p.reassignment = None;
+    if let Some(replicas) = replicas {
+        if replicas != p.replicas {
+            p.replicas = replicas;
+            changed = true;
         }
-        changed = true;
+        // Done only once every target replica is in sync: a pure addition
+        // has its target as replica list from the start, and its new
+        // replicas are "adding" (throttled, listed) until they catch up.
+        let done = p.reassignment.as_ref().is_some_and(|r| {
+            r.target == p.replicas && r.target.iter().all(|id| p.isr.contains(id))
+        });
+        if done {
+            p.reassignment = None;
+            changed = true;
+        }
     }
     if changed {
         p.partition_epoch += 1;

@@ -302,3 +302,34 @@ fn an_unclean_election_completes_a_reassignment_it_satisfies() {
         .unwrap();
     assert_eq!(log.layout("t", 0), (vec![2], vec![2], Some(2), false));
 }
+
+#[test]
+fn a_pure_addition_stays_in_progress_until_the_new_replica_is_in_sync() {
+    let mut log = Log::new();
+    log.brokers(&[1, 2, 3]);
+    log.topic("t", vec![vec![1, 2]]);
+    let start = MetadataCommand::AlterReassignment {
+        topic: "t".into(),
+        partition: 0,
+        target: Some(vec![1, 2, 3]),
+    };
+    assert_eq!(log.apply(start), Ok(ApplyOutcome::Applied));
+    let p = log.p("t", 0).clone();
+    // The replica list already is the target, but 3 is still being added.
+    assert_eq!(p.replicas, vec![1, 2, 3]);
+    let r = p.reassignment.clone().expect("in progress");
+    assert_eq!((r.adding, r.removing), (vec![3], vec![]));
+    log.apply(change(
+        "t",
+        LeaderChange::Unchanged,
+        Some(vec![1, 2, 3]),
+        Some(p.partition_epoch),
+    ))
+    .unwrap();
+    let p = log.p("t", 0);
+    assert!(p.reassignment.is_none());
+    assert_eq!(
+        (p.replicas.clone(), p.isr.clone()),
+        (vec![1, 2, 3], vec![1, 2, 3])
+    );
+}
