@@ -714,6 +714,8 @@ impl Broker {
     /// directory is removed under it and the open handles die with the
     /// last reference.
     pub(crate) fn delete_partition_data(&self, topic: &str, partition: Arc<Partition>) {
+        // Requests still waiting on it (acks=all) end now.
+        partition.become_follower(None, -1, -1, &[], &[]);
         let dir = partition_dir(&self.config.data_dir, topic, partition.index);
         match Arc::try_unwrap(partition) {
             Ok(partition) => {
