@@ -70,6 +70,7 @@ impl DevClusterBuilder {
     pub fn start(self) -> DevCluster {
         let mut last = String::new();
         for _ in 0..PORT_RETRIES {
+            let slot = ClusterSlot::acquire();
             let workdir = tempfile::Builder::new()
                 .prefix("rivulet-dev-test-")
                 .tempdir()
@@ -82,6 +83,7 @@ impl DevClusterBuilder {
                 dev: None,
                 bootstrap: String::new(),
                 brokers: BTreeMap::new(),
+                _slot: slot,
             };
             match cluster.launch() {
                 Ok(()) => return cluster,
@@ -120,6 +122,46 @@ pub struct DevCluster {
     dev: Option<Child>,
     bootstrap: String,
     brokers: BTreeMap<i32, Broker>,
+    /// This test's share of the machine; released on drop.
+    _slot: ClusterSlot,
+}
+
+/// How many clusters one test binary runs at once: each is several broker
+/// processes plus clients, and timing-based cluster behaviour (heartbeats,
+/// ISR lag) degrades when a 2-core machine runs many of them. Override with
+/// `RIVULET_TEST_CLUSTERS`.
+fn max_clusters() -> usize {
+    std::env::var("RIVULET_TEST_CLUSTERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(2)
+}
+
+static RUNNING: (std::sync::Mutex<usize>, std::sync::Condvar) =
+    (std::sync::Mutex::new(0), std::sync::Condvar::new());
+
+/// A permit to run one cluster in this process.
+struct ClusterSlot;
+
+impl ClusterSlot {
+    fn acquire() -> ClusterSlot {
+        let (count, freed) = &RUNNING;
+        let mut running = count.lock().unwrap_or_else(|e| e.into_inner());
+        while *running >= max_clusters() {
+            running = freed.wait(running).unwrap_or_else(|e| e.into_inner());
+        }
+        *running += 1;
+        ClusterSlot
+    }
+}
+
+impl Drop for ClusterSlot {
+    fn drop(&mut self) {
+        let (count, freed) = &RUNNING;
+        *count.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        freed.notify_one();
+    }
 }
 
 impl DevCluster {
