@@ -130,6 +130,9 @@ impl DecodedBatch {
     }
 }
 
+/// The codec bits of a batch's attributes.
+const COMPRESSION_MASK: i16 = 0x07;
+
 /// The header fields a rewrite may change; everything else (base offset,
 /// `lastOffsetDelta`, leader epoch, producer id/epoch, base sequence, codec)
 /// is kept from the original.
@@ -169,14 +172,20 @@ pub(crate) fn encode_batch(
         write_varint(&mut body, len);
         body.put_slice(&inner);
     }
-    let codec = original.compression();
+    // An emptied batch is written as Kafka writes one: header only, no
+    // codec (clients cannot decompress an empty payload).
+    let (codec, attributes) = if records.is_empty() {
+        (0, rewrite.attributes & !COMPRESSION_MASK)
+    } else {
+        (original.compression(), rewrite.attributes)
+    };
     let mut out = BytesMut::with_capacity(BatchHeader::SIZE + body.len());
     out.put_i64(original.base_offset);
     out.put_i32(0); // batchLength, filled in below
     out.put_i32(original.partition_leader_epoch);
     out.put_i8(2);
     out.put_u32(0); // CRC, filled in below
-    out.put_i16(rewrite.attributes);
+    out.put_i16(attributes);
     out.put_i32(original.last_offset_delta);
     out.put_i64(rewrite.base_timestamp);
     out.put_i64(rewrite.max_timestamp);
@@ -339,6 +348,33 @@ mod tests {
                 ],
                 "{codec:?}"
             );
+        }
+    }
+
+    #[test]
+    fn an_emptied_compressed_batch_is_written_uncompressed() {
+        for codec in [
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
+            let batch = keyed_batch(
+                &[(Some("a"), Some("1")), (Some("b"), Some("2"))],
+                500,
+                codec,
+            );
+            let header = validate_batches(&batch).unwrap()[0];
+            let rewrite = Rewrite {
+                attributes: header.attributes,
+                base_timestamp: header.base_timestamp,
+                max_timestamp: header.max_timestamp,
+            };
+            let empty = encode_batch(&header, rewrite, &[]).unwrap();
+            let h = BatchHeader::parse(&empty).unwrap();
+            assert_eq!(h.compression(), 0, "{codec:?}");
+            assert_eq!((h.records_count, h.last_offset()), (0, 1), "{codec:?}");
+            assert_eq!(empty.len(), BatchHeader::SIZE, "{codec:?}");
         }
     }
 
