@@ -127,7 +127,21 @@ impl Cluster {
             tokio::spawn(async move {
                 loop {
                     let joined = if is_voter {
-                        node.initialize(&voters).await
+                        match node.initialize(&voters).await {
+                            Ok(()) => Ok(()),
+                            // A voter the existing quorum never had (the
+                            // voter list grew after bootstrap) is never
+                            // contacted: it follows as a learner instead.
+                            Err(e) => match node.join_as_learner(&voters).await {
+                                Ok(()) => {
+                                    tracing::warn!(
+                                        "not a voter of the existing quorum; following the metadata log as a learner"
+                                    );
+                                    Ok(())
+                                }
+                                Err(_) => Err(e),
+                            },
+                        }
                     } else {
                         node.join_as_learner(&voters).await
                     };
