@@ -62,6 +62,10 @@ fn a_returning_leader_cuts_the_tail_it_alone_wrote() {
     for &f in &followers {
         cluster.pause(f);
     }
+    // A fetch a follower sent just before it stopped may be parked at the
+    // leader; it must expire (replica.fetch.wait.max.ms, 500 ms) before the
+    // tail is written, or the tail would land in that follower's socket.
+    std::thread::sleep(Duration::from_millis(1500));
     let r = conn
         .produce_batch(&topic, 0, batch("lost", 5), 1)
         .expect("acks=1 produce");
