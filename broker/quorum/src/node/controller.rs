@@ -44,6 +44,18 @@ struct Leadership {
     /// Whether the image has applied what was committed before this term.
     caught_up: bool,
     next_rebalance: Instant,
+    /// When the previous check ran: a long gap means this process was
+    /// starved, not that the brokers died.
+    last_check: Instant,
+}
+
+/// What a fencing check did.
+enum Fencing {
+    /// Fenced the brokers whose session expired (if any).
+    Done,
+    /// Fenced nobody: this node's own broker looked expired, so liveness
+    /// is not being recorded in time.
+    Starved,
 }
 
 impl QuorumNode {
@@ -95,9 +107,15 @@ impl QuorumNode {
                     since: now,
                     caught_up: false,
                     next_rebalance: now + config.leader_imbalance_check_interval,
+                    last_check: now,
                 })
             }
         };
+        if checks_stalled(lead.last_check, now, config.session_timeout) {
+            tracing::warn!("controller checks were delayed; every broker gets a new session");
+            lead.since = now;
+        }
+        lead.last_check = now;
         if !lead.caught_up {
             let applied = self.raft.ensure_linearizable();
             match tokio::time::timeout(self.config.propose_timeout, applied).await {
@@ -105,11 +123,22 @@ impl QuorumNode {
                 _ => return,
             }
         }
-        if let Err(e) = self.fence_expired(config, lead.since, now).await {
-            if !matches!(e, QuorumError::NotLeader) {
-                tracing::warn!(error = %e, "fencing expired brokers failed");
+        match self.fence_expired(config, lead.since, now).await {
+            Ok(Fencing::Done) => {}
+            Ok(Fencing::Starved) => {
+                // Even this node's own heartbeats were not applied in time:
+                // the quorum is slow, not every broker dead.
+                tracing::warn!(
+                    "this controller's own broker session expired; every broker gets a new session"
+                );
+                lead.since = now;
             }
-            return;
+            Err(e) => {
+                if !matches!(e, QuorumError::NotLeader) {
+                    tracing::warn!(error = %e, "fencing expired brokers failed");
+                }
+                return;
+            }
         }
         if config.auto_leader_rebalance && now >= lead.next_rebalance {
             lead.next_rebalance = match self.rebalance().await {
@@ -125,10 +154,13 @@ impl QuorumNode {
         config: &ControllerConfig,
         grace_from: Instant,
         now: Instant,
-    ) -> Result<(), QuorumError> {
+    ) -> Result<Fencing, QuorumError> {
         let image = self.metadata.borrow().clone();
         let last_seen = self.liveness.snapshot();
         let expired = expired_sessions(&image, &last_seen, grace_from, now, config.session_timeout);
+        let Some(expired) = to_fence(expired, i32::try_from(self.id).ok()) else {
+            return Ok(Fencing::Starved);
+        };
         for broker_id in expired {
             tracing::warn!(broker_id, "broker session expired; fencing it");
             let fence = MetadataCommand::FenceBroker { broker_id };
@@ -138,7 +170,7 @@ impl QuorumNode {
                 Err(e) => return Err(e),
             }
         }
-        Ok(())
+        Ok(Fencing::Done)
     }
 
     async fn rebalance(&self) -> Result<(), QuorumError> {
@@ -160,6 +192,23 @@ impl QuorumNode {
                 Err(e)
             }
         }
+    }
+}
+
+/// Whether the gap since the previous check means this process itself was
+/// starved (more than half a session without a check).
+fn checks_stalled(last_check: Instant, now: Instant, session_timeout: Duration) -> bool {
+    now.saturating_duration_since(last_check) > session_timeout / 2
+}
+
+/// The brokers to fence, or `None` when this controller's own broker is
+/// among them: its heartbeats go through this very node, so their lateness
+/// means liveness is not being recorded in time, not that everyone died.
+fn to_fence(expired: Vec<BrokerId>, own: Option<BrokerId>) -> Option<Vec<BrokerId>> {
+    if own.is_some_and(|own| expired.contains(&own)) {
+        None
+    } else {
+        Some(expired)
     }
 }
 
@@ -188,6 +237,17 @@ fn expired_sessions(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_starved_controller_fences_nobody() {
+        assert_eq!(to_fence(vec![1, 2], Some(0)), Some(vec![1, 2]));
+        assert_eq!(to_fence(vec![0, 1, 2], Some(0)), None);
+        assert_eq!(to_fence(vec![3], None), Some(vec![3]));
+        let t0 = Instant::now();
+        let session = Duration::from_secs(9);
+        assert!(!checks_stalled(t0, t0 + Duration::from_secs(1), session));
+        assert!(checks_stalled(t0, t0 + Duration::from_secs(5), session));
+    }
 
     #[test]
     fn sessions_expire_after_the_timeout_and_a_new_controller_grants_grace() {
