@@ -74,6 +74,15 @@ pub enum ValidationError {
         /// Brokers asked for.
         replicas: i32,
     },
+    /// An explicit `quorumVoters` other than the count the running quorum
+    /// formed with.
+    #[error("quorumVoters cannot change from {was} to {now}: the controller quorum's voters are fixed when it first forms")]
+    VotersChanged {
+        /// The count recorded at creation.
+        was: i32,
+        /// The count the spec asks for now.
+        now: i32,
+    },
     /// `config` names a key the operator sets.
     #[error("config may not set `{0}`: the operator sets it")]
     OwnedConfigKey(String),
@@ -146,9 +155,15 @@ pub fn validate(
     if spec.replicas < 1 {
         return Err(ValidationError::NoBrokers(spec.replicas));
     }
-    let voters = spec
-        .quorum_voters
-        .unwrap_or_else(|| default_voters(spec.replicas));
+    // The voters the quorum formed with outlive any later default.
+    let formed = cluster.status.as_ref().and_then(|s| s.quorum_voters);
+    let voters = match (formed, spec.quorum_voters) {
+        (Some(was), Some(now)) if was != now => {
+            return Err(ValidationError::VotersChanged { was, now })
+        }
+        (Some(was), _) => was,
+        (None, asked) => asked.unwrap_or_else(|| default_voters(spec.replicas)),
+    };
     if ![1, 3, 5].contains(&voters) {
         return Err(ValidationError::BadVoterCount(voters));
     }
@@ -417,6 +432,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(message.contains("1, 3 or 5"), "{message}");
+    }
+
+    #[test]
+    fn the_quorum_keeps_the_voters_it_formed_with() {
+        let formed = |spec: &str, voters: i32| {
+            let mut cluster = cluster_from_yaml(spec);
+            cluster.status = Some(crate::crd::KafkaClusterStatus {
+                quorum_voters: Some(voters),
+                ..Default::default()
+            });
+            validate(&cluster, &OperatorConfig::default())
+        };
+        // Created with one broker (one voter), scaled to 3: still one voter.
+        assert_eq!(formed("replicas: 3", 1).unwrap().voters, 1);
+        // Created with 3, scaled to 2: the default would say 1; the quorum says 3.
+        assert_eq!(
+            formed("replicas: 2", 3),
+            Err(ValidationError::MoreVotersThanBrokers {
+                voters: 3,
+                replicas: 2
+            })
+        );
+        assert_eq!(formed("replicas: 5\nquorumVoters: 3", 3).unwrap().voters, 3);
+        let changed = formed("replicas: 5\nquorumVoters: 5", 3).unwrap_err();
+        assert_eq!(changed, ValidationError::VotersChanged { was: 3, now: 5 });
+        assert!(changed.to_string().contains("from 3 to 5"), "{changed}");
     }
 
     #[test]

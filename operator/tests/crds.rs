@@ -65,6 +65,7 @@ fn kafkacluster_crd_has_scale_status_and_columns() {
         "self >= 1",
         "self in [1, 3, 5]",
         "self.quorumVoters <= self.replicas",
+        "self.quorumVoters == oldSelf.quorumVoters",
     ] {
         assert!(yaml.contains(rule), "missing CEL rule {rule}");
     }

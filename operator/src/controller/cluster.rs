@@ -578,6 +578,7 @@ fn cluster_status(
             .and_then(|i| i.controller)
             .or(previous.active_controller),
         roll,
+        quorum_voters: Some(validated.voters),
     }
 }
 

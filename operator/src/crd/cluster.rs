@@ -80,6 +80,7 @@ pub const OPERATOR_OWNED_KEYS: &[&str] = &[
     )
 )]
 #[x_kube(validation = Rule::new("!has(self.quorumVoters) || self.quorumVoters <= self.replicas").message("quorumVoters cannot exceed replicas: every quorum voter is also a broker"))]
+#[x_kube(validation = Rule::new("!has(oldSelf.quorumVoters) || (has(self.quorumVoters) && self.quorumVoters == oldSelf.quorumVoters)").message("quorumVoters cannot change once set: the controller quorum's voters are fixed when it first forms"))]
 #[serde(rename_all = "camelCase")]
 pub struct KafkaClusterSpec {
     /// Number of brokers. Each broker is one pod of the StatefulSet with its
@@ -96,7 +97,11 @@ pub struct KafkaClusterSpec {
     /// Number of brokers that are also Raft controller quorum voters (the
     /// brokers with ids 0..quorumVoters-1). Must be 1, 3 or 5: an even quorum
     /// tolerates no more failures than the odd one below it. Default: 1 for
-    /// clusters of fewer than 3 brokers, otherwise 3.
+    /// clusters created with fewer than 3 brokers, otherwise 3. The voters
+    /// are fixed when the quorum first forms: the operator records the
+    /// count in `status.quorumVoters` and keeps it through scaling, a
+    /// different explicit value is refused, and `replicas` may not go
+    /// below it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self in [1, 3, 5]").message("quorumVoters must be 1, 3 or 5: an even number of voters adds no fault tolerance"))]
     pub quorum_voters: Option<i32>,
@@ -579,6 +584,12 @@ pub struct KafkaClusterStatus {
     /// The rolling restart in progress, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub roll: Option<RollStatus>,
+
+    /// Quorum voters the cluster was created with. The controller quorum's
+    /// voter set is fixed when it first forms, so this count outlives
+    /// changes of `spec.replicas` (which would otherwise move the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum_voters: Option<i32>,
 }
 
 /// A rolling restart the operator is driving, one broker at a time.

@@ -253,6 +253,41 @@ async fn scale_out_changes_replicas_but_not_the_pod_template() {
 }
 
 #[tokio::test]
+async fn scale_out_keeps_the_voters_the_quorum_formed_with() {
+    let h = Harness::new("replicas: 1");
+    h.reconcile().await;
+    assert_eq!(h.status()["quorumVoters"], 1);
+    let voters_line = |h: &Harness| {
+        let data = h.api.object(CM).unwrap()["data"]["server.properties"].clone();
+        data.as_str()
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with("controller.quorum.voters="))
+            .unwrap()
+            .to_string()
+    };
+    let before = voters_line(&h);
+    assert!(before.contains("0@demo-broker-0."), "{before}");
+
+    // Three brokers would default to three voters; the quorum has one.
+    h.edit_spec(|spec| spec["replicas"] = json!(3));
+    h.reconcile().await;
+    assert_eq!(h.api.object(STS).unwrap()["spec"]["replicas"], 3);
+    assert_eq!(voters_line(&h), before);
+    assert_eq!(h.status()["quorumVoters"], 1);
+
+    // An explicit different count is an invalid spec, and nothing is applied.
+    h.edit_spec(|spec| spec["quorumVoters"] = json!(3));
+    let calls = h.reconcile().await;
+    assert!(applied(&calls).is_empty(), "{calls:#?}");
+    assert_eq!(
+        h.condition("Degraded"),
+        ("True".into(), "InvalidSpec".into())
+    );
+    assert_eq!(voters_line(&h), before);
+}
+
+#[tokio::test]
 async fn config_change_rolls_one_broker_at_a_time() {
     let h = Harness::ready_cluster().await;
     let hash = |h: &Harness| {
