@@ -1,6 +1,7 @@
 //! The KafkaCluster reconcile:
 //! read -> validate -> drain (scale-in only) -> build -> apply (config
-//! first, StatefulSet last) -> delete orphans -> roll -> status.
+//! first, StatefulSet last) -> delete orphans -> roll -> spread (after a
+//! scale-out) -> status.
 //!
 //! Nothing here decides anything: validation, building, drain plans, the
 //! roll and the conditions are pure functions; this file does the I/O
@@ -27,6 +28,7 @@ use super::{
     kafka::ClusterInfo,
     roll::{self, PodView, RollDecision, RollInput},
     scale_in::{self, ScaleIn},
+    scale_out::{self, ScaleOut},
     status::{self, Phase},
     Context,
 };
@@ -245,6 +247,33 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
         }),
     };
 
+    // Spread replicas onto new brokers once a scale-out is up and no
+    // roll or drain is under way.
+    let mut balanced = cluster
+        .status
+        .as_ref()
+        .and_then(|s| s.balanced_brokers)
+        .unwrap_or(validated.replicas)
+        .min(validated.replicas);
+    if !validated.spec.rebalance_on_scale_out {
+        balanced = validated.replicas;
+    }
+    let rebalancing = if balanced < validated.replicas
+        && scale_in.is_none()
+        && decision == RollDecision::Idle
+        && ready >= validated.replicas
+    {
+        match scale_out::step(&ctx, &cluster, &validated).await {
+            ScaleOut::Balanced => {
+                balanced = validated.replicas;
+                None
+            }
+            ScaleOut::Rebalancing(message) => Some(message),
+        }
+    } else {
+        None
+    };
+
     // Status.
     let phase = phase(
         &validated,
@@ -252,6 +281,7 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
         ready,
         &decision,
         scale_in.as_ref(),
+        rebalancing,
     );
     let state = match &phase {
         Phase::Ready(_) => ClusterState::Ready,
@@ -269,6 +299,7 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
         info.as_ref(),
         &observed,
         roll_status,
+        balanced,
         now,
     );
     write_status(&ctx, &cluster, status).await?;
@@ -510,6 +541,7 @@ fn phase(
     ready: i32,
     decision: &RollDecision,
     scale_in: Option<&ScaleIn>,
+    rebalancing: Option<String>,
 ) -> Phase {
     let counts = format!("{ready}/{} brokers ready", cluster.replicas);
     match (decision, scale_in) {
@@ -529,7 +561,13 @@ fn phase(
             reason: "RollingRestart",
             message: format!("{counts}; rolling restart in progress"),
         },
-        (RollDecision::Idle, _) if ready >= cluster.replicas => Phase::Ready(counts),
+        (RollDecision::Idle, _) if ready >= cluster.replicas => match rebalancing {
+            Some(message) => Phase::Progressing {
+                reason: "Rebalancing",
+                message: format!("{counts}; {message}"),
+            },
+            None => Phase::Ready(counts),
+        },
         (RollDecision::Idle, _) => Phase::Progressing {
             reason: match old_replicas {
                 None => "Creating",
@@ -552,6 +590,7 @@ fn cluster_status(
     info: Option<&ClusterInfo>,
     observed: &Observed,
     roll: Option<RollStatus>,
+    balanced: i32,
     now: Timestamp,
 ) -> KafkaClusterStatus {
     let previous = cluster.status.clone().unwrap_or_default();
@@ -579,6 +618,7 @@ fn cluster_status(
             .or(previous.active_controller),
         roll,
         quorum_voters: Some(validated.voters),
+        balanced_brokers: Some(balanced),
     }
 }
 

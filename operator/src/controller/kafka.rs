@@ -165,6 +165,17 @@ pub trait KafkaAdmin: Send + Sync {
     ) -> BoxFuture<'a, Result<Vec<OngoingReassignment>, ClientError>>;
 }
 
+/// Where every replica is and which reassignments run: what drain and
+/// spread plans start from.
+pub async fn replicas_and_moves(
+    kafka: &dyn KafkaAdmin,
+    bootstrap: &str,
+) -> Result<(ReplicaAssignment, Vec<OngoingReassignment>), ClientError> {
+    let assignment = kafka.replica_assignment(bootstrap).await?;
+    let ongoing = kafka.reassignments_in_progress(bootstrap).await?;
+    Ok((assignment, ongoing))
+}
+
 /// [`KafkaAdmin`] over the Kafka protocol, a fresh connection per call:
 /// reconciles are minutes apart and brokers come and go.
 #[derive(Debug, Default, Clone, Copy)]

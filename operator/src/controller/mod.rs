@@ -6,6 +6,7 @@ pub mod kafka;
 pub mod reassign;
 pub mod roll;
 pub mod scale_in;
+pub mod scale_out;
 pub mod status;
 pub mod topic;
 

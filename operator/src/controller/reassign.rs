@@ -1,6 +1,7 @@
 //! Replica placement for reassignments, as pure functions of the cluster's
-//! replica assignment: how a Topic's replication factor changes, and where
-//! the replicas of leaving brokers go when a KafkaCluster scales in.
+//! replica assignment: how a Topic's replication factor changes, where
+//! the replicas of leaving brokers go when a KafkaCluster scales in, and
+//! which replicas move onto new brokers after it scales out.
 //!
 //! Placement is deliberately simple and predictable: a partition keeps the
 //! replicas it has, in order, wherever it can; new replicas go to the
@@ -213,6 +214,124 @@ pub fn drain(assignment: &ReplicaAssignment, ongoing: &[OngoingReassignment], ke
         in_progress: ongoing.len(),
         blocked,
     }
+}
+
+/// Most partitions one spread plan moves at once; the rest follow when
+/// these are done, so a big cluster is not flooded with copies.
+pub const SPREAD_BATCH: usize = 64;
+
+/// The next step of spreading replicas over brokers `0..brokers` after a
+/// scale-out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Spread {
+    /// Reassignments are running (of any partition): wait for them.
+    Waiting(usize),
+    /// Not every broker `0..brokers` is registered yet.
+    Blocked(Vec<i32>),
+    /// Reassignments that even out the load.
+    Moves(Vec<ReassignTarget>),
+    /// No broker has more than one replica above another, or nothing
+    /// more can be moved.
+    Balanced,
+}
+
+/// Plans moving replicas from the most- to the least-loaded of brokers
+/// `0..brokers` until no broker holds more than one replica more than any
+/// other. Each move replaces one replica in place, so a partition keeps
+/// its replication factor and the order of the rest; a new broker becomes
+/// a partition's preferred leader (first replica) only while the most
+/// loaded broker leads more partitions than its share, so leadership
+/// spreads with the data. One plan changes at most [`SPREAD_BATCH`]
+/// partitions (several replicas of one partition may move in it).
+pub fn spread(
+    assignment: &ReplicaAssignment,
+    ongoing: &[OngoingReassignment],
+    brokers: i32,
+) -> Spread {
+    if !ongoing.is_empty() {
+        return Spread::Waiting(ongoing.len());
+    }
+    let missing: Vec<i32> = (0..brokers)
+        .filter(|id| !assignment.brokers.contains(id))
+        .collect();
+    if !missing.is_empty() {
+        return Spread::Blocked(missing);
+    }
+    let mut replicas: BTreeMap<i32, usize> = (0..brokers).map(|id| (id, 0)).collect();
+    let mut leads: BTreeMap<i32, usize> = replicas.clone();
+    let mut lists: BTreeMap<(String, i32), Vec<i32>> = BTreeMap::new();
+    for (key, partition) in &assignment.partitions {
+        // A partition with a replica outside 0..brokers is a drain's business.
+        if partition
+            .replicas
+            .iter()
+            .any(|id| !replicas.contains_key(id))
+        {
+            continue;
+        }
+        for id in &partition.replicas {
+            *replicas.get_mut(id).expect("checked") += 1;
+        }
+        if let Some(first) = partition.replicas.first() {
+            *leads.get_mut(first).expect("checked") += 1;
+        }
+        lists.insert(key.clone(), partition.replicas.clone());
+    }
+    let total_leads: usize = leads.values().sum();
+    let lead_share = total_leads.div_ceil(usize::try_from(brokers.max(1)).unwrap_or(1));
+    let mut moved: BTreeMap<(String, i32), Vec<i32>> = BTreeMap::new();
+    loop {
+        // Most loaded (highest id on a tie: new brokers have the highest
+        // ids, old ones give), least loaded (lowest id on a tie).
+        let (&from, &most) = replicas
+            .iter()
+            .max_by_key(|(id, load)| (**load, **id))
+            .expect("brokers >= 1");
+        let (&to, &least) = replicas
+            .iter()
+            .min_by_key(|(id, load)| (**load, **id))
+            .expect("brokers >= 1");
+        if most <= least + 1 {
+            break;
+        }
+        let give_lead = leads[&from] > lead_share && leads[&to] < lead_share;
+        let candidates = || {
+            lists.iter().filter(|(key, list)| {
+                (moved.len() < SPREAD_BATCH || moved.contains_key(*key))
+                    && list.contains(&from)
+                    && !list.contains(&to)
+            })
+        };
+        // Prefer a partition whose role for `from` matches whether its
+        // leadership should move too; take any other when none does.
+        let chosen = candidates()
+            .find(|(_, list)| (list.first() == Some(&from)) == give_lead)
+            .or_else(|| candidates().next())
+            .map(|(key, _)| key.clone());
+        let Some(key) = chosen else { break };
+        let list = lists.get_mut(&key).expect("chosen from lists");
+        let at = list
+            .iter()
+            .position(|id| *id == from)
+            .expect("contains from");
+        list[at] = to;
+        *replicas.get_mut(&from).expect("known") -= 1;
+        *replicas.get_mut(&to).expect("known") += 1;
+        if at == 0 {
+            *leads.get_mut(&from).expect("known") -= 1;
+            *leads.get_mut(&to).expect("known") += 1;
+        }
+        moved.insert(key, list.clone());
+    }
+    if moved.is_empty() {
+        return Spread::Balanced;
+    }
+    Spread::Moves(
+        moved
+            .into_iter()
+            .map(|((topic, partition), list)| (topic, partition, Some(list)))
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -438,5 +557,96 @@ mod tests {
                 blocked: 1
             }
         );
+    }
+
+    /// `assignment` after `moves` completed.
+    fn after(assignment: &ReplicaAssignment, moves: &[ReassignTarget]) -> ReplicaAssignment {
+        let mut next = assignment.clone();
+        for (topic, p, target) in moves {
+            let list = target.clone().unwrap();
+            let partition = next.partitions.get_mut(&(topic.clone(), *p)).unwrap();
+            partition.leader = list[0];
+            partition.replicas = list;
+        }
+        next
+    }
+
+    fn counts(assignment: &ReplicaAssignment, brokers: i32) -> (Vec<usize>, Vec<usize>) {
+        let mut replicas = vec![0; brokers as usize];
+        let mut leads = vec![0; brokers as usize];
+        for p in assignment.partitions.values() {
+            for id in &p.replicas {
+                replicas[*id as usize] += 1;
+            }
+            leads[p.replicas[0] as usize] += 1;
+        }
+        (replicas, leads)
+    }
+
+    #[test]
+    fn spread_evens_out_replicas_and_leadership_onto_new_brokers() {
+        // Six partitions of RF 3 on brokers 0-2, then brokers 3-5 join.
+        let partitions: Vec<(&str, i32, i32, Vec<i32>)> = (0..6)
+            .map(|p| ("a", p, p % 3, (0..3).map(|i| (p + i) % 3).collect()))
+            .collect();
+        let borrowed: Vec<(&str, i32, i32, &[i32])> = partitions
+            .iter()
+            .map(|(t, p, l, r)| (*t, *p, *l, r.as_slice()))
+            .collect();
+        let c = cluster(&[0, 1, 2, 3, 4, 5], &borrowed);
+        let Spread::Moves(moves) = spread(&c, &[], 6) else {
+            panic!("a plan")
+        };
+        let next = after(&c, &moves);
+        let (replicas, leads) = counts(&next, 6);
+        assert_eq!(replicas, [3, 3, 3, 3, 3, 3]);
+        assert_eq!(leads, [1, 1, 1, 1, 1, 1], "leadership spreads too");
+        for p in next.partitions.values() {
+            let mut ids = p.replicas.clone();
+            ids.sort_unstable();
+            ids.dedup();
+            assert_eq!(ids.len(), 3, "each partition keeps 3 distinct replicas");
+        }
+        // One target per partition, replicas replaced in place.
+        assert!(moves.len() <= 6);
+        assert_eq!(spread(&next, &[], 6), Spread::Balanced);
+    }
+
+    #[test]
+    fn spread_waits_for_moves_and_for_every_broker() {
+        let c = cluster(
+            &[0, 1, 2],
+            &[("a", 0, 0, &[0]), ("a", 1, 0, &[0]), ("a", 2, 0, &[0])],
+        );
+        let ongoing = [moving("b", 0, &[0, 1], &[1], &[0])];
+        assert_eq!(spread(&c, &ongoing, 3), Spread::Waiting(1));
+        assert_eq!(spread(&c, &[], 4), Spread::Blocked(vec![3]));
+        // Within one replica of each other: nothing to do.
+        let even = cluster(
+            &[0, 1],
+            &[("a", 0, 0, &[0]), ("a", 1, 0, &[0]), ("a", 2, 1, &[1])],
+        );
+        assert_eq!(spread(&even, &[], 2), Spread::Balanced);
+    }
+
+    #[test]
+    fn spread_moves_a_batch_at_a_time_and_converges() {
+        let partitions: Vec<(String, i32)> = (0..200).map(|p| ("t".to_string(), p)).collect();
+        let mut c = ReplicaAssignment {
+            brokers: vec![0, 1],
+            partitions: partitions
+                .iter()
+                .map(|key| (key.clone(), partition(0, &[0])))
+                .collect(),
+        };
+        let mut rounds = 0;
+        while let Spread::Moves(moves) = spread(&c, &[], 2) {
+            assert!(moves.len() <= SPREAD_BATCH);
+            c = after(&c, &moves);
+            rounds += 1;
+            assert!(rounds < 10, "converges");
+        }
+        assert_eq!(counts(&c, 2).0, [100, 100]);
+        assert_eq!(rounds, 2);
     }
 }

@@ -16,6 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::runtime::events::EventType;
 
 use super::{
+    kafka::replicas_and_moves,
     reassign::{self, Drain},
     status::DEGRADED,
     Context,
@@ -57,13 +58,7 @@ pub async fn step(
         leaving(target, running)
     );
     let bootstrap = cluster.bootstrap_servers();
-    let observed = async {
-        let assignment = ctx.kafka.replica_assignment(&bootstrap).await?;
-        let ongoing = ctx.kafka.reassignments_in_progress(&bootstrap).await?;
-        Ok::<_, rivulet_wire::ClientError>((assignment, ongoing))
-    }
-    .await;
-    let (assignment, ongoing) = match observed {
+    let (assignment, ongoing) = match replicas_and_moves(ctx.kafka.as_ref(), &bootstrap).await {
         Ok(found) => found,
         Err(error) => {
             tracing::info!(cluster = %cluster.name, %error, "cannot ask the brokers where the replicas are");

@@ -89,7 +89,8 @@ pub struct KafkaClusterSpec {
     /// Lowering it first moves every partition replica off the leaving
     /// (highest-id) brokers, then shrinks the StatefulSet; a scale-in below
     /// some topic's replication factor is refused (condition `Degraded`,
-    /// reason `ScaleInRefused`). New brokers get new partitions only.
+    /// reason `ScaleInRefused`). Raising it spreads existing partitions
+    /// onto the new brokers once they are ready (see `rebalanceOnScaleOut`).
     /// Minimum 1.
     #[x_kube(validation = Rule::new("self >= 1").message("replicas must be at least 1: a cluster needs a broker"))]
     pub replicas: i32,
@@ -166,6 +167,16 @@ pub struct KafkaClusterSpec {
     /// from taking down more than one broker at a time.
     #[serde(default)]
     pub pod_disruption_budget: PdbSpec,
+
+    /// After a scale-out, once every broker is ready, move replicas of
+    /// existing partitions from the most- to the least-loaded brokers
+    /// (AlterPartitionReassignments, at most 64 partitions at a time)
+    /// until no broker holds more than one replica more than another, so
+    /// the new brokers share the existing load and leadership. Set to
+    /// false to place existing partitions yourself; new brokers then get
+    /// new partitions only. Default: true.
+    #[serde(default = "default_true")]
+    pub rebalance_on_scale_out: bool,
 }
 
 /// Image pull policy of the broker container: `Always`, `IfNotPresent` or
@@ -584,6 +595,12 @@ pub struct KafkaClusterStatus {
     /// The rolling restart in progress, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub roll: Option<RollStatus>,
+
+    /// Broker count the partitions were last spread over. Below
+    /// `replicas` after a scale-out, until the rebalance has moved
+    /// replicas onto the new brokers (see `spec.rebalanceOnScaleOut`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balanced_brokers: Option<i32>,
 
     /// Quorum voters the cluster was created with. The controller quorum's
     /// voter set is fixed when it first forms, so this count outlives

@@ -53,6 +53,7 @@ use serde::{Deserialize, Serialize};
         json_path = ".metadata.creationTimestamp"
     )
 )]
+#[x_kube(validation = Rule::new("has(self.topicName) == has(oldSelf.topicName)").message("topicName cannot be added or removed: Kafka cannot rename a topic"))]
 #[serde(rename_all = "camelCase")]
 pub struct TopicSpec {
     /// Name of the KafkaCluster (in this namespace) that holds the topic.
@@ -62,7 +63,7 @@ pub struct TopicSpec {
 
     /// The topic's name in Kafka. Default: the Topic's `metadata.name`. Set
     /// it for names Kubernetes does not allow (uppercase, underscores).
-    /// Cannot change.
+    /// Cannot change, be added or be removed after creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self == oldSelf").message("topicName cannot change: Kafka cannot rename a topic"))]
     pub topic_name: Option<String>,

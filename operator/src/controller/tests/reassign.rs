@@ -286,3 +286,78 @@ async fn topic_replication_factor_beyond_the_cluster_is_not_attempted() {
         ("False".into(), "CannotMatchSpec".into())
     );
 }
+
+#[tokio::test]
+async fn scale_out_spreads_existing_replicas_onto_the_new_broker() {
+    let h = Harness::running("replicas: 3", 3).await;
+    h.kafka.put_topic(
+        "orders",
+        &[&[0, 1], &[1, 2], &[2, 0], &[0, 1], &[1, 2], &[2, 0]],
+    );
+    assert_eq!(h.status()["balancedBrokers"], 3);
+
+    // The StatefulSet grows; nothing moves before broker 3 is ready.
+    h.scale_to(4);
+    h.reconcile().await;
+    assert_eq!(h.sts_replicas(), 4);
+    assert!(h.kafka_calls().is_empty());
+    assert_eq!(h.status()["balancedBrokers"], 3);
+
+    // Broker 3 is up: the most-loaded brokers each give it a replica.
+    h.run_pods(4, "r1");
+    h.kafka_brokers(4);
+    let calls = h.reconcile().await;
+    assert_eq!(
+        h.kafka_calls(),
+        [
+            "reassign orders-0 [0, 3]",
+            "reassign orders-1 [1, 3]",
+            "reassign orders-2 [2, 3]"
+        ]
+    );
+    assert!(
+        calls.contains(&format!("POST {EVENTS}")),
+        "a Rebalancing event"
+    );
+    assert_eq!(
+        h.condition("Progressing"),
+        ("True".into(), "Rebalancing".into())
+    );
+    assert_eq!(h.condition("Ready").0, "False");
+
+    // While they move, nothing new starts.
+    h.reconcile().await;
+    assert!(h.kafka_calls().is_empty());
+    assert!(h
+        .message("Progressing")
+        .contains("3 reassignments in progress"));
+
+    // Done: every broker holds 3 replicas; Ready, and it is not asked again.
+    h.kafka.complete_reassignments();
+    h.reconcile().await;
+    assert_eq!(h.status()["balancedBrokers"], 4);
+    assert_eq!(
+        h.condition("Ready"),
+        ("True".into(), "AllBrokersReady".into())
+    );
+    h.kafka_calls();
+    h.reconcile().await;
+    assert!(
+        h.kafka_calls().is_empty(),
+        "a balanced cluster is left alone"
+    );
+}
+
+#[tokio::test]
+async fn scale_out_without_rebalance_moves_nothing() {
+    let h = Harness::running("replicas: 3\nrebalanceOnScaleOut: false", 3).await;
+    h.kafka.put_topic("orders", &[&[0, 1], &[1, 2], &[2, 0]]);
+    h.scale_to(4);
+    h.reconcile().await;
+    h.run_pods(4, "r1");
+    h.kafka_brokers(4);
+    h.reconcile().await;
+    assert!(h.kafka_calls().is_empty());
+    assert_eq!(h.status()["balancedBrokers"], 4);
+    assert_eq!(h.condition("Ready").0, "True");
+}
