@@ -22,18 +22,24 @@
 //!   restart brokers the operator cannot ask about replication, a drain
 //!   that waits for the same reason, and deletion by the garbage collector.
 //!
+//! - **processes** (opt-in, as root): api mode with real brokers. The test
+//!   also stands in for a node ([`kubelet`]), running each broker pod as a
+//!   local `rivulet broker` process, and then runs the pods-mode traffic
+//!   and roll with local kcat, a scale-out (the rebalance), a scale-in
+//!   (the drain) and the Topic's deletion.
+//!
 //! The mode is `pods` when some node is Ready, else `api`;
-//! `RIVULET_E2E_MODE=api|pods` overrides. Images for pods mode:
+//! `RIVULET_E2E_MODE=api|pods|processes` overrides. Images for pods mode:
 //! `RIVULET_E2E_OPERATOR_IMAGE` (default `rivulet/operator:<version>`),
 //! `RIVULET_E2E_BROKER_IMAGE` (default `rivulet/broker:<version>`) and
 //! `RIVULET_E2E_KCAT_IMAGE` (default `edenhill/kcat:1.7.1`).
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     net::TcpListener,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::Mutex,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -57,6 +63,11 @@ use rivulet_operator::crd::{KafkaCluster, Topic};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
+#[path = "e2e/kubelet.rs"]
+mod kubelet;
+
+use kubelet::LocalNode;
+
 const RELEASE: &str = "rivulet";
 const RELEASE_NAMESPACE: &str = "rivulet-system";
 const CLUSTER: &str = "e2e";
@@ -65,6 +76,8 @@ const CLUSTER: &str = "e2e";
 enum Mode {
     /// Nodes run pods: the real thing.
     Pods,
+    /// A control plane only; the test runs broker pods as local processes.
+    Processes,
     /// A control plane only: the test plays the kubelet.
     Api,
 }
@@ -74,6 +87,7 @@ impl Mode {
     fn patience(self) -> Duration {
         match self {
             Mode::Pods => Duration::from_secs(600),
+            Mode::Processes => Duration::from_secs(300),
             Mode::Api => Duration::from_secs(120),
         }
     }
@@ -96,7 +110,8 @@ async fn mode(client: &Client) -> Mode {
     match std::env::var("RIVULET_E2E_MODE").as_deref() {
         Ok("api") => return Mode::Api,
         Ok("pods") => return Mode::Pods,
-        Ok(other) => panic!("RIVULET_E2E_MODE must be api or pods, not {other}"),
+        Ok("processes") => return Mode::Processes,
+        Ok(other) => panic!("RIVULET_E2E_MODE must be api, pods or processes, not {other}"),
         Err(_) => {}
     }
     let nodes: Api<Node> = Api::all(client.clone());
@@ -280,7 +295,7 @@ struct LocalOperator {
 }
 
 impl LocalOperator {
-    async fn start(client: &Client, namespace: &str) -> LocalOperator {
+    async fn start(client: &Client, namespace: &str, node: Option<&LocalNode>) -> LocalOperator {
         let dir = tempfile::tempdir().expect("tempdir");
         let kubeconfig = dir.path().join("kubeconfig.json");
         write_service_account_kubeconfig(client, &kubeconfig).await;
@@ -290,7 +305,9 @@ impl LocalOperator {
             .port();
         let http = format!("127.0.0.1:{port}");
         let log = std::fs::File::create(dir.path().join("operator.log")).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_rivulet-operator"))
+        let binary = Path::new(env!("CARGO_BIN_EXE_rivulet-operator"));
+        let child = node
+            .map_or_else(|| Command::new(binary), |n| n.command(binary))
             .env("KUBECONFIG", &kubeconfig)
             .env("RUST_LOG", "info,kube=warn")
             .args([
@@ -701,8 +718,14 @@ async fn kafka_cluster_lifecycle() {
     let mode = mode(&client).await;
     install(&client).await;
     let ns = TestNamespace::create(&client, "lifecycle").await;
+    let node = (mode == Mode::Processes).then(|| Arc::new(LocalNode::new(&ns.name, CLUSTER)));
+    let kubelet = node
+        .as_ref()
+        .map(|n| n.start(client.clone(), &ns.name, CLUSTER));
     let operator = match mode {
-        Mode::Api => Some(LocalOperator::start(&client, &ns.name).await),
+        Mode::Api | Mode::Processes => {
+            Some(LocalOperator::start(&client, &ns.name, node.as_deref()).await)
+        }
         Mode::Pods => {
             let deployments: Api<Deployment> = Api::namespaced(client.clone(), RELEASE_NAMESPACE);
             wait_for("operator Deployment available", mode.patience(), || async {
@@ -731,6 +754,19 @@ async fn kafka_cluster_lifecycle() {
         "{status:?}"
     );
     assert_eq!(status.quorum_voters, Some(3));
+    if mode != Mode::Api {
+        // Real brokers answer the operator: their cluster id, and the
+        // active controller once the quorum has elected one.
+        wait_for(
+            "the active controller in the status",
+            Duration::from_secs(60),
+            || async {
+                let s = clusters.get(CLUSTER).await.ok()?.status?;
+                (s.cluster_id.is_some() && s.active_controller.is_some()).then_some(())
+            },
+        )
+        .await;
+    }
     assert_eq!(status.replicas, 3);
     assert!(
         status
@@ -831,7 +867,19 @@ async fn kafka_cluster_lifecycle() {
                 kc.status.clone(),
             )
         };
-        let before = versions(&sts, &config_map, &cluster);
+        // As they are now (the status may have learnt the controller
+        // since Ready).
+        let before = versions(
+            &ns.api::<StatefulSet>()
+                .get(&format!("{CLUSTER}-broker"))
+                .await
+                .unwrap(),
+            &ns.api::<ConfigMap>()
+                .get(&format!("{CLUSTER}-config"))
+                .await
+                .unwrap(),
+            &clusters.get(CLUSTER).await.unwrap(),
+        );
         let reconciles = operator
             .metric("rivulet_operator_reconciles_total{controller=\"kafkacluster\"")
             .await;
@@ -872,9 +920,22 @@ async fn kafka_cluster_lifecycle() {
         );
     }
 
-    match mode {
-        Mode::Pods => pods_mode_traffic_and_roll(&client, &ns).await,
-        Mode::Api => api_mode_roll_and_scale(&ns).await,
+    match (mode, node.as_deref()) {
+        (Mode::Pods, _) => {
+            let clients = Clients::Pods(Box::new(ns.api()));
+            traffic_and_roll(&clients, &ns).await;
+            delete_topic(&clients, &ns).await;
+        }
+        (Mode::Processes, Some(node)) => {
+            let clients = Clients::Local {
+                node,
+                running: Mutex::new(BTreeMap::new()),
+            };
+            let records = traffic_and_roll(&clients, &ns).await;
+            scale_with_real_brokers(&clients, &ns, records).await;
+            delete_topic(&clients, &ns).await;
+        }
+        _ => api_mode_roll_and_scale(&ns).await,
     }
 
     // Delete: the garbage collector takes every owned object.
@@ -904,6 +965,9 @@ async fn kafka_cluster_lifecycle() {
         },
     )
     .await;
+    if let Some(kubelet) = kubelet {
+        kubelet.stop().await;
+    }
 
     if let Some(operator) = operator {
         let metrics = http_get(&operator.http, "/metrics").await.1;
@@ -1067,64 +1131,167 @@ fn kcat_pod(name: &str, script: &str) -> Pod {
     .unwrap()
 }
 
-/// Waits for a pod to finish: (succeeded, logs).
-async fn finish_pod(pods: &Api<Pod>, name: &str) -> (bool, String) {
-    let phase = wait_for(
-        &format!("pod {name} to finish"),
-        Duration::from_secs(900),
-        || async {
-            let phase = pods.get(name).await.ok()?.status?.phase?;
-            ["Succeeded", "Failed"]
-                .contains(&phase.as_str())
-                .then_some(phase)
-        },
-    )
-    .await;
-    let logs = pods
-        .logs(name, &LogParams::default())
-        .await
-        .unwrap_or_default();
-    (phase == "Succeeded", logs)
+/// Where kcat clients run: pods (pods mode) or local processes that see
+/// the stand-in node's names (processes mode, `kcat` on the PATH).
+enum Clients<'a> {
+    Pods(Box<Api<Pod>>),
+    Local {
+        node: &'a LocalNode,
+        running: Mutex<BTreeMap<String, Child>>,
+    },
 }
 
-/// A kcat producer of the numbers `from..=to`, one record each, with
-/// `pause` seconds between them, idempotent and acks=all.
-fn producer(name: &str, bootstrap: &str, from: u32, to: u32, pause: &str) -> Pod {
-    kcat_pod(
-        name,
-        &format!(
-            "set -e; for i in $(seq {from} {to}); do echo \"$i\"; sleep {pause}; done | \
-             kcat -b {bootstrap} -t e2e-orders -P -X enable.idempotence=true -X acks=all \
-             -X message.timeout.ms=300000 2>&1; echo produced-ok"
-        ),
+impl Clients<'_> {
+    /// Starts `script` under `sh -c` as client `name`.
+    async fn start(&self, name: &str, script: &str) {
+        match self {
+            Clients::Pods(pods) => {
+                pods.create(&PostParams::default(), &kcat_pod(name, script))
+                    .await
+                    .expect("create the client pod");
+            }
+            Clients::Local { node, running } => {
+                let log = std::fs::File::create(node.path(&format!("{name}.client.log")))
+                    .expect("client log");
+                let child = node
+                    .command(Path::new("sh"))
+                    .args(["-c", script])
+                    .stdin(Stdio::null())
+                    .stdout(log.try_clone().expect("client log"))
+                    .stderr(log)
+                    .spawn()
+                    .expect("run the client");
+                running
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(name.to_string(), child);
+            }
+        }
+    }
+
+    /// Whether client `name` is still running.
+    async fn is_running(&self, name: &str) -> bool {
+        match self {
+            Clients::Pods(pods) => pods
+                .get(name)
+                .await
+                .ok()
+                .and_then(|p| p.status?.phase)
+                .is_some_and(|p| p == "Running"),
+            Clients::Local { running, .. } => running
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_mut(name)
+                .is_some_and(|c| matches!(c.try_wait(), Ok(None))),
+        }
+    }
+
+    /// Waits for client `name` to finish: (succeeded, output).
+    async fn finish(&self, name: &str) -> (bool, String) {
+        let what = format!("client {name} to finish");
+        let limit = Duration::from_secs(900);
+        match self {
+            Clients::Pods(pods) => {
+                let phase = wait_for(&what, limit, || async {
+                    let phase = pods.get(name).await.ok()?.status?.phase?;
+                    ["Succeeded", "Failed"]
+                        .contains(&phase.as_str())
+                        .then_some(phase)
+                })
+                .await;
+                let logs = pods
+                    .logs(name, &LogParams::default())
+                    .await
+                    .unwrap_or_default();
+                (phase == "Succeeded", logs)
+            }
+            Clients::Local { node, running } => {
+                let status = wait_for(&what, limit, || async {
+                    running
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get_mut(name)
+                        .and_then(|c| c.try_wait().ok().flatten())
+                })
+                .await;
+                let logs = std::fs::read_to_string(node.path(&format!("{name}.client.log")))
+                    .unwrap_or_default();
+                (status.success(), logs)
+            }
+        }
+    }
+
+    /// Runs `script` as client `name` to completion and returns its output,
+    /// failing the test if it fails.
+    async fn run(&self, name: &str, script: &str) -> String {
+        self.start(name, script).await;
+        let (ok, logs) = self.finish(name).await;
+        assert!(ok, "client {name} failed: {logs}");
+        logs
+    }
+}
+
+/// A kcat producer script for the numbers `from..=to`, one record each,
+/// with `pause` seconds between them, idempotent and acks=all.
+fn producer(bootstrap: &str, from: u32, to: u32, pause: &str) -> String {
+    format!(
+        "set -e; for i in $(seq {from} {to}); do echo \"$i\"; sleep {pause}; done | \
+         kcat -b {bootstrap} -t e2e-orders -P -X enable.idempotence=true -X acks=all \
+         -X message.timeout.ms=300000 2>&1; echo produced-ok"
     )
 }
 
-/// Runs a producer pod to completion and asserts every record was delivered.
-async fn assert_produced(pods: &Api<Pod>, name: &str) {
-    let (ok, logs) = finish_pod(pods, name).await;
+/// Waits for producer `name` and asserts every record was delivered.
+async fn assert_produced(clients: &Clients<'_>, name: &str) {
+    let (ok, logs) = clients.finish(name).await;
     assert!(
         ok && logs.contains("produced-ok") && !logs.contains("Delivery failed"),
         "producer {name} failed: {logs}"
     );
 }
 
-/// Reads the whole topic with a kcat pod: the numbers, sorted.
-async fn consume_all(pods: &Api<Pod>, name: &str, bootstrap: &str) -> Vec<u32> {
+/// Reads the whole topic with kcat: the numbers, sorted.
+async fn consume_all(clients: &Clients<'_>, name: &str, bootstrap: &str) -> Vec<u32> {
     let script = format!("kcat -b {bootstrap} -t e2e-orders -C -e -q -o beginning -f '%s\\n'");
-    pods.create(&PostParams::default(), &kcat_pod(name, &script))
-        .await
-        .expect("create the consumer pod");
-    let (ok, logs) = finish_pod(pods, name).await;
-    assert!(ok, "consumer {name} failed: {logs}");
+    let logs = clients.run(name, &script).await;
     let mut values: Vec<u32> = logs.lines().filter_map(|l| l.trim().parse().ok()).collect();
     values.sort_unstable();
     values
 }
 
-/// pods mode: traffic through the bootstrap Service, then a config change
-/// rolled under a producer that must not lose or fail a single record.
-async fn pods_mode_traffic_and_roll(client: &Client, ns: &TestNamespace) {
+/// The replicas of each partition of `e2e-orders`, from kcat's metadata.
+async fn replicas_by_partition(
+    clients: &Clients<'_>,
+    name: &str,
+    bootstrap: &str,
+) -> BTreeMap<i64, Vec<i64>> {
+    let logs = clients
+        .run(name, &format!("kcat -b {bootstrap} -L -J -t e2e-orders"))
+        .await;
+    let json: serde_json::Value = logs
+        .lines()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("kcat -L -J printed no JSON: {logs}"));
+    json["topics"][0]["partitions"]
+        .as_array()
+        .expect("partitions")
+        .iter()
+        .map(|p| {
+            let replicas = p["replicas"]
+                .as_array()
+                .expect("replicas")
+                .iter()
+                .filter_map(|r| r["id"].as_i64())
+                .collect();
+            (p["partition"].as_i64().expect("partition"), replicas)
+        })
+        .collect()
+}
+
+/// pods and processes modes: traffic through the bootstrap Service, then a
+/// config change rolled under a producer that must not lose or fail a
+/// single record. Returns how many records the topic holds (1..=n).
+async fn traffic_and_roll(clients: &Clients<'_>, ns: &TestNamespace) -> u32 {
     let bootstrap = format!("{CLUSTER}-bootstrap.{}.svc.cluster.local:9092", ns.name);
     let topics: Api<Topic> = ns.api();
     create_from_yaml(
@@ -1143,18 +1310,14 @@ async fn pods_mode_traffic_and_roll(client: &Client, ns: &TestNamespace) {
             .then_some(())
     })
     .await;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
 
     // Produce and consume through the bootstrap Service.
-    pods.create(
-        &PostParams::default(),
-        &producer("produce-1", &bootstrap, 1, 1000, "0"),
-    )
-    .await
-    .expect("create the producer pod");
-    assert_produced(&pods, "produce-1").await;
+    clients
+        .start("produce-1", &producer(&bootstrap, 1, 1000, "0"))
+        .await;
+    assert_produced(clients, "produce-1").await;
     assert_eq!(
-        consume_all(&pods, "consume-1", &bootstrap).await,
+        consume_all(clients, "consume-1", &bootstrap).await,
         (1..=1000).collect::<Vec<u32>>(),
         "every record exactly once"
     );
@@ -1162,14 +1325,12 @@ async fn pods_mode_traffic_and_roll(client: &Client, ns: &TestNamespace) {
     // A config change rolls the brokers while a producer runs.
     let clusters: Api<KafkaCluster> = ns.api();
     let statefulsets: Api<StatefulSet> = ns.api();
-    pods.create(
-        &PostParams::default(),
-        &producer("produce-2", &bootstrap, 1001, 21000, "0.01"),
-    )
-    .await
-    .expect("start the producer");
+    let pods: Api<Pod> = ns.api();
+    clients
+        .start("produce-2", &producer(&bootstrap, 1001, 21000, "0.01"))
+        .await;
     wait_for("the producer to run", Duration::from_secs(120), || async {
-        (pods.get("produce-2").await.ok()?.status?.phase? == "Running").then_some(())
+        clients.is_running("produce-2").await.then_some(())
     })
     .await;
     patch_cluster(
@@ -1200,17 +1361,126 @@ async fn pods_mode_traffic_and_roll(client: &Client, ns: &TestNamespace) {
         },
     )
     .await;
-    let producer_running = pods
-        .get("produce-2")
+    eprintln!(
+        "roll done; the producer was still running: {}",
+        clients.is_running("produce-2").await
+    );
+    // One Event per restarted broker, each naming its pod.
+    let restarted: BTreeSet<String> = ns
+        .api::<Event>()
+        .list(&ListParams::default())
         .await
-        .ok()
-        .and_then(|p| p.status?.phase)
-        .is_some_and(|p| p == "Running");
-    eprintln!("roll done; the producer was still running: {producer_running}");
-    assert_produced(&pods, "produce-2").await;
+        .expect("list events")
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("RestartingBroker"))
+        .filter_map(|e| e.related?.name)
+        .collect();
     assert_eq!(
-        consume_all(&pods, "consume-2", &bootstrap).await,
+        restarted,
+        (0..3).map(|i| format!("{CLUSTER}-broker-{i}")).collect(),
+        "a RestartingBroker Event for each broker"
+    );
+    assert_produced(clients, "produce-2").await;
+    assert_eq!(
+        consume_all(clients, "consume-2", &bootstrap).await,
         (1..=21000).collect::<Vec<u32>>(),
         "after the roll: every acknowledged record exactly once"
+    );
+    21000
+}
+
+/// Deleting the Topic deletes the Kafka topic (its finalizer), and the
+/// Topic goes once that is done.
+async fn delete_topic(clients: &Clients<'_>, ns: &TestNamespace) {
+    let bootstrap = format!("{CLUSTER}-bootstrap.{}.svc.cluster.local:9092", ns.name);
+    let topics: Api<Topic> = ns.api();
+    topics
+        .delete("e2e-orders", &DeleteParams::default())
+        .await
+        .expect("delete the Topic");
+    wait_for(
+        "the Topic's finalizer to finish",
+        Duration::from_secs(120),
+        || async {
+            topics
+                .get_opt("e2e-orders")
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+    let logs = clients
+        .run("metadata-all", &format!("kcat -b {bootstrap} -L -J"))
+        .await;
+    let json: serde_json::Value = logs
+        .lines()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("kcat -L -J printed no JSON: {logs}"));
+    let names: Vec<&str> = json["topics"]
+        .as_array()
+        .expect("topics")
+        .iter()
+        .filter_map(|t| t["topic"].as_str())
+        .collect();
+    assert!(
+        !names.contains(&"e2e-orders"),
+        "the Kafka topic is gone: {names:?}"
+    );
+}
+
+/// processes mode: scale out (the rebalance puts replicas on the new
+/// broker) and back in (the drain takes them off again), with real
+/// brokers, losing nothing.
+async fn scale_with_real_brokers(clients: &Clients<'_>, ns: &TestNamespace, records: u32) {
+    let bootstrap = format!("{CLUSTER}-bootstrap.{}.svc.cluster.local:9092", ns.name);
+    let clusters: Api<KafkaCluster> = ns.api();
+    let statefulsets: Api<StatefulSet> = ns.api();
+    let everything: Vec<u32> = (1..=records).collect();
+
+    scale_cluster(&clusters, 4).await;
+    let cluster = wait_for(
+        "4 brokers ready and rebalanced",
+        Duration::from_secs(300),
+        || async {
+            let c = clusters.get(CLUSTER).await.ok()?;
+            (is_ready(&c, 4) && c.status.as_ref()?.balanced_brokers == Some(4)).then_some(c)
+        },
+    )
+    .await;
+    eprintln!("{:?}", condition(&cluster, "Ready"));
+    let replicas = replicas_by_partition(clients, "metadata-1", &bootstrap).await;
+    let on_new: usize = replicas.values().filter(|r| r.contains(&3)).count();
+    assert!(
+        on_new >= 2,
+        "broker 3 took its share of 9 replicas: {replicas:?}"
+    );
+    assert!(replicas.values().all(|r| r.len() == 3), "{replicas:?}");
+    assert_eq!(
+        consume_all(clients, "consume-3", &bootstrap).await,
+        everything
+    );
+
+    scale_cluster(&clusters, 3).await;
+    wait_for(
+        "drained and shrunk to 3",
+        Duration::from_secs(300),
+        || async {
+            let sts = statefulsets.get(&format!("{CLUSTER}-broker")).await.ok()?;
+            let c = clusters.get(CLUSTER).await.ok()?;
+            (sts.spec?.replicas == Some(3) && is_ready(&c, 3)).then_some(())
+        },
+    )
+    .await;
+    let replicas = replicas_by_partition(clients, "metadata-2", &bootstrap).await;
+    assert!(
+        replicas.values().all(|r| r.len() == 3 && !r.contains(&3)),
+        "nothing left on broker 3: {replicas:?}"
+    );
+    assert_eq!(
+        consume_all(clients, "consume-4", &bootstrap).await,
+        everything
     );
 }

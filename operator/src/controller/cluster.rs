@@ -216,8 +216,16 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
         RollDecision::Restart(id) => {
             let pod_name = validated.pod_name(*id);
             delete_if_exists(&pods, "Pod", &pod_name).await?;
-            ctx.event(
+            let pod_ref = k8s_openapi::api::core::v1::ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                name: Some(pod_name.clone()),
+                namespace: Some(validated.namespace.clone()),
+                ..Default::default()
+            };
+            ctx.event_related(
                 &*cluster,
+                Some(pod_ref),
                 EventType::Normal,
                 "RestartingBroker",
                 format!("Restarting broker {id} (pod {pod_name}) to apply a new config or image"),
@@ -304,11 +312,16 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
     );
     write_status(&ctx, &cluster, status).await?;
     ctx.metrics.set_cluster_state(&key, state);
-    Ok(Action::requeue(if state == ClusterState::Ready {
-        IDLE_REQUEUE
-    } else {
-        BUSY_REQUEUE
-    }))
+    // A ready cluster whose brokers have not told us everything yet (no
+    // answer, or no controller elected) is asked again soon.
+    let settled = info.as_ref().is_some_and(|i| i.controller.is_some());
+    Ok(Action::requeue(
+        if state == ClusterState::Ready && settled {
+            IDLE_REQUEUE
+        } else {
+            BUSY_REQUEUE
+        },
+    ))
 }
 
 fn previous_conditions(

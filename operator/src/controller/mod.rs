@@ -72,12 +72,27 @@ impl Context {
         reason: &str,
         note: String,
     ) {
+        self.event_related(object, None, type_, reason, note).await;
+    }
+
+    /// [`Context::event`] about `object` and a `related` one (the pod a
+    /// broker restart concerns). The recorder folds repeated Events with the
+    /// same reason and objects into one series whatever their notes say, so
+    /// Events about different brokers must name their pods to stay apart.
+    pub async fn event_related<K: Resource<DynamicType = ()>>(
+        &self,
+        object: &K,
+        related: Option<k8s_openapi::api::core::v1::ObjectReference>,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) {
         let event = Event {
             type_,
             reason: reason.into(),
             note: Some(note),
             action: reason.into(),
-            secondary: None,
+            secondary: related,
         };
         if let Err(error) = self.recorder.publish(&event, &object.object_ref(&())).await {
             tracing::warn!(%error, reason, "publishing an event failed");

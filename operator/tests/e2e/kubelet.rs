@@ -1,0 +1,358 @@
+//! The `processes` mode's stand-in for a node: every broker pod the
+//! StatefulSet controller creates is run as a local `rivulet broker`
+//! process, the way its container would run, so the operator drives real
+//! brokers through a real API server without a container runtime.
+//!
+//! - Each pod ordinal N gets its own loopback address, 127.0.1.(N+1), like
+//!   a pod IP; the broker's listeners bind there instead of 0.0.0.0.
+//! - Names resolve through a hosts file that is bind-mounted over
+//!   `/etc/hosts` in a private mount namespace (`unshare --mount`) for the
+//!   brokers, the operator and the clients only: each pod's DNS name maps
+//!   to its address, the bootstrap Service's name to broker 0's (no
+//!   load balancing: clients only bootstrap through it). This needs root.
+//! - The container's args and env are taken from the pod itself, with the
+//!   config file read from the ConfigMap as the volume would show it and
+//!   the data directory kept per pod name (a persistent volume).
+//! - Readiness is the broker's probe: a TCP connect to the Kafka port. A
+//!   pod that disappears (the operator deletes it to roll it; an
+//!   unscheduled pod is deleted at once) has its process stopped with
+//!   SIGTERM, as the kubelet would, before its replacement starts.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::{
+    api::{Api, ListParams, Patch, PatchParams},
+    Client, ResourceExt,
+};
+use serde_json::json;
+use tokio::{process::Command, sync::watch, task::JoinHandle};
+
+/// Highest broker ordinal the hosts file names.
+const MAX_BROKERS: i32 = 8;
+
+/// The pod address of broker `ordinal`.
+pub fn pod_ip(ordinal: i32) -> String {
+    format!("127.0.1.{}", ordinal + 1)
+}
+
+/// The broker binary: `target/debug/rivulet`, or RIVULET_BIN.
+pub fn broker_binary() -> PathBuf {
+    let path = std::env::var_os("RIVULET_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map_or_else(
+                    || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"),
+                    PathBuf::from,
+                )
+                .join("debug/rivulet")
+        });
+    assert!(
+        path.is_file(),
+        "processes mode runs {} (cargo build --bins)",
+        path.display()
+    );
+    path
+}
+
+/// Where the stand-in node keeps its files, and how it names things.
+pub struct LocalNode {
+    dir: tempfile::TempDir,
+    hosts: PathBuf,
+}
+
+impl LocalNode {
+    /// A node for `cluster` in `namespace`, with its hosts file written.
+    pub fn new(namespace: &str, cluster: &str) -> LocalNode {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hosts = dir.path().join("hosts");
+        let mut text = String::from("127.0.0.1 localhost\n::1 localhost\n");
+        for ordinal in 0..MAX_BROKERS {
+            text.push_str(&format!(
+                "{} {cluster}-broker-{ordinal}.{cluster}-brokers.{namespace}.svc.cluster.local\n",
+                pod_ip(ordinal)
+            ));
+        }
+        text.push_str(&format!(
+            "{} {cluster}-bootstrap.{namespace}.svc.cluster.local\n",
+            pod_ip(0)
+        ));
+        std::fs::write(&hosts, text).expect("write the hosts file");
+        LocalNode { dir, hosts }
+    }
+
+    /// A command that runs `program` with the node's hosts file as
+    /// `/etc/hosts`.
+    pub fn command(&self, program: &Path) -> std::process::Command {
+        let mut command = std::process::Command::new("unshare");
+        command
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg("mount --bind \"$0\" /etc/hosts && exec \"$@\"")
+            .arg(&self.hosts)
+            .arg(program);
+        command
+    }
+
+    /// A path for a file of the node's own.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Starts running the broker pods of `cluster` in `namespace`.
+    pub fn start(
+        self: &std::sync::Arc<Self>,
+        client: Client,
+        namespace: &str,
+        cluster: &str,
+    ) -> Kubelet {
+        let (stop, stopped) = watch::channel(false);
+        let node = self.clone();
+        let namespace = namespace.to_string();
+        let cluster = cluster.to_string();
+        let task = tokio::spawn(async move {
+            run(node, client, namespace, cluster, stopped).await;
+        });
+        Kubelet {
+            stop,
+            task: Some(task),
+        }
+    }
+}
+
+/// The running stand-in kubelet; stops every broker when stopped.
+pub struct Kubelet {
+    stop: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Kubelet {
+    /// Stops every broker process and the loop.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Kubelet {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+struct Running {
+    uid: String,
+    child: tokio::process::Child,
+}
+
+async fn run(
+    node: std::sync::Arc<LocalNode>,
+    client: Client,
+    namespace: String,
+    cluster: String,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let config_maps: Api<ConfigMap> = Api::namespaced(client, &namespace);
+    let selector =
+        format!("app.kubernetes.io/instance={cluster},app.kubernetes.io/component=broker");
+    let mut running: BTreeMap<String, Running> = BTreeMap::new();
+    loop {
+        if *stopped.borrow() {
+            break;
+        }
+        if let Ok(list) = pods.list(&ListParams::default().labels(&selector)).await {
+            let current: BTreeMap<String, &Pod> =
+                list.items.iter().map(|p| (p.name_any(), p)).collect();
+            // Pods gone or replaced: stop their processes first.
+            let gone: Vec<String> = running
+                .iter()
+                .filter(|(name, r)| {
+                    current
+                        .get(*name)
+                        .is_none_or(|p| p.uid().as_deref() != Some(r.uid.as_str()))
+                })
+                .map(|(name, _)| name.clone())
+                .collect();
+            for name in gone {
+                if let Some(r) = running.remove(&name) {
+                    terminate(r.child).await;
+                }
+            }
+            for (name, pod) in &current {
+                if pod.metadata.deletion_timestamp.is_some() {
+                    continue;
+                }
+                let Some(ordinal) = ordinal(pod) else {
+                    continue;
+                };
+                // A process that died is restarted (restartPolicy Always).
+                if let Some(r) = running.get_mut(name) {
+                    if let Ok(Some(_)) = r.child.try_wait() {
+                        running.remove(name);
+                    }
+                }
+                if !running.contains_key(name) {
+                    if let Some(child) = start(&node, &config_maps, pod, ordinal, &cluster).await {
+                        running.insert(
+                            name.clone(),
+                            Running {
+                                uid: pod.uid().unwrap_or_default(),
+                                child,
+                            },
+                        );
+                    }
+                }
+                let ready = tokio::time::timeout(
+                    Duration::from_millis(500),
+                    tokio::net::TcpStream::connect(format!(
+                        "{}:{}",
+                        pod_ip(ordinal),
+                        kafka_port(pod)
+                    )),
+                )
+                .await
+                .is_ok_and(|c| c.is_ok());
+                set_ready(&pods, pod, ready).await;
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(300)) => {}
+            _ = stopped.changed() => {}
+        }
+    }
+    for (_, r) in running {
+        terminate(r.child).await;
+    }
+}
+
+fn ordinal(pod: &Pod) -> Option<i32> {
+    pod.labels()
+        .get("apps.kubernetes.io/pod-index")
+        .and_then(|i| i.parse().ok())
+}
+
+fn container(pod: &Pod) -> Option<&k8s_openapi::api::core::v1::Container> {
+    pod.spec.as_ref()?.containers.first()
+}
+
+fn kafka_port(pod: &Pod) -> i32 {
+    container(pod)
+        .and_then(|c| c.ports.as_ref())
+        .and_then(|ports| {
+            ports
+                .iter()
+                .find(|p| p.name.as_deref() == Some("kafka"))
+                .map(|p| p.container_port)
+        })
+        .unwrap_or(9092)
+}
+
+/// Starts the broker of `pod` as its container would run.
+async fn start(
+    node: &LocalNode,
+    config_maps: &Api<ConfigMap>,
+    pod: &Pod,
+    ordinal: i32,
+    cluster: &str,
+) -> Option<tokio::process::Child> {
+    let container = container(pod)?;
+    let config_map = config_maps.get(&format!("{cluster}-config")).await.ok()?;
+    let file = format!("broker-{ordinal}.properties");
+    let properties = config_map.data.as_ref()?.get(&file)?;
+    let ip = pod_ip(ordinal);
+    let name = pod.name_any();
+    let config_path = node.path(&format!("{name}.properties"));
+    std::fs::write(&config_path, properties.replace("0.0.0.0", &ip)).ok()?;
+    let data = node.path(&format!("{name}-data"));
+    let expand = |arg: &str| {
+        arg.replace("$(RIVULET_NODE_ID)", &ordinal.to_string())
+            .replace("$(POD_NAME)", &name)
+    };
+    let args: Vec<String> = container
+        .args
+        .clone()
+        .unwrap_or_default()
+        .iter()
+        .map(|arg| {
+            let arg = expand(arg);
+            if arg.starts_with("--config-file=") {
+                format!("--config-file={}", config_path.display())
+            } else if arg.starts_with("--data-dir=") {
+                format!("--data-dir={}", data.display())
+            } else {
+                arg.replace("0.0.0.0", &ip)
+            }
+        })
+        .collect();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(node.path(&format!("{name}.log")))
+        .ok()?;
+    let mut command = Command::from(node.command(&broker_binary()));
+    command
+        .args(&args)
+        .env("RIVULET_NODE_ID", ordinal.to_string())
+        .env("POD_NAME", &name)
+        .env("HOST_IP", "127.0.0.1")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().ok()?)
+        .stderr(log)
+        .kill_on_drop(true);
+    command.spawn().ok()
+}
+
+/// SIGTERM, up to 30 s for a clean shutdown, then SIGKILL.
+async fn terminate(mut child: tokio::process::Child) {
+    if let Some(pid) = child.id() {
+        // The broker runs under `unshare` and `sh -c ... exec`: the pid is
+        // the broker's own once the shell has exec'd.
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await;
+    }
+    if tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.kill().await;
+    }
+}
+
+/// Writes the pod's Ready condition when it differs from `ready`.
+async fn set_ready(pods: &Api<Pod>, pod: &Pod, ready: bool) {
+    let was = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    if was == ready {
+        return;
+    }
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let status = if ready { "True" } else { "False" };
+    let condition = |type_: &str, status: &str| json!({"type": type_, "status": status, "lastTransitionTime": now});
+    let patch = json!({"status": {
+        "phase": "Running",
+        "startTime": now,
+        "conditions": [condition("PodScheduled", "True"), condition("Initialized", "True"),
+                       condition("ContainersReady", status), condition("Ready", status)],
+    }});
+    let _ = pods
+        .patch_status(
+            &pod.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await;
+}
