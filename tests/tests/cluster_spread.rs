@@ -17,11 +17,12 @@ use rivulet_operator::controller::{
 use rivulet_tests::{
     cluster::DevCluster,
     cluster_admin::create_assigned_topic,
-    cluster_checks::{try_client, wait_fully_in_sync},
+    cluster_checks::{poll_until, try_client, wait_fully_in_sync},
     encode_batch, unique_topic, KafkaConn, Msg,
 };
 
 const RECORDS: usize = 200;
+const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 
 /// acks=all produce of `RECORDS` values to `topic`-`partition` through its
 /// leader; returns the values.
@@ -29,10 +30,23 @@ fn fill(cluster: &DevCluster, topic: &str, partition: i32, leader: i32) -> Vec<S
     let values: Vec<String> = (0..RECORDS).map(|i| format!("p{partition}-{i}")).collect();
     let msgs: Vec<Msg> = values.iter().map(|v| Msg::new(None, v)).collect();
     let batch = encode_batch(&msgs, Compression::None);
-    let answer = try_client(cluster, leader)
-        .and_then(|mut c| c.produce_batch(topic, partition, batch, -1))
-        .expect("produce");
-    assert_eq!(answer.error_code, 0, "produce to {topic}-{partition}");
+    // The leader may not have applied the metadata that makes it leader yet
+    // (other brokers report it first): NOT_LEADER_OR_FOLLOWER writes
+    // nothing, so asking again is safe.
+    poll_until(
+        Duration::from_secs(15),
+        &format!("acks=all produce to {topic}-{partition} on broker {leader}"),
+        || {
+            let answer = try_client(cluster, leader)
+                .and_then(|mut c| c.produce_batch(topic, partition, batch.clone(), -1))
+                .map_err(|e| format!("{e:#}"))?;
+            match answer.error_code {
+                0 => Ok(()),
+                NOT_LEADER_OR_FOLLOWER => Err("NOT_LEADER_OR_FOLLOWER".to_string()),
+                code => panic!("produce to {topic}-{partition}: error code {code}"),
+            }
+        },
+    );
     values
 }
 
@@ -49,7 +63,8 @@ fn scale_out_rebalance_spreads_replicas_onto_the_new_broker() {
         &[("min.insync.replicas", "1")],
     )
     .expect("create the topic on brokers 0-2");
-    let (before, _) = wait_fully_in_sync(&cluster, &[0], &topic, 6, Duration::from_secs(30));
+    let (before, _) =
+        wait_fully_in_sync(&cluster, &[0, 1, 2, 3], &topic, 6, Duration::from_secs(30));
     let written: Vec<Vec<String>> = before
         .iter()
         .map(|(p, info)| fill(&cluster, &topic, *p, info.leader))
