@@ -27,7 +27,7 @@ use super::{
     apply, apply_dynamic, apply_status, delete_if_exists,
     kafka::ClusterInfo,
     roll::{self, PodView, RollDecision, RollInput},
-    scale_in::{self, ScaleIn},
+    scale_in::{self, Leaving, ScaleIn},
     scale_out::{self, ScaleOut},
     status::{self, Phase},
     Context,
@@ -109,7 +109,7 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
     // them stays) until their replicas have moved away.
     let scale_in = match old_replicas {
         Some(running) if running > validated.replicas => {
-            let step = scale_in::step(&ctx, &cluster, &validated, running).await;
+            let step = scale_in::step(&ctx, &cluster, &validated, Leaving::ScaleIn(running)).await;
             if step != ScaleIn::Shrink {
                 validated.replicas = running;
             }
@@ -253,6 +253,26 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
                 ..RollStatus::default()
             })
         }),
+    };
+
+    // Replicas on brokers the cluster no longer runs (a topic placed on a
+    // leaving broker while a scale-in shrank) move like a drain's, once
+    // the cluster is at its size. Not held back by a roll: those
+    // partitions are under-replicated, which holds the roll back.
+    let gone_up_to = info
+        .as_ref()
+        .and_then(|i| i.replica_brokers.last().copied())
+        .filter(|&id| id >= validated.replicas);
+    let scale_in = match (scale_in, gone_up_to) {
+        (None, Some(id))
+            if old_replicas == Some(validated.replicas) && ready >= validated.replicas =>
+        {
+            match scale_in::step(&ctx, &cluster, &validated, Leaving::Gone(id + 1)).await {
+                ScaleIn::Shrink => None,
+                step => Some(step),
+            }
+        }
+        (scale_in, _) => scale_in,
     };
 
     // Spread replicas onto new brokers once a scale-out is up and no

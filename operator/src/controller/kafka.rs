@@ -3,7 +3,10 @@
 //! Kafka protocol through `rivulet-wire`, so it works against any
 //! Kafka-compatible cluster.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Duration,
+};
 
 use futures::future::BoxFuture;
 use rivulet_wire::{
@@ -32,6 +35,9 @@ pub struct ClusterInfo {
     pub brokers: Vec<i32>,
     /// Partitions whose in-sync replicas are fewer than their replicas.
     pub under_replicated: usize,
+    /// Node ids named in any partition's replica list, registered or not
+    /// (a broker that is gone can still be listed as a replica).
+    pub replica_brokers: BTreeSet<i32>,
 }
 
 /// What one broker says about itself in Metadata.
@@ -212,6 +218,12 @@ impl KafkaAdmin for WireAdmin {
                 controller: (metadata.controller_id >= 0).then_some(metadata.controller_id),
                 brokers: metadata.brokers.iter().map(|b| b.node_id).collect(),
                 under_replicated,
+                replica_brokers: metadata
+                    .topics
+                    .iter()
+                    .flat_map(|t| &t.partitions)
+                    .flat_map(|p| p.replicas.iter().copied())
+                    .collect(),
             })
         }))
     }

@@ -11,6 +11,11 @@
 //! than replicas is refused, never executed. Nothing is unregistered
 //! afterwards: the stopped brokers stop heartbeating and the controller
 //! fences them.
+//!
+//! The same step repairs what a scale-in can still leave behind: a topic
+//! created between the drain's last look and the shrink may be placed on
+//! a leaving broker. A settled cluster whose partitions still name brokers
+//! it no longer has moves those replicas the same way.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::runtime::events::EventType;
@@ -34,6 +39,16 @@ pub enum ScaleIn {
     Refused(String),
 }
 
+/// Why replicas must leave brokers `spec.replicas..`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leaving {
+    /// The StatefulSet still runs this many brokers: drain, then shrink.
+    ScaleIn(i32),
+    /// The cluster no longer runs brokers up to this count, yet some
+    /// partitions still name them.
+    Gone(i32),
+}
+
 /// `broker 3` or `brokers 3-4`: the ids `target..running`.
 fn leaving(target: i32, running: i32) -> String {
     if running - target == 1 {
@@ -43,20 +58,31 @@ fn leaving(target: i32, running: i32) -> String {
     }
 }
 
-/// Takes one step of draining brokers `cluster.replicas..running` (the
-/// cluster's spec asks for `cluster.replicas`; the StatefulSet runs
-/// `running`).
+/// Takes one step of draining brokers `cluster.replicas..` (the cluster's
+/// spec asks for `cluster.replicas`; `why` says what the ids above are).
 pub async fn step(
     ctx: &Context,
     object: &KafkaCluster,
     cluster: &ValidatedCluster,
-    running: i32,
+    why: Leaving,
 ) -> ScaleIn {
     let target = cluster.replicas;
-    let prefix = format!(
-        "draining {} before scaling in to {target} brokers",
-        leaving(target, running)
-    );
+    let (running, prefix) = match why {
+        Leaving::ScaleIn(running) => (
+            running,
+            format!(
+                "draining {} before scaling in to {target} brokers",
+                leaving(target, running)
+            ),
+        ),
+        Leaving::Gone(up_to) => (
+            up_to,
+            format!(
+                "moving replicas off {}, no longer part of the cluster",
+                leaving(target, up_to)
+            ),
+        ),
+    };
     let bootstrap = cluster.bootstrap_servers();
     let (assignment, ongoing) = match replicas_and_moves(ctx.kafka.as_ref(), &bootstrap).await {
         Ok(found) => found,
@@ -80,9 +106,15 @@ pub async fn step(
                 .collect::<Vec<_>>()
                 .join(", ");
             let most = topics.values().max().copied().unwrap_or_default();
-            let message = format!(
-                "scale-in to {target} brokers refused: it would lose data, these topics have more replicas than {target} brokers can hold: {list}; lower their replication factor first, or keep at least {most} brokers"
-            );
+            let message = match why {
+                Leaving::ScaleIn(_) => format!(
+                    "scale-in to {target} brokers refused: it would lose data, these topics have more replicas than {target} brokers can hold: {list}; lower their replication factor first, or keep at least {most} brokers"
+                ),
+                Leaving::Gone(_) => format!(
+                    "replicas on {} cannot move: these topics have more replicas than {target} brokers can hold: {list}; lower their replication factor, or scale out to {most} brokers",
+                    leaving(target, running)
+                ),
+            };
             if !already_refused(object) {
                 ctx.event(
                     object,

@@ -118,6 +118,7 @@ impl Harness {
             controller: Some(0),
             brokers: (0..n).collect(),
             under_replicated: 0,
+            ..ClusterInfo::default()
         });
     }
 }

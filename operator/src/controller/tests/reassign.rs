@@ -1,5 +1,6 @@
 //! Reconcile scenarios that move replicas: a Topic's replication factor
-//! change, and KafkaCluster scale-in (drain, refusal, waiting).
+//! change, KafkaCluster scale-in (drain, refusal, waiting), replicas left
+//! on removed brokers, and the rebalance after a scale-out.
 
 use serde_json::json;
 
@@ -41,6 +42,22 @@ impl Harness {
         self.edit_spec(|spec| spec["replicas"] = json!(n));
     }
 
+    /// Asserts that the reconcile which made `calls` started `moves` (broker
+    /// 3 replaced in place by the least-loaded broker that stays), with a
+    /// Draining event and status; returns the Progressing message.
+    fn assert_drain_started(&self, calls: &[String], moves: &[&str]) -> String {
+        assert_eq!(self.kafka_calls(), moves);
+        assert!(
+            calls.contains(&format!("POST {EVENTS}")),
+            "a Draining event"
+        );
+        assert_eq!(
+            self.condition("Progressing"),
+            ("True".into(), "Draining".into())
+        );
+        self.message("Progressing")
+    }
+
     fn has_broker_file(&self, id: i32) -> bool {
         self.api.object(CM).unwrap()["data"][format!("broker-{id}.properties")].is_string()
     }
@@ -57,24 +74,13 @@ async fn scale_in_drains_the_leaving_broker_then_shrinks() {
     let calls = h.reconcile().await;
     assert_eq!(h.sts_replicas(), 4, "not shrunk while broker 3 holds data");
     assert!(h.has_broker_file(3), "the leaving broker keeps its config");
-    assert_eq!(
-        h.kafka_calls(),
-        ["reassign orders-0 [2, 0]", "reassign orders-2 [1, 2]"],
-        "broker 3 replaced in place by the least-loaded remaining broker"
+    let message = h.assert_drain_started(
+        &calls,
+        &["reassign orders-0 [2, 0]", "reassign orders-2 [1, 2]"],
     );
     assert!(
-        calls.contains(&format!("POST {EVENTS}")),
-        "a Draining event"
-    );
-    assert_eq!(
-        h.condition("Progressing"),
-        ("True".into(), "Draining".into())
-    );
-    assert!(
-        h.message("Progressing")
-            .contains("draining broker 3 before scaling in to 3 brokers"),
-        "{}",
-        h.message("Progressing")
+        message.contains("draining broker 3 before scaling in to 3 brokers"),
+        "{message}"
     );
 
     // The new replicas are catching up: nothing new to start, same size.
@@ -146,6 +152,50 @@ async fn scale_in_that_would_lose_data_is_refused() {
     assert_eq!(
         h.condition("Degraded"),
         ("False".into(), "AsExpected".into())
+    );
+}
+
+#[tokio::test]
+async fn replicas_left_on_a_removed_broker_are_moved_off() {
+    // A topic created while a scale-in from 4 shrank landed on broker 3,
+    // which is gone: partitions still name it.
+    let h = Harness::running("replicas: 3", 3).await;
+    h.kafka.put_topic("late", &[&[3, 0], &[1, 2]]);
+
+    let calls = h.reconcile().await;
+    assert_eq!(h.sts_replicas(), 3, "the StatefulSet keeps its size");
+    let message = h.assert_drain_started(&calls, &["reassign late-0 [1, 0]"]);
+    assert!(
+        message.contains("moving replicas off broker 3, no longer part of the cluster"),
+        "{message}"
+    );
+
+    // Caught up: nothing names broker 3 any more, the cluster is Ready.
+    h.kafka.complete_reassignments();
+    h.reconcile().await;
+    assert!(h.kafka_calls().is_empty(), "nothing more to move");
+    assert_eq!(h.kafka.replicas_of("late")[0], [1, 0]);
+    assert_eq!(
+        h.condition("Ready"),
+        ("True".into(), "AllBrokersReady".into())
+    );
+}
+
+#[tokio::test]
+async fn replicas_on_a_removed_broker_that_cannot_move_degrade_the_cluster() {
+    let h = Harness::running("replicas: 3", 3).await;
+    h.kafka.put_topic("wide", &[&[0, 1, 2, 3]]);
+
+    h.reconcile().await;
+    assert!(h.kafka_calls().is_empty(), "nothing moved");
+    assert_eq!(
+        h.condition("Degraded"),
+        ("True".into(), "ScaleInRefused".into())
+    );
+    let message = h.message("Degraded");
+    assert!(
+        message.contains("replicas on broker 3 cannot move") && message.contains("wide (4)"),
+        "{message}"
     );
 }
 
