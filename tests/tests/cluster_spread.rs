@@ -5,21 +5,26 @@
 //! then take turns, exactly as the KafkaCluster reconcile does, until the
 //! planner finds nothing left to move. Afterwards every broker must hold
 //! an even share of the replicas, every replica must be in sync, and every
-//! record must still be there, at its offset.
+//! record must still be there, at its offset. A second test drains the
+//! replicas a stopped broker still holds onto the brokers that stay.
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
 
 use kafka_protocol::records::Compression;
 use rivulet_operator::controller::{
-    kafka::{replicas_and_moves, KafkaAdmin, WireAdmin},
-    reassign::{spread, Spread},
+    kafka::{replicas_and_moves, KafkaAdmin, ReplicaAssignment, WireAdmin},
+    reassign::{drain, spread, Drain, Spread},
 };
 use rivulet_tests::{
     cluster::DevCluster,
     cluster_admin::create_assigned_topic,
-    cluster_checks::{poll_until, try_client, wait_fully_in_sync},
+    cluster_checks::{poll_until, try_client, wait_fully_in_sync, PartitionInfo},
     encode_batch, unique_topic, KafkaConn, Msg,
 };
+use rivulet_wire::client::{OngoingReassignment, ReassignTarget};
 
 const RECORDS: usize = 200;
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
@@ -50,28 +55,44 @@ fn fill(cluster: &DevCluster, topic: &str, partition: i32, leader: i32) -> Vec<S
     values
 }
 
-#[test]
-fn scale_out_rebalance_spreads_replicas_onto_the_new_broker() {
-    let cluster = DevCluster::builder(4).start();
-    let topic = unique_topic("spread");
-    // Six partitions of two replicas on brokers 0-2: four each, none on 3.
-    let layout: [&[i32]; 6] = [&[0, 1], &[1, 2], &[2, 0], &[0, 1], &[1, 2], &[2, 0]];
+/// A topic laid out as `layout` (replicas by partition index, two each,
+/// min.insync.replicas 1) on a 4-broker cluster, in sync on every broker
+/// and filled through each leader; returns its name and what was written.
+fn filled_topic(
+    cluster: &DevCluster,
+    prefix: &str,
+    layout: &[&[i32]],
+) -> (String, Vec<Vec<String>>) {
+    let topic = unique_topic(prefix);
     create_assigned_topic(
         &mut cluster.client(0),
         &topic,
-        &layout,
+        layout,
         &[("min.insync.replicas", "1")],
     )
-    .expect("create the topic on brokers 0-2");
-    let (before, _) =
-        wait_fully_in_sync(&cluster, &[0, 1, 2, 3], &topic, 6, Duration::from_secs(30));
-    let written: Vec<Vec<String>> = before
+    .expect("create the topic");
+    let (before, _) = wait_fully_in_sync(
+        cluster,
+        &[0, 1, 2, 3],
+        &topic,
+        layout.len(),
+        Duration::from_secs(30),
+    );
+    let written = before
         .iter()
-        .map(|(p, info)| fill(&cluster, &topic, *p, info.leader))
+        .map(|(p, info)| fill(cluster, &topic, *p, info.leader))
         .collect();
+    (topic, written)
+}
 
-    // The reconcile loop: plan, start, wait, until balanced.
-    let bootstrap = cluster.bootstrap();
+/// The reconcile loop: ask the brokers where the replicas are, `plan` the
+/// next moves (`None`: done, `Some(empty)`: wait), start them, and again,
+/// until the plan is done. Returns how many batches were started.
+fn drive(
+    bootstrap: &str,
+    what: &str,
+    plan: impl Fn(&ReplicaAssignment, &[OngoingReassignment]) -> Option<Vec<ReassignTarget>>,
+) -> usize {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let started = Instant::now();
     let mut batches = 0;
@@ -79,31 +100,49 @@ fn scale_out_rebalance_spreads_replicas_onto_the_new_broker() {
         loop {
             assert!(
                 started.elapsed() < Duration::from_secs(120),
-                "the rebalance did not converge"
+                "{what} did not finish"
             );
-            let (assignment, ongoing) = replicas_and_moves(&WireAdmin, &bootstrap)
+            let (assignment, ongoing) = replicas_and_moves(&WireAdmin, bootstrap)
                 .await
                 .expect("ask the brokers where the replicas are");
-            match spread(&assignment, &ongoing, 4) {
-                Spread::Balanced => break,
-                Spread::Moves(moves) => {
-                    batches += 1;
-                    for result in WireAdmin
-                        .reassign(&bootstrap, moves)
-                        .await
-                        .expect("AlterPartitionReassignments")
-                    {
-                        result.check().expect("the brokers accept every move");
-                    }
+            let Some(moves) = plan(&assignment, &ongoing) else {
+                break;
+            };
+            if !moves.is_empty() {
+                batches += 1;
+                for result in WireAdmin
+                    .reassign(bootstrap, moves)
+                    .await
+                    .expect("AlterPartitionReassignments")
+                {
+                    result.check().expect("the brokers accept every move");
                 }
-                Spread::Waiting(_) | Spread::Blocked(_) => {}
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     });
     eprintln!(
-        "balanced in {:.1}s, {batches} batch(es)",
+        "{what}: done in {:.1}s, {batches} batch(es)",
         started.elapsed().as_secs_f64()
+    );
+    batches
+}
+
+#[test]
+fn scale_out_rebalance_spreads_replicas_onto_the_new_broker() {
+    let cluster = DevCluster::builder(4).start();
+    // Six partitions of two replicas on brokers 0-2: four each, none on 3.
+    let layout: [&[i32]; 6] = [&[0, 1], &[1, 2], &[2, 0], &[0, 1], &[1, 2], &[2, 0]];
+    let (topic, written) = filled_topic(&cluster, "spread", &layout);
+
+    let batches = drive(
+        &cluster.bootstrap(),
+        "the rebalance",
+        |assignment, ongoing| match spread(assignment, ongoing, 4) {
+            Spread::Balanced => None,
+            Spread::Moves(moves) => Some(moves),
+            Spread::Waiting(_) | Spread::Blocked(_) => Some(Vec::new()),
+        },
     );
     assert!(
         batches >= 1,
@@ -121,11 +160,20 @@ fn scale_out_rebalance_spreads_replicas_onto_the_new_broker() {
         }
     }
     assert_eq!(load, [3, 3, 3, 3], "{after:?}");
+    assert_every_record_at_its_offset(&cluster, &topic, &after, &written);
+}
 
-    // Every record, at its offset, from each partition's leader.
-    for (p, info) in &after {
+/// Every record written to `topic` (by partition index), at its offset,
+/// read from each partition's leader in `partitions`.
+fn assert_every_record_at_its_offset(
+    cluster: &DevCluster,
+    topic: &str,
+    partitions: &BTreeMap<i32, PartitionInfo>,
+    written: &[Vec<String>],
+) {
+    for (p, info) in partitions {
         let values: Vec<String> = KafkaConn::connect(&cluster.kafka_addr(info.leader).to_string())
-            .and_then(|mut c| c.fetch_all(&topic, *p, 0))
+            .and_then(|mut c| c.fetch_all(topic, *p, 0))
             .expect("fetch from the leader")
             .into_iter()
             .map(|r| String::from_utf8_lossy(&r.value.unwrap_or_default()).into_owned())
@@ -136,4 +184,38 @@ fn scale_out_rebalance_spreads_replicas_onto_the_new_broker() {
             "{topic}-{p} after the move"
         );
     }
+}
+
+/// The other half of a scale-in: broker 3 has stopped (the StatefulSet
+/// shrank) while partitions still name it, as when a topic is created
+/// during the shrink. The operator's drain planner (`reassign::drain`) and
+/// admin client move those replicas to the brokers that stay, with the
+/// stopped broker unable to help: the new replicas copy from the leaders.
+#[test]
+fn replicas_on_a_stopped_broker_move_to_the_brokers_that_stay() {
+    let mut cluster = DevCluster::builder(4).start();
+    let layout: [&[i32]; 3] = [&[3, 0], &[1, 3], &[2, 0]];
+    let (topic, written) = filled_topic(&cluster, "orphan", &layout);
+    cluster.terminate(3);
+
+    // The brokers that stay, as the operator's bootstrap Service would
+    // route: the stopped one is not asked.
+    let bootstrap = [0, 1, 2]
+        .map(|id| cluster.kafka_addr(id).to_string())
+        .join(",");
+    let batches = drive(&bootstrap, "the drain", |assignment, ongoing| {
+        match drain(assignment, ongoing, 3) {
+            Drain::Drained => None,
+            Drain::Refused(topics) => panic!("nothing here is too wide: {topics:?}"),
+            Drain::Draining { moves, .. } => Some(moves),
+        }
+    });
+    assert!(batches >= 1, "two partitions named broker 3");
+
+    let (after, _) = wait_fully_in_sync(&cluster, &[0, 1, 2], &topic, 3, Duration::from_secs(30));
+    for info in after.values() {
+        assert_eq!(info.replicas.len(), 2, "replication factor kept: {info:?}");
+        assert!(!info.replicas.contains(&3), "still on broker 3: {info:?}");
+    }
+    assert_every_record_at_its_offset(&cluster, &topic, &after, &written);
 }
