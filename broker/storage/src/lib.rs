@@ -50,6 +50,7 @@ mod index;
 mod log;
 pub mod producer;
 mod records;
+pub mod rewrite;
 mod scan;
 mod segment;
 #[cfg(test)]
