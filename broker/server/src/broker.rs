@@ -93,6 +93,46 @@ impl Topic {
             .cloned()
     }
 
+    /// The one serve-or-refuse check for client requests on partition
+    /// `index`: the partition if this broker leads it (at the client's
+    /// `current_leader_epoch`, -1 when it does not say), else the error
+    /// Kafka answers. "Exists in the cluster" is the topic's partition
+    /// count from the metadata image, never "hosted here": a partition that
+    /// exists but is led (or hosted) elsewhere is NOT_LEADER_OR_FOLLOWER,
+    /// which clients retry after refreshing metadata.
+    pub fn leader_partition(
+        &self,
+        index: i32,
+        current_leader_epoch: i32,
+    ) -> Result<Arc<Partition>, ResponseError> {
+        let Some(partition) = self.partition(index) else {
+            return Err(if (0..self.partition_count()).contains(&index) {
+                ResponseError::NotLeaderOrFollower
+            } else {
+                ResponseError::UnknownTopicOrPartition
+            });
+        };
+        {
+            let replica = partition.replica();
+            if !replica.is_leader() {
+                return Err(ResponseError::NotLeaderOrFollower);
+            }
+            if current_leader_epoch >= 0 && current_leader_epoch < replica.leader_epoch {
+                return Err(ResponseError::FencedLeaderEpoch);
+            }
+            if current_leader_epoch > replica.leader_epoch {
+                return Err(ResponseError::UnknownLeaderEpoch);
+            }
+        }
+        Ok(partition)
+    }
+
+    /// Whether partition `index` exists in the cluster (wherever its
+    /// replicas are).
+    pub fn has_partition(&self, index: i32) -> bool {
+        (0..self.partition_count()).contains(&index)
+    }
+
     /// The partitions hosted here.
     pub fn partitions(&self) -> Vec<Arc<Partition>> {
         self.partitions
@@ -146,6 +186,13 @@ impl Topic {
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = (overrides, effective);
     }
 
+    /// `min.insync.replicas` for a partition with `replicas` replicas (see
+    /// [`topic_config::effective_min_insync`]).
+    pub fn min_insync_replicas(&self, replicas: usize) -> i64 {
+        let config = self.config.read().unwrap_or_else(|e| e.into_inner());
+        topic_config::effective_min_insync(&config.1, &config.0, replicas)
+    }
+
     /// The effective config.
     pub fn config(&self) -> TopicConfig {
         self.config
@@ -187,6 +234,11 @@ pub struct Broker {
     bound: Mutex<BTreeMap<String, (String, u16)>>,
     /// The group coordinator (consumer groups and committed offsets).
     pub groups: crate::group::Coordinator,
+    /// High watermarks read from the checkpoint at start, handed to each
+    /// replica as the metadata image opens it (clusters only).
+    restored_hws: Mutex<crate::hw_checkpoint::HighWatermarks>,
+    /// Serializes checkpoint writes (the periodic task and shutdown).
+    checkpoint_lock: Mutex<()>,
     /// Membership of a controller quorum, once started (clusters only).
     cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
@@ -272,36 +324,50 @@ impl Broker {
         } else {
             meta.topics.clone()
         };
+        let mut effective = BTreeMap::new();
         for (name, record) in &standalone_topics {
-            let effective = config
+            let config = config
                 .topic_defaults
                 .with_overrides(&record.configs)
                 .map_err(|source| OpenError::TopicConfig {
                     topic: name.clone(),
                     source,
                 })?;
-            let id = Uuid::parse_str(&record.id).unwrap_or_else(|_| Uuid::new_v4());
-            let mut parts = Vec::new();
-            for p in 0..record.partitions {
-                let partition = Partition::open(
+            effective.insert(name.clone(), config);
+        }
+        // Open (recover) every partition, several at once.
+        let jobs: Vec<(&String, i32)> = standalone_topics
+            .iter()
+            .flat_map(|(name, record)| (0..record.partitions).map(move |p| (name, p)))
+            .collect();
+        let opened =
+            crate::parallel::map(jobs, config.replication.recovery_threads, |(name, p)| {
+                Partition::open(
                     p,
                     &partition_dir(&config.data_dir, name, p),
-                    effective.log_config(),
+                    effective[name].log_config(),
                     metrics.partition(name, p),
                 )
                 .map_err(|source| OpenError::Partition {
                     topic: name.clone(),
                     partition: p,
                     source,
-                })?;
-                parts.push(Arc::new(partition));
-            }
+                })
+            });
+        let mut opened = opened.into_iter();
+        for (name, record) in &standalone_topics {
+            let id = Uuid::parse_str(&record.id).unwrap_or_else(|_| Uuid::new_v4());
+            let parts = opened
+                .by_ref()
+                .take(record.partitions.max(0) as usize)
+                .map(|p| p.map(Arc::new))
+                .collect::<Result<Vec<_>, _>>()?;
             let topic = Topic::new(
                 name,
                 id,
                 record.replication_factor,
                 parts,
-                (record.configs.clone(), effective),
+                (record.configs.clone(), effective[name].clone()),
                 metrics.topic(name),
             );
             topics.insert(name.clone(), Arc::new(topic));
@@ -309,6 +375,11 @@ impl Broker {
         if config.cluster.is_none() {
             remove_orphan_dirs(&config.data_dir, &meta);
         }
+        let restored_hws = if config.cluster.is_some() {
+            crate::hw_checkpoint::read(&config.data_dir)
+        } else {
+            Default::default()
+        };
         let next_pid = meta.producer_id_block_end;
         let groups = crate::group::Coordinator::new(
             crate::group::CoordinatorConfig::from_broker(&config),
@@ -325,6 +396,8 @@ impl Broker {
             data_version: watch::channel(0).0,
             stopping: std::sync::atomic::AtomicBool::new(false),
             bound: Mutex::new(BTreeMap::new()),
+            restored_hws: Mutex::new(restored_hws),
+            checkpoint_lock: Mutex::new(()),
             cluster: std::sync::OnceLock::new(),
         };
         broker.refresh_partition_gauges();
@@ -426,15 +499,23 @@ impl Broker {
             topic.config().log_config(),
             self.metrics.partition(&topic.name, index),
         )?;
+        let restored = self
+            .restored_hws
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(topic.name.clone(), index));
+        if let Some(hw) = restored {
+            partition.restore_hw(hw);
+        }
         std::fs::write(&id_file, expected).map_err(|source| {
             rivulet_storage::StorageError::Checkpoint {
                 path: id_file.clone(),
                 source,
             }
         })?;
+        // The caller refreshes the gauges once for all it opened.
         let partition = Arc::new(partition);
         topic.insert_partition(partition.clone());
-        self.refresh_partition_gauges();
         Ok(partition)
     }
 
@@ -506,6 +587,29 @@ impl Broker {
         self.stopping.load(std::sync::atomic::Ordering::Acquire)
     }
 
+    /// Writes every replica's high watermark to the checkpoint file
+    /// (clusters only; a single broker's high watermark is its log end).
+    pub fn checkpoint_hws(&self) {
+        if self.cluster().is_none() {
+            return;
+        }
+        let _one_writer = self
+            .checkpoint_lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut hws = crate::hw_checkpoint::HighWatermarks::new();
+        for topic in self.topics() {
+            for partition in topic.partitions() {
+                if let Some(hw) = partition.checkpointable_hw() {
+                    hws.insert((topic.name.clone(), partition.index), hw);
+                }
+            }
+        }
+        if let Err(e) = crate::hw_checkpoint::write(&self.config.data_dir, &hws) {
+            tracing::warn!(error = %e, "writing the high watermark checkpoint failed");
+        }
+    }
+
     /// Wakes long-polling fetches after an append.
     pub fn notify_data(&self) {
         self.data_version.send_modify(|v| *v = v.wrapping_add(1));
@@ -517,10 +621,10 @@ impl Broker {
         let mut under_replicated = 0i64;
         let mut under_min_isr = 0i64;
         for topic in self.topics() {
-            let min_isr = topic.config().min_insync_replicas;
             for partition in topic.partitions() {
                 hosted += 1;
                 let replica = partition.replica();
+                let min_isr = topic.min_insync_replicas(replica.replicas.len());
                 if replica.is_leader() {
                     leading += 1;
                     if replica.role == crate::partition::Role::Leader {
@@ -593,6 +697,7 @@ impl Broker {
             .config
             .topic_defaults
             .with_overrides(&overrides)
+            .and_then(|c| topic_config::check_replication(&overrides, rf).map(|()| c))
             .map_err(|e| ApiError::new(ResponseError::InvalidConfig, e.to_string()))?;
         let mut meta = self.meta.lock().unwrap_or_else(|e| e.into_inner());
         if meta.topics.contains_key(name) {
@@ -902,6 +1007,7 @@ impl Broker {
 
     /// Flushes and closes every log (clean shutdown).
     pub fn close(&self) {
+        self.checkpoint_hws();
         let topics = std::mem::take(&mut *self.topics.write().unwrap_or_else(|e| e.into_inner()));
         for (name, topic) in topics {
             for partition in topic.take_partitions() {

@@ -94,6 +94,13 @@ pub struct ReplicationConfig {
     /// Kafka's `follower.replication.throttled.rate` in bytes/s, applied
     /// to replicas that are being added by a reassignment (0: unlimited).
     pub reassignment_throttle: u64,
+    /// Kafka's `replica.high.watermark.checkpoint.interval.ms` (default
+    /// 5000): how often high watermarks are written to the data directory.
+    pub hw_checkpoint_interval: Duration,
+    /// Kafka's `num.recovery.threads.per.data.dir`: threads that open
+    /// (recover) logs at start-up [default: twice the CPU count, 2 to 16;
+    /// Kafka's own default of 1 leaves large brokers slow to start].
+    pub recovery_threads: usize,
 }
 
 impl Default for ReplicationConfig {
@@ -108,6 +115,10 @@ impl Default for ReplicationConfig {
             leader_imbalance_check_interval: Duration::from_secs(300),
             offsets_topic_replication_factor: 3,
             reassignment_throttle: 0,
+            hw_checkpoint_interval: Duration::from_millis(5000),
+            recovery_threads: std::thread::available_parallelism()
+                .map_or(2, |n| n.get() * 2)
+                .clamp(2, 16),
         }
     }
 }
@@ -197,7 +208,10 @@ const ACCEPTED_IGNORED: &[&str] = &[
     "socket.receive.buffer.bytes",
     "transaction.state.log.replication.factor",
     "transaction.state.log.min.isr",
-    "num.recovery.threads.per.data.dir",
+    "log.message.format.version",
+    "inter.broker.protocol.version",
+    "log.message.downconversion.enable",
+    "log.preallocate",
 ];
 
 /// Broker-level `log.*` keys and the topic config each one defaults.
@@ -219,6 +233,7 @@ const TOPIC_DEFAULT_KEYS: &[(&str, &str)] = &[
     ("log.flush.interval.ms", "flush.ms"),
     ("message.max.bytes", "max.message.bytes"),
     ("min.insync.replicas", "min.insync.replicas"),
+    ("compression.type", "compression.type"),
 ];
 
 impl BrokerConfig {
@@ -353,6 +368,15 @@ impl BrokerConfig {
                         .collect()
                 }
                 "inter.broker.listener.name" => inter_broker = Some(value.trim().to_string()),
+                "replica.high.watermark.checkpoint.interval.ms" => {
+                    config.replication.hw_checkpoint_interval =
+                        Duration::from_millis(parse_positive(value, &invalid)? as u64)
+                }
+                "num.recovery.threads.per.data.dir" => {
+                    config.replication.recovery_threads =
+                        usize::try_from(parse_positive(value, &invalid)?)
+                            .map_err(|_| invalid("too large"))?
+                }
                 "replica.lag.time.max.ms" => {
                     config.replication.replica_lag_time_max =
                         Duration::from_millis(parse_positive(value, &invalid)? as u64)

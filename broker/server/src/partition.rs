@@ -107,6 +107,12 @@ pub struct Partition {
     /// read without the replica lock by waiters on `hw`, which are woken
     /// whenever it changes so a lost leadership ends their wait at once.
     leading_epoch: std::sync::atomic::AtomicI32,
+    /// Bumped whenever a parked fetch of this partition may have something
+    /// new to answer: an append (followers read to the log end), a high
+    /// watermark move (consumers read to it), a role change or truncation.
+    /// Per partition, so an append wakes only the fetches that asked for
+    /// this partition, not every parked fetch of the broker.
+    wake: watch::Sender<u64>,
     metrics: PartitionMetrics,
 }
 
@@ -127,6 +133,7 @@ impl Partition {
             // the real value from its leader or its followers.
             hw: watch::channel(log.log_start_offset()).0,
             leading_epoch: std::sync::atomic::AtomicI32::new(-1),
+            wake: watch::channel(0).0,
             log: RwLock::new(log),
             flush_lock: tokio::sync::Mutex::new(()),
             metrics,
@@ -156,7 +163,15 @@ impl Partition {
     /// epoch; `batches` is copied because offsets are rewritten in place and
     /// the request buffer is shared.
     pub fn append(&self, batches: &[u8], now_ms: i64) -> Result<AppendInfo, StorageError> {
-        let mut owned = batches.to_vec();
+        self.append_owned(batches.to_vec(), now_ms)
+    }
+
+    /// [`Self::append`] of batches the caller already owns (recompressed).
+    pub fn append_owned(
+        &self,
+        mut owned: Vec<u8>,
+        now_ms: i64,
+    ) -> Result<AppendInfo, StorageError> {
         let epoch = self.replica().leader_epoch;
         let mut log = self.write_log();
         let info = log.append(&mut owned, epoch, now_ms)?;
@@ -164,7 +179,18 @@ impl Partition {
         let end = log.log_end_offset();
         drop(log);
         self.advance_hw(end);
+        self.wake_fetches();
         Ok(info)
+    }
+
+    /// Wakes the fetches parked on this partition.
+    pub fn wake_fetches(&self) {
+        self.wake.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// A receiver that changes whenever [`Self::wake_fetches`] is called.
+    pub fn subscribe_fetches(&self) -> watch::Receiver<u64> {
+        self.wake.subscribe()
     }
 
     /// Appends batches fetched from the leader, offsets and epochs kept.
@@ -175,6 +201,8 @@ impl Partition {
         let mut log = self.write_log();
         log.append_replicated(batches, now_ms)?;
         self.update_gauges(&log);
+        drop(log);
+        self.wake_fetches();
         Ok(())
     }
 
@@ -230,6 +258,7 @@ impl Partition {
     fn set_leading_epoch(&self, epoch: i32) {
         if self.leading_epoch.swap(epoch, Ordering::AcqRel) != epoch {
             self.hw.send_modify(|_| {});
+            self.wake_fetches();
         }
     }
 
@@ -247,7 +276,7 @@ impl Partition {
     /// Sets the high watermark (a follower learning it from its leader,
     /// capped at its own log end). Never moves it backwards.
     pub fn set_hw(&self, hw: i64) {
-        self.hw.send_if_modified(|cur| {
+        let moved = self.hw.send_if_modified(|cur| {
             if hw > *cur {
                 *cur = hw;
                 true
@@ -255,12 +284,29 @@ impl Partition {
                 false
             }
         });
+        if moved {
+            self.wake_fetches();
+        }
+    }
+
+    /// Restores a checkpointed high watermark at open, capped at the log
+    /// end (a checkpoint is never ahead of what was committed, but the log
+    /// may have lost an unflushed tail).
+    pub fn restore_hw(&self, hw: i64) {
+        let end = self.read_log().log_end_offset();
+        self.set_hw(hw.min(end));
+    }
+
+    /// The high watermark to checkpoint: None when standalone (it is the
+    /// log end there, nothing to remember).
+    pub fn checkpointable_hw(&self) -> Option<i64> {
+        (self.replica().role != Role::Standalone).then(|| *self.hw.borrow())
     }
 
     /// Lowers the high watermark to `end` after a truncation cut the log
     /// below it (the only way it ever moves back).
     pub fn cap_hw(&self, end: i64) {
-        self.hw.send_if_modified(|cur| {
+        let moved = self.hw.send_if_modified(|cur| {
             if *cur > end {
                 *cur = end;
                 true
@@ -268,6 +314,9 @@ impl Partition {
                 false
             }
         });
+        if moved {
+            self.wake_fetches();
+        }
     }
 
     /// Recomputes the leader's high watermark from its log end and the ISR

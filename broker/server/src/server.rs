@@ -203,7 +203,8 @@ async fn accept(
 }
 
 /// Retention and rolling every `log.retention.check.interval.ms`,
-/// compaction every `log.cleaner.backoff.ms`, and the
+/// compaction every `log.cleaner.backoff.ms`, high watermark checkpoints
+/// every `replica.high.watermark.checkpoint.interval.ms`, and the
 /// time-based flush policy (`flush.ms`) checked every second, so a quiet
 /// partition is flushed on time too.
 async fn housekeeping(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
@@ -213,6 +214,8 @@ async fn housekeeping(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
     cleaner.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut flush = tokio::time::interval(Duration::from_secs(1));
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut checkpoint = tokio::time::interval(broker.config.replication.hw_checkpoint_interval);
+    checkpoint.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = retention.tick() => {
@@ -226,6 +229,10 @@ async fn housekeeping(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
             _ = flush.tick() => {
                 let b = broker.clone();
                 let _ = tokio::task::spawn_blocking(move || b.timed_flush()).await;
+            }
+            _ = checkpoint.tick() => {
+                let b = broker.clone();
+                let _ = tokio::task::spawn_blocking(move || b.checkpoint_hws()).await;
             }
             _ = stop.changed() => return,
         }

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use rivulet_storage::config::LogConfig;
+use rivulet_storage::{config::LogConfig, rewrite::CompressionType};
 
 /// Kafka's `ConfigEntry.ConfigType` values, reported by DescribeConfigs v3+.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +38,7 @@ pub struct KeySpec {
 /// Every topic config key Rivulet accepts.
 pub const KEYS: &[KeySpec] = &[
     KeySpec { name: "cleanup.policy", kind: ConfigType::List, doc: "delete: old segments are removed by retention; compact: only the latest record per key is kept" },
-    KeySpec { name: "compression.type", kind: ConfigType::String, doc: "producer: batches are stored as the producer compressed them" },
+    KeySpec { name: "compression.type", kind: ConfigType::String, doc: "producer: batches are stored as the producer compressed them; uncompressed, gzip, snappy, lz4 or zstd: batches in another codec are recompressed on append" },
     KeySpec { name: "delete.retention.ms", kind: ConfigType::Long, doc: "how long tombstones survive compaction" },
     KeySpec { name: "flush.messages", kind: ConfigType::Long, doc: "fsync after this many messages" },
     KeySpec { name: "flush.ms", kind: ConfigType::Long, doc: "fsync at least this often (ms)" },
@@ -54,6 +54,31 @@ pub const KEYS: &[KeySpec] = &[
     KeySpec { name: "segment.index.bytes", kind: ConfigType::Int, doc: "preallocated size of a segment's index" },
     KeySpec { name: "segment.ms", kind: ConfigType::Long, doc: "age at which the active segment is rolled" },
     KeySpec { name: "unclean.leader.election.enable", kind: ConfigType::Boolean, doc: "allow an out-of-sync replica to become leader" },
+    KeySpec { name: "message.format.version", kind: ConfigType::String, doc: IGNORED_DOC },
+    KeySpec { name: "message.downconversion.enable", kind: ConfigType::Boolean, doc: IGNORED_DOC },
+    KeySpec { name: "file.delete.delay.ms", kind: ConfigType::Long, doc: IGNORED_DOC },
+    KeySpec { name: "preallocate", kind: ConfigType::Boolean, doc: IGNORED_DOC },
+    KeySpec { name: "segment.jitter.ms", kind: ConfigType::Long, doc: IGNORED_DOC },
+    KeySpec { name: "leader.replication.throttled.replicas", kind: ConfigType::List, doc: IGNORED_DOC },
+    KeySpec { name: "follower.replication.throttled.replicas", kind: ConfigType::List, doc: IGNORED_DOC },
+];
+
+/// What DescribeConfigs documents for a key in [`IGNORED`].
+pub const IGNORED_DOC: &str = "accepted for compatibility with Kafka 3.x and ignored by Rivulet";
+
+/// Topic configs that Kafka 3.x still accepts but that change nothing a
+/// client can observe here (the message format is always v2, there is no
+/// down-conversion, files are deleted at once, nothing is preallocated,
+/// reassignment throttles come from the broker's own setting): accepted,
+/// stored and echoed, and documented as ignored; with Kafka's defaults.
+pub const IGNORED: &[(&str, &str)] = &[
+    ("message.format.version", "3.0-IV1"),
+    ("message.downconversion.enable", "true"),
+    ("file.delete.delay.ms", "60000"),
+    ("preallocate", "false"),
+    ("segment.jitter.ms", "0"),
+    ("leader.replication.throttled.replicas", ""),
+    ("follower.replication.throttled.replicas", ""),
 ];
 
 /// A topic config value that cannot be used.
@@ -109,6 +134,10 @@ pub struct TopicConfig {
     pub min_compaction_lag_ms: i64,
     /// `min.cleanable.dirty.ratio`, in thousandths (kept integral so the config is `Eq`).
     pub min_cleanable_dirty_permille: i64,
+    /// `compression.type`: the codec batches are stored in.
+    pub compression: CompressionType,
+    /// Values given for [`IGNORED`] keys, echoed back by DescribeConfigs.
+    pub ignored: BTreeMap<String, String>,
 }
 
 impl Default for TopicConfig {
@@ -131,6 +160,8 @@ impl Default for TopicConfig {
             delete_retention_ms: 86_400_000,
             min_compaction_lag_ms: 0,
             min_cleanable_dirty_permille: 500,
+            compression: CompressionType::Producer,
+            ignored: BTreeMap::new(),
         }
     }
 }
@@ -185,11 +216,9 @@ impl TopicConfig {
                 self.min_cleanable_dirty_permille = (v * 1000.0).round() as i64;
             }
             "compression.type" => {
-                if value != "producer" {
-                    return Err(invalid(
-                        "only `producer` is supported: batches are stored as produced",
-                    ));
-                }
+                self.compression = value.parse().map_err(|_| {
+                    invalid("must be one of producer, uncompressed, gzip, snappy, lz4, zstd")
+                })?
             }
             "message.timestamp.type" => {
                 if value != "CreateTime" {
@@ -213,6 +242,9 @@ impl TopicConfig {
                     _ => return Err(invalid("must be true or false")),
                 }
             }
+            _ if IGNORED.iter().any(|(k, _)| *k == key) => {
+                self.ignored.insert(key.to_string(), value.to_string());
+            }
             _ => return Err(TopicConfigError::UnknownKey(key.to_string())),
         }
         Ok(())
@@ -226,7 +258,7 @@ impl TopicConfig {
                 (true, false) => "compact".into(),
                 _ => "delete".into(),
             },
-            "compression.type" => "producer".into(),
+            "compression.type" => self.compression.as_str().into(),
             "delete.retention.ms" => self.delete_retention_ms.to_string(),
             "min.compaction.lag.ms" => self.min_compaction_lag_ms.to_string(),
             "min.cleanable.dirty.ratio" => {
@@ -244,7 +276,13 @@ impl TopicConfig {
             "max.message.bytes" => self.max_message_bytes.to_string(),
             "min.insync.replicas" => self.min_insync_replicas.to_string(),
             "unclean.leader.election.enable" => self.unclean_leader_election.to_string(),
-            _ => return None,
+            _ => {
+                let (key, default) = IGNORED.iter().find(|(k, _)| *k == key)?;
+                self.ignored
+                    .get(*key)
+                    .cloned()
+                    .unwrap_or_else(|| default.to_string())
+            }
         })
     }
 
@@ -271,6 +309,43 @@ impl TopicConfig {
 /// Validates a set of overrides on their own (every key known, every value valid).
 pub fn validate(overrides: &BTreeMap<String, String>) -> Result<(), TopicConfigError> {
     TopicConfig::default().with_overrides(overrides).map(|_| ())
+}
+
+/// Checks overrides against the replication factor they will serve: an
+/// explicit `min.insync.replicas` above it would refuse every acks=all
+/// write forever, so it is refused up front. (A broker-wide default is not
+/// an error: it is capped per topic, see [`effective_min_insync`].)
+pub fn check_replication(
+    overrides: &BTreeMap<String, String>,
+    replication_factor: i16,
+) -> Result<(), TopicConfigError> {
+    let Some(value) = overrides.get("min.insync.replicas") else {
+        return Ok(());
+    };
+    match value.trim().parse::<i64>() {
+        Ok(v) if v > replication_factor as i64 => Err(TopicConfigError::InvalidValue {
+            key: "min.insync.replicas".into(),
+            value: value.clone(),
+            reason: "larger than the replication factor: acks=all writes could never succeed",
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The `min.insync.replicas` a partition with `replicas` replicas enforces:
+/// the topic's own override as set, a broker-wide default capped at the
+/// replica count (a cluster default of 2 must not make every acks=all write
+/// to a replication-factor-1 topic fail).
+pub fn effective_min_insync(
+    config: &TopicConfig,
+    overrides: &BTreeMap<String, String>,
+    replicas: usize,
+) -> i64 {
+    if overrides.contains_key("min.insync.replicas") {
+        config.min_insync_replicas
+    } else {
+        config.min_insync_replicas.min(replicas.max(1) as i64)
+    }
 }
 
 /// The spec of a key, if Rivulet knows it.
@@ -349,6 +424,60 @@ mod tests {
             c.value_of("min.cleanable.dirty.ratio").as_deref(),
             Some("0.25")
         );
+    }
+
+    #[test]
+    fn min_insync_default_is_capped_but_an_override_is_checked() {
+        let defaults = TopicConfig::default()
+            .with_overrides(&map(&[("min.insync.replicas", "2")]))
+            .unwrap();
+        // A broker default of 2 on a replication-factor-1 partition: 1.
+        assert_eq!(effective_min_insync(&defaults, &map(&[]), 1), 1);
+        assert_eq!(effective_min_insync(&defaults, &map(&[]), 3), 2);
+        // The topic's own value is kept as set.
+        let own = map(&[("min.insync.replicas", "2")]);
+        assert_eq!(effective_min_insync(&defaults, &own, 1), 2);
+        // ...and refused at creation when it exceeds the replication factor.
+        assert!(check_replication(&own, 1).is_err());
+        assert!(check_replication(&own, 2).is_ok());
+        assert!(check_replication(&map(&[]), 1).is_ok());
+    }
+
+    #[test]
+    fn kafka_3_keys_are_accepted_echoed_and_ignored() {
+        let c = TopicConfig::default()
+            .with_overrides(&map(&[
+                ("message.format.version", "2.8-IV1"),
+                ("preallocate", "true"),
+            ]))
+            .unwrap();
+        assert_eq!(
+            c.value_of("message.format.version").as_deref(),
+            Some("2.8-IV1")
+        );
+        assert_eq!(
+            c.value_of("message.downconversion.enable").as_deref(),
+            Some("true")
+        );
+        // Nothing the log does changes.
+        assert_eq!(c.log_config(), TopicConfig::default().log_config());
+        assert_eq!(spec("preallocate").unwrap().doc, IGNORED_DOC);
+    }
+
+    #[test]
+    fn compression_type_takes_kafkas_values() {
+        for value in ["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"] {
+            let c = TopicConfig::default()
+                .with_overrides(&map(&[("compression.type", value)]))
+                .unwrap();
+            assert_eq!(c.value_of("compression.type").as_deref(), Some(value));
+        }
+        assert_eq!(
+            TopicConfig::default().compression,
+            CompressionType::Producer
+        );
+        let err = validate(&map(&[("compression.type", "brotli")])).unwrap_err();
+        assert!(err.to_string().contains("zstd"), "{err}");
     }
 
     #[test]

@@ -148,6 +148,9 @@ impl Cluster {
             }
         };
         check_assignments(&image, &assignments)?;
+        let rf = assignments.first().map_or(0, |r| r.len() as i16);
+        crate::topic_config::check_replication(&configs, rf)
+            .map_err(|e| ApiError::new(ResponseError::InvalidConfig, e.to_string()))?;
         let shape = (
             assignments.len() as i32,
             assignments.first().map_or(0, |r| r.len() as i16),

@@ -53,20 +53,10 @@ fn apply(
             broker.forget_topic(&topic.name);
         }
     }
+    open_missing_replicas(broker, image, me);
     let mut follow = BTreeMap::new();
     for (name, meta) in &image.topics {
-        let rf = meta
-            .partitions
-            .values()
-            .next()
-            .map_or(1, |p| p.replicas.len() as i16);
-        let topic = broker.host_topic(
-            name,
-            meta.id,
-            &meta.configs,
-            rf,
-            meta.partitions.len() as i32,
-        );
+        let topic = host_topic(broker, name, meta);
         for (&index, p) in &meta.partitions {
             if !p.replicas.contains(&me) {
                 if let Some(gone) = topic.remove_partition(index) {
@@ -76,15 +66,9 @@ fn apply(
                 }
                 continue;
             }
-            let partition = match topic.partition(index) {
-                Some(p) => p,
-                None => match broker.open_replica(&topic, index) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        tracing::error!(topic = %name, partition = index, error = %e, "cannot open replica");
-                        continue;
-                    }
-                },
+            // Opened above; a replica that could not be opened was logged.
+            let Some(partition) = topic.partition(index) else {
+                continue;
             };
             if p.leader == Some(me) && current {
                 partition.become_leader(me, p.leader_epoch, p.partition_epoch, &p.replicas, &p.isr);
@@ -119,4 +103,56 @@ fn apply(
     }
     broker.refresh_partition_gauges();
     follow
+}
+
+/// Opens (recovering) every replica `image` places on this broker that is
+/// not open yet, on `num.recovery.threads.per.data.dir` threads: at
+/// start-up that is every hosted partition.
+fn open_missing_replicas(broker: &Broker, image: &ClusterMetadata, me: i32) {
+    let mut missing = Vec::new();
+    for (name, meta) in &image.topics {
+        let topic = host_topic(broker, name, meta);
+        for (&index, p) in &meta.partitions {
+            if p.replicas.contains(&me) && topic.partition(index).is_none() {
+                missing.push((topic.clone(), index));
+            }
+        }
+    }
+    if missing.is_empty() {
+        return;
+    }
+    let started = std::time::Instant::now();
+    let count = missing.len();
+    let threads = broker.config.replication.recovery_threads;
+    crate::parallel::map(missing, threads, |(topic, index)| {
+        if let Err(e) = broker.open_replica(&topic, index) {
+            tracing::error!(topic = %topic.name, partition = index, error = %e, "cannot open replica");
+        }
+    });
+    tracing::info!(
+        replicas = count,
+        threads,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "opened replicas"
+    );
+}
+
+/// The local object of a topic of the image (see [`Broker::host_topic`]).
+fn host_topic(
+    broker: &Broker,
+    name: &str,
+    meta: &rivulet_quorum::metadata::TopicMetadata,
+) -> Arc<crate::broker::Topic> {
+    let rf = meta
+        .partitions
+        .values()
+        .next()
+        .map_or(1, |p| p.replicas.len() as i16);
+    broker.host_topic(
+        name,
+        meta.id,
+        &meta.configs,
+        rf,
+        meta.partitions.len() as i32,
+    )
 }

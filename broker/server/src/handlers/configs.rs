@@ -51,6 +51,7 @@ fn describe_topic(
     broker: &Broker,
     name: &str,
     keys: Option<&[StrBytes]>,
+    docs: bool,
 ) -> Result<Vec<DescribeConfigsResourceResult>, ApiError> {
     let topic = broker.topic(name).ok_or_else(|| {
         ApiError::new(
@@ -69,7 +70,12 @@ fn describe_topic(
             } else {
                 DEFAULT_CONFIG
             };
-            entry(k.name, config.value_of(k.name), source, k.kind, false)
+            let e = entry(k.name, config.value_of(k.name), source, k.kind, false);
+            if docs {
+                e.with_documentation(Some(StrBytes::from_static_str(k.doc)))
+            } else {
+                e
+            }
         })
         .collect())
 }
@@ -148,15 +154,17 @@ fn describe_broker(
 pub fn describe(
     broker: &Broker,
     req: DescribeConfigsRequest,
-    _version: i16,
+    version: i16,
 ) -> DescribeConfigsResponse {
+    // `documentation` exists from v3 on.
+    let docs = req.include_documentation && version >= 3;
     let results = req
         .resources
         .into_iter()
         .map(|r| {
             let keys = r.configuration_keys.as_deref();
             let outcome = match r.resource_type {
-                TOPIC => describe_topic(broker, &r.resource_name, keys),
+                TOPIC => describe_topic(broker, &r.resource_name, keys, docs),
                 BROKER => describe_broker(broker, &r.resource_name, keys),
                 other => Err(ApiError::new(
                     ResponseError::InvalidRequest,

@@ -23,12 +23,14 @@ pub fn handle(broker: &Broker, req: DeleteRecordsRequest) -> DeleteRecordsRespon
                 .into_iter()
                 .map(|p| {
                     let result = DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index);
-                    let Some(partition) = topic.as_ref().and_then(|topic| topic.partition(p.partition_index)) else {
-                        return result.with_low_watermark(-1).with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    let served = match &topic {
+                        Some(topic) => topic.leader_partition(p.partition_index, -1),
+                        None => Err(ResponseError::UnknownTopicOrPartition),
                     };
-                    if !partition.replica().is_leader() {
-                        return result.with_low_watermark(-1).with_error_code(ResponseError::NotLeaderOrFollower.code());
-                    }
+                    let partition = match served {
+                        Ok(partition) => partition,
+                        Err(code) => return result.with_low_watermark(-1).with_error_code(code.code()),
+                    };
                     // Followers learn the new log start from their fetches.
                     let hw = partition.high_watermark();
                     let mut log = partition.write_log();

@@ -35,8 +35,11 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
     let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = Instant::now() + wait;
     let min_bytes = req.min_bytes.max(0) as usize;
-    let mut data = broker.subscribe_data();
+    // Topology changes (a new image, shutdown) wake every parked fetch;
+    // data wakes only the fetches of the partition it was written to.
+    let mut topology = broker.subscribe_data();
     let topics = resolve(broker, &req, version);
+    let mut wakers = fetch_wakers(&req, &topics);
     let replica_id = if version >= 15 {
         req.replica_state.replica_id.0
     } else {
@@ -52,12 +55,15 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
         record_follower(broker, &req, &topics, id);
     }
     loop {
-        data.borrow_and_update();
+        topology.borrow_and_update();
+        for w in &mut wakers {
+            w.borrow_and_update();
+        }
         let (responses, total, had_error) = collect(&req, &topics, version, follower);
         let done =
             total >= min_bytes || had_error || Instant::now() >= deadline || broker.is_stopping();
         if done
-            || tokio::time::timeout_at(deadline, data.changed())
+            || tokio::time::timeout_at(deadline, woken(&mut topology, &mut wakers))
                 .await
                 .is_err()
         {
@@ -73,6 +79,52 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
                 .with_responses(responses)
                 .with_session_id(0);
         }
+    }
+}
+
+/// A wake-up receiver for every requested partition hosted here.
+fn fetch_wakers(
+    req: &FetchRequest,
+    topics: &[Option<std::sync::Arc<Topic>>],
+) -> Vec<tokio::sync::watch::Receiver<u64>> {
+    req.topics
+        .iter()
+        .zip(topics)
+        .filter_map(|(t, topic)| topic.as_ref().map(|topic| (t, topic)))
+        .flat_map(|(t, topic)| {
+            t.partitions
+                .iter()
+                .filter_map(|p| topic.partition(p.partition))
+                .map(|p| p.subscribe_fetches())
+        })
+        .collect()
+}
+
+/// Resolves when the topology or any requested partition changed. A
+/// partition whose sender is gone (deleted, moved away) is dropped from the
+/// list so it cannot spin the loop; the topology change that removed it
+/// has woken this fetch already.
+async fn woken(
+    topology: &mut tokio::sync::watch::Receiver<u64>,
+    wakers: &mut Vec<tokio::sync::watch::Receiver<u64>>,
+) {
+    loop {
+        if wakers.is_empty() {
+            // select_all needs at least one future.
+            let _ = topology.changed().await;
+            return;
+        }
+        let closed = {
+            let any = futures::future::select_all(wakers.iter_mut().map(|w| Box::pin(w.changed())));
+            tokio::select! {
+                _ = topology.changed() => return,
+                (result, index, _) = any => match result {
+                    Ok(()) => return,
+                    Err(_) => index,
+                },
+            }
+        };
+        wakers.swap_remove(closed);
     }
 }
 
@@ -104,16 +156,14 @@ fn record_follower(
     follower: i32,
 ) {
     let now = std::time::Instant::now();
-    let mut moved = false;
     for (t, topic) in req.topics.iter().zip(topics) {
         let Some(topic) = topic else { continue };
         for p in &t.partitions {
             let Some(partition) = topic.partition(p.partition) else {
                 continue;
             };
-            let (eligible, hw_moved) =
-                partition.record_follower_fetch(follower, p.fetch_offset, now);
-            moved |= hw_moved;
+            // A high watermark that moved wakes its partition's parked fetches.
+            let (eligible, _) = partition.record_follower_fetch(follower, p.fetch_offset, now);
             if eligible {
                 if let Some(cluster) = broker.cluster() {
                     crate::cluster::replication::expand_isr(
@@ -126,37 +176,6 @@ fn record_follower(
             }
         }
     }
-    if moved {
-        // Consumers parked on the high watermark may read more now.
-        broker.notify_data();
-    }
-}
-
-/// Why this broker cannot serve a fetch of `p` from `partition`, if so.
-fn refusal(
-    topic: &Topic,
-    partition: Option<&std::sync::Arc<crate::partition::Partition>>,
-    index: i32,
-    current_leader_epoch: i32,
-) -> Option<ResponseError> {
-    let Some(partition) = partition else {
-        return (0..topic.partition_count())
-            .contains(&index)
-            .then_some(ResponseError::NotLeaderOrFollower);
-    };
-    let replica = partition.replica();
-    if !replica.is_leader() {
-        return Some(ResponseError::NotLeaderOrFollower);
-    }
-    if current_leader_epoch >= 0 && replica.role == crate::partition::Role::Leader {
-        if current_leader_epoch < replica.leader_epoch {
-            return Some(ResponseError::FencedLeaderEpoch);
-        }
-        if current_leader_epoch > replica.leader_epoch {
-            return Some(ResponseError::UnknownLeaderEpoch);
-        }
-    }
-    None
 }
 
 /// One pass over the requested partitions: (responses, bytes, any error).
@@ -179,23 +198,18 @@ fn collect(
                 .with_last_stable_offset(-1)
                 .with_log_start_offset(-1)
                 .with_preferred_read_replica(kafka_protocol::messages::BrokerId(-1));
-            let hosted = topic
-                .as_ref()
-                .and_then(|topic| topic.partition(p.partition));
-            let refused = topic
-                .as_ref()
-                .and_then(|t| refusal(t, hosted.as_ref(), p.partition, p.current_leader_epoch));
-            let (Some(partition), None) = (hosted, refused) else {
-                had_error = true;
-                let code = if let Some(code) = refused {
-                    code
-                } else if version >= 13 && topic.is_none() {
-                    ResponseError::UnknownTopicId
-                } else {
-                    ResponseError::UnknownTopicOrPartition
-                };
-                partitions.push(resp.with_error_code(code.code()));
-                continue;
+            let served = match topic {
+                Some(topic) => topic.leader_partition(p.partition, p.current_leader_epoch),
+                None if version >= 13 => Err(ResponseError::UnknownTopicId),
+                None => Err(ResponseError::UnknownTopicOrPartition),
+            };
+            let partition = match served {
+                Ok(partition) => partition,
+                Err(code) => {
+                    had_error = true;
+                    partitions.push(resp.with_error_code(code.code()));
+                    continue;
+                }
             };
             let limit = (p.partition_max_bytes.max(0) as usize).min(remaining);
             // KIP-74: the first batch of the response is returned even if it

@@ -30,43 +30,24 @@ pub fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOff
                 .map(|p| {
                     let resp = ListOffsetsPartitionResponse::default()
                         .with_partition_index(p.partition_index);
-                    let hosted = topic
-                        .as_ref()
-                        .and_then(|topic| topic.partition(p.partition_index));
-                    let in_range = topic
-                        .as_ref()
-                        .is_some_and(|t| (0..t.partition_count()).contains(&p.partition_index));
-                    let Some(partition) = hosted else {
-                        let code = if in_range {
-                            ResponseError::NotLeaderOrFollower
-                        } else {
-                            ResponseError::UnknownTopicOrPartition
-                        };
-                        return resp
-                            .with_error_code(code.code())
-                            .with_offset(-1)
-                            .with_timestamp(-1);
+                    let served = match &topic {
+                        Some(topic) => {
+                            topic.leader_partition(p.partition_index, p.current_leader_epoch)
+                        }
+                        None => Err(ResponseError::UnknownTopicOrPartition),
+                    };
+                    let partition = match served {
+                        Ok(partition) => partition,
+                        Err(code) => {
+                            return resp
+                                .with_error_code(code.code())
+                                .with_offset(-1)
+                                .with_timestamp(-1)
+                        }
                     };
                     let hw = partition.high_watermark();
                     let epoch = {
                         let replica = partition.replica();
-                        let refused = if !replica.is_leader() {
-                            Some(ResponseError::NotLeaderOrFollower)
-                        } else if p.current_leader_epoch >= 0
-                            && p.current_leader_epoch < replica.leader_epoch
-                        {
-                            Some(ResponseError::FencedLeaderEpoch)
-                        } else if p.current_leader_epoch > replica.leader_epoch {
-                            Some(ResponseError::UnknownLeaderEpoch)
-                        } else {
-                            None
-                        };
-                        if let Some(code) = refused {
-                            return resp
-                                .with_error_code(code.code())
-                                .with_offset(-1)
-                                .with_timestamp(-1);
-                        }
                         // KIP-207: a new leader does not know the high
                         // watermark until it reaches its epoch's start.
                         if replica.role == crate::partition::Role::Leader

@@ -28,34 +28,14 @@ pub fn handle(broker: &Broker, req: OffsetForLeaderEpochRequest) -> OffsetForLea
                         .with_partition(p.partition)
                         .with_leader_epoch(-1)
                         .with_end_offset(-1);
-                    let Some(topic) = topic.as_ref() else {
-                        return resp.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    let served = match &topic {
+                        Some(topic) => topic.leader_partition(p.partition, p.current_leader_epoch),
+                        None => Err(ResponseError::UnknownTopicOrPartition),
                     };
-                    let Some(partition) = topic.partition(p.partition) else {
-                        let code = if (0..topic.partition_count()).contains(&p.partition) {
-                            ResponseError::NotLeaderOrFollower
-                        } else {
-                            ResponseError::UnknownTopicOrPartition
-                        };
-                        return resp.with_error_code(code.code());
+                    let partition = match served {
+                        Ok(partition) => partition,
+                        Err(code) => return resp.with_error_code(code.code()),
                     };
-                    {
-                        let replica = partition.replica();
-                        let refused = if !replica.is_leader() {
-                            Some(ResponseError::NotLeaderOrFollower)
-                        } else if p.current_leader_epoch >= 0
-                            && p.current_leader_epoch < replica.leader_epoch
-                        {
-                            Some(ResponseError::FencedLeaderEpoch)
-                        } else if p.current_leader_epoch > replica.leader_epoch {
-                            Some(ResponseError::UnknownLeaderEpoch)
-                        } else {
-                            None
-                        };
-                        if let Some(code) = refused {
-                            return resp.with_error_code(code.code());
-                        }
-                    }
                     let found = partition.read_log().end_offset_for_epoch(p.leader_epoch);
                     match found {
                         Some((epoch, end)) => resp.with_leader_epoch(epoch).with_end_offset(end),

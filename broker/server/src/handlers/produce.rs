@@ -1,14 +1,24 @@
-//! Produce: validate each partition's batches (v2 only, CRC-32C, sizes),
-//! check idempotent sequences, append, and for acks=all wait for the group
-//! commit and, in a cluster, for every in-sync replica (the high
-//! watermark). Only the leader takes writes (NOT_LEADER_OR_FOLLOWER
-//! elsewhere), and acks=all is refused with NOT_ENOUGH_REPLICAS while the
-//! ISR is smaller than min.insync.replicas. acks=0 gets no response at
-//! all, as in Kafka.
+//! Produce: validate each partition's batches (v2 only, CRC-32C, sizes,
+//! keys on compacted topics), recompress them when the topic's
+//! `compression.type` asks for another codec, check idempotent sequences
+//! and append. Every partition of the request is appended first; only then
+//! does an acks=all request wait, for all of them together, for the group
+//! commit (fsync) and, in a cluster, for every in-sync replica (the high
+//! watermark). Latency is thus the slowest partition's, not the sum, and
+//! every partition gets the whole timeout.
+//!
+//! Only the leader takes writes (NOT_LEADER_OR_FOLLOWER elsewhere), and
+//! acks=all is refused with NOT_ENOUGH_REPLICAS while the ISR is smaller
+//! than min.insync.replicas. acks=0 gets no response at all, as in Kafka.
+
+use std::sync::Arc;
 
 use kafka_protocol::{
     messages::{
-        produce_response::{PartitionProduceResponse, TopicProduceResponse},
+        produce_request::PartitionProduceData,
+        produce_response::{
+            BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+        },
         ProduceRequest, ProduceResponse,
     },
     protocol::StrBytes,
@@ -16,13 +26,55 @@ use kafka_protocol::{
 };
 use rivulet_storage::{
     batch::{validate_batches, BatchError},
+    rewrite::{self, Recompressed},
     StorageError,
 };
+use tokio::time::Instant;
 
 use crate::{
-    broker::{now_ms, Broker},
-    partition::Role,
+    broker::{now_ms, Broker, Topic},
+    partition::{Partition, Role},
+    topic_config::TopicConfig,
 };
+
+/// Why a partition's records were not appended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The partition's error.
+    pub code: ResponseError,
+    /// `error_message` (v8+).
+    pub message: Option<String>,
+    /// KIP-467 `record_errors`: the index of each offending record in its
+    /// batch, with why it was refused.
+    pub record_errors: Vec<(i32, String)>,
+}
+
+impl Refusal {
+    fn code(code: ResponseError) -> Self {
+        Refusal {
+            code,
+            message: None,
+            record_errors: Vec::new(),
+        }
+    }
+
+    fn with_message(code: ResponseError, message: impl Into<String>) -> Self {
+        Refusal {
+            code,
+            message: Some(message.into()),
+            record_errors: Vec::new(),
+        }
+    }
+}
+
+/// A partition appended to, waiting for its acknowledgement.
+struct Appended {
+    topic: Arc<Topic>,
+    partition: Arc<Partition>,
+    first_offset: i64,
+    /// One past the last offset written: what must be durable and replicated.
+    end: i64,
+}
 
 /// Answers Produce (`None` for acks=0).
 pub async fn handle(
@@ -45,140 +97,195 @@ pub async fn handle(
             "acks must be -1, 0 or 1",
         ));
     }
-    let timeout = std::time::Duration::from_millis(req.timeout_ms.max(0) as u64);
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut responses = Vec::with_capacity(req.topic_data.len());
+    let deadline = Instant::now() + std::time::Duration::from_millis(req.timeout_ms.max(0) as u64);
+
+    // Phase 1: append every partition of the request.
+    let mut names = Vec::with_capacity(req.topic_data.len());
+    let mut outcomes: Vec<Vec<(i32, Result<Appended, Refusal>)>> = Vec::new();
     for t in req.topic_data {
         let topic = broker.topic(&t.name);
-        let mut partition_responses = Vec::with_capacity(t.partition_data.len());
-        for p in t.partition_data {
-            let resp = PartitionProduceResponse::default()
-                .with_index(p.index)
-                .with_base_offset(-1)
-                .with_log_append_time_ms(-1)
-                .with_log_start_offset(-1);
-            let Some(topic) = topic.as_ref() else {
-                partition_responses
-                    .push(resp.with_error_code(ResponseError::UnknownTopicOrPartition.code()));
-                continue;
-            };
-            topic.metrics.produce_requests.inc();
-            let hosted = topic.partition(p.index);
-            let refusal = match &hosted {
-                None if (0..topic.partition_count()).contains(&p.index) => {
-                    Some(ResponseError::NotLeaderOrFollower)
-                }
-                None => Some(ResponseError::UnknownTopicOrPartition),
-                Some(partition) => {
-                    let replica = partition.replica();
-                    if !replica.is_leader() {
-                        Some(ResponseError::NotLeaderOrFollower)
-                    } else if acks == -1
-                        && replica.role == Role::Leader
-                        && (replica.isr.len() as i64) < topic.config().min_insync_replicas
-                    {
-                        Some(ResponseError::NotEnoughReplicas)
-                    } else {
-                        None
-                    }
-                }
-            };
-            let (Some(partition), None) = (hosted, refusal) else {
-                topic.metrics.failed_produce_requests.inc();
-                let code = refusal.unwrap_or(ResponseError::UnknownTopicOrPartition);
-                partition_responses.push(resp.with_error_code(code.code()));
-                continue;
-            };
-            let records = p.records.unwrap_or_default();
-            let outcome = validate(&records, topic.config().max_message_bytes).and_then(|count| {
-                let info = partition
-                    .append(&records, now_ms())
-                    .map_err(storage_error)?;
-                Ok((info, count))
-            });
-            match outcome {
-                Ok((info, count)) => {
-                    if !info.duplicate {
-                        topic.metrics.bytes_in.inc_by(records.len() as u64);
-                        topic.metrics.messages_in.inc_by(count);
-                        // Wake long-polling fetches (followers too) now: an
-                        // acks=all wait below needs them to fetch this.
-                        broker.notify_data();
-                    }
-                    if acks == -1 && broker.config.acks_all_fsync {
-                        if let Err(e) = partition.flush_to(info.last_offset + 1).await {
-                            tracing::warn!(topic = %topic.name, partition = p.index, error = %e, "fsync failed");
-                            topic.metrics.failed_produce_requests.inc();
-                            partition_responses.push(
-                                resp.with_error_code(ResponseError::KafkaStorageError.code()),
-                            );
-                            continue;
-                        }
-                    }
-                    if acks == -1 {
-                        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                        if !partition.wait_for_hw(info.last_offset + 1, left).await {
-                            topic.metrics.failed_produce_requests.inc();
-                            let code = if partition.replica().is_leader() && !broker.is_stopping() {
-                                ResponseError::RequestTimedOut
-                            } else {
-                                ResponseError::NotLeaderOrFollower
-                            };
-                            partition_responses.push(resp.with_error_code(code.code()));
-                            continue;
-                        }
-                    }
-                    let start = partition.read_log().log_start_offset();
-                    partition_responses.push(
-                        resp.with_base_offset(info.first_offset)
-                            .with_log_start_offset(start),
-                    );
-                }
-                Err((code, message)) => {
-                    topic.metrics.failed_produce_requests.inc();
-                    partition_responses.push(
-                        resp.with_error_code(code.code())
-                            .with_error_message(Some(StrBytes::from_string(message))),
-                    );
-                }
+        let parts = t
+            .partition_data
+            .into_iter()
+            .map(|p| (p.index, append(topic.as_ref(), acks, p)))
+            .collect();
+        names.push(t.name);
+        outcomes.push(parts);
+    }
+    if acks == 0 {
+        return None;
+    }
+
+    // Phase 2: wait for durability and replication of all of them together.
+    let waits = outcomes.iter().flatten().map(|(_, outcome)| async move {
+        match outcome {
+            Ok(appended) if acks == -1 => acknowledged(broker, appended, deadline).await,
+            Ok(_) => Ok(()),
+            Err(_) => Ok(()),
+        }
+    });
+    let mut acked = futures::future::join_all(waits).await.into_iter();
+
+    let responses = names
+        .into_iter()
+        .zip(outcomes)
+        .map(|(name, parts)| {
+            let partition_responses = parts
+                .into_iter()
+                .map(|(index, outcome)| {
+                    let wait = acked.next().unwrap_or(Ok(()));
+                    respond(index, outcome.and_then(|a| wait.map(|()| a)))
+                })
+                .collect();
+            TopicProduceResponse::default()
+                .with_name(name)
+                .with_partition_responses(partition_responses)
+        })
+        .collect();
+    Some(ProduceResponse::default().with_responses(responses))
+}
+
+/// Checks, validates and appends one partition's records.
+fn append(
+    topic: Option<&Arc<Topic>>,
+    acks: i16,
+    p: PartitionProduceData,
+) -> Result<Appended, Refusal> {
+    let Some(topic) = topic else {
+        return Err(Refusal::code(ResponseError::UnknownTopicOrPartition));
+    };
+    topic.metrics.produce_requests.inc();
+    let outcome = (|| {
+        let partition = topic.leader_partition(p.index, -1).map_err(Refusal::code)?;
+        let config = topic.config();
+        if acks == -1 {
+            let replica = partition.replica();
+            let min_isr = topic.min_insync_replicas(replica.replicas.len());
+            if replica.role == Role::Leader && (replica.isr.len() as i64) < min_isr {
+                return Err(Refusal::with_message(
+                    ResponseError::NotEnoughReplicas,
+                    format!(
+                        "{} in-sync replicas, min.insync.replicas is {min_isr}",
+                        replica.isr.len()
+                    ),
+                ));
             }
         }
-        responses.push(
-            TopicProduceResponse::default()
-                .with_name(t.name)
-                .with_partition_responses(partition_responses),
-        );
+        let records = p.records.unwrap_or_default();
+        let count = validate(&records, &config)?;
+        if config.cleanup_compact {
+            check_keys(&records, &topic.name, p.index)?;
+        }
+        let info = match recompress(&records, &config)? {
+            Recompressed::Unchanged => partition.append(&records, now_ms()),
+            Recompressed::Rewritten(owned) => partition.append_owned(owned, now_ms()),
+        }
+        .map_err(storage_error)?;
+        // The append woke this partition's parked fetches (followers too:
+        // an acks=all wait needs them to fetch this).
+        if !info.duplicate {
+            topic.metrics.bytes_in.inc_by(records.len() as u64);
+            topic.metrics.messages_in.inc_by(count);
+        }
+        Ok(Appended {
+            topic: topic.clone(),
+            partition,
+            first_offset: info.first_offset,
+            end: info.last_offset + 1,
+        })
+    })();
+    if outcome.is_err() {
+        topic.metrics.failed_produce_requests.inc();
     }
-    (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
+    outcome
+}
+
+/// Waits until an acks=all write is fsynced (when `acks.all.fsync`) and on
+/// every in-sync replica, or the deadline passes.
+async fn acknowledged(broker: &Broker, a: &Appended, deadline: Instant) -> Result<(), Refusal> {
+    let failed = |code| {
+        a.topic.metrics.failed_produce_requests.inc();
+        Err(Refusal::code(code))
+    };
+    if broker.config.acks_all_fsync {
+        if let Err(e) = a.partition.flush_to(a.end).await {
+            tracing::warn!(topic = %a.topic.name, partition = a.partition.index, error = %e, "fsync failed");
+            return failed(ResponseError::KafkaStorageError);
+        }
+    }
+    let left = deadline.saturating_duration_since(Instant::now());
+    if !a.partition.wait_for_hw(a.end, left).await {
+        let code = if a.partition.replica().is_leader() && !broker.is_stopping() {
+            ResponseError::RequestTimedOut
+        } else {
+            ResponseError::NotLeaderOrFollower
+        };
+        return failed(code);
+    }
+    Ok(())
+}
+
+/// The response for one partition.
+fn respond(index: i32, outcome: Result<Appended, Refusal>) -> PartitionProduceResponse {
+    let resp = PartitionProduceResponse::default()
+        .with_index(index)
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1)
+        .with_log_start_offset(-1);
+    match outcome {
+        Ok(a) => {
+            let start = a.partition.read_log().log_start_offset();
+            resp.with_base_offset(a.first_offset)
+                .with_log_start_offset(start)
+        }
+        Err(r) => {
+            let record_errors = r
+                .record_errors
+                .into_iter()
+                .map(|(i, m)| {
+                    BatchIndexAndErrorMessage::default()
+                        .with_batch_index(i)
+                        .with_batch_index_error_message(Some(StrBytes::from_string(m)))
+                })
+                .collect();
+            resp.with_error_code(r.code.code())
+                .with_error_message(r.message.map(StrBytes::from_string))
+                .with_record_errors(record_errors)
+        }
+    }
 }
 
 /// Checks the batches; returns the number of records.
-fn validate(records: &[u8], max_message_bytes: i64) -> Result<u64, (ResponseError, String)> {
+fn validate(records: &[u8], config: &TopicConfig) -> Result<u64, Refusal> {
     if records.is_empty() {
-        return Err((ResponseError::InvalidRecord, "no record batches".into()));
+        return Err(Refusal::with_message(
+            ResponseError::InvalidRecord,
+            "no record batches",
+        ));
     }
     let headers = validate_batches(records).map_err(|e| match e {
-        BatchError::UnsupportedMagic(m) => (
+        BatchError::UnsupportedMagic(m) => Refusal::with_message(
             ResponseError::UnsupportedForMessageFormat,
             format!("record batch magic {m}: only v2 (magic 2) is supported"),
         ),
-        other => (ResponseError::CorruptMessage, other.to_string()),
+        other => Refusal::with_message(ResponseError::CorruptMessage, other.to_string()),
     })?;
     let mut count = 0u64;
     for h in &headers {
-        if h.total_size() as i64 > max_message_bytes {
-            return Err((
+        if h.total_size() as i64 > config.max_message_bytes {
+            return Err(Refusal::with_message(
                 ResponseError::MessageTooLarge,
                 format!(
-                    "batch of {} bytes exceeds max.message.bytes {max_message_bytes}",
-                    h.total_size()
+                    "batch of {} bytes exceeds max.message.bytes {}",
+                    h.total_size(),
+                    config.max_message_bytes
                 ),
             ));
         }
         if h.is_transactional() || h.is_control() {
-            return Err((
+            return Err(Refusal::with_message(
                 ResponseError::InvalidRecord,
-                "transactional batches are not supported".into(),
+                "transactional batches are not supported",
             ));
         }
         count += h.records_count as u64;
@@ -186,7 +293,40 @@ fn validate(records: &[u8], max_message_bytes: i64) -> Result<u64, (ResponseErro
     Ok(count)
 }
 
-fn storage_error(e: StorageError) -> (ResponseError, String) {
+/// Compacted topics keep the latest record per key, so a record without
+/// one is refused (KIP-467: INVALID_RECORD with the offending records).
+fn check_keys(records: &[u8], topic: &str, partition: i32) -> Result<(), Refusal> {
+    match rewrite::keyless_records(records, topic, partition) {
+        Ok(None) => Ok(()),
+        Ok(Some(keyless)) => Err(Refusal {
+            code: ResponseError::InvalidRecord,
+            message: Some(keyless.summary()),
+            record_errors: keyless
+                .batch_indices
+                .iter()
+                .map(|&i| (i, keyless.message.clone()))
+                .collect(),
+        }),
+        Err(e) => Err(Refusal::with_message(
+            ResponseError::CorruptMessage,
+            e.to_string(),
+        )),
+    }
+}
+
+/// The topic's `compression.type` applied: batches in another codec are
+/// recompressed (batches that match stay as they are, zero-copy). The
+/// result is checked against `max.message.bytes` again, as Kafka does.
+fn recompress(records: &[u8], config: &TopicConfig) -> Result<Recompressed, Refusal> {
+    let out = rewrite::recompress(records, config.compression)
+        .map_err(|e| Refusal::with_message(ResponseError::CorruptMessage, e.to_string()))?;
+    if let Recompressed::Rewritten(bytes) = &out {
+        validate(bytes, config)?;
+    }
+    Ok(out)
+}
+
+fn storage_error(e: StorageError) -> Refusal {
     let code = match &e {
         StorageError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
         StorageError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
@@ -195,7 +335,7 @@ fn storage_error(e: StorageError) -> (ResponseError, String) {
     if code == ResponseError::KafkaStorageError {
         tracing::warn!(error = %e, "append failed");
     }
-    (code, e.to_string())
+    Refusal::with_message(code, e.to_string())
 }
 
 fn refuse_all(req: ProduceRequest, code: ResponseError, message: &str) -> ProduceResponse {

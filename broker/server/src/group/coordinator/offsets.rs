@@ -64,9 +64,11 @@ impl Coordinator {
             let mut records = Vec::new();
             let mut accepted = Vec::new();
             for p in &parts {
+                // Whether the partition exists in the cluster, wherever its
+                // replicas are: the coordinator need not host it.
                 let known = broker
                     .topic(&p.topic)
-                    .is_some_and(|t| t.partition(p.partition).is_some());
+                    .is_some_and(|t| t.has_partition(p.partition));
                 let metadata = p.metadata.clone().unwrap_or_default();
                 let error = if !known {
                     Some(ResponseError::UnknownTopicOrPartition)

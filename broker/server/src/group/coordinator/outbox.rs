@@ -85,7 +85,6 @@ impl Coordinator {
         match written {
             Ok((p, end)) => {
                 out.flush = Some((p, end));
-                broker.notify_data();
                 true
             }
             Err(_) => {
