@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
-"""Producer throughput with librdkafka (confluent-kafka), like Kafka's
-kafka-producer-perf-test: one client process pushing fixed-size records as
-fast as librdkafka batches them. Prints one summary line.
+"""Producer throughput and latency with librdkafka (confluent-kafka), like
+Kafka's kafka-producer-perf-test: one client process pushing fixed-size
+records as fast as librdkafka batches them. Prints one summary line with
+records/s and the p50/p99/max delivery latency (librdkafka's own
+per-message latency: from produce() to the delivery report, so queueing in
+the client is included, as in kafka-producer-perf-test).
 
     .venv/bin/python scripts/bench_confluent.py --bootstrap 127.0.0.1:9092 \
         --topic perf --records 2000000 --size 100 --acks 1
@@ -22,17 +25,20 @@ def main() -> None:
     ap.add_argument("--compression", default="none")
     ap.add_argument("--linger-ms", default="5")
     ap.add_argument("--batch-size", default="1000000")
+    ap.add_argument("--idempotence", action="store_true")
     args = ap.parse_args()
 
     errors = 0
     acked = 0
+    latencies = []
 
-    def on_delivery(err, _msg):
+    def on_delivery(err, msg):
         nonlocal errors, acked
         if err is not None:
             errors += 1
         else:
             acked += 1
+            latencies.append(msg.latency())
 
     producer = Producer({
         "bootstrap.servers": args.bootstrap,
@@ -42,6 +48,7 @@ def main() -> None:
         "batch.size": args.batch_size,
         "queue.buffering.max.messages": 2_000_000,
         "queue.buffering.max.kbytes": 2_000_000,
+        "enable.idempotence": args.idempotence,
     })
     value = b"x" * args.size
     started = time.perf_counter()
@@ -55,10 +62,19 @@ def main() -> None:
         producer.poll(0)
     producer.flush(120)
     elapsed = time.perf_counter() - started
+    latencies.sort()
+
+    def pct(p):
+        if not latencies:
+            return float("nan")
+        return latencies[min(len(latencies) - 1, int(len(latencies) * p))] * 1000
+
     print(
         f"librdkafka produce: {acked} acked ({errors} errors) in {elapsed:.2f} s: "
-        f"{acked / elapsed:.0f} records/s, {acked * args.size / elapsed / 1e6:.1f} MB/s "
-        f"(acks={args.acks}, {args.size} B records, compression={args.compression})"
+        f"{acked / elapsed:.0f} records/s, {acked * args.size / elapsed / 1e6:.1f} MB/s, "
+        f"latency p50 {pct(0.5):.1f} ms p99 {pct(0.99):.1f} ms max {pct(1.0):.1f} ms "
+        f"(acks={args.acks}, idempotence={args.idempotence}, {args.size} B records, "
+        f"compression={args.compression})"
     )
 
 

@@ -1,11 +1,11 @@
-//! The broker's shared state: hosted topics and partitions, persisted
-//! metadata, producer-id allocation, and the signal that wakes long-polling
-//! fetches.
+//! The broker's shared state: the topics and partitions hosted here (as
+//! the metadata image assigns them), producer-id allocation, and the
+//! signal that wakes parked fetches on metadata changes.
 //!
-//! Every connection task holds an `Arc<Broker>`. Topic changes (create,
-//! delete, grow, reconfigure) take the `topics` write lock and persist
-//! `meta.json` before they are visible, so what clients were told survives a
-//! crash.
+//! Every connection task holds an `Arc<Broker>`. Topics are changed only
+//! through the controller quorum (see `cluster::admin`); the applier turns
+//! each new image into hosted state here. `meta.json` keeps the producer-id
+//! block (and, once, the topics of a pre-cluster standalone data directory).
 
 use std::{
     collections::BTreeMap,
@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use crate::{
     config::BrokerConfig,
-    meta_store::{self, Meta, MetaError, TopicRecord},
+    meta_store::{self, Meta, MetaError},
     metrics::{Metrics, TopicMetrics},
     partition::Partition,
     topic_config::{self, TopicConfig},
@@ -53,8 +53,8 @@ pub struct Topic {
     pub id: Uuid,
     /// Replication factor requested at creation.
     pub replication_factor: i16,
-    /// The partitions hosted here, by index (all of them standalone; in a
-    /// cluster those this broker is a replica of).
+    /// The partitions hosted here (those this broker is a replica of), by
+    /// index.
     partitions: RwLock<BTreeMap<i32, Arc<Partition>>>,
     /// The topic's partition count (hosted here or not); only ever grows.
     count: std::sync::atomic::AtomicI32,
@@ -216,8 +216,6 @@ impl Topic {
 pub struct Broker {
     /// Its configuration.
     pub config: BrokerConfig,
-    /// Cluster id from `meta.json`.
-    pub cluster_id: String,
     /// Metric families.
     pub metrics: Metrics,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
@@ -313,73 +311,14 @@ fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
 }
 
 impl Broker {
-    /// Loads `meta.json` and opens (recovering) every partition it lists.
+    /// Loads `meta.json` (the producer-id block, and the topics a
+    /// standalone broker of an earlier version kept there, see
+    /// [`Self::legacy_topics`]) and the high watermark checkpoint.
+    /// Partitions are opened as the metadata image assigns them.
     pub fn open(config: BrokerConfig) -> Result<Arc<Self>, OpenError> {
         let meta = meta_store::load_or_create(&config.data_dir, config.node_id)?;
         let metrics = Metrics::new(&crate::handlers::api_names());
-        let mut topics = BTreeMap::new();
-        // In a cluster the metadata log says which partitions live here.
-        let standalone_topics = if config.cluster.is_some() {
-            BTreeMap::new()
-        } else {
-            meta.topics.clone()
-        };
-        let mut effective = BTreeMap::new();
-        for (name, record) in &standalone_topics {
-            let config = config
-                .topic_defaults
-                .with_overrides(&record.configs)
-                .map_err(|source| OpenError::TopicConfig {
-                    topic: name.clone(),
-                    source,
-                })?;
-            effective.insert(name.clone(), config);
-        }
-        // Open (recover) every partition, several at once.
-        let jobs: Vec<(&String, i32)> = standalone_topics
-            .iter()
-            .flat_map(|(name, record)| (0..record.partitions).map(move |p| (name, p)))
-            .collect();
-        let opened =
-            crate::parallel::map(jobs, config.replication.recovery_threads, |(name, p)| {
-                Partition::open(
-                    p,
-                    &partition_dir(&config.data_dir, name, p),
-                    effective[name].log_config(),
-                    metrics.partition(name, p),
-                )
-                .map_err(|source| OpenError::Partition {
-                    topic: name.clone(),
-                    partition: p,
-                    source,
-                })
-            });
-        let mut opened = opened.into_iter();
-        for (name, record) in &standalone_topics {
-            let id = Uuid::parse_str(&record.id).unwrap_or_else(|_| Uuid::new_v4());
-            let parts = opened
-                .by_ref()
-                .take(record.partitions.max(0) as usize)
-                .map(|p| p.map(Arc::new))
-                .collect::<Result<Vec<_>, _>>()?;
-            let topic = Topic::new(
-                name,
-                id,
-                record.replication_factor,
-                parts,
-                (record.configs.clone(), effective[name].clone()),
-                metrics.topic(name),
-            );
-            topics.insert(name.clone(), Arc::new(topic));
-        }
-        if config.cluster.is_none() {
-            remove_orphan_dirs(&config.data_dir, &meta);
-        }
-        let restored_hws = if config.cluster.is_some() {
-            crate::hw_checkpoint::read(&config.data_dir)
-        } else {
-            Default::default()
-        };
+        let restored_hws = crate::hw_checkpoint::read(&config.data_dir);
         let next_pid = meta.producer_id_block_end;
         let groups = crate::group::Coordinator::new(
             crate::group::CoordinatorConfig::from_broker(&config),
@@ -387,10 +326,9 @@ impl Broker {
         );
         let broker = Broker {
             groups,
-            cluster_id: meta.cluster_id.clone(),
             config,
             metrics,
-            topics: RwLock::new(topics),
+            topics: RwLock::new(BTreeMap::new()),
             meta: Mutex::new(meta),
             next_producer_id: Mutex::new(next_pid),
             data_version: watch::channel(0).0,
@@ -429,6 +367,18 @@ impl Broker {
     /// The cluster this broker is part of, if any.
     pub fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
         self.cluster.get()
+    }
+
+    /// The cluster membership for a request handler: it is attached before
+    /// the first connection is accepted, so the error (retriable) is only
+    /// for a request that could somehow come first.
+    pub fn started(&self) -> Result<&Arc<crate::cluster::Cluster>, ApiError> {
+        self.cluster().ok_or_else(|| {
+            ApiError::new(
+                ResponseError::BrokerNotAvailable,
+                "the broker is still starting",
+            )
+        })
     }
 
     /// Attaches the running cluster membership (once, at start).
@@ -577,9 +527,7 @@ impl Broker {
         self.stopping
             .store(true, std::sync::atomic::Ordering::Release);
         self.notify_data();
-        if self.cluster().is_some() {
-            self.each_partition(|_, partition| partition.abandon_leadership());
-        }
+        self.each_partition(|_, partition| partition.abandon_leadership());
     }
 
     /// Whether shutdown has started.
@@ -587,12 +535,8 @@ impl Broker {
         self.stopping.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// Writes every replica's high watermark to the checkpoint file
-    /// (clusters only; a single broker's high watermark is its log end).
+    /// Writes every replica's high watermark to the checkpoint file.
     pub fn checkpoint_hws(&self) {
-        if self.cluster().is_none() {
-            return;
-        }
         let _one_writer = self
             .checkpoint_lock
             .lock()
@@ -600,9 +544,10 @@ impl Broker {
         let mut hws = crate::hw_checkpoint::HighWatermarks::new();
         for topic in self.topics() {
             for partition in topic.partitions() {
-                if let Some(hw) = partition.checkpointable_hw() {
-                    hws.insert((topic.name.clone(), partition.index), hw);
-                }
+                hws.insert(
+                    (topic.name.clone(), partition.index),
+                    partition.checkpointable_hw(),
+                );
             }
         }
         if let Err(e) = crate::hw_checkpoint::write(&self.config.data_dir, &hws) {
@@ -644,177 +589,6 @@ impl Broker {
         self.metrics.under_min_isr.set(under_min_isr);
     }
 
-    fn persist(&self, meta: &Meta) -> Result<(), ApiError> {
-        meta_store::save(&self.config.data_dir, meta)
-            .map_err(|e| ApiError::new(ResponseError::KafkaStorageError, e.to_string()))
-    }
-
-    /// Creates a topic. `partitions`/`replication_factor` of -1 take the broker defaults.
-    pub fn create_topic(
-        &self,
-        name: &str,
-        partitions: i32,
-        replication_factor: i16,
-        overrides: BTreeMap<String, String>,
-        validate_only: bool,
-    ) -> Result<Arc<Topic>, ApiError> {
-        validate_topic_name(name)?;
-        let partitions = if partitions == -1 {
-            self.config.num_partitions
-        } else {
-            partitions
-        };
-        let rf = if replication_factor == -1 {
-            self.config.default_replication_factor
-        } else {
-            replication_factor
-        };
-        if partitions < 1 {
-            return Err(ApiError::new(
-                ResponseError::InvalidPartitions,
-                "number of partitions must be at least 1",
-            ));
-        }
-        if partitions > 100_000 {
-            return Err(ApiError::new(
-                ResponseError::InvalidPartitions,
-                "number of partitions must be at most 100000",
-            ));
-        }
-        if rf < 1 {
-            return Err(ApiError::new(
-                ResponseError::InvalidReplicationFactor,
-                "replication factor must be at least 1",
-            ));
-        }
-        if rf > 1 {
-            return Err(ApiError::new(
-                ResponseError::InvalidReplicationFactor,
-                format!("replication factor {rf} is larger than the number of brokers (1)"),
-            ));
-        }
-        let effective = self
-            .config
-            .topic_defaults
-            .with_overrides(&overrides)
-            .and_then(|c| topic_config::check_replication(&overrides, rf).map(|()| c))
-            .map_err(|e| ApiError::new(ResponseError::InvalidConfig, e.to_string()))?;
-        let mut meta = self.meta.lock().unwrap_or_else(|e| e.into_inner());
-        if meta.topics.contains_key(name) {
-            return Err(ApiError::new(
-                ResponseError::TopicAlreadyExists,
-                format!("topic `{name}` already exists"),
-            ));
-        }
-        let collides = meta
-            .topics
-            .keys()
-            .any(|t| t != name && t.replace('.', "_") == name.replace('.', "_"));
-        if collides {
-            return Err(ApiError::new(
-                ResponseError::InvalidTopicException,
-                format!("topic `{name}` collides with an existing topic ('.' and '_' are the same in metric names)"),
-            ));
-        }
-        let id = Uuid::new_v4();
-        if validate_only {
-            let topic = Topic::new(
-                name,
-                id,
-                rf,
-                Vec::new(),
-                (overrides, effective),
-                self.metrics.topic(name),
-            );
-            topic.set_partition_count(partitions);
-            return Ok(Arc::new(topic));
-        }
-        let mut next = meta.clone();
-        next.topics.insert(
-            name.to_string(),
-            TopicRecord {
-                id: id.to_string(),
-                partitions,
-                replication_factor: rf,
-                configs: overrides.clone(),
-            },
-        );
-        // Stale directories of an earlier topic with this name must not leak in.
-        for p in 0..partitions {
-            let _ = std::fs::remove_dir_all(partition_dir(&self.config.data_dir, name, p));
-        }
-        self.persist(&next)?;
-        *meta = next;
-        let parts = self.open_partitions(name, 0..partitions, &effective)?;
-        let topic = Arc::new(Topic::new(
-            name,
-            id,
-            rf,
-            parts,
-            (overrides, effective),
-            self.metrics.topic(name),
-        ));
-        self.topics
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(name.to_string(), topic.clone());
-        drop(meta);
-        self.refresh_partition_gauges();
-        tracing::info!(topic = name, partitions, "created topic");
-        Ok(topic)
-    }
-
-    fn open_partitions(
-        &self,
-        name: &str,
-        range: std::ops::Range<i32>,
-        config: &TopicConfig,
-    ) -> Result<Vec<Arc<Partition>>, ApiError> {
-        range
-            .map(|p| {
-                Partition::open(
-                    p,
-                    &partition_dir(&self.config.data_dir, name, p),
-                    config.log_config(),
-                    self.metrics.partition(name, p),
-                )
-                .map(Arc::new)
-                .map_err(|e| ApiError::new(ResponseError::KafkaStorageError, e.to_string()))
-            })
-            .collect()
-    }
-
-    /// Deletes a topic and its data.
-    pub fn delete_topic(&self, name: &str) -> Result<(), ApiError> {
-        let mut meta = self.meta.lock().unwrap_or_else(|e| e.into_inner());
-        if !meta.topics.contains_key(name) {
-            return Err(ApiError::new(
-                ResponseError::UnknownTopicOrPartition,
-                format!("topic `{name}` does not exist"),
-            ));
-        }
-        let mut next = meta.clone();
-        next.topics.remove(name);
-        self.persist(&next)?;
-        *meta = next;
-        let topic = self
-            .topics
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(name);
-        drop(meta);
-        if let Some(topic) = topic {
-            let count = topic.partition_count();
-            for partition in topic.take_partitions() {
-                self.delete_partition_data(name, partition);
-            }
-            self.metrics.remove_topic(name, count);
-        }
-        self.refresh_partition_gauges();
-        tracing::info!(topic = name, "deleted topic");
-        Ok(())
-    }
-
     /// Deletes a partition's files; if a request still holds it, its
     /// directory is removed under it and the open handles die with the
     /// last reference.
@@ -834,80 +608,30 @@ impl Broker {
         }
     }
 
-    /// Grows a topic to `count` partitions.
-    pub fn create_partitions(
-        &self,
-        name: &str,
-        count: i32,
-        validate_only: bool,
-    ) -> Result<(), ApiError> {
+    /// Topics that a standalone broker of an earlier version kept in
+    /// `meta.json`: imported into the metadata log at the first start of
+    /// this version, with their ids, so their data is kept.
+    pub fn legacy_topics(&self) -> BTreeMap<String, meta_store::TopicRecord> {
+        self.meta
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .topics
+            .clone()
+    }
+
+    /// Drops the imported legacy topics from `meta.json`.
+    pub fn forget_legacy_topics(&self) -> Result<(), ApiError> {
         let mut meta = self.meta.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(record) = meta.topics.get(name).cloned() else {
-            return Err(ApiError::new(
-                ResponseError::UnknownTopicOrPartition,
-                format!("topic `{name}` does not exist"),
-            ));
-        };
-        if count <= record.partitions {
-            return Err(ApiError::new(
-                ResponseError::InvalidPartitions,
-                format!(
-                    "topic `{name}` has {} partitions; the count can only grow",
-                    record.partitions
-                ),
-            ));
-        }
-        if count > 100_000 {
-            return Err(ApiError::new(
-                ResponseError::InvalidPartitions,
-                "number of partitions must be at most 100000",
-            ));
-        }
-        if validate_only {
-            return Ok(());
-        }
-        let topic = self.topic(name).expect("meta and topics agree");
-        let mut next = meta.clone();
-        next.topics.get_mut(name).expect("checked above").partitions = count;
-        self.persist(&next)?;
-        *meta = next;
-        for partition in self.open_partitions(name, record.partitions..count, &topic.config())? {
-            topic.insert_partition(partition);
-        }
-        drop(meta);
-        self.refresh_partition_gauges();
+        let mut updated = meta.clone();
+        updated.topics.clear();
+        self.persist(&updated)?;
+        *meta = updated;
         Ok(())
     }
 
-    /// Replaces a topic's config overrides (already merged by the caller).
-    pub fn set_topic_configs(
-        &self,
-        name: &str,
-        overrides: BTreeMap<String, String>,
-        validate_only: bool,
-    ) -> Result<(), ApiError> {
-        let effective = self
-            .config
-            .topic_defaults
-            .with_overrides(&overrides)
-            .map_err(|e| ApiError::new(ResponseError::InvalidConfig, e.to_string()))?;
-        let mut meta = self.meta.lock().unwrap_or_else(|e| e.into_inner());
-        if !meta.topics.contains_key(name) {
-            return Err(ApiError::new(
-                ResponseError::UnknownTopicOrPartition,
-                format!("topic `{name}` does not exist"),
-            ));
-        }
-        if validate_only {
-            return Ok(());
-        }
-        let topic = self.topic(name).expect("meta and topics agree");
-        let mut next = meta.clone();
-        next.topics.get_mut(name).expect("checked above").configs = overrides.clone();
-        self.persist(&next)?;
-        *meta = next;
-        topic.set_config(overrides, effective);
-        Ok(())
+    fn persist(&self, meta: &Meta) -> Result<(), ApiError> {
+        meta_store::save(&self.config.data_dir, meta)
+            .map_err(|e| ApiError::new(ResponseError::KafkaStorageError, e.to_string()))
     }
 
     /// Hands out a fresh producer id, reserving a block on disk when needed
@@ -928,10 +652,7 @@ impl Broker {
         *next += 1;
         // Each broker hands out ids from its own range, so no two brokers
         // of a cluster ever give out the same one.
-        if self.config.cluster.is_some() {
-            return Ok((i64::from(self.config.node_id) << 40) | id);
-        }
-        Ok(id)
+        Ok((i64::from(self.config.node_id) << 40) | id)
     }
 
     /// Calls `f` for every hosted partition.
@@ -1019,40 +740,6 @@ impl Broker {
                     tracing::warn!(topic = %name, error = %e, "closing partition");
                 }
             }
-        }
-    }
-}
-
-/// Removes partition directories that `meta.json` does not list: leftovers of
-/// a topic whose deletion was persisted but not finished before a crash.
-fn remove_orphan_dirs(data_dir: &Path, meta: &Meta) {
-    let Ok(entries) = std::fs::read_dir(data_dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if !path.is_dir() {
-            continue;
-        }
-        let name = entry.file_name().to_string_lossy().to_string();
-        let Some((topic, partition)) = name.rsplit_once('-') else {
-            continue;
-        };
-        let Ok(partition) = partition.parse::<i32>() else {
-            continue;
-        };
-        let known = meta
-            .topics
-            .get(topic)
-            .is_some_and(|t| partition < t.partitions);
-        let looks_like_log = std::fs::read_dir(&path)
-            .map(|mut it| {
-                it.any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "log")))
-            })
-            .unwrap_or(false);
-        if !known && looks_like_log {
-            tracing::info!(dir = %path.display(), "removing data of a deleted topic");
-            let _ = std::fs::remove_dir_all(&path);
         }
     }
 }

@@ -62,9 +62,12 @@ pub struct BrokerConfig {
     pub offset_metadata_max_bytes: usize,
     /// Replication settings (all brokers, meaningful in a cluster).
     pub replication: ReplicationConfig,
-    /// The controller quorum this broker belongs to; `None` runs a
-    /// standalone single broker with its metadata in `meta.json`.
-    pub cluster: Option<ClusterConfig>,
+    /// The controller quorum this broker belongs to. Without
+    /// `controller.quorum.voters` a broker is a cluster of one: the only
+    /// voter of its own quorum, on a loopback controller listener, so a
+    /// single broker runs the same code as any cluster (as Kafka's
+    /// combined mode does).
+    pub cluster: ClusterConfig,
     /// Every broker config given, for DescribeConfigs on the broker resource.
     pub raw: BTreeMap<String, String>,
 }
@@ -269,7 +272,13 @@ impl BrokerConfig {
             offsets_retention_check_interval: Duration::from_millis(600_000),
             offset_metadata_max_bytes: 4096,
             replication: ReplicationConfig::default(),
-            cluster: None,
+            // Set from the voters (or to a cluster of one) below.
+            cluster: ClusterConfig {
+                voters: BTreeMap::new(),
+                controller_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+                controller_advertised: String::new(),
+                inter_broker_listener: String::new(),
+            },
             raw: BTreeMap::new(),
         };
         let mut voters = None;
@@ -440,7 +449,7 @@ impl BrokerConfig {
         voters: Option<BTreeMap<i32, String>>,
         controller_names: &[String],
         inter_broker: Option<String>,
-    ) -> Result<Option<ClusterConfig>, ConfigError> {
+    ) -> Result<ClusterConfig, ConfigError> {
         let invalid = |key: &str, value: &str, reason: String| ConfigError::InvalidValue {
             key: key.into(),
             value: value.into(),
@@ -451,7 +460,14 @@ impl BrokerConfig {
                 // A controller listener without a quorum: never serve Kafka on it.
                 self.listeners.retain(|l| &l.name != name);
             }
-            return Ok(None);
+            if self.listeners.is_empty() {
+                return Err(invalid(
+                    "listeners",
+                    "",
+                    "a broker needs a Kafka listener besides the controller listener".into(),
+                ));
+            }
+            return Ok(self.cluster_of_one());
         };
         let Some(name) = controller_names.first() else {
             return Err(invalid(
@@ -495,12 +511,24 @@ impl BrokerConfig {
                 format!("{host}:{port}")
             }
         };
-        Ok(Some(ClusterConfig {
+        Ok(ClusterConfig {
             voters,
             controller_addr: controller.addr,
             controller_advertised,
             inter_broker_listener,
-        }))
+        })
+    }
+
+    /// A single broker's quorum: itself as the only voter, its controller
+    /// listener on a free loopback port (nobody else ever dials it).
+    fn cluster_of_one(&self) -> ClusterConfig {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        ClusterConfig {
+            voters: BTreeMap::from([(self.node_id, addr.to_string())]),
+            controller_addr: addr,
+            controller_advertised: addr.to_string(),
+            inter_broker_listener: self.listeners[0].name.clone(),
+        }
     }
 }
 
@@ -685,7 +713,7 @@ mod tests {
             ]),
         )
         .unwrap();
-        let cluster = config.cluster.unwrap();
+        let cluster = config.cluster;
         assert_eq!(config.listeners.len(), 1);
         assert_eq!(cluster.voters.len(), 3);
         assert_eq!(cluster.controller_advertised, "127.0.0.1:9093");

@@ -3,8 +3,9 @@
 //!
 //! One JSON file, `meta.json`, in the data directory, replaced atomically
 //! (write a temp file, fsync, rename, fsync the directory) so a crash leaves
-//! either the old or the new version, never a torn one. Until the Raft
-//! controller quorum arrives this file is the single-node metadata log.
+//! either the old or the new version, never a torn one. Topics live in the
+//! metadata log; the `topics` here are only read from data directories of
+//! standalone brokers of earlier versions, to import them once.
 
 use std::{
     collections::BTreeMap,

@@ -8,8 +8,8 @@
 //! In a cluster a partition is also a replica: [`ReplicaState`] says whether
 //! this broker leads it (and how far each follower has fetched) or follows
 //! another broker, and the high watermark is tracked separately from the log
-//! end: consumers never read past it. A standalone broker's high watermark
-//! is simply its log end.
+//! end: consumers never read past it. A single broker is a cluster of one:
+//! the same roles, with an ISR of itself.
 
 use std::{
     collections::BTreeMap,
@@ -29,8 +29,6 @@ use crate::metrics::PartitionMetrics;
 /// What this broker is for a partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
-    /// A single-broker deployment: leader, no followers, HW = log end.
-    Standalone,
     /// Leader in a cluster.
     Leader,
     /// Follower of the given broker (or of nobody, while it is offline).
@@ -49,7 +47,7 @@ pub struct FollowerProgress {
 /// Replica role and replication progress of one partition.
 #[derive(Debug, Clone)]
 pub struct ReplicaState {
-    /// Leader, follower or standalone.
+    /// Leader or follower.
     pub role: Role,
     /// The current leader epoch (stamped on appended batches).
     pub leader_epoch: i32,
@@ -70,9 +68,11 @@ pub struct ReplicaState {
 }
 
 impl ReplicaState {
-    fn standalone() -> Self {
+    /// The state of a replica just opened: it leads nothing until the
+    /// metadata image gives it a role.
+    fn opened() -> Self {
         ReplicaState {
-            role: Role::Standalone,
+            role: Role::Follower(None),
             leader_epoch: 0,
             partition_epoch: 0,
             replicas: Vec::new(),
@@ -85,7 +85,7 @@ impl ReplicaState {
 
     /// Whether this broker leads the partition.
     pub fn is_leader(&self) -> bool {
-        matches!(self.role, Role::Standalone | Role::Leader)
+        self.role == Role::Leader
     }
 }
 
@@ -101,7 +101,7 @@ pub struct Partition {
     /// Role and follower progress; a short-held lock, never across I/O.
     replica: Mutex<ReplicaState>,
     /// The high watermark, watched by acks=all producers waiting for their
-    /// offsets to be replicated. Unused (log end instead) when standalone.
+    /// offsets to be replicated.
     hw: watch::Sender<i64>,
     /// The leader epoch while this broker leads in a cluster, else -1:
     /// read without the replica lock by waiters on `hw`, which are woken
@@ -128,7 +128,7 @@ impl Partition {
         let partition = Partition {
             index,
             flushed_to: AtomicI64::new(log.log_end_offset()),
-            replica: Mutex::new(ReplicaState::standalone()),
+            replica: Mutex::new(ReplicaState::opened()),
             // Not persisted: a replica starts from its log start and learns
             // the real value from its leader or its followers.
             hw: watch::channel(log.log_start_offset()).0,
@@ -225,22 +225,15 @@ impl Partition {
         log.read(offset, max_bytes, end, true)
     }
 
-    /// The high watermark: what every in-sync replica has. Standalone,
-    /// every appended offset is committed.
+    /// The high watermark: what every in-sync replica has.
     pub fn high_watermark(&self) -> i64 {
-        if self.replica().role == Role::Standalone {
-            return self.read_log().log_end_offset();
-        }
         *self.hw.borrow()
     }
 
     /// Waits until the high watermark reaches `offset` (everything below
     /// it is on every in-sync replica); false on timeout or when this
-    /// broker stops leading. Immediate when standalone.
+    /// broker stops leading.
     pub async fn wait_for_hw(&self, offset: i64, timeout: std::time::Duration) -> bool {
-        if self.replica().role == Role::Standalone {
-            return true;
-        }
         // Only writes made under one leader epoch can be vouched for: if
         // leadership moves (even away and back) the wait ends unanswered.
         let epoch = self.leading_epoch.load(Ordering::Acquire);
@@ -297,10 +290,9 @@ impl Partition {
         self.set_hw(hw.min(end));
     }
 
-    /// The high watermark to checkpoint: None when standalone (it is the
-    /// log end there, nothing to remember).
-    pub fn checkpointable_hw(&self) -> Option<i64> {
-        (self.replica().role != Role::Standalone).then(|| *self.hw.borrow())
+    /// The high watermark to checkpoint.
+    pub fn checkpointable_hw(&self) -> i64 {
+        *self.hw.borrow()
     }
 
     /// Lowers the high watermark to `end` after a truncation cut the log

@@ -82,10 +82,11 @@ pub async fn run(
         .map(|(name, local, _)| (name.clone(), *local))
         .collect();
     let kafka = listeners[0].1;
-    let cluster = if broker.config.cluster.is_some() {
-        Some(crate::cluster::Cluster::start(&broker).await?)
-    } else {
-        None
+    let cluster = crate::cluster::Cluster::start(&broker).await?;
+    tokio::pin!(shutdown);
+    let stopped_while_starting = tokio::select! {
+        () = serving(&broker, &cluster) => false,
+        () = &mut shutdown => true,
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -125,8 +126,7 @@ pub async fn run(
     }
     drop(accepted_tx);
     let mut connections = JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
+    while !stopped_while_starting {
         let (stream, listener, permit) = tokio::select! {
             next = accepted.recv() => match next {
                 Some(a) => a,
@@ -147,11 +147,9 @@ pub async fn run(
     }
 
     tracing::info!("shutting down: finishing in-flight requests");
-    if let Some(cluster) = &cluster {
-        // Leaderships move before connections close, so clients switch
-        // to the new leaders instead of waiting for a session timeout.
-        cluster.shutdown().await;
-    }
+    // Leaderships move before connections close, so clients switch to the
+    // new leaders instead of waiting for a session timeout.
+    cluster.shutdown().await;
     broker.begin_shutdown();
     acceptors.abort_all();
     let _ = stop_tx.send(true);
@@ -170,6 +168,53 @@ pub async fn run(
         .expect("closing logs does not panic");
     tracing::info!("logs flushed and closed");
     Ok(())
+}
+
+/// Waits until the broker may serve clients before connections are
+/// accepted (they wait in the listen backlog meanwhile), so no client ever
+/// sees a broker that has not yet taken the leaderships the metadata image
+/// gives it. A cluster of one waits as long as that takes (opening every
+/// log); a member of a larger cluster at most one session timeout, then
+/// serves what it can (its clients retry elsewhere) rather than stay dark
+/// while the quorum is unreachable.
+async fn serving(broker: &Broker, cluster: &crate::cluster::Cluster) {
+    let solo = broker
+        .config
+        .cluster
+        .voters
+        .keys()
+        .eq([&broker.config.node_id]);
+    let limit = if solo {
+        Duration::from_secs(365 * 24 * 3600)
+    } else {
+        broker.config.replication.broker_session_timeout
+    };
+    let started = std::time::Instant::now();
+    if solo {
+        // Topics of a pre-cluster standalone data directory (see legacy.rs):
+        // the single voter leads at once, so this does not wait on others.
+        loop {
+            match crate::cluster::legacy::import_topics(broker, cluster).await {
+                Ok(0) => break,
+                Ok(n) => {
+                    tracing::info!(topics = n, "imported the standalone data directory");
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e.message, "importing standalone topics; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+    if cluster.wait_serving(limit).await {
+        tracing::info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "metadata applied; serving clients"
+        );
+    } else {
+        tracing::warn!("not registered with the controller quorum yet; serving clients anyway");
+    }
 }
 
 /// Accepts connections on one listener while a connection slot is free.

@@ -70,14 +70,22 @@ pub struct NewTopic {
 }
 
 impl Cluster {
-    /// Proposes `command` and waits until this broker's image has it.
+    /// Proposes `command` and waits until this broker's image has it and
+    /// has turned it into local state (replicas opened, roles taken).
     pub async fn propose(&self, command: MetadataCommand) -> Result<(), ApiError> {
         let offset = self.node.propose(command).await.map_err(quorum_error)?;
-        self.node
+        let image = self
+            .node
             .wait_for_offset(offset, CATCH_UP)
             .await
-            .map(|_| ())
-            .map_err(quorum_error)
+            .map_err(quorum_error)?;
+        if !self.wait_applied(image.offset, CATCH_UP).await {
+            return Err(ApiError::new(
+                ResponseError::RequestTimedOut,
+                "the change is committed but this broker has not applied it yet",
+            ));
+        }
+        Ok(())
     }
 
     /// CreateTopics for one topic; returns (partitions, replication factor).

@@ -17,6 +17,7 @@ use crate::broker::Broker;
 pub(super) async fn run(cluster: Arc<Cluster>, mut image: watch::Receiver<Arc<ClusterMetadata>>) {
     loop {
         let current = image.borrow_and_update().clone();
+        let offset = current.offset;
         let Some(broker) = cluster.broker() else {
             return;
         };
@@ -28,6 +29,7 @@ pub(super) async fn run(cluster: Arc<Cluster>, mut image: watch::Receiver<Arc<Cl
             .unwrap_or_default();
         cluster.set_follow(follow);
         broker.groups.on_leadership_change(&broker);
+        cluster.set_applied(offset);
         broker.notify_data();
         if image.changed().await.is_err() {
             return;

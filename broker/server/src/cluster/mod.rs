@@ -13,6 +13,7 @@
 pub mod admin;
 mod applier;
 mod fetcher;
+pub mod legacy;
 pub mod replication;
 
 use std::{
@@ -73,6 +74,10 @@ pub struct Cluster {
     /// registered and unfenced predates this start (the metadata log is
     /// still being caught up), so its leaderships are not taken.
     incarnation: std::sync::OnceLock<uuid::Uuid>,
+    /// The offset of the last image the applier has turned into local
+    /// state (replicas opened, roles taken): admin requests wait for it, so
+    /// a client's next request to this broker finds what it created.
+    applied: watch::Sender<u64>,
     /// Partitions followed, by (topic, partition).
     follow: Mutex<BTreeMap<(String, i32), FollowTarget>>,
     /// One fetcher task per leader broker.
@@ -85,11 +90,7 @@ impl Cluster {
     /// the background), registers this broker and starts following the
     /// metadata log.
     pub async fn start(broker: &Arc<Broker>) -> Result<Arc<Cluster>, ClusterError> {
-        let config = broker
-            .config
-            .cluster
-            .clone()
-            .expect("started only in a cluster");
+        let config = broker.config.cluster.clone();
         let replication = broker.config.replication.clone();
         let node_id = broker.config.node_id;
         let mut quorum = QuorumConfig::new(
@@ -110,6 +111,7 @@ impl Cluster {
             image: image.clone(),
             lifecycle: Mutex::new(None),
             incarnation: std::sync::OnceLock::new(),
+            applied: watch::channel(0).0,
             follow: Mutex::new(BTreeMap::new()),
             fetchers: Mutex::new(BTreeMap::new()),
             tasks: Mutex::new(Vec::new()),
@@ -187,6 +189,44 @@ impl Cluster {
         let leader_duties = tokio::spawn(replication::leader_duties(cluster.clone()));
         lock(&cluster.tasks).extend([joiner, controller, applier, leader_duties]);
         Ok(cluster)
+    }
+
+    /// Records that the image at `offset` is now local state.
+    pub(crate) fn set_applied(&self, offset: u64) {
+        self.applied.send_if_modified(|cur| {
+            let moved = offset > *cur;
+            *cur = (*cur).max(offset);
+            moved
+        });
+    }
+
+    /// Waits until the applier has applied the image at `offset`; false
+    /// after `timeout`.
+    pub async fn wait_applied(&self, offset: u64, timeout: Duration) -> bool {
+        let mut rx = self.applied.subscribe();
+        let reached = tokio::time::timeout(timeout, rx.wait_for(|a| *a >= offset))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        reached
+    }
+
+    /// Waits (up to `timeout`) until this broker serves clients: its
+    /// registration of this very process is in the image, unfenced, and
+    /// that image is local state. Until then it would lead nothing.
+    pub async fn wait_serving(&self, timeout: Duration) -> bool {
+        let mut image = self.image.clone();
+        let current = async {
+            loop {
+                let latest = image.borrow_and_update().clone();
+                if self.is_current_in(&latest) && self.wait_applied(latest.offset, timeout).await {
+                    return;
+                }
+                if image.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, current).await.is_ok()
     }
 
     /// The latest applied metadata image.

@@ -248,15 +248,19 @@ mod tests {
     use super::*;
     use crate::{group::state::GroupState, metrics::Metrics};
 
+    /// The partition as its only replica leads it (what it reads stops at
+    /// the high watermark).
     fn open(dir: &std::path::Path) -> Partition {
         let metrics = Metrics::new(&[]);
-        Partition::open(
+        let p = Partition::open(
             0,
             dir,
             rivulet_storage::config::LogConfig::default(),
             metrics.partition("__consumer_offsets", 0),
         )
-        .unwrap()
+        .unwrap();
+        p.become_leader(0, 0, 0, &[0], &[0]);
+        p
     }
 
     #[test]

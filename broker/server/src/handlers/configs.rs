@@ -209,19 +209,15 @@ async fn set_configs(
     validate_only: bool,
 ) -> Result<(), ApiError> {
     let overrides = overrides?;
-    match broker.cluster() {
-        Some(cluster) => {
-            broker
-                .config
-                .topic_defaults
-                .with_overrides(&overrides)
-                .map_err(|e| ApiError::new(ResponseError::InvalidConfig, e.to_string()))?;
-            cluster
-                .set_topic_configs(name, overrides, validate_only)
-                .await
-        }
-        None => broker.set_topic_configs(name, overrides, validate_only),
-    }
+    broker
+        .config
+        .topic_defaults
+        .with_overrides(&overrides)
+        .map_err(|e| ApiError::new(ResponseError::InvalidConfig, e.to_string()))?;
+    broker
+        .started()?
+        .set_topic_configs(name, overrides, validate_only)
+        .await
 }
 
 /// Answers AlterConfigs (replace the topic's overrides wholesale).

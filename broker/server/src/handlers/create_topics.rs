@@ -73,14 +73,6 @@ pub async fn handle(
     CreateTopicsResponse::default().with_topics(results)
 }
 
-fn resolve(requested: i32, default: i32) -> i32 {
-    if requested == -1 {
-        default
-    } else {
-        requested
-    }
-}
-
 async fn create_one(
     broker: &Broker,
     name: &str,
@@ -88,57 +80,43 @@ async fn create_one(
     validate_only: bool,
 ) -> Result<Created, ApiError> {
     let overrides = overrides_of(t)?;
-    if let Some(cluster) = broker.cluster() {
-        let assignments = (!t.assignments.is_empty()).then(|| {
-            t.assignments
-                .iter()
-                .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
-                .collect::<Vec<Vec<i32>>>()
-        });
-        if assignments.is_some() && (t.num_partitions != -1 || t.replication_factor != -1) {
-            return Err(ApiError::new(
-                ResponseError::InvalidRequest,
-                "give either replica assignments or partitions and replication factor, not both",
-            ));
-        }
-        let new = crate::cluster::admin::NewTopic {
-            name: name.to_string(),
-            partitions: t.num_partitions,
-            replication_factor: t.replication_factor,
-            assignments,
-            configs: overrides.clone(),
-        };
-        let (partitions, replication_factor) =
-            cluster.create_topic(broker, new, validate_only).await?;
-        let id = cluster
-            .image()
-            .topics
-            .get(name)
-            .map_or(uuid::Uuid::nil(), |t| t.id);
-        let config = broker
-            .config
-            .topic_defaults
-            .with_overrides(&overrides)
-            .map_err(|e| ApiError::new(ResponseError::InvalidConfig, e.to_string()))?;
-        return Ok(Created {
-            id,
-            partitions,
-            replication_factor,
-            overrides,
-            config,
-        });
+    let cluster = broker.started()?;
+    let assignments = (!t.assignments.is_empty()).then(|| {
+        t.assignments
+            .iter()
+            .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+            .collect::<Vec<Vec<i32>>>()
+    });
+    if assignments.is_some() && (t.num_partitions != -1 || t.replication_factor != -1) {
+        return Err(ApiError::new(
+            ResponseError::InvalidRequest,
+            "give either replica assignments or partitions and replication factor, not both",
+        ));
     }
-    let topic = create_standalone(broker, name, t, overrides, validate_only)?;
+    let new = crate::cluster::admin::NewTopic {
+        name: name.to_string(),
+        partitions: t.num_partitions,
+        replication_factor: t.replication_factor,
+        assignments,
+        configs: overrides.clone(),
+    };
+    let (partitions, replication_factor) = cluster.create_topic(broker, new, validate_only).await?;
+    let id = cluster
+        .image()
+        .topics
+        .get(name)
+        .map_or(uuid::Uuid::nil(), |t| t.id);
+    let config = broker
+        .config
+        .topic_defaults
+        .with_overrides(&overrides)
+        .map_err(|e| ApiError::new(ResponseError::InvalidConfig, e.to_string()))?;
     Ok(Created {
-        id: topic.id,
-        partitions: if validate_only {
-            resolve(t.num_partitions, broker.config.num_partitions)
-        } else {
-            topic.partition_count()
-        },
-        replication_factor: topic.replication_factor,
-        overrides: topic.overrides(),
-        config: topic.config(),
+        id,
+        partitions,
+        replication_factor,
+        overrides,
+        config,
     })
 }
 
@@ -160,38 +138,4 @@ fn overrides_of(
         }
     }
     Ok(overrides)
-}
-
-fn create_standalone(
-    broker: &Broker,
-    name: &str,
-    t: &kafka_protocol::messages::create_topics_request::CreatableTopic,
-    overrides: BTreeMap<String, String>,
-    validate_only: bool,
-) -> Result<std::sync::Arc<crate::broker::Topic>, ApiError> {
-    let mut partitions = t.num_partitions;
-    let mut rf = t.replication_factor;
-    if !t.assignments.is_empty() {
-        if partitions != -1 || rf != -1 {
-            return Err(ApiError::new(
-                ResponseError::InvalidRequest,
-                "give either replica assignments or partitions and replication factor, not both",
-            ));
-        }
-        let node = broker.config.node_id;
-        for (i, a) in t.assignments.iter().enumerate() {
-            if a.partition_index != i as i32
-                || a.broker_ids.is_empty()
-                || a.broker_ids.iter().any(|b| b.0 != node)
-            {
-                return Err(ApiError::new(
-                    ResponseError::InvalidReplicaAssignment,
-                    format!("assignments must list partitions 0.. in order, each on broker {node}"),
-                ));
-            }
-        }
-        partitions = t.assignments.len() as i32;
-        rf = t.assignments[0].broker_ids.len() as i16;
-    }
-    broker.create_topic(name, partitions, rf, overrides, validate_only)
 }

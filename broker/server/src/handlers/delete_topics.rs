@@ -52,10 +52,9 @@ pub async fn handle(
                         )
                     }),
             };
-            let outcome = match (resolved, broker.cluster()) {
-                (Ok((n, id)), Some(cluster)) => cluster.delete_topic(&n).await.map(|_| (n, id)),
-                (Ok((n, id)), None) => broker.delete_topic(&n).map(|_| (n, id)),
-                (Err(e), _) => Err(e),
+            let outcome = match (resolved, broker.started()) {
+                (Ok((n, id)), Ok(cluster)) => cluster.delete_topic(&n).await.map(|_| (n, id)),
+                (Err(e), _) | (_, Err(e)) => Err(e),
             };
             match outcome {
                 Ok((n, id)) => DeletableTopicResult::default()

@@ -6,6 +6,7 @@ use kafka_protocol::{
         DescribeClusterResponse,
     },
     protocol::StrBytes,
+    ResponseError,
 };
 
 use crate::broker::Broker;
@@ -16,7 +17,11 @@ pub fn handle(
     _req: DescribeClusterRequest,
     listener: &str,
 ) -> DescribeClusterResponse {
-    if let Some(cluster) = broker.cluster() {
+    let Ok(cluster) = broker.started() else {
+        return DescribeClusterResponse::default()
+            .with_error_code(ResponseError::BrokerNotAvailable.code());
+    };
+    {
         let brokers = cluster
             .live_endpoints(listener)
             .into_iter()
@@ -28,21 +33,10 @@ pub fn handle(
                     .with_rack(rack.map(StrBytes::from_string))
             })
             .collect();
-        return DescribeClusterResponse::default()
+        DescribeClusterResponse::default()
             .with_cluster_id(StrBytes::from_string(cluster.cluster_id.clone()))
             .with_controller_id(BrokerId(cluster.controller_id().unwrap_or(-1)))
             .with_cluster_authorized_operations(i32::MIN)
-            .with_brokers(brokers);
+            .with_brokers(brokers)
     }
-    let (host, port) = broker.advertised(listener);
-    let node = BrokerId(broker.config.node_id);
-    DescribeClusterResponse::default()
-        .with_cluster_id(StrBytes::from_string(broker.cluster_id.clone()))
-        .with_controller_id(node)
-        .with_cluster_authorized_operations(i32::MIN)
-        .with_brokers(vec![DescribeClusterBroker::default()
-            .with_broker_id(node)
-            .with_host(StrBytes::from_string(host))
-            .with_port(port as i32)
-            .with_rack(broker.config.rack.clone().map(StrBytes::from_string))])
 }

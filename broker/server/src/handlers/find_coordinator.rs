@@ -1,6 +1,7 @@
 //! FindCoordinator: the broker that leads a group's `__consumer_offsets`
 //! partition coordinates it.
-//! `__consumer_offsets` is created on first use. Transactions are not
+//! `__consumer_offsets` is created on first use (and waited for, bounded,
+//! so the first answer already names a coordinator). Transactions are not
 //! supported, so transaction coordinators are never available.
 
 use kafka_protocol::{
@@ -45,36 +46,36 @@ fn locate(
         .groups
         .ensure_topic(broker)
         .map_err(|e| (e, "the offsets topic is not available"))?;
-    if let Some(cluster) = broker.cluster() {
-        // The coordinator is the leader of the group's offsets partition.
-        let p = broker.groups.partition_of(broker, key);
-        let leader = cluster
-            .image()
-            .partition(crate::group::OFFSETS_TOPIC, p)
-            .and_then(|state| state.leader);
-        let not_available = (
-            ResponseError::CoordinatorNotAvailable,
-            "the group's offsets partition has no leader",
-        );
-        let leader = leader.ok_or(not_available)?;
-        return cluster
-            .live_endpoints(listener)
-            .into_iter()
-            .find(|(id, _, _)| *id == leader)
-            .map(|(id, e, _)| (id, e.host, e.port))
-            .ok_or(not_available);
-    }
-    let (host, port) = broker.advertised(listener);
-    Ok((broker.config.node_id, host, port))
+    let not_available = (
+        ResponseError::CoordinatorNotAvailable,
+        "the group's offsets partition has no leader",
+    );
+    let cluster = broker.cluster().ok_or(not_available)?;
+    // The coordinator is the leader of the group's offsets partition.
+    let p = broker.groups.partition_of(broker, key);
+    let leader = cluster
+        .image()
+        .partition(crate::group::OFFSETS_TOPIC, p)
+        .and_then(|state| state.leader);
+    let leader = leader.ok_or(not_available)?;
+    cluster
+        .live_endpoints(listener)
+        .into_iter()
+        .find(|(id, _, _)| *id == leader)
+        .map(|(id, e, _)| (id, e.host, e.port))
+        .ok_or(not_available)
 }
 
 /// Answers FindCoordinator (single `key` before v4, batched `coordinator_keys` from v4).
-pub fn handle(
+pub async fn handle(
     broker: &Broker,
     req: FindCoordinatorRequest,
     version: i16,
     listener: &str,
 ) -> FindCoordinatorResponse {
+    if req.key_type == KEY_TYPE_GROUP && broker.topic(crate::group::OFFSETS_TOPIC).is_none() {
+        broker.groups.create_offsets_topic(broker).await;
+    }
     if version >= 4 {
         let coordinators = req
             .coordinator_keys

@@ -18,27 +18,7 @@ use rivulet_quorum::metadata::{ClusterMetadata, TopicMetadata};
 use uuid::Uuid;
 
 use super::code;
-use crate::broker::{validate_topic_name, Broker, Topic};
-
-fn topic_entry(broker: &Broker, topic: &Topic) -> MetadataResponseTopic {
-    let node = BrokerId(broker.config.node_id);
-    let partitions = (0..topic.partition_count())
-        .map(|p| {
-            MetadataResponsePartition::default()
-                .with_partition_index(p)
-                .with_leader_id(node)
-                .with_leader_epoch(0)
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
-        })
-        .collect();
-    MetadataResponseTopic::default()
-        .with_name(Some(TopicName(StrBytes::from_string(topic.name.clone()))))
-        .with_topic_id(topic.id)
-        .with_is_internal(topic.name.starts_with("__"))
-        .with_partitions(partitions)
-        .with_topic_authorized_operations(i32::MIN)
-}
+use crate::broker::{validate_topic_name, Broker};
 
 fn error_entry(name: Option<TopicName>, id: Uuid, err: ResponseError) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
@@ -84,13 +64,41 @@ fn image_entry(image: &ClusterMetadata, topic: &TopicMetadata) -> MetadataRespon
         .with_topic_authorized_operations(i32::MIN)
 }
 
-/// Metadata in a cluster: everything from the metadata image.
-fn handle_cluster(
-    cluster: &std::sync::Arc<crate::cluster::Cluster>,
-    requested: Option<Vec<kafka_protocol::messages::metadata_request::MetadataRequestTopic>>,
-    may_create: bool,
+/// Answers Metadata, entirely from the metadata image. Unknown topics
+/// the client may create are created first (as Kafka does, but waited for,
+/// bounded by the admin catch-up time, so the answer already names their
+/// leaders); one that is not ready in time is LEADER_NOT_AVAILABLE, which
+/// clients retry.
+pub async fn handle(
+    broker: &Broker,
+    req: MetadataRequest,
+    version: i16,
     listener: &str,
 ) -> MetadataResponse {
+    // v0: an empty list means "all topics"; v1+: null means all.
+    let requested = match req.topics {
+        None => None,
+        Some(list) if list.is_empty() && version == 0 => None,
+        Some(list) => Some(list),
+    };
+    // v4+ lets the client forbid auto-creation; before that it is implied.
+    let may_create =
+        broker.config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
+    let Ok(cluster) = broker.started() else {
+        return MetadataResponse::default().with_error_code(code(None));
+    };
+    if may_create {
+        if let Some(list) = &requested {
+            let image = cluster.image();
+            let missing = list
+                .iter()
+                .filter_map(|t| t.name.as_ref())
+                .filter(|n| !image.topics.contains_key(n.as_str()))
+                .filter(|n| validate_topic_name(n).is_ok())
+                .map(|n| auto_create(broker, cluster, n.to_string()));
+            futures::future::join_all(missing).await;
+        }
+    }
     let image = cluster.image();
     let topics = match requested {
         None => image
@@ -108,9 +116,6 @@ fn handle_cluster(
                         } else if let Err(e) = validate_topic_name(&name) {
                             error_entry(Some(name.clone()), Uuid::nil(), e.code)
                         } else if may_create {
-                            // As Kafka does: create in the background and
-                            // answer LEADER_NOT_AVAILABLE; the client retries.
-                            auto_create(cluster, &name);
                             error_entry(
                                 Some(name.clone()),
                                 Uuid::nil(),
@@ -159,113 +164,18 @@ fn handle_cluster(
         .with_error_code(code(None))
 }
 
-fn auto_create(cluster: &std::sync::Arc<crate::cluster::Cluster>, name: &str) {
-    let (cluster, name) = (cluster.clone(), name.to_string());
-    let Some(broker) = cluster.broker() else {
-        return;
+/// Creates `name` with the broker defaults; a race with another creator
+/// is fine (theirs is used).
+async fn auto_create(broker: &Broker, cluster: &crate::cluster::Cluster, name: String) {
+    let new = crate::cluster::admin::NewTopic {
+        name: name.clone(),
+        partitions: -1,
+        replication_factor: -1,
+        ..Default::default()
     };
-    tokio::spawn(async move {
-        if let Err(e) = cluster
-            .create_topic(
-                &broker,
-                crate::cluster::admin::NewTopic {
-                    name: name.clone(),
-                    partitions: -1,
-                    replication_factor: -1,
-                    ..Default::default()
-                },
-                false,
-            )
-            .await
-        {
-            if e.code != ResponseError::TopicAlreadyExists {
-                tracing::info!(topic = %name, error = %e.message, "auto-creating topic failed");
-            }
+    if let Err(e) = cluster.create_topic(broker, new, false).await {
+        if e.code != ResponseError::TopicAlreadyExists {
+            tracing::info!(topic = %name, error = %e.message, "auto-creating topic failed");
         }
-    });
-}
-
-/// Answers Metadata.
-pub fn handle(
-    broker: &Broker,
-    req: MetadataRequest,
-    version: i16,
-    listener: &str,
-) -> MetadataResponse {
-    // v0: an empty list means "all topics"; v1+: null means all.
-    let requested = match req.topics {
-        None => None,
-        Some(list) if list.is_empty() && version == 0 => None,
-        Some(list) => Some(list),
-    };
-    // v4+ lets the client forbid auto-creation; before that it is implied.
-    let may_create =
-        broker.config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
-    if let Some(cluster) = broker.cluster() {
-        return handle_cluster(cluster, requested, may_create, listener);
     }
-    let (host, port) = broker.advertised(listener);
-    let node = BrokerId(broker.config.node_id);
-    let topics = match requested {
-        None => broker
-            .topics()
-            .iter()
-            .map(|t| topic_entry(broker, t))
-            .collect(),
-        Some(list) => {
-            let mut seen = BTreeMap::new();
-            for t in list {
-                let entry = match t.name {
-                    Some(name) => {
-                        if let Some(topic) = broker.topic(&name) {
-                            topic_entry(broker, &topic)
-                        } else if let Err(e) = validate_topic_name(&name) {
-                            error_entry(Some(name.clone()), Uuid::nil(), e.code)
-                        } else if may_create {
-                            match broker.create_topic(&name, -1, -1, BTreeMap::new(), false) {
-                                Ok(topic) => topic_entry(broker, &topic),
-                                // Lost a race with another creator: use theirs.
-                                Err(_) => match broker.topic(&name) {
-                                    Some(topic) => topic_entry(broker, &topic),
-                                    None => error_entry(
-                                        Some(name.clone()),
-                                        Uuid::nil(),
-                                        ResponseError::LeaderNotAvailable,
-                                    ),
-                                },
-                            }
-                        } else {
-                            error_entry(
-                                Some(name.clone()),
-                                Uuid::nil(),
-                                ResponseError::UnknownTopicOrPartition,
-                            )
-                        }
-                    }
-                    None => match broker.topic_by_id(t.topic_id) {
-                        Some(topic) => topic_entry(broker, &topic),
-                        None => error_entry(None, t.topic_id, ResponseError::UnknownTopicId),
-                    },
-                };
-                let key = entry
-                    .name
-                    .as_ref()
-                    .map(|n| n.to_string())
-                    .unwrap_or_else(|| t.topic_id.to_string());
-                seen.insert(key, entry);
-            }
-            seen.into_values().collect()
-        }
-    };
-    MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(node)
-            .with_host(StrBytes::from_string(host))
-            .with_port(port as i32)
-            .with_rack(broker.config.rack.clone().map(StrBytes::from_string))])
-        .with_cluster_id(Some(StrBytes::from_string(broker.cluster_id.clone())))
-        .with_controller_id(node)
-        .with_topics(topics)
-        .with_cluster_authorized_operations(i32::MIN)
-        .with_error_code(code(None))
 }

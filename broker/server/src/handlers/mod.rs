@@ -106,7 +106,7 @@ pub async fn dispatch(
     Some(match body {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(r, v)),
         RequestKind::Metadata(r) => {
-            ResponseKind::Metadata(metadata::handle(broker, r, v, ctx.listener))
+            ResponseKind::Metadata(metadata::handle(broker, r, v, ctx.listener).await)
         }
         RequestKind::Produce(r) => {
             return produce::handle(broker, r, v)
@@ -142,9 +142,9 @@ pub async fn dispatch(
         RequestKind::DeleteRecords(r) => {
             ResponseKind::DeleteRecords(delete_records::handle(broker, r))
         }
-        RequestKind::FindCoordinator(r) => {
-            ResponseKind::FindCoordinator(find_coordinator::handle(broker, r, v, ctx.listener))
-        }
+        RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(
+            find_coordinator::handle(broker, r, v, ctx.listener).await,
+        ),
         RequestKind::JoinGroup(r) => {
             let client_id = header.client_id.as_deref().unwrap_or_default();
             // Kafka reports member hosts as "/address".

@@ -112,14 +112,11 @@ impl Coordinator {
     }
 }
 
-/// The coordinator's background task: load `__consumer_offsets`, then fire
-/// group timers, expire offsets and refresh metrics until `stop`.
+/// The coordinator's background task: fire group timers, expire offsets
+/// and refresh metrics until `stop`. (`__consumer_offsets` partitions are
+/// loaded as this broker becomes their leader.)
 pub async fn run(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
     let c = &broker.groups;
-    tokio::select! {
-        _ = c.load_all(&broker) => {}
-        _ = stop.changed() => return,
-    }
     let mut retention = tokio::time::interval(c.config.retention_check_interval);
     retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut gauges = tokio::time::interval(Duration::from_secs(10));

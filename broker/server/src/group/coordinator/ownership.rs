@@ -50,69 +50,48 @@ impl Coordinator {
             .is_none_or(|o| o.contains(&Ownership::Loading))
     }
 
-    /// Creates `__consumer_offsets` if it does not exist yet (first use).
-    /// In a cluster the creation is proposed in the background and the
-    /// caller answers COORDINATOR_NOT_AVAILABLE meanwhile (clients retry).
+    /// Creates `__consumer_offsets` if it does not exist yet (first use):
+    /// the creation is proposed in the background and the caller answers
+    /// COORDINATOR_NOT_AVAILABLE meanwhile (clients retry).
     pub fn ensure_topic(&self, broker: &Broker) -> Result<(), ResponseError> {
         if broker.topic(OFFSETS_TOPIC).is_some() {
             return Ok(());
         }
-        if let Some(cluster) = broker.cluster() {
-            if !self
-                .creating
-                .swap(true, std::sync::atomic::Ordering::AcqRel)
-            {
-                let cluster = cluster.clone();
-                let partitions = self.config.offsets_partitions;
-                let wanted = broker.config.replication.offsets_topic_replication_factor;
-                let creating = self.creating.clone();
-                let Some(broker) = cluster.broker() else {
-                    return Err(ResponseError::CoordinatorNotAvailable);
-                };
-                tokio::spawn(async move {
-                    let live = cluster.image().live_brokers().count() as i16;
-                    let rf = wanted.min(live.max(1));
-                    let result = cluster
-                        .create_topic(
-                            &broker,
-                            crate::cluster::admin::NewTopic {
-                                name: OFFSETS_TOPIC.to_string(),
-                                partitions,
-                                replication_factor: rf,
-                                assignments: None,
-                                configs: offsets_topic_configs(),
-                            },
-                            false,
-                        )
-                        .await;
-                    if let Err(e) = result {
-                        if e.code != ResponseError::TopicAlreadyExists {
-                            tracing::warn!(error = %e.message, "creating __consumer_offsets failed");
-                        }
-                    }
-                    creating.store(false, std::sync::atomic::Ordering::Release);
-                });
-            }
-            return Err(ResponseError::CoordinatorNotAvailable);
+        if let Some(broker) = broker.cluster().and_then(|c| c.broker()) {
+            tokio::spawn(async move { broker.groups.create_offsets_topic(&broker).await });
         }
-        match broker.create_topic(
-            OFFSETS_TOPIC,
-            self.config.offsets_partitions,
-            1,
-            offsets_topic_configs(),
-            false,
-        ) {
-            Ok(topic) => {
-                let n = topic.partition_count() as usize;
-                *lock(&self.owned) = Some(vec![Ownership::Loaded; n]);
-                Ok(())
-            }
-            Err(_) if broker.topic(OFFSETS_TOPIC).is_some() => Ok(()),
-            Err(e) => {
+        Err(ResponseError::CoordinatorNotAvailable)
+    }
+
+    /// Creates `__consumer_offsets` with `offsets.topic.replication.factor`
+    /// capped at the live brokers, and waits (bounded) until this broker
+    /// has applied it; one creation at a time, a lost race is fine.
+    pub async fn create_offsets_topic(&self, broker: &Broker) {
+        let Some(cluster) = broker.cluster() else {
+            return;
+        };
+        if self
+            .creating
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            return;
+        }
+        let live = cluster.image().live_brokers().count() as i16;
+        let wanted = broker.config.replication.offsets_topic_replication_factor;
+        let new = crate::cluster::admin::NewTopic {
+            name: OFFSETS_TOPIC.to_string(),
+            partitions: self.config.offsets_partitions,
+            replication_factor: wanted.min(live.max(1)),
+            assignments: None,
+            configs: offsets_topic_configs(),
+        };
+        if let Err(e) = cluster.create_topic(broker, new, false).await {
+            if e.code != ResponseError::TopicAlreadyExists {
                 tracing::warn!(error = %e.message, "creating __consumer_offsets failed");
-                Err(ResponseError::CoordinatorNotAvailable)
             }
         }
+        self.creating
+            .store(false, std::sync::atomic::Ordering::Release);
     }
 
     pub(super) fn offsets_partition(
@@ -129,7 +108,7 @@ impl Coordinator {
             .ok_or(ResponseError::CoordinatorNotAvailable)
     }
 
-    /// Follows leadership of `__consumer_offsets` partitions (clusters):
+    /// Follows leadership of `__consumer_offsets` partitions:
     /// a partition this broker now leads is loaded, one it no longer leads
     /// is unloaded and its groups answer NOT_COORDINATOR, so clients find
     /// the new coordinator.
@@ -252,58 +231,6 @@ impl Coordinator {
         tracing::info!(
             partition = p,
             "no longer coordinating the groups of this partition"
-        );
-    }
-
-    /// Reads every `__consumer_offsets` partition into memory.
-    pub(super) async fn load_all(&self, broker: &Arc<Broker>) {
-        if broker.cluster().is_some() {
-            // Leadership decides, partition by partition.
-            return;
-        }
-        let Some(topic) = broker.topic(OFFSETS_TOPIC) else {
-            let mut owned = lock(&self.owned);
-            if owned.is_none() {
-                *owned = Some(vec![
-                    Ownership::Loaded;
-                    self.config.offsets_partitions as usize
-                ]);
-            }
-            return;
-        };
-        let partitions = topic.partitions();
-        *lock(&self.owned) = Some(vec![Ownership::Loading; partitions.len()]);
-        let started = std::time::Instant::now();
-        let mut total = 0;
-        for partition in partitions {
-            let index = partition.index as usize;
-            let loaded = tokio::task::spawn_blocking(move || store::load(&partition)).await;
-            let groups = match loaded {
-                Ok(Ok(l)) => l.into_groups(now_ms()),
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "loading consumer groups failed; the partition's groups start empty");
-                    Vec::new()
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "loading consumer groups panicked");
-                    Vec::new()
-                }
-            };
-            total += groups.len();
-            for group in groups {
-                let id = group.id.clone();
-                let slot = Slot::shared(group);
-                self.reschedule(&slot, &mut lock(&slot));
-                lock(&self.groups).insert(id, slot);
-            }
-            if let Some(o) = lock(&self.owned).as_mut().and_then(|o| o.get_mut(index)) {
-                *o = Ownership::Loaded;
-            }
-        }
-        tracing::info!(
-            groups = total,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "loaded consumer groups"
         );
     }
 
