@@ -315,9 +315,9 @@ impl Broker {
     /// standalone broker of an earlier version kept there, see
     /// [`Self::legacy_topics`]) and the high watermark checkpoint.
     /// Partitions are opened as the metadata image assigns them.
-    pub fn open(config: BrokerConfig) -> Result<Arc<Self>, OpenError> {
+    /// `metrics` are built by the caller, which knows the APIs served.
+    pub fn open(config: BrokerConfig, metrics: Metrics) -> Result<Arc<Self>, OpenError> {
         let meta = meta_store::load_or_create(&config.data_dir, config.node_id)?;
-        let metrics = Metrics::new(&crate::handlers::api_names());
         let restored_hws = crate::hw_checkpoint::read(&config.data_dir);
         let next_pid = meta.producer_id_block_end;
         let groups = crate::group::Coordinator::new(

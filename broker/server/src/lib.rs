@@ -2,9 +2,13 @@
 //! log and the `rivulet-wire` protocol layer, plus the command-line tools
 //! that drive it.
 //!
-//! Data flows one way: [`server`] accepts connections, [`connection`] reads
-//! frames and decodes requests, [`handlers`] answer them against the shared
-//! [`broker::Broker`] state, whose [`partition::Partition`]s own the logs.
+//! Data flows one way: [`server`] (the composition root) builds everything
+//! and accepts connections, [`connection`] reads frames and decodes
+//! requests, [`handlers`] answer them from the metadata image ([`cluster`],
+//! quorum-backed in every topology: a single broker is a cluster of one)
+//! and the hosted state ([`broker::Broker`]), whose
+//! [`partition::Partition`]s own the logs. Imports point down; the layers
+//! and the test that keeps them are in `layering.rs`.
 
 pub mod broker;
 pub mod cli;
@@ -15,6 +19,7 @@ pub mod group;
 pub mod handlers;
 pub mod http;
 pub mod hw_checkpoint;
+mod layering;
 pub mod listeners;
 pub mod meta_store;
 pub mod metrics;

@@ -87,6 +87,18 @@ impl ReplicaState {
     pub fn is_leader(&self) -> bool {
         self.role == Role::Leader
     }
+
+    /// The high watermark a leader with log end `leader_end` may expose:
+    /// the smallest log end among the in-sync replicas, so no in-sync
+    /// follower lacks anything below it. A follower whose position is not
+    /// known yet (-1) holds it back; alone in the ISR, the leader's end is it.
+    pub fn high_watermark(&self, leader_end: i64) -> i64 {
+        self.isr
+            .iter()
+            .filter_map(|id| self.followers.get(id))
+            .map(|f| f.log_end)
+            .fold(leader_end, i64::min)
+    }
 }
 
 /// A hosted partition.
@@ -318,7 +330,7 @@ impl Partition {
         if replica.role != Role::Leader {
             return None;
         }
-        let hw = crate::cluster::replication::high_watermark(&replica, leader_end);
+        let hw = replica.high_watermark(leader_end);
         drop(replica);
         let before = *self.hw.borrow();
         self.set_hw(hw);
@@ -495,5 +507,105 @@ impl Partition {
             .into_inner()
             .unwrap_or_else(|e| e.into_inner())
             .delete()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn state(isr: &[i32], followers: &[(i32, i64)]) -> ReplicaState {
+        let now = Instant::now();
+        ReplicaState {
+            role: Role::Leader,
+            leader_epoch: 1,
+            partition_epoch: 1,
+            replicas: vec![0, 1, 2],
+            isr: isr.to_vec(),
+            followers: followers
+                .iter()
+                .map(|&(id, end)| {
+                    (
+                        id,
+                        FollowerProgress {
+                            log_end: end,
+                            last_caught_up: now - Duration::from_millis(1),
+                        },
+                    )
+                })
+                .collect(),
+            isr_change_pending: false,
+            epoch_start_offset: 0,
+        }
+    }
+
+    #[test]
+    fn high_watermark_is_the_slowest_in_sync_replica() {
+        let s = state(&[0, 1, 2], &[(1, 70), (2, 90)]);
+        assert_eq!(s.high_watermark(100), 70);
+        // Out of the ISR, a slow follower no longer holds it back.
+        let s = state(&[0, 2], &[(1, 10), (2, 90)]);
+        assert_eq!(s.high_watermark(100), 90);
+        // Alone in the ISR, the leader's end is the high watermark.
+        let s = state(&[0], &[(1, 10)]);
+        assert_eq!(s.high_watermark(100), 100);
+        // A follower not heard from yet holds it back.
+        let s = state(&[0, 1], &[(1, -1)]);
+        assert_eq!(s.high_watermark(100), -1);
+    }
+
+    /// One uncompressed v2 batch of `n` keyless records.
+    fn batch_of(n: i64) -> Vec<u8> {
+        use kafka_protocol::records::{
+            Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+        };
+        let records: Vec<Record> = (0..n)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i,
+                sequence: -1,
+                timestamp: 1,
+                key: None,
+                value: Some(bytes::Bytes::from_static(b"v")),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = bytes::BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        };
+        RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
+        buf.to_vec()
+    }
+
+    #[test]
+    fn a_replica_just_opened_leads_nothing_and_a_leader_alone_commits_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = crate::metrics::Metrics::new(&[]);
+        let p = Partition::open(
+            0,
+            dir.path(),
+            LogConfig::default(),
+            metrics.partition("t", 0),
+        )
+        .unwrap();
+        assert!(
+            !p.replica().is_leader(),
+            "no role before the image gives one"
+        );
+        p.become_leader(0, 3, 1, &[0], &[0]);
+        let info = p.append(&batch_of(2), 1).unwrap();
+        assert_eq!(p.high_watermark(), info.last_offset + 1);
+        p.become_follower(Some(1), 4, 2, &[0, 1], &[1]);
+        assert!(!p.replica().is_leader());
     }
 }

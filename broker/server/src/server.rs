@@ -61,7 +61,8 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let listener_configs = config.listeners.clone();
     let metrics_addr = config.metrics_addr;
-    let broker = tokio::task::spawn_blocking(move || Broker::open(config))
+    let metrics = crate::metrics::Metrics::new(&crate::handlers::api_names());
+    let broker = tokio::task::spawn_blocking(move || Broker::open(config, metrics))
         .await
         .expect("opening the broker does not panic")?;
     let mut sockets = Vec::with_capacity(listener_configs.len());

@@ -1,5 +1,5 @@
-//! Leader side of replication: the high watermark is the smallest log end
-//! among the in-sync replicas; a follower that has not caught up within
+//! Leader side of replication (the high watermark itself is computed by
+//! [`ReplicaState::high_watermark`]): a follower that has not caught up within
 //! `replica.lag.time.max.ms` leaves the ISR and one that has caught up to
 //! the high watermark rejoins it. ISR changes are proposed to the
 //! controller quorum with the epochs they were computed from, so a change
@@ -14,18 +14,6 @@ use rivulet_quorum::metadata::{LeaderChange, MetadataCommand, PartitionChange};
 
 use super::Cluster;
 use crate::partition::{Partition, ReplicaState, Role};
-
-/// The high watermark a leader with log end `leader_end` may expose: no
-/// in-sync follower lacks anything below it. A follower whose position is
-/// not known yet (-1) holds it back.
-pub fn high_watermark(state: &ReplicaState, leader_end: i64) -> i64 {
-    state
-        .isr
-        .iter()
-        .filter_map(|id| state.followers.get(id))
-        .map(|f| f.log_end)
-        .fold(leader_end, i64::min)
-}
 
 /// In-sync followers that have not been caught up for longer than `max_lag`.
 pub fn lagging(state: &ReplicaState, now: Instant, max_lag: Duration) -> Vec<i32> {
@@ -168,22 +156,6 @@ mod tests {
             isr_change_pending: false,
             epoch_start_offset: 0,
         }
-    }
-
-    #[test]
-    fn high_watermark_is_the_slowest_in_sync_replica() {
-        let now = Instant::now();
-        let s = state(&[0, 1, 2], &[(1, 70, 0), (2, 90, 0)], now);
-        assert_eq!(high_watermark(&s, 100), 70);
-        // Out of the ISR, a slow follower no longer holds it back.
-        let s = state(&[0, 2], &[(1, 10, 0), (2, 90, 0)], now);
-        assert_eq!(high_watermark(&s, 100), 90);
-        // Alone in the ISR, the leader's end is the high watermark.
-        let s = state(&[0], &[(1, 10, 0)], now);
-        assert_eq!(high_watermark(&s, 100), 100);
-        // A follower not heard from yet holds it back.
-        let s = state(&[0, 1], &[(1, -1, 0)], now);
-        assert_eq!(high_watermark(&s, 100), -1);
     }
 
     #[test]
