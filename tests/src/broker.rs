@@ -335,7 +335,11 @@ impl BrokerProcess {
                     StartError::Failed(msg)
                 });
             }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(250)).is_ok() {
+            // Ready means answering Kafka requests: a broker accepts
+            // connections into its backlog before it serves them.
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(250)).is_ok()
+                && crate::KafkaConn::connect(&addr.to_string()).is_ok()
+            {
                 return Ok(());
             }
             if started.elapsed() >= START_TIMEOUT {

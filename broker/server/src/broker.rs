@@ -230,15 +230,11 @@ pub struct Broker {
     stopping: std::sync::atomic::AtomicBool,
     /// What each listener advertises, by listener name (set once bound).
     bound: Mutex<BTreeMap<String, (String, u16)>>,
-    /// The group coordinator (consumer groups and committed offsets).
-    pub groups: crate::group::Coordinator,
     /// High watermarks read from the checkpoint at start, handed to each
-    /// replica as the metadata image opens it (clusters only).
+    /// replica as the metadata image opens it.
     restored_hws: Mutex<crate::hw_checkpoint::HighWatermarks>,
     /// Serializes checkpoint writes (the periodic task and shutdown).
     checkpoint_lock: Mutex<()>,
-    /// Membership of a controller quorum, once started (clusters only).
-    cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 /// Producer ids are reserved on disk this many at a time.
@@ -320,12 +316,7 @@ impl Broker {
         let meta = meta_store::load_or_create(&config.data_dir, config.node_id)?;
         let restored_hws = crate::hw_checkpoint::read(&config.data_dir);
         let next_pid = meta.producer_id_block_end;
-        let groups = crate::group::Coordinator::new(
-            crate::group::CoordinatorConfig::from_broker(&config),
-            metrics.groups.clone(),
-        );
         let broker = Broker {
-            groups,
             config,
             metrics,
             topics: RwLock::new(BTreeMap::new()),
@@ -336,7 +327,6 @@ impl Broker {
             bound: Mutex::new(BTreeMap::new()),
             restored_hws: Mutex::new(restored_hws),
             checkpoint_lock: Mutex::new(()),
-            cluster: std::sync::OnceLock::new(),
         };
         broker.refresh_partition_gauges();
         Ok(Arc::new(broker))
@@ -362,28 +352,6 @@ impl Broker {
             .get(&first.name)
             .cloned()
             .unwrap_or_else(|| first.advertised_endpoint(first.addr))
-    }
-
-    /// The cluster this broker is part of, if any.
-    pub fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
-        self.cluster.get()
-    }
-
-    /// The cluster membership for a request handler: it is attached before
-    /// the first connection is accepted, so the error (retriable) is only
-    /// for a request that could somehow come first.
-    pub fn started(&self) -> Result<&Arc<crate::cluster::Cluster>, ApiError> {
-        self.cluster().ok_or_else(|| {
-            ApiError::new(
-                ResponseError::BrokerNotAvailable,
-                "the broker is still starting",
-            )
-        })
-    }
-
-    /// Attaches the running cluster membership (once, at start).
-    pub(crate) fn set_cluster(&self, cluster: Arc<crate::cluster::Cluster>) {
-        let _ = self.cluster.set(cluster);
     }
 
     /// The local object of a topic the metadata log knows, created (with

@@ -19,7 +19,7 @@ use tokio::{
     net::TcpStream,
 };
 
-use crate::{broker::Broker, handlers};
+use crate::handlers::{self, Node};
 
 /// Why a connection was closed by the broker.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +49,7 @@ impl ConnectionError {
 /// Serves one connection until the peer closes it, it misbehaves, or
 /// `shutdown` fires (then the request in progress is finished first).
 pub async fn serve(
-    broker: Arc<Broker>,
+    broker: Arc<Node>,
     stream: TcpStream,
     listener: Arc<str>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
@@ -97,7 +97,7 @@ pub async fn serve(
     let _ = writer.shutdown().await;
 }
 
-fn close(broker: &Broker, peer: Option<std::net::SocketAddr>, e: ConnectionError) {
+fn close(broker: &Node, peer: Option<std::net::SocketAddr>, e: ConnectionError) {
     broker
         .metrics
         .request_errors
@@ -109,7 +109,7 @@ fn close(broker: &Broker, peer: Option<std::net::SocketAddr>, e: ConnectionError
 /// Decodes, handles and encodes one request; `Ok(None)` when Kafka sends
 /// no response (acks=0).
 async fn handle_frame(
-    broker: &Broker,
+    broker: &Node,
     frame: bytes::Bytes,
     ctx: &handlers::RequestContext<'_>,
 ) -> Result<Option<bytes::Bytes>, ConnectionError> {

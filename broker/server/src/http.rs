@@ -8,11 +8,11 @@ use hyper::{body::Bytes, server::conn::http1, service::service_fn, Request, Resp
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::broker::Broker;
+use crate::handlers::Node;
 
 /// Serves `/metrics` on `listener` until `shutdown` fires.
 pub async fn serve(
-    broker: Arc<Broker>,
+    broker: Arc<Node>,
     listener: TcpListener,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -40,7 +40,7 @@ pub async fn serve(
     }
 }
 
-fn respond(broker: &Broker, path: &str) -> Response<Full<Bytes>> {
+fn respond(broker: &Node, path: &str) -> Response<Full<Bytes>> {
     if path == "/metrics" {
         broker.groups.refresh_metrics(broker);
         Response::builder()

@@ -83,7 +83,27 @@ pub async fn run(
         .map(|(name, local, _)| (name.clone(), *local))
         .collect();
     let kafka = listeners[0].1;
+    // Every port is bound before anything else starts, so a port in use
+    // fails the start at once instead of after a broker that looked up.
+    let metrics_socket = match metrics_addr {
+        Some(addr) => Some(http::bind(addr).await.map_err(|source| ServerError::Bind {
+            what: "metrics endpoint",
+            addr,
+            source,
+        })?),
+        None => None,
+    };
     let cluster = crate::cluster::Cluster::start(&broker).await?;
+    let groups = Arc::new(crate::group::Coordinator::new(
+        crate::group::CoordinatorConfig::from_broker(&broker.config),
+        broker.metrics.groups.clone(),
+        cluster.clone(),
+    ));
+    let node = Arc::new(crate::handlers::Node {
+        broker: broker.clone(),
+        cluster: cluster.clone(),
+        groups: groups.clone(),
+    });
     tokio::pin!(shutdown);
     let stopped_while_starting = tokio::select! {
         () = serving(&broker, &cluster) => false,
@@ -92,20 +112,12 @@ pub async fn run(
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut background = JoinSet::new();
-    let metrics = match metrics_addr {
-        Some(addr) => {
-            let (l, local) = http::bind(addr).await.map_err(|source| ServerError::Bind {
-                what: "metrics endpoint",
-                addr,
-                source,
-            })?;
-            background.spawn(http::serve(broker.clone(), l, stop_rx.clone()));
-            Some(local)
-        }
-        None => None,
-    };
+    let metrics = metrics_socket.map(|(l, local)| {
+        background.spawn(http::serve(node.clone(), l, stop_rx.clone()));
+        local
+    });
     background.spawn(housekeeping(broker.clone(), stop_rx.clone()));
-    background.spawn(crate::group::run(broker.clone(), stop_rx.clone()));
+    background.spawn(crate::group::run(groups, stop_rx.clone()));
     on_ready(&Bound {
         kafka,
         listeners,
@@ -135,12 +147,12 @@ pub async fn run(
             },
             _ = &mut shutdown => break,
         };
-        let broker = broker.clone();
+        let node = node.clone();
         let stop = stop_rx.clone();
         connections.spawn(async move {
-            broker.metrics.connections.inc();
-            connection::serve(broker.clone(), stream, listener, stop).await;
-            broker.metrics.connections.dec();
+            node.metrics.connections.inc();
+            connection::serve(node.clone(), stream, listener, stop).await;
+            node.metrics.connections.dec();
             drop(permit);
         });
         // Reap finished connection tasks so the set does not grow forever.

@@ -18,9 +18,7 @@ pub(super) async fn run(cluster: Arc<Cluster>, mut image: watch::Receiver<Arc<Cl
     loop {
         let current = image.borrow_and_update().clone();
         let offset = current.offset;
-        let Some(broker) = cluster.broker() else {
-            return;
-        };
+        let broker = cluster.broker().clone();
         let c = cluster.clone();
         let b = broker.clone();
         // Opening logs is blocking I/O.
@@ -28,7 +26,6 @@ pub(super) async fn run(cluster: Arc<Cluster>, mut image: watch::Receiver<Arc<Cl
             .await
             .unwrap_or_default();
         cluster.set_follow(follow);
-        broker.groups.on_leadership_change(&broker);
         cluster.set_applied(offset);
         broker.notify_data();
         if image.changed().await.is_err() {

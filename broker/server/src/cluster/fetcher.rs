@@ -51,9 +51,7 @@ pub(super) async fn run(cluster: Arc<Cluster>, leader: i32) {
         if followed.is_empty() {
             return;
         }
-        let Some(broker) = cluster.broker() else {
-            return;
-        };
+        let broker = cluster.broker().clone();
         if broker.is_stopping() {
             return;
         }

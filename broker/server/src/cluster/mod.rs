@@ -18,7 +18,7 @@ pub mod replication;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    sync::{Arc, Mutex, Weak},
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -67,7 +67,7 @@ pub struct Cluster {
     pub replication: ReplicationConfig,
     /// The cluster id reported to clients.
     pub cluster_id: String,
-    broker: Weak<Broker>,
+    broker: Arc<Broker>,
     image: watch::Receiver<Arc<ClusterMetadata>>,
     lifecycle: Mutex<Option<BrokerLifecycle>>,
     /// This process's registration id: an image that does not show it
@@ -107,7 +107,7 @@ impl Cluster {
             node: node.clone(),
             config: config.clone(),
             replication: replication.clone(),
-            broker: Arc::downgrade(broker),
+            broker: broker.clone(),
             image: image.clone(),
             lifecycle: Mutex::new(None),
             incarnation: std::sync::OnceLock::new(),
@@ -116,7 +116,6 @@ impl Cluster {
             fetchers: Mutex::new(BTreeMap::new()),
             tasks: Mutex::new(Vec::new()),
         });
-        broker.set_cluster(cluster.clone());
 
         let voters: BTreeMap<u64, String> = config
             .voters
@@ -246,9 +245,15 @@ impl Cluster {
             .is_some_and(|b| b.incarnation_id == *incarnation && !b.fenced)
     }
 
-    /// The broker, while it runs.
-    pub(crate) fn broker(&self) -> Option<Arc<Broker>> {
-        self.broker.upgrade()
+    /// The hosted state this membership keeps in line with the image.
+    pub(crate) fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    /// A receiver of the offset of the last image turned into local state
+    /// (the group coordinator follows leadership changes through it).
+    pub fn subscribe_applied(&self) -> watch::Receiver<u64> {
+        self.applied.subscribe()
     }
 
     /// Live brokers and the endpoint each has on `listener`.

@@ -38,9 +38,7 @@ pub(super) async fn leader_duties(cluster: Arc<Cluster>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let Some(broker) = cluster.broker() else {
-            return;
-        };
+        let broker = cluster.broker().clone();
         cluster.update_metrics(&broker);
         let now = Instant::now();
         for topic in broker.topics() {
@@ -73,9 +71,7 @@ pub fn expand_isr(cluster: &Arc<Cluster>, topic: &str, partition: &Arc<Partition
         follower,
         "expanding ISR"
     );
-    if let Some(broker) = cluster.broker() {
-        broker.metrics.isr_expands.inc();
-    }
+    cluster.broker().metrics.isr_expands.inc();
     propose_isr(cluster, topic, partition, |isr| {
         if !isr.contains(&follower) {
             isr.push(follower);

@@ -16,11 +16,12 @@ use kafka_protocol::{
 };
 use rivulet_quorum::metadata::MetadataCommand;
 
-use crate::broker::{ApiError, Broker};
+use super::Node;
+use crate::broker::ApiError;
 
 /// Answers AlterPartitionReassignments.
 pub async fn handle(
-    broker: &Broker,
+    broker: &Node,
     req: AlterPartitionReassignmentsRequest,
     version: i16,
 ) -> AlterPartitionReassignmentsResponse {
@@ -55,18 +56,13 @@ pub async fn handle(
 }
 
 async fn reassign(
-    broker: &Broker,
+    broker: &Node,
     topic: &str,
     partition: i32,
     target: Option<Vec<i32>>,
     allow_rf_change: bool,
 ) -> Result<(), ApiError> {
-    let Some(cluster) = broker.cluster() else {
-        return Err(ApiError::new(
-            ResponseError::InvalidReplicaAssignment,
-            "a standalone broker has nothing to reassign to",
-        ));
-    };
+    let cluster = &broker.cluster;
     let image = cluster.image();
     let Some(state) = image.partition(topic, partition) else {
         return Err(ApiError::new(

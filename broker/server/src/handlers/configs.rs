@@ -18,8 +18,9 @@ use kafka_protocol::{
     ResponseError,
 };
 
+use super::Node;
 use crate::{
-    broker::{ApiError, Broker},
+    broker::ApiError,
     topic_config::{self, ConfigType},
 };
 
@@ -48,7 +49,7 @@ fn entry(
 }
 
 fn describe_topic(
-    broker: &Broker,
+    broker: &Node,
     name: &str,
     keys: Option<&[StrBytes]>,
     docs: bool,
@@ -81,7 +82,7 @@ fn describe_topic(
 }
 
 fn describe_broker(
-    broker: &Broker,
+    broker: &Node,
     name: &str,
     keys: Option<&[StrBytes]>,
 ) -> Result<Vec<DescribeConfigsResourceResult>, ApiError> {
@@ -152,7 +153,7 @@ fn describe_broker(
 
 /// Answers DescribeConfigs.
 pub fn describe(
-    broker: &Broker,
+    broker: &Node,
     req: DescribeConfigsRequest,
     version: i16,
 ) -> DescribeConfigsResponse {
@@ -203,7 +204,7 @@ fn topic_only(resource_type: i8) -> Result<(), ApiError> {
 
 /// Replaces a topic's overrides, through the quorum in a cluster.
 async fn set_configs(
-    broker: &Broker,
+    broker: &Node,
     name: &str,
     overrides: Result<BTreeMap<String, String>, ApiError>,
     validate_only: bool,
@@ -215,13 +216,13 @@ async fn set_configs(
         .with_overrides(&overrides)
         .map_err(|e| ApiError::new(ResponseError::InvalidConfig, e.to_string()))?;
     broker
-        .started()?
+        .cluster
         .set_topic_configs(name, overrides, validate_only)
         .await
 }
 
 /// Answers AlterConfigs (replace the topic's overrides wholesale).
-pub async fn alter(broker: &Broker, req: AlterConfigsRequest) -> AlterConfigsResponse {
+pub async fn alter(broker: &Node, req: AlterConfigsRequest) -> AlterConfigsResponse {
     let mut responses = Vec::with_capacity(req.resources.len());
     for r in req.resources {
         responses.push({
@@ -249,7 +250,7 @@ pub async fn alter(broker: &Broker, req: AlterConfigsRequest) -> AlterConfigsRes
 
 /// Answers IncrementalAlterConfigs.
 pub async fn incremental_alter(
-    broker: &Broker,
+    broker: &Node,
     req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     let mut responses = Vec::with_capacity(req.resources.len());

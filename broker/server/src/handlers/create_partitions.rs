@@ -8,10 +8,10 @@ use kafka_protocol::{
     protocol::StrBytes,
 };
 
-use crate::broker::Broker;
+use super::Node;
 
 /// Answers CreatePartitions.
-pub async fn handle(broker: &Broker, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
+pub async fn handle(broker: &Node, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
     let mut results = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let assignments = t.assignments.as_ref().map(|a| {
@@ -19,14 +19,10 @@ pub async fn handle(broker: &Broker, req: CreatePartitionsRequest) -> CreatePart
                 .map(|p| p.broker_ids.iter().map(|b| b.0).collect())
                 .collect()
         });
-        let outcome = match broker.started() {
-            Ok(cluster) => {
-                cluster
-                    .create_partitions(&t.name, t.count, assignments, req.validate_only)
-                    .await
-            }
-            Err(e) => Err(e),
-        };
+        let outcome = broker
+            .cluster
+            .create_partitions(&t.name, t.count, assignments, req.validate_only)
+            .await;
         let result = CreatePartitionsTopicResult::default().with_name(t.name);
         results.push(match outcome {
             Ok(()) => result,

@@ -12,10 +12,8 @@ use kafka_protocol::{
     ResponseError,
 };
 
-use crate::{
-    broker::{ApiError, Broker},
-    topic_config,
-};
+use super::Node;
+use crate::{broker::ApiError, topic_config};
 
 /// What a created (or validated) topic looks like.
 struct Created {
@@ -27,11 +25,7 @@ struct Created {
 }
 
 /// Answers CreateTopics.
-pub async fn handle(
-    broker: &Broker,
-    req: CreateTopicsRequest,
-    version: i16,
-) -> CreateTopicsResponse {
+pub async fn handle(broker: &Node, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
     let mut results = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let name = t.name.to_string();
@@ -74,13 +68,13 @@ pub async fn handle(
 }
 
 async fn create_one(
-    broker: &Broker,
+    broker: &Node,
     name: &str,
     t: &kafka_protocol::messages::create_topics_request::CreatableTopic,
     validate_only: bool,
 ) -> Result<Created, ApiError> {
     let overrides = overrides_of(t)?;
-    let cluster = broker.started()?;
+    let cluster = &broker.cluster;
     let assignments = (!t.assignments.is_empty()).then(|| {
         t.assignments
             .iter()

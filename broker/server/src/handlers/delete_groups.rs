@@ -8,10 +8,10 @@ use kafka_protocol::{
     ResponseError,
 };
 
-use crate::broker::Broker;
+use super::Node;
 
 /// Answers DeleteGroups.
-pub async fn handle(broker: &Broker, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
+pub async fn handle(broker: &Node, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
     let mut results = Vec::with_capacity(req.groups_names.len());
     for group_id in req.groups_names {
         let result = if group_id.is_empty() {

@@ -9,10 +9,10 @@ use kafka_protocol::{
     ResponseError,
 };
 
-use crate::broker::Broker;
+use super::Node;
 
 /// Answers DeleteRecords.
-pub fn handle(broker: &Broker, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
+pub fn handle(broker: &Node, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
     let topics = req
         .topics
         .into_iter()

@@ -10,14 +10,11 @@ use kafka_protocol::{
 };
 use uuid::Uuid;
 
-use crate::broker::{ApiError, Broker};
+use super::Node;
+use crate::broker::ApiError;
 
 /// Answers DeleteTopics.
-pub async fn handle(
-    broker: &Broker,
-    req: DeleteTopicsRequest,
-    version: i16,
-) -> DeleteTopicsResponse {
+pub async fn handle(broker: &Node, req: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
     let targets: Vec<(Option<String>, Uuid)> = if version >= 6 {
         req.topics
             .into_iter()
@@ -52,9 +49,9 @@ pub async fn handle(
                         )
                     }),
             };
-            let outcome = match (resolved, broker.started()) {
-                (Ok((n, id)), Ok(cluster)) => cluster.delete_topic(&n).await.map(|_| (n, id)),
-                (Err(e), _) | (_, Err(e)) => Err(e),
+            let outcome = match resolved {
+                Ok((n, id)) => broker.cluster.delete_topic(&n).await.map(|_| (n, id)),
+                Err(e) => Err(e),
             };
             match outcome {
                 Ok((n, id)) => DeletableTopicResult::default()

@@ -6,21 +6,17 @@ use kafka_protocol::{
         DescribeClusterResponse,
     },
     protocol::StrBytes,
-    ResponseError,
 };
 
-use crate::broker::Broker;
+use super::Node;
 
 /// Answers DescribeCluster.
 pub fn handle(
-    broker: &Broker,
+    broker: &Node,
     _req: DescribeClusterRequest,
     listener: &str,
 ) -> DescribeClusterResponse {
-    let Ok(cluster) = broker.started() else {
-        return DescribeClusterResponse::default()
-            .with_error_code(ResponseError::BrokerNotAvailable.code());
-    };
+    let cluster = &broker.cluster;
     {
         let brokers = cluster
             .live_endpoints(listener)

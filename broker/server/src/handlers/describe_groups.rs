@@ -10,10 +10,10 @@ use kafka_protocol::{
     ResponseError,
 };
 
-use crate::broker::Broker;
+use super::Node;
 
 /// Answers DescribeGroups.
-pub fn handle(broker: &Broker, req: DescribeGroupsRequest, version: i16) -> DescribeGroupsResponse {
+pub fn handle(broker: &Node, req: DescribeGroupsRequest, version: i16) -> DescribeGroupsResponse {
     let groups = req
         .groups
         .into_iter()

@@ -16,19 +16,16 @@ use rivulet_quorum::{
     placement::{elect_leader, preferred_leader_move, Election},
 };
 
-use crate::broker::{ApiError, Broker};
+use super::Node;
+use crate::broker::ApiError;
 
 const UNCLEAN: i8 = 1;
 
 /// Answers ElectLeaders.
-pub async fn handle(
-    broker: &Broker,
-    req: ElectLeadersRequest,
-    version: i16,
-) -> ElectLeadersResponse {
+pub async fn handle(broker: &Node, req: ElectLeadersRequest, version: i16) -> ElectLeadersResponse {
     let mut wanted: BTreeMap<String, Vec<i32>> = BTreeMap::new();
-    match (&req.topic_partitions, broker.cluster()) {
-        (Some(list), _) => {
+    match &req.topic_partitions {
+        Some(list) => {
             for t in list {
                 wanted
                     .entry(t.topic.to_string())
@@ -36,12 +33,11 @@ pub async fn handle(
                     .extend(&t.partitions);
             }
         }
-        (None, Some(cluster)) => {
-            for (name, t) in &cluster.image().topics {
+        None => {
+            for (name, t) in &broker.cluster.image().topics {
                 wanted.insert(name.clone(), t.partitions.keys().copied().collect());
             }
         }
-        (None, None) => {}
     }
     let unclean = version >= 1 && req.election_type == UNCLEAN;
     let mut results = Vec::new();
@@ -66,27 +62,14 @@ pub async fn handle(
     ElectLeadersResponse::default().with_replica_election_results(results)
 }
 
-async fn elect(
-    broker: &Broker,
-    topic: &str,
-    partition: i32,
-    unclean: bool,
-) -> Result<(), ApiError> {
+async fn elect(broker: &Node, topic: &str, partition: i32, unclean: bool) -> Result<(), ApiError> {
     let not_needed = || {
         ApiError::new(
             ResponseError::ElectionNotNeeded,
             "leader is already elected",
         )
     };
-    let Some(cluster) = broker.cluster() else {
-        return match broker.topic(topic) {
-            Some(t) if (0..t.partition_count()).contains(&partition) => Err(not_needed()),
-            _ => Err(ApiError::new(
-                ResponseError::UnknownTopicOrPartition,
-                format!("{topic}-{partition} does not exist"),
-            )),
-        };
-    };
+    let cluster = &broker.cluster;
     let image = cluster.image();
     let Some(state) = image.partition(topic, partition) else {
         return Err(ApiError::new(

@@ -24,14 +24,15 @@ use kafka_protocol::{
 use rivulet_storage::StorageError;
 use tokio::time::Instant;
 
-use crate::broker::{Broker, Topic};
+use super::Node;
+use crate::broker::Topic;
 
 /// Longest a fetch may wait, whatever the client asks: keeps a connection's
 /// in-order pipeline from stalling on a mistaken value.
 const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
 
 /// Answers Fetch.
-pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchResponse {
+pub async fn handle(broker: &Node, req: FetchRequest, version: i16) -> FetchResponse {
     let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = Instant::now() + wait;
     let min_bytes = req.min_bytes.max(0) as usize;
@@ -129,11 +130,7 @@ async fn woken(
 }
 
 /// The topic each request entry names (by id from v13 on).
-fn resolve(
-    broker: &Broker,
-    req: &FetchRequest,
-    version: i16,
-) -> Vec<Option<std::sync::Arc<Topic>>> {
+fn resolve(broker: &Node, req: &FetchRequest, version: i16) -> Vec<Option<std::sync::Arc<Topic>>> {
     req.topics
         .iter()
         .map(|t| {
@@ -150,7 +147,7 @@ fn resolve(
 /// on each partition it fetches (moving the high watermark) and let it
 /// back into the ISR once it has caught up.
 fn record_follower(
-    broker: &Broker,
+    broker: &Node,
     req: &FetchRequest,
     topics: &[Option<std::sync::Arc<Topic>>],
     follower: i32,
@@ -165,14 +162,12 @@ fn record_follower(
             // A high watermark that moved wakes its partition's parked fetches.
             let (eligible, _) = partition.record_follower_fetch(follower, p.fetch_offset, now);
             if eligible {
-                if let Some(cluster) = broker.cluster() {
-                    crate::cluster::replication::expand_isr(
-                        cluster,
-                        &topic.name,
-                        &partition,
-                        follower,
-                    );
-                }
+                crate::cluster::replication::expand_isr(
+                    &broker.cluster,
+                    &topic.name,
+                    &partition,
+                    follower,
+                );
             }
         }
     }

@@ -13,7 +13,7 @@ use kafka_protocol::{
     ResponseError,
 };
 
-use crate::broker::Broker;
+use super::Node;
 
 /// Kafka's key type of a consumer group.
 const KEY_TYPE_GROUP: i8 = 0;
@@ -22,7 +22,7 @@ const KEY_TYPE_TRANSACTION: i8 = 1;
 
 /// Where one key's coordinator is, or why there is none.
 fn locate(
-    broker: &Broker,
+    broker: &Node,
     listener: &str,
     key_type: i8,
     key: &str,
@@ -50,7 +50,7 @@ fn locate(
         ResponseError::CoordinatorNotAvailable,
         "the group's offsets partition has no leader",
     );
-    let cluster = broker.cluster().ok_or(not_available)?;
+    let cluster = &broker.cluster;
     // The coordinator is the leader of the group's offsets partition.
     let p = broker.groups.partition_of(broker, key);
     let leader = cluster
@@ -68,13 +68,13 @@ fn locate(
 
 /// Answers FindCoordinator (single `key` before v4, batched `coordinator_keys` from v4).
 pub async fn handle(
-    broker: &Broker,
+    broker: &Node,
     req: FindCoordinatorRequest,
     version: i16,
     listener: &str,
 ) -> FindCoordinatorResponse {
     if req.key_type == KEY_TYPE_GROUP && broker.topic(crate::group::OFFSETS_TOPIC).is_none() {
-        broker.groups.create_offsets_topic(broker).await;
+        broker.groups.create_offsets_topic().await;
     }
     if version >= 4 {
         let coordinators = req

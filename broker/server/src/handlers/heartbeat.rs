@@ -5,10 +5,10 @@ use kafka_protocol::{
     ResponseError,
 };
 
-use crate::broker::Broker;
+use super::Node;
 
 /// Answers Heartbeat.
-pub fn handle(broker: &Broker, req: HeartbeatRequest) -> HeartbeatResponse {
+pub fn handle(broker: &Node, req: HeartbeatRequest) -> HeartbeatResponse {
     let group_id = req.group_id.to_string();
     let error = if group_id.is_empty() {
         Some(ResponseError::InvalidGroupId)

@@ -7,10 +7,10 @@ use kafka_protocol::{
     ResponseError,
 };
 
-use crate::broker::Broker;
+use super::Node;
 
 /// Answers InitProducerId.
-pub fn handle(broker: &Broker, req: InitProducerIdRequest) -> InitProducerIdResponse {
+pub fn handle(broker: &Node, req: InitProducerIdRequest) -> InitProducerIdResponse {
     let resp = InitProducerIdResponse::default()
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);

@@ -8,10 +8,8 @@ use kafka_protocol::{
     ResponseError,
 };
 
-use crate::{
-    broker::Broker,
-    group::state::{JoinRequest, JoinResult},
-};
+use super::Node;
+use crate::group::state::{JoinRequest, JoinResult};
 
 fn s(v: String) -> StrBytes {
     StrBytes::from_string(v)
@@ -19,7 +17,7 @@ fn s(v: String) -> StrBytes {
 
 /// Answers JoinGroup.
 pub async fn handle(
-    broker: &Broker,
+    broker: &Node,
     req: JoinGroupRequest,
     version: i16,
     client_id: &str,

@@ -5,10 +5,10 @@ use kafka_protocol::{
     ResponseError,
 };
 
-use crate::broker::Broker;
+use super::Node;
 
 /// Answers LeaveGroup.
-pub async fn handle(broker: &Broker, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+pub async fn handle(broker: &Node, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
     let group_id = req.group_id.to_string();
     let leaving: Vec<(String, Option<String>)> = if version >= 3 {
         req.members

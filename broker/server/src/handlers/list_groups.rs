@@ -7,10 +7,11 @@ use kafka_protocol::{
     ResponseError,
 };
 
-use crate::{broker::Broker, group::state::GroupState};
+use super::Node;
+use crate::group::state::GroupState;
 
 /// Answers ListGroups.
-pub fn handle(broker: &Broker, req: ListGroupsRequest, version: i16) -> ListGroupsResponse {
+pub fn handle(broker: &Node, req: ListGroupsRequest, version: i16) -> ListGroupsResponse {
     let states: Vec<Option<GroupState>> = req
         .states_filter
         .iter()

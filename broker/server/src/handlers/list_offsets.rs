@@ -11,14 +11,15 @@ use kafka_protocol::{
     ResponseError,
 };
 
-use crate::{broker::Broker, partition::Partition};
+use super::Node;
+use crate::partition::Partition;
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 
 /// Answers ListOffsets.
-pub fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+pub fn handle(broker: &Node, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     let topics = req
         .topics
         .into_iter()

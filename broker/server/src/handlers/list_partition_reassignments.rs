@@ -1,5 +1,5 @@
 //! ListPartitionReassignments: the reassignments in progress, from the
-//! cluster metadata (none on a standalone broker).
+//! cluster metadata.
 
 use kafka_protocol::{
     messages::{
@@ -11,17 +11,14 @@ use kafka_protocol::{
     protocol::StrBytes,
 };
 
-use crate::broker::Broker;
+use super::Node;
 
 /// Answers ListPartitionReassignments.
 pub fn handle(
-    broker: &Broker,
+    broker: &Node,
     req: ListPartitionReassignmentsRequest,
 ) -> ListPartitionReassignmentsResponse {
-    let Some(cluster) = broker.cluster() else {
-        return ListPartitionReassignmentsResponse::default();
-    };
-    let image = cluster.image();
+    let image = broker.cluster.image();
     let wanted = |topic: &str, p: i32| match &req.topics {
         None => true,
         Some(list) => list

@@ -18,7 +18,8 @@ use rivulet_quorum::metadata::{ClusterMetadata, TopicMetadata};
 use uuid::Uuid;
 
 use super::code;
-use crate::broker::{validate_topic_name, Broker};
+use super::Node;
+use crate::broker::validate_topic_name;
 
 fn error_entry(name: Option<TopicName>, id: Uuid, err: ResponseError) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
@@ -70,7 +71,7 @@ fn image_entry(image: &ClusterMetadata, topic: &TopicMetadata) -> MetadataRespon
 /// leaders); one that is not ready in time is LEADER_NOT_AVAILABLE, which
 /// clients retry.
 pub async fn handle(
-    broker: &Broker,
+    broker: &Node,
     req: MetadataRequest,
     version: i16,
     listener: &str,
@@ -84,9 +85,7 @@ pub async fn handle(
     // v4+ lets the client forbid auto-creation; before that it is implied.
     let may_create =
         broker.config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
-    let Ok(cluster) = broker.started() else {
-        return MetadataResponse::default().with_error_code(code(None));
-    };
+    let cluster = &broker.cluster;
     if may_create {
         if let Some(list) = &requested {
             let image = cluster.image();
@@ -166,7 +165,7 @@ pub async fn handle(
 
 /// Creates `name` with the broker defaults; a race with another creator
 /// is fine (theirs is used).
-async fn auto_create(broker: &Broker, cluster: &crate::cluster::Cluster, name: String) {
+async fn auto_create(broker: &Node, cluster: &crate::cluster::Cluster, name: String) {
     let new = crate::cluster::admin::NewTopic {
         name: name.clone(),
         partitions: -1,

@@ -9,8 +9,6 @@ use kafka_protocol::{
     protocol::VersionRange,
 };
 
-use crate::broker::Broker;
-
 mod alter_partition_reassignments;
 mod api_versions;
 mod configs;
@@ -32,12 +30,15 @@ mod list_groups;
 mod list_offsets;
 mod list_partition_reassignments;
 mod metadata;
+mod node;
 mod offset_commit;
 mod offset_delete;
 mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
 mod sync_group;
+
+pub use node::Node;
 
 pub use api_versions::unsupported_version_response;
 
@@ -97,7 +98,7 @@ pub struct RequestContext<'a> {
 
 /// Runs the handler for one request.
 pub async fn dispatch(
-    broker: &Broker,
+    broker: &Node,
     header: &RequestHeader,
     body: RequestKind,
     ctx: &RequestContext<'_>,

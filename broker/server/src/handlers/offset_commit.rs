@@ -9,10 +9,11 @@ use kafka_protocol::{
     ResponseError,
 };
 
-use crate::{broker::Broker, group::coordinator::CommitPartition};
+use super::Node;
+use crate::group::coordinator::CommitPartition;
 
 /// Answers OffsetCommit.
-pub async fn handle(broker: &Broker, req: OffsetCommitRequest) -> OffsetCommitResponse {
+pub async fn handle(broker: &Node, req: OffsetCommitRequest) -> OffsetCommitResponse {
     let group_id = req.group_id.to_string();
     let parts: Vec<CommitPartition> = req
         .topics

@@ -9,10 +9,10 @@ use kafka_protocol::{
     ResponseError,
 };
 
-use crate::broker::Broker;
+use super::Node;
 
 /// Answers OffsetDelete.
-pub async fn handle(broker: &Broker, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
+pub async fn handle(broker: &Node, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
     let group_id = req.group_id.to_string();
     let parts: Vec<(String, i32)> = req
         .topics

@@ -14,18 +14,12 @@ use kafka_protocol::{
     ResponseError,
 };
 
-use crate::{
-    broker::Broker,
-    group::{coordinator::FetchedTopics, state::CommittedOffset},
-};
+use super::Node;
+use crate::group::{coordinator::FetchedTopics, state::CommittedOffset};
 
 type Requested = Option<Vec<(String, Vec<i32>)>>;
 
-fn fetch(
-    broker: &Broker,
-    group_id: &str,
-    topics: Requested,
-) -> Result<FetchedTopics, ResponseError> {
+fn fetch(broker: &Node, group_id: &str, topics: Requested) -> Result<FetchedTopics, ResponseError> {
     if group_id.is_empty() {
         return Err(ResponseError::InvalidGroupId);
     }
@@ -41,7 +35,7 @@ fn fields(o: Option<CommittedOffset>) -> (i64, i32, StrBytes) {
 }
 
 /// Answers OffsetFetch.
-pub fn handle(broker: &Broker, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+pub fn handle(broker: &Node, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
     if version >= 8 {
         let groups = req
             .groups

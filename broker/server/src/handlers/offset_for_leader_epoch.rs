@@ -11,10 +11,10 @@ use kafka_protocol::{
     ResponseError,
 };
 
-use crate::broker::Broker;
+use super::Node;
 
 /// Answers OffsetForLeaderEpoch.
-pub fn handle(broker: &Broker, req: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
+pub fn handle(broker: &Node, req: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
     let topics = req
         .topics
         .into_iter()

@@ -31,8 +31,9 @@ use rivulet_storage::{
 };
 use tokio::time::Instant;
 
+use super::Node;
 use crate::{
-    broker::{now_ms, Broker, Topic},
+    broker::{now_ms, Topic},
     partition::{Partition, Role},
     topic_config::TopicConfig,
 };
@@ -77,11 +78,7 @@ struct Appended {
 }
 
 /// Answers Produce (`None` for acks=0).
-pub async fn handle(
-    broker: &Broker,
-    req: ProduceRequest,
-    _version: i16,
-) -> Option<ProduceResponse> {
+pub async fn handle(broker: &Node, req: ProduceRequest, _version: i16) -> Option<ProduceResponse> {
     let acks = req.acks;
     if req.transactional_id.is_some() {
         return Some(refuse_all(
@@ -202,7 +199,7 @@ fn append(
 
 /// Waits until an acks=all write is fsynced (when `acks.all.fsync`) and on
 /// every in-sync replica, or the deadline passes.
-async fn acknowledged(broker: &Broker, a: &Appended, deadline: Instant) -> Result<(), Refusal> {
+async fn acknowledged(broker: &Node, a: &Appended, deadline: Instant) -> Result<(), Refusal> {
     let failed = |code| {
         a.topic.metrics.failed_produce_requests.inc();
         Err(Refusal::code(code))

@@ -6,10 +6,11 @@ use kafka_protocol::{
     ResponseError,
 };
 
-use crate::{broker::Broker, group::state::SyncResult};
+use super::Node;
+use crate::group::state::SyncResult;
 
 /// Answers SyncGroup.
-pub async fn handle(broker: &Broker, req: SyncGroupRequest, version: i16) -> SyncGroupResponse {
+pub async fn handle(broker: &Node, req: SyncGroupRequest, version: i16) -> SyncGroupResponse {
     let group_id = req.group_id.to_string();
     let result = if group_id.is_empty() {
         SyncResult::error(ResponseError::InvalidGroupId)

@@ -112,11 +112,14 @@ impl Coordinator {
     }
 }
 
-/// The coordinator's background task: fire group timers, expire offsets
-/// and refresh metrics until `stop`. (`__consumer_offsets` partitions are
-/// loaded as this broker becomes their leader.)
-pub async fn run(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
-    let c = &broker.groups;
+/// The coordinator's background task until `stop`: follow leadership of
+/// `__consumer_offsets` as each metadata image becomes local state (loading
+/// the partitions this broker now leads), fire group timers, expire
+/// offsets and refresh metrics.
+pub async fn run(c: Arc<Coordinator>, mut stop: watch::Receiver<bool>) {
+    let broker = c.cluster.broker().clone();
+    let mut applied = c.cluster.subscribe_applied();
+    c.on_leadership_change();
     let mut retention = tokio::time::interval(c.config.retention_check_interval);
     retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut gauges = tokio::time::interval(Duration::from_secs(10));
@@ -131,6 +134,10 @@ pub async fn run(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
             _ = c.wake.notified() => {}
             _ = retention.tick() => c.expire_offsets(&broker).await,
             _ = gauges.tick() => c.refresh_metrics(&broker),
+            changed = applied.changed() => match changed {
+                Ok(()) => c.on_leadership_change(),
+                Err(_) => return,
+            },
             _ = stop.changed() => {
                 c.unload();
                 return;

@@ -136,12 +136,20 @@ pub struct Coordinator {
     /// Wakes the timer task when a deadline moves earlier.
     wake: Notify,
     metrics: GroupMetrics,
+    /// The metadata image (who leads `__consumer_offsets`) and topic admin.
+    cluster: Arc<crate::cluster::Cluster>,
 }
 
 impl Coordinator {
-    /// A coordinator that answers COORDINATOR_LOAD_IN_PROGRESS until [`run`] loads it.
-    pub fn new(config: CoordinatorConfig, metrics: GroupMetrics) -> Self {
+    /// A coordinator that answers COORDINATOR_LOAD_IN_PROGRESS until [`run`]
+    /// loads the `__consumer_offsets` partitions this broker leads.
+    pub fn new(
+        config: CoordinatorConfig,
+        metrics: GroupMetrics,
+        cluster: Arc<crate::cluster::Cluster>,
+    ) -> Self {
         Coordinator {
+            cluster,
             config,
             groups: Mutex::new(BTreeMap::new()),
             owned: Mutex::new(None),

@@ -57,41 +57,23 @@ impl Coordinator {
         if broker.topic(OFFSETS_TOPIC).is_some() {
             return Ok(());
         }
-        if let Some(broker) = broker.cluster().and_then(|c| c.broker()) {
-            tokio::spawn(async move { broker.groups.create_offsets_topic(&broker).await });
-        }
+        tokio::spawn(create_offsets_topic(
+            self.cluster.clone(),
+            self.creating.clone(),
+            self.config.offsets_partitions,
+        ));
         Err(ResponseError::CoordinatorNotAvailable)
     }
 
-    /// Creates `__consumer_offsets` with `offsets.topic.replication.factor`
-    /// capped at the live brokers, and waits (bounded) until this broker
-    /// has applied it; one creation at a time, a lost race is fine.
-    pub async fn create_offsets_topic(&self, broker: &Broker) {
-        let Some(cluster) = broker.cluster() else {
-            return;
-        };
-        if self
-            .creating
-            .swap(true, std::sync::atomic::Ordering::AcqRel)
-        {
-            return;
-        }
-        let live = cluster.image().live_brokers().count() as i16;
-        let wanted = broker.config.replication.offsets_topic_replication_factor;
-        let new = crate::cluster::admin::NewTopic {
-            name: OFFSETS_TOPIC.to_string(),
-            partitions: self.config.offsets_partitions,
-            replication_factor: wanted.min(live.max(1)),
-            assignments: None,
-            configs: offsets_topic_configs(),
-        };
-        if let Err(e) = cluster.create_topic(broker, new, false).await {
-            if e.code != ResponseError::TopicAlreadyExists {
-                tracing::warn!(error = %e.message, "creating __consumer_offsets failed");
-            }
-        }
-        self.creating
-            .store(false, std::sync::atomic::Ordering::Release);
+    /// Creates `__consumer_offsets` (see [`create_offsets_topic`]) and
+    /// waits for it, bounded.
+    pub async fn create_offsets_topic(&self) {
+        create_offsets_topic(
+            self.cluster.clone(),
+            self.creating.clone(),
+            self.config.offsets_partitions,
+        )
+        .await
     }
 
     pub(super) fn offsets_partition(
@@ -112,10 +94,9 @@ impl Coordinator {
     /// a partition this broker now leads is loaded, one it no longer leads
     /// is unloaded and its groups answer NOT_COORDINATOR, so clients find
     /// the new coordinator.
-    pub fn on_leadership_change(&self, broker: &Arc<Broker>) {
-        let Some(cluster) = broker.cluster() else {
-            return;
-        };
+    pub fn on_leadership_change(self: &Arc<Self>) {
+        let cluster = &self.cluster;
+        let broker = cluster.broker();
         let image = cluster.image();
         let Some(meta) = image.topics.get(OFFSETS_TOPIC) else {
             return;
@@ -151,6 +132,7 @@ impl Coordinator {
         }
         for p in to_load {
             let broker = broker.clone();
+            let coordinator = self.clone();
             tokio::spawn(async move {
                 let Some(partition) = broker.topic(OFFSETS_TOPIC).and_then(|t| t.partition(p))
                 else {
@@ -163,7 +145,7 @@ impl Coordinator {
                 let _ = partition
                     .wait_for_hw(end, std::time::Duration::from_secs(10))
                     .await;
-                broker.groups.load_partition(&broker, partition).await;
+                coordinator.load_partition(&broker, partition).await;
             });
         }
     }
@@ -256,4 +238,33 @@ fn offsets_topic_configs() -> BTreeMap<String, String> {
         ("cleanup.policy".to_string(), "compact".to_string()),
         ("segment.bytes".to_string(), "104857600".to_string()),
     ])
+}
+
+/// Creates `__consumer_offsets` with `offsets.topic.replication.factor`
+/// capped at the live brokers, and waits (bounded) until this broker has
+/// applied it; one creation at a time (`creating`), a lost race is fine.
+async fn create_offsets_topic(
+    cluster: Arc<crate::cluster::Cluster>,
+    creating: Arc<std::sync::atomic::AtomicBool>,
+    partitions: i32,
+) {
+    if creating.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        return;
+    }
+    let broker = cluster.broker();
+    let live = cluster.image().live_brokers().count() as i16;
+    let wanted = broker.config.replication.offsets_topic_replication_factor;
+    let new = crate::cluster::admin::NewTopic {
+        name: OFFSETS_TOPIC.to_string(),
+        partitions,
+        replication_factor: wanted.min(live.max(1)),
+        assignments: None,
+        configs: offsets_topic_configs(),
+    };
+    if let Err(e) = cluster.create_topic(broker, new, false).await {
+        if e.code != ResponseError::TopicAlreadyExists {
+            tracing::warn!(error = %e.message, "creating __consumer_offsets failed");
+        }
+    }
+    creating.store(false, std::sync::atomic::Ordering::Release);
 }
