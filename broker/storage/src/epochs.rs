@@ -9,8 +9,10 @@
 //!
 //! Entries are kept strictly increasing in both epoch and start offset, as
 //! Kafka keeps them: assigning an epoch removes any entry that would break
-//! that order. Nothing here touches the disk: the log rebuilds the cache
-//! from the batch headers it already walks on open (see `Log::open`).
+//! that order. Nothing here touches the disk: the log stores the entries in
+//! its producer state snapshots (`snapshot.rs`, in place of Kafka's
+//! `leader-epoch-checkpoint`) and on open extends them from the batch
+//! headers after the snapshot (see `Log::open`).
 
 /// Start offsets of leader epochs, oldest first.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -36,6 +38,19 @@ impl LeaderEpochCache {
         self.entries
             .retain(|&(e, start)| e < epoch && start < start_offset);
         self.entries.push((epoch, start_offset));
+    }
+
+    /// A cache holding `entries`, or `None` unless they are as
+    /// [`LeaderEpochCache::assign`] keeps them: non-negative epochs and
+    /// offsets, strictly increasing in both.
+    pub(crate) fn from_entries(entries: Vec<(i32, i64)>) -> Option<Self> {
+        let ordered = entries
+            .windows(2)
+            .all(|w| w[0].0 < w[1].0 && w[0].1 < w[1].1);
+        let valid = entries
+            .iter()
+            .all(|&(epoch, start)| epoch >= 0 && start >= 0);
+        (ordered && valid).then_some(LeaderEpochCache { entries })
     }
 
     /// Drops the entries starting at or after `end_offset` (the new log end
@@ -64,6 +79,11 @@ impl LeaderEpochCache {
     /// The newest epoch, if any.
     pub(crate) fn latest_epoch(&self) -> Option<i32> {
         self.entries.last().map(|&(epoch, _)| epoch)
+    }
+
+    /// Start offset of the newest epoch, if any.
+    pub(crate) fn latest_start(&self) -> Option<i64> {
+        self.entries.last().map(|&(_, start)| start)
     }
 
     /// A copy of the entries, oldest first.
@@ -178,6 +198,25 @@ mod tests {
         let mut c = cache(&[(3, 100)]);
         c.truncate_from_start(50);
         assert_eq!(c.entries(), vec![(3, 100)]);
+    }
+
+    #[test]
+    fn from_entries_accepts_only_what_assign_keeps() {
+        let c = cache(&[(0, 0), (2, 5), (5, 7)]);
+        assert_eq!(LeaderEpochCache::from_entries(c.entries()), Some(c));
+        assert_eq!(
+            LeaderEpochCache::from_entries(vec![]),
+            Some(LeaderEpochCache::default())
+        );
+        for bad in [
+            vec![(0, 5), (1, 5)],
+            vec![(1, 0), (1, 5)],
+            vec![(2, 0), (1, 5)],
+            vec![(-1, 0)],
+            vec![(0, -1)],
+        ] {
+            assert_eq!(LeaderEpochCache::from_entries(bad), None);
+        }
     }
 
     #[test]

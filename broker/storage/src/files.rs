@@ -1,9 +1,11 @@
 //! File names and small metadata files of a partition directory.
 //!
 //! Segment files are named by their 20-digit zero-padded base offset, as in
-//! Kafka, so tools that list a Kafka log directory make sense of ours. The
-//! log start offset and the clean-shutdown marker are tiny files written
-//! with temp-file + rename so a crash leaves either the old or the new one.
+//! Kafka, so tools that list a Kafka log directory make sense of ours;
+//! producer state snapshots are named the same way by the offset they were
+//! taken at (`snapshot.rs`). The log start offset and the clean-shutdown
+//! marker are tiny files written with temp-file + rename so a crash leaves
+//! either the old or the new one.
 
 use std::{
     fs::{self, File},
@@ -19,6 +21,8 @@ pub const LOG_EXT: &str = "log";
 pub const INDEX_EXT: &str = "index";
 /// Extension of time index files.
 pub const TIME_INDEX_EXT: &str = "timeindex";
+/// Extension of producer state snapshots (`<offset>.snapshot`, as in Kafka).
+pub const SNAPSHOT_EXT: &str = "snapshot";
 /// Suffix of files being deleted; leftovers are removed on open.
 pub const DELETED_SUFFIX: &str = ".deleted";
 /// Suffix of a segment the compactor is still writing; leftovers are

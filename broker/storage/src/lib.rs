@@ -22,8 +22,10 @@
 //! - rolled segments are fsynced at roll time, so after a crash only the
 //!   active segment needs a CRC scan; the clean-shutdown marker skips even
 //!   that (only the last batch is checked);
-//! - producer state and the leader epoch cache are rebuilt from batch
-//!   headers on open (no snapshot or `leader-epoch-checkpoint` file).
+//! - producer state and the leader epoch cache are restored on open from
+//!   the newest `<offset>.snapshot` (written at segment roll and clean
+//!   close, epoch cache included) plus the batches after it; without a
+//!   usable snapshot they are rebuilt from every batch header.
 //!
 //! Followers append batches fetched from the leader with
 //! [`Log::append_replicated`], which keeps the leader's offsets and epochs;
@@ -53,6 +55,7 @@ mod records;
 pub mod rewrite;
 mod scan;
 mod segment;
+mod snapshot;
 #[cfg(test)]
 mod test_util;
 

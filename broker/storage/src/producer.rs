@@ -6,9 +6,10 @@
 //! A retry of one of them is answered with its original offsets; a gap or
 //! reordering of sequences is refused so the producer can fail loudly.
 //!
-//! State is rebuilt from batch headers when the log opens, so it needs no
-//! file of its own; appends stage their changes in [`ProducerAppend`] and
-//! commit only after the write succeeded.
+//! The log snapshots this state at segment rolls and on clean close
+//! (`snapshot.rs`) and on open restores it from the newest snapshot plus the
+//! batch headers after it; appends stage their changes in
+//! [`ProducerAppend`] and commit only after the write succeeded.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -53,7 +54,7 @@ pub enum SequenceCheck {
 }
 
 /// All tracked producers of a partition.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProducerStateManager {
     producers: HashMap<i64, ProducerEntry>,
 }
@@ -82,6 +83,37 @@ impl ProducerStateManager {
     /// Forgets every producer (before a rebuild).
     pub fn clear(&mut self) {
         self.producers.clear();
+    }
+
+    /// Every tracked producer with its entry, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (i64, &ProducerEntry)> + '_ {
+        self.producers.iter().map(|(id, entry)| (*id, entry))
+    }
+
+    /// Restores a producer's entry as a snapshot recorded it.
+    pub(crate) fn insert(&mut self, producer_id: i64, entry: ProducerEntry) {
+        self.producers.insert(producer_id, entry);
+    }
+
+    /// Forgets cached batches that start below `offset` and producers left
+    /// with none. After older segments were deleted, this turns state built
+    /// from the whole history into what a walk of the batches from `offset`
+    /// on builds: each entry caches a run of its producer's newest batches,
+    /// so dropping a prefix of the log drops a prefix of the run.
+    pub(crate) fn retain_from(&mut self, offset: i64) {
+        self.producers.retain(|_, entry| {
+            entry.batches.retain(|b| b.first_offset >= offset);
+            !entry.batches.is_empty()
+        });
+    }
+
+    /// The highest offset of any cached batch, if any.
+    pub(crate) fn last_offset(&self) -> Option<i64> {
+        self.producers
+            .values()
+            .filter_map(|entry| entry.batches.back())
+            .map(|b| b.last_offset)
+            .max()
     }
 
     /// Records a batch already in the log (offsets assigned) without checks;
@@ -313,6 +345,27 @@ mod tests {
         assert_eq!(state.get(1).unwrap().batches.len(), 1);
         staged.commit(&mut state);
         assert_eq!(state.get(1).unwrap().batches.len(), 2);
+    }
+
+    #[test]
+    fn retain_from_drops_a_prefix_like_a_shorter_walk() {
+        // Two producers of seven batches each: more than the cache holds.
+        let all: Vec<BatchHeader> = (0..14)
+            .map(|i| header(1 + i64::from(i % 2), 0, i / 2, 1, i64::from(i) * 10))
+            .collect();
+        let mut state = ProducerStateManager::new();
+        all.iter().for_each(|h| state.record(h));
+        assert_eq!(state.last_offset(), Some(130));
+        for from in [0, 25, 50, 100, 130, 131] {
+            let mut walked = ProducerStateManager::new();
+            all.iter()
+                .filter(|h| h.base_offset >= from)
+                .for_each(|h| walked.record(h));
+            let mut retained = state.clone();
+            retained.retain_from(from);
+            assert_eq!(retained, walked, "from {from}");
+        }
+        assert_eq!(ProducerStateManager::new().last_offset(), None);
     }
 
     #[test]

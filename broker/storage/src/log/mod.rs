@@ -4,7 +4,8 @@
 //! `read.rs` serves fetches and lookups through `&self`, `retention.rs`
 //! removes data (retention, DeleteRecords, truncation), `compact.rs` keeps
 //! the latest record per key (log compaction), `replica.rs` appends batches
-//! fetched from the leader and answers leader epoch queries.
+//! fetched from the leader and answers leader epoch queries, `snapshots.rs`
+//! snapshots producer state and the epoch cache and restores them on open.
 
 mod compact;
 #[cfg(test)]
@@ -20,6 +21,11 @@ mod replica;
 #[cfg(test)]
 mod replica_tests;
 mod retention;
+#[cfg(test)]
+mod snapshot_bench;
+#[cfg(test)]
+mod snapshot_tests;
+mod snapshots;
 #[cfg(test)]
 mod tests;
 
@@ -39,9 +45,9 @@ use crate::{
     files::{
         is_leftover, parse_segment_file_name, read_cleaner_checkpoint, read_log_start_offset,
         remove_file, sync_dir, write_atomically, CleanerCheckpoint, CLEAN_SHUTDOWN_FILE, LOG_EXT,
+        SNAPSHOT_EXT,
     },
     producer::{ProducerAppend, ProducerStateManager, SequenceCheck},
-    scan::Scanned,
     segment::{OpenMode, Segment},
     AppendInfo,
 };
@@ -54,10 +60,11 @@ pub struct Log {
     segments: BTreeMap<i64, Segment>,
     /// First offset visible to readers; persisted in `log-start-offset`.
     log_start_offset: i64,
-    /// Idempotent producers' recent batches, rebuilt from the log on open.
+    /// Idempotent producers' recent batches; snapshotted at rolls and on
+    /// close, restored on open (`snapshots.rs`).
     producers: ProducerStateManager,
-    /// First offset of each leader epoch, for OffsetsForLeaderEpoch; rebuilt
-    /// from the batch headers on open.
+    /// First offset of each leader epoch, for OffsetsForLeaderEpoch; kept
+    /// in the same snapshots.
     epochs: LeaderEpochCache,
     /// Records appended since the last fsync, for `flush_messages`.
     unflushed_messages: u64,
@@ -69,6 +76,9 @@ pub struct Log {
     /// Where a test wants compaction to stop as if the process died.
     #[cfg(test)]
     crash_point: Option<compact::CrashPoint>,
+    /// The snapshot open restored state from and the batch headers it read.
+    #[cfg(test)]
+    restored_from: (Option<i64>, u64),
 }
 
 impl Log {
@@ -81,15 +91,18 @@ impl Log {
     /// batch by batch and cut at the first torn or corrupt batch unless the
     /// previous close was clean (then only its last batch is checked); the
     /// log start offset is read back; producer state and the leader epoch
-    /// cache are rebuilt from the batch headers.
+    /// cache are restored from the newest usable snapshot and the batch
+    /// headers after it (all of them if there is none; `snapshots.rs`).
     ///
-    /// The epoch cache needs no checkpoint file: the epoch stamped in each
-    /// batch header says it all, the walk runs after recovery cut any torn
-    /// tail (so no entry can point past the recovered end), and compaction
-    /// keeps the batch holding each epoch's start ([`Log::compact_below`]).
-    /// As when Kafka loads its checkpoint, entries are then trimmed to the
-    /// log start and end offsets; one that started at the log end offset
-    /// (the start offset moved up to the end) is not kept.
+    /// The epoch cache needs no file of its own: the snapshot holds it up
+    /// to its offset, the epoch stamped in each later batch header says the
+    /// rest, the walk runs after recovery cut any torn tail (snapshots above
+    /// the recovered end are deleted, and no entry can point past it), and
+    /// compaction keeps the batch holding each epoch's start
+    /// ([`Log::compact_below`]). As when Kafka loads its checkpoint, entries
+    /// are then trimmed to the log start and end offsets; one that started
+    /// at the log end offset (the start offset moved up to the end) is not
+    /// kept.
     pub fn open(dir: &Path, config: LogConfig) -> Result<Log, StorageError> {
         config.validate()?;
         fs::create_dir_all(dir).map_err(StorageError::create_dir(dir))?;
@@ -129,6 +142,8 @@ impl Log {
             cleaner,
             #[cfg(test)]
             crash_point: None,
+            #[cfg(test)]
+            restored_from: (None, 0),
         };
         let start = persisted_start.unwrap_or(first_base).max(first_base);
         if start > log.log_end_offset() {
@@ -136,11 +151,16 @@ impl Log {
             // start offset must stay invisible, so start empty there.
             warn!(dir = %dir.display(), start, end = log.log_end_offset(), "log start offset beyond recovered end");
             log.reset_at(start)?;
+            log.delete_all_snapshots()?;
         }
         log.log_start_offset = start;
         log.delete_segments_below_start()?;
         log.clamp_first_dirty_offset()?;
-        log.rebuild_batch_state()?;
+        let (snapshot, walked) = log.restore_batch_state()?;
+        #[cfg(test)]
+        {
+            log.restored_from = (snapshot, walked);
+        }
         if clean {
             // From now on a crash must trigger full recovery again.
             remove_file(&marker)?;
@@ -152,6 +172,8 @@ impl Log {
             start = log.log_start_offset,
             end = log.log_end_offset(),
             clean,
+            snapshot,
+            walked,
             "opened log"
         );
         Ok(log)
@@ -299,13 +321,15 @@ impl Log {
     }
 
     /// Seals the active segment and starts a new one at `next`, which is
-    /// above the log end offset only when compaction left a gap there.
+    /// above the log end offset only when compaction left a gap there, then
+    /// snapshots producer state at `next`.
     fn roll_at(&mut self, next: i64) -> Result<(), StorageError> {
         self.active_mut().seal()?;
         let segment = Segment::create(&self.dir, next, self.config.segment_index_bytes)?;
         sync_dir(&self.dir)?;
         self.segments.insert(next, segment);
         debug!(dir = %self.dir.display(), base_offset = next, "rolled segment");
+        self.take_snapshot();
         Ok(())
     }
 
@@ -344,10 +368,12 @@ impl Log {
         Ok(())
     }
 
-    /// Closes cleanly: fsyncs, trims the active indexes and writes the
-    /// clean-shutdown marker so the next open skips the CRC scan.
+    /// Closes cleanly: fsyncs, trims the active indexes, snapshots producer
+    /// state at the log end offset and writes the clean-shutdown marker, so
+    /// the next open skips the CRC scan and the batch header walk.
     pub fn close(mut self) -> Result<(), StorageError> {
         self.active_mut().seal()?;
+        self.take_snapshot();
         let dir = self.dir.clone();
         drop(self);
         write_atomically(&dir, CLEAN_SHUTDOWN_FILE, b"")
@@ -372,46 +398,6 @@ impl Log {
             .values_mut()
             .next_back()
             .expect("a log always has a segment")
-    }
-
-    /// Re-reads every batch header to rebuild idempotent producer state.
-    fn rebuild_producer_state(&mut self) -> Result<(), StorageError> {
-        let mut producers = ProducerStateManager::new();
-        self.walk_batches(|header| producers.record(header))?;
-        self.producers = producers;
-        Ok(())
-    }
-
-    /// Re-reads every batch header to rebuild producer state and the leader
-    /// epoch cache in one pass (on open).
-    fn rebuild_batch_state(&mut self) -> Result<(), StorageError> {
-        let mut producers = ProducerStateManager::new();
-        let mut epochs = LeaderEpochCache::default();
-        self.walk_batches(|header| {
-            producers.record(header);
-            epochs.assign(header.partition_leader_epoch, header.base_offset);
-        })?;
-        // Batches below the start offset still sit in the first segment.
-        epochs.truncate_from_start(self.log_start_offset);
-        epochs.truncate_from_end(self.log_end_offset());
-        self.producers = producers;
-        self.epochs = epochs;
-        Ok(())
-    }
-
-    /// Calls `visit` with every batch header of every segment, oldest first.
-    fn walk_batches(&self, mut visit: impl FnMut(&BatchHeader)) -> Result<(), StorageError> {
-        for segment in self.segments.values() {
-            let mut scan = segment.scanner_from(0);
-            loop {
-                match scan.next_batch()? {
-                    Scanned::Batch(_, header) => visit(&header),
-                    Scanned::End => break,
-                    Scanned::Invalid(pos, e) => return Err(segment.corrupt(pos, e)),
-                }
-            }
-        }
-        Ok(())
     }
 }
 
@@ -450,6 +436,7 @@ fn list_segments(dir: &Path) -> Result<Vec<i64>, StorageError> {
         }
         match parse_segment_file_name(name) {
             Some((base, LOG_EXT)) => logs.push(base),
+            Some((_, SNAPSHOT_EXT)) => {}
             Some((base, _)) => indexes.push((base, entry.path())),
             None => {}
         }

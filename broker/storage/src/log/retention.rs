@@ -145,6 +145,8 @@ impl Log {
     pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<(), StorageError> {
         info!(dir = %self.dir.display(), offset, "truncating log fully");
         self.reset_at(offset)?;
+        // Snapshots of the old log would describe offsets the new one reuses.
+        self.delete_all_snapshots()?;
         // Directly: the start may move back, which is the point here.
         write_log_start_offset(&self.dir, offset)?;
         self.log_start_offset = offset;
