@@ -6,11 +6,22 @@
 //! the segment is rolled or closed. A file longer than its used entries
 //! therefore tells recovery that its segment was not closed cleanly.
 //!
+//! Unused slack is zeroes, and one real entry can be all zeroes too: a time
+//! index's first entry (timestamp 0, relative offset 0). Every later entry
+//! is strictly greater than its predecessor, so no other zero entry is
+//! valid, and only a zeroed first slot is ambiguous. As in Kafka, the
+//! length of a trimmed file is its entry count, so a trimmed file's zeroed
+//! first slot is that entry; in a file with slack it counts only if entries
+//! follow it, and otherwise reads as slack (such a file is rebuilt from the
+//! log anyway, which settles it).
+//!
 //! [`MmapIndex`] owns the file, the mapping and the count of used entries;
 //! [`OffsetIndex`] and [`TimeIndex`] give the entries their meaning.
 
 mod offset;
 mod time;
+#[cfg(test)]
+mod zero_timestamp_tests;
 
 use std::{
     fs::{File, OpenOptions},
@@ -49,8 +60,9 @@ pub(crate) struct MmapIndex {
 
 impl MmapIndex {
     /// Opens or creates `path` and counts its used entries: the longest
-    /// prefix where `follows(previous, entry)` holds. `follows` receives
-    /// `None` as the previous entry for the first one.
+    /// prefix where `follows(previous, entry)` holds, less a trailing
+    /// all-zero entry when zero slack follows (see the module doc).
+    /// `follows` receives `None` as the previous entry for the first one.
     fn open(
         path: &Path,
         entry_size: usize,
@@ -87,14 +99,19 @@ impl MmapIndex {
             }
             used += 1;
         }
-        index.entries = used;
         let state = if used == capacity {
             IndexState::Trimmed
-        } else if index.mmap[used * entry_size..].iter().all(|b| *b == 0) {
+        } else if is_zero(&index.mmap[used * entry_size..]) {
+            // Only a first entry can be all zero; followed by slack it is
+            // indistinguishable from slack, so it is read as such.
+            if used == 1 && is_zero(index.entry(0)) {
+                used = 0;
+            }
             IndexState::Untrimmed
         } else {
             IndexState::Corrupt
         };
+        index.entries = used;
         Ok((index, state))
     }
 
@@ -194,6 +211,10 @@ fn map(file: &File, path: &Path) -> Result<MmapMut, StorageError> {
     // which replaces the mapping right after without reading the old one,
     // so no access can fall past the end of the file.
     unsafe { MmapMut::map_mut(file) }.map_err(StorageError::map_index(path))
+}
+
+fn is_zero(bytes: &[u8]) -> bool {
+    bytes.iter().all(|b| *b == 0)
 }
 
 fn u32_at(entry: &[u8], at: usize) -> u32 {
