@@ -99,9 +99,14 @@ impl MmapIndex {
             }
             used += 1;
         }
+        // Slack is judged by its first and last slot only: a preallocated
+        // index is megabytes of zeros, and scanning all of them for every
+        // active segment made start-up after a crash cost tens of ms per
+        // partition. Untrimmed and corrupt indexes are both rebuilt from the
+        // log, so the distinction only names what was found.
         let state = if used == capacity {
             IndexState::Trimmed
-        } else if is_zero(&index.mmap[used * entry_size..]) {
+        } else if is_zero(index.entry(used)) && is_zero(index.entry(capacity - 1)) {
             // Only a first entry can be all zero; followed by slack it is
             // indistinguishable from slack, so it is read as such.
             if used == 1 && is_zero(index.entry(0)) {
