@@ -73,13 +73,8 @@ impl Cluster {
     /// Proposes `command` and waits until this broker's image has it and
     /// has turned it into local state (replicas opened, roles taken).
     pub async fn propose(&self, command: MetadataCommand) -> Result<(), ApiError> {
-        let offset = self.node.propose(command).await.map_err(quorum_error)?;
-        let image = self
-            .node
-            .wait_for_offset(offset, CATCH_UP)
-            .await
-            .map_err(quorum_error)?;
-        if !self.wait_applied(image.offset, CATCH_UP).await {
+        let (offset, _) = self.source.propose(command).await.map_err(quorum_error)?;
+        if !self.wait_applied(offset, CATCH_UP).await {
             return Err(ApiError::new(
                 ResponseError::RequestTimedOut,
                 "the change is committed but this broker has not applied it yet",

@@ -17,7 +17,7 @@ use crate::broker::Broker;
 pub(super) async fn run(cluster: Arc<Cluster>, mut image: watch::Receiver<Arc<ClusterMetadata>>) {
     loop {
         let current = image.borrow_and_update().clone();
-        let offset = current.offset;
+        let applied = current.clone();
         let broker = cluster.broker().clone();
         let c = cluster.clone();
         let b = broker.clone();
@@ -26,7 +26,7 @@ pub(super) async fn run(cluster: Arc<Cluster>, mut image: watch::Receiver<Arc<Cl
             .await
             .unwrap_or_default();
         cluster.set_follow(follow);
-        cluster.set_applied(offset);
+        cluster.set_applied(applied);
         broker.notify_data();
         if image.changed().await.is_err() {
             return;

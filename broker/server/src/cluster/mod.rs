@@ -15,6 +15,7 @@ mod applier;
 mod fetcher;
 pub mod legacy;
 pub mod replication;
+pub mod source;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -59,8 +60,11 @@ pub(crate) struct FollowTarget {
 pub struct Cluster {
     /// This broker's id.
     pub node_id: i32,
-    /// The quorum node (voter or learner).
-    pub node: Arc<QuorumNode>,
+    /// The metadata log: the quorum node (voter or learner) when running,
+    /// an in-memory log in unit tests.
+    pub source: Arc<dyn source::MetadataSource>,
+    /// The quorum node, for its gauges and shutdown (none in unit tests).
+    quorum: Option<Arc<QuorumNode>>,
     /// Settings.
     pub config: ClusterConfig,
     /// Replication settings.
@@ -77,7 +81,7 @@ pub struct Cluster {
     /// The offset of the last image the applier has turned into local
     /// state (replicas opened, roles taken): admin requests wait for it, so
     /// a client's next request to this broker finds what it created.
-    applied: watch::Sender<u64>,
+    applied: watch::Sender<Arc<ClusterMetadata>>,
     /// Partitions followed, by (topic, partition).
     follow: Mutex<BTreeMap<(String, i32), FollowTarget>>,
     /// One fetcher task per leader broker.
@@ -101,21 +105,7 @@ impl Cluster {
         quorum.advertised_addr = config.controller_advertised.clone();
         let node = Arc::new(rivulet_quorum::new_raft_node(quorum).await?);
         let image = node.metadata();
-        let cluster = Arc::new(Cluster {
-            node_id,
-            cluster_id: cluster_id(&config.voters),
-            node: node.clone(),
-            config: config.clone(),
-            replication: replication.clone(),
-            broker: broker.clone(),
-            image: image.clone(),
-            lifecycle: Mutex::new(None),
-            incarnation: std::sync::OnceLock::new(),
-            applied: watch::channel(0).0,
-            follow: Mutex::new(BTreeMap::new()),
-            fetchers: Mutex::new(BTreeMap::new()),
-            tasks: Mutex::new(Vec::new()),
-        });
+        let cluster = Cluster::new(broker, node.clone(), Some(node.clone()), image.clone());
 
         let voters: BTreeMap<u64, String> = config
             .voters
@@ -165,20 +155,11 @@ impl Cluster {
             leader_imbalance_check_interval: replication.leader_imbalance_check_interval,
             ..ControllerConfig::default()
         });
-        let endpoints = broker
-            .config
-            .listeners
-            .iter()
-            .map(|l| {
-                let (host, port) = broker.advertised(&l.name);
-                (l.name.clone(), Endpoint { host, port })
-            })
-            .collect();
         let lifecycle = node.spawn_broker_lifecycle(
             BrokerInfo {
                 broker_id: node_id,
                 rack: broker.config.rack.clone(),
-                endpoints,
+                endpoints: endpoints(broker),
             },
             replication.broker_heartbeat_interval,
         );
@@ -190,11 +171,74 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// The membership's state, with nothing started yet.
+    fn new(
+        broker: &Arc<Broker>,
+        source: Arc<dyn source::MetadataSource>,
+        quorum: Option<Arc<QuorumNode>>,
+        image: watch::Receiver<Arc<ClusterMetadata>>,
+    ) -> Arc<Cluster> {
+        let config = broker.config.cluster.clone();
+        Arc::new(Cluster {
+            node_id: broker.config.node_id,
+            cluster_id: cluster_id(&config.voters),
+            source,
+            quorum,
+            config,
+            replication: broker.config.replication.clone(),
+            broker: broker.clone(),
+            image,
+            lifecycle: Mutex::new(None),
+            incarnation: std::sync::OnceLock::new(),
+            applied: watch::channel(Arc::new(ClusterMetadata::default())).0,
+            follow: Mutex::new(BTreeMap::new()),
+            fetchers: Mutex::new(BTreeMap::new()),
+            tasks: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// A membership over an in-memory metadata log (unit tests): this
+    /// broker is registered and unfenced in it at once, and the applier
+    /// turns its images into local state as in a running broker. No
+    /// controller runs: tests write leaders, ISRs and fencing as commands.
+    #[cfg(test)]
+    pub(crate) fn in_memory(
+        broker: &Arc<Broker>,
+        log: Arc<source::InMemoryMetadata>,
+    ) -> Arc<Cluster> {
+        use rivulet_quorum::metadata::{ApplyOutcome, MetadataCommand};
+        use source::MetadataSource;
+        let cluster = Cluster::new(broker, log.clone(), None, log.watch());
+        let incarnation = uuid::Uuid::new_v4();
+        let (_, outcome) = log
+            .apply(&MetadataCommand::RegisterBroker {
+                broker_id: cluster.node_id,
+                incarnation_id: incarnation,
+                rack: broker.config.rack.clone(),
+                endpoints: endpoints(broker),
+            })
+            .expect("register this broker");
+        let ApplyOutcome::Registered { broker_epoch } = outcome else {
+            panic!("a registration answers Registered, not {outcome:?}");
+        };
+        log.apply(&MetadataCommand::BrokerHeartbeat {
+            broker_id: cluster.node_id,
+            broker_epoch,
+        })
+        .expect("unfence this broker");
+        let _ = cluster.incarnation.set(incarnation);
+        let applier = tokio::spawn(applier::run(cluster.clone(), log.watch()));
+        lock(&cluster.tasks).push(applier);
+        cluster
+    }
+
     /// Records that the image at `offset` is now local state.
-    pub(crate) fn set_applied(&self, offset: u64) {
+    pub(crate) fn set_applied(&self, image: Arc<ClusterMetadata>) {
         self.applied.send_if_modified(|cur| {
-            let moved = offset > *cur;
-            *cur = (*cur).max(offset);
+            let moved = image.offset > cur.offset;
+            if moved {
+                *cur = image;
+            }
             moved
         });
     }
@@ -203,7 +247,7 @@ impl Cluster {
     /// after `timeout`.
     pub async fn wait_applied(&self, offset: u64, timeout: Duration) -> bool {
         let mut rx = self.applied.subscribe();
-        let reached = tokio::time::timeout(timeout, rx.wait_for(|a| *a >= offset))
+        let reached = tokio::time::timeout(timeout, rx.wait_for(|a| a.offset >= offset))
             .await
             .is_ok_and(|r| r.is_ok());
         reached
@@ -250,9 +294,10 @@ impl Cluster {
         &self.broker
     }
 
-    /// A receiver of the offset of the last image turned into local state
-    /// (the group coordinator follows leadership changes through it).
-    pub fn subscribe_applied(&self) -> watch::Receiver<u64> {
+    /// A receiver of the last image turned into local state: what this
+    /// broker hosts and leads is what it says (the group coordinator
+    /// follows leadership through it; the latest image may be ahead).
+    pub fn subscribe_applied(&self) -> watch::Receiver<Arc<ClusterMetadata>> {
         self.applied.subscribe()
     }
 
@@ -271,12 +316,16 @@ impl Cluster {
 
     /// The active controller's id, if known.
     pub fn controller_id(&self) -> Option<i32> {
-        self.node.leader_id().map(|id| id as i32)
+        self.source.controller_id()
     }
 
     /// Refreshes the quorum and controller gauges.
     pub fn update_metrics(&self, broker: &Broker) {
-        let m = self.node.metrics();
+        let Some(quorum) = &self.quorum else {
+            broker.refresh_partition_gauges();
+            return;
+        };
+        let m = quorum.metrics();
         let metrics = &broker.metrics;
         let leader = m.role == rivulet_quorum::QuorumRole::Leader;
         metrics.active_controller.set(i64::from(leader));
@@ -322,7 +371,9 @@ impl Cluster {
         for task in std::mem::take(&mut *lock(&self.tasks)) {
             task.abort();
         }
-        self.node.shutdown().await;
+        if let Some(quorum) = &self.quorum {
+            quorum.shutdown().await;
+        }
     }
 
     /// Partitions this broker follows from `leader`.
@@ -395,6 +446,19 @@ impl Cluster {
                 .or_insert_with(|| tokio::spawn(fetcher::run(self.clone(), leader)));
         }
     }
+}
+
+/// What this broker advertises on each listener, for its registration.
+fn endpoints(broker: &Broker) -> BTreeMap<String, Endpoint> {
+    broker
+        .config
+        .listeners
+        .iter()
+        .map(|l| {
+            let (host, port) = broker.advertised(&l.name);
+            (l.name.clone(), Endpoint { host, port })
+        })
+        .collect()
 }
 
 /// A stable cluster id for a quorum: Kafka's 22-character URL-safe base64

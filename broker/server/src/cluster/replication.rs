@@ -111,7 +111,7 @@ fn propose_isr(
     let partition = partition.clone();
     tokio::spawn(async move {
         let result = cluster
-            .node
+            .source
             .propose(MetadataCommand::ChangePartition(change.clone()))
             .await;
         if let Err(e) = result {

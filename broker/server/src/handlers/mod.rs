@@ -37,6 +37,8 @@ mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
 mod sync_group;
+#[cfg(test)]
+mod tests;
 
 pub use node::Node;
 

@@ -119,7 +119,7 @@ impl Coordinator {
 pub async fn run(c: Arc<Coordinator>, mut stop: watch::Receiver<bool>) {
     let broker = c.cluster.broker().clone();
     let mut applied = c.cluster.subscribe_applied();
-    c.on_leadership_change();
+    c.on_leadership_change(&applied.borrow_and_update().clone());
     let mut retention = tokio::time::interval(c.config.retention_check_interval);
     retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut gauges = tokio::time::interval(Duration::from_secs(10));
@@ -135,7 +135,7 @@ pub async fn run(c: Arc<Coordinator>, mut stop: watch::Receiver<bool>) {
             _ = retention.tick() => c.expire_offsets(&broker).await,
             _ = gauges.tick() => c.refresh_metrics(&broker),
             changed = applied.changed() => match changed {
-                Ok(()) => c.on_leadership_change(),
+                Ok(()) => c.on_leadership_change(&applied.borrow_and_update().clone()),
                 Err(_) => return,
             },
             _ = stop.changed() => {

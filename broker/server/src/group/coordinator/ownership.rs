@@ -6,6 +6,7 @@
 use std::{collections::BTreeMap, sync::Arc};
 
 use kafka_protocol::ResponseError;
+use rivulet_quorum::metadata::ClusterMetadata;
 
 use super::{lock, Coordinator, Slot, SlotRef};
 use crate::{
@@ -94,10 +95,9 @@ impl Coordinator {
     /// a partition this broker now leads is loaded, one it no longer leads
     /// is unloaded and its groups answer NOT_COORDINATOR, so clients find
     /// the new coordinator.
-    pub fn on_leadership_change(self: &Arc<Self>) {
+    pub fn on_leadership_change(self: &Arc<Self>, image: &ClusterMetadata) {
         let cluster = &self.cluster;
         let broker = cluster.broker();
-        let image = cluster.image();
         let Some(meta) = image.topics.get(OFFSETS_TOPIC) else {
             return;
         };
@@ -136,6 +136,15 @@ impl Coordinator {
             tokio::spawn(async move {
                 let Some(partition) = broker.topic(OFFSETS_TOPIC).and_then(|t| t.partition(p))
                 else {
+                    // Not hosted after all: the next image decides again.
+                    if let Some(slot) = lock(&coordinator.owned)
+                        .as_mut()
+                        .and_then(|o| o.get_mut(p as usize))
+                    {
+                        if *slot == Ownership::Loading {
+                            *slot = Ownership::NotLeader;
+                        }
+                    }
                     return;
                 };
                 // What the previous leader wrote must be complete here
