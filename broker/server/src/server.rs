@@ -139,13 +139,18 @@ pub async fn run(
     }
     drop(accepted_tx);
     let mut connections = JoinSet::new();
-    while !stopped_while_starting {
+    // A shutdown that came while starting has been consumed: serve nothing.
+    let mut serving = !stopped_while_starting;
+    while serving {
         let (stream, listener, permit) = tokio::select! {
             next = accepted.recv() => match next {
                 Some(a) => a,
                 None => break,
             },
-            _ = &mut shutdown => break,
+            _ = &mut shutdown => {
+                serving = false;
+                continue;
+            }
         };
         let node = node.clone();
         let stop = stop_rx.clone();
