@@ -26,6 +26,13 @@ def main() -> None:
     ap.add_argument("--linger-ms", default="5")
     ap.add_argument("--batch-size", default="1000000")
     ap.add_argument("--idempotence", action="store_true")
+    ap.add_argument(
+        "--rate",
+        type=float,
+        default=0,
+        help="records/s to pace at (0: as fast as possible); paced runs measure "
+        "the broker's latency instead of the client's queue",
+    )
     args = ap.parse_args()
 
     errors = 0
@@ -51,8 +58,18 @@ def main() -> None:
         "enable.idempotence": args.idempotence,
     })
     value = b"x" * args.size
+    # Warm up (connections, metadata, the idempotent producer id) so the
+    # figures are the steady state's.
+    for _ in range(1000):
+        producer.produce(args.topic, value)
+    producer.flush(30)
     started = time.perf_counter()
-    for _ in range(args.records):
+    for i in range(args.records):
+        if args.rate and i % 100 == 0:
+            producer.poll(0)
+            ahead = started + i / args.rate - time.perf_counter()
+            if ahead > 0:
+                time.sleep(ahead)
         while True:
             try:
                 producer.produce(args.topic, value, on_delivery=on_delivery)
@@ -73,7 +90,8 @@ def main() -> None:
         f"librdkafka produce: {acked} acked ({errors} errors) in {elapsed:.2f} s: "
         f"{acked / elapsed:.0f} records/s, {acked * args.size / elapsed / 1e6:.1f} MB/s, "
         f"latency p50 {pct(0.5):.1f} ms p99 {pct(0.99):.1f} ms max {pct(1.0):.1f} ms "
-        f"(acks={args.acks}, idempotence={args.idempotence}, {args.size} B records, "
+        f"(acks={args.acks}, idempotence={args.idempotence}, rate={args.rate or 'max'}, "
+        f"{args.size} B records, "
         f"compression={args.compression})"
     )
 
