@@ -306,3 +306,44 @@ async fn a_parked_fetch_is_woken_by_an_append_to_its_partition() {
     assert_eq!((part.error_code, part.high_watermark), (0, 3));
     assert!(part.records.as_ref().is_some_and(|r| !r.is_empty()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_all_waits_for_the_in_sync_follower_and_its_fetch_releases_it() {
+    let h = harness(&[1], &[]);
+    let node = Arc::new(h.node);
+    // Led here, replicated to broker 1, both in sync.
+    create(&node, "r", &[&[0, 1]], &[]).await;
+    let topic_id = node.cluster.image().topics["r"].id;
+    let produced = {
+        let node = node.clone();
+        tokio::spawn(async move { produce::handle(&node, produce_request("r", &[0], -1), 9).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !produced.is_finished(),
+        "acks=all answers only once the in-sync follower has the records"
+    );
+    // Consumers see nothing above the high watermark meanwhile.
+    let partition = node.topic("r").unwrap().partition(0).unwrap();
+    assert_eq!(partition.high_watermark(), 0);
+    // The follower's fetch from offset 3 says it has offsets 0..3.
+    let follower_fetch = FetchRequest::default()
+        .with_replica_id(kafka_protocol::messages::BrokerId(1))
+        .with_max_wait_ms(0)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(name("r"))
+            .with_topic_id(topic_id)
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(3)
+                .with_partition_max_bytes(1 << 20)])]);
+    fetch::handle(&node, follower_fetch, 12).await;
+    let resp = tokio::time::timeout(Duration::from_secs(10), produced)
+        .await
+        .expect("released by the follower's fetch")
+        .unwrap()
+        .unwrap();
+    let part = &resp.responses[0].partition_responses[0];
+    assert_eq!((part.error_code, part.base_offset), (0, 0));
+    assert_eq!(partition.high_watermark(), 3);
+}
