@@ -58,6 +58,7 @@ mod segment;
 mod snapshot;
 #[cfg(test)]
 mod test_util;
+mod writeback;
 
 use bytes::Bytes;
 

@@ -5,6 +5,12 @@
 //! indexes that are missing, malformed or disagree with the log are rebuilt
 //! by walking the log, and a walk in recovery mode also checks each batch's
 //! CRC and cuts the file at the first torn or corrupt batch.
+//!
+//! Appends are written behind (`writeback.rs`): every few MiB the segment
+//! starts the kernel's writeback of what it just appended and drops pages
+//! far behind its end from the page cache. That is advisory only and can
+//! never fail an append; durability stays with `flush` and the log's
+//! `SyncHandle`.
 
 use std::{
     fs::{File, OpenOptions},
@@ -22,6 +28,7 @@ use crate::{
     files::{remove_file, segment_path, DELETED_SUFFIX, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT},
     index::{IndexState, OffsetIndex, TimeIndex},
     scan::{BatchScanner, Scanned},
+    writeback::{WriteBehind, SEGMENT_TUNING},
 };
 
 /// How much to trust a segment's files when opening it.
@@ -54,6 +61,10 @@ pub(crate) struct Segment {
     bytes_since_index_entry: u64,
     /// When the segment started taking data, for `segment.ms` rolling.
     rolling_since_ms: Option<i64>,
+    /// How much of the log has been written back and dropped from the page
+    /// cache, so sustained appends neither pile up dirty pages nor fill
+    /// memory with cold data.
+    write_behind: WriteBehind,
 }
 
 impl Segment {
@@ -134,6 +145,7 @@ impl Segment {
             offset_of_max_timestamp: -1,
             bytes_since_index_entry: 0,
             rolling_since_ms: None,
+            write_behind: WriteBehind::new(SEGMENT_TUNING),
         };
         Ok((segment, (index_state, time_state)))
     }
@@ -237,6 +249,7 @@ impl Segment {
         self.log
             .set_len(len)
             .map_err(StorageError::truncate(&self.log_path))?;
+        self.write_behind.truncated(len);
         self.log
             .sync_all()
             .map_err(StorageError::flush(&self.log_path))
@@ -287,7 +300,7 @@ impl Segment {
     }
 
     /// Appends `buf` (whole batches with offsets assigned, described by
-    /// `headers`) with one write.
+    /// `headers`) with one write, then writes behind (never fails).
     pub(crate) fn append(
         &mut self,
         buf: &[u8],
@@ -307,6 +320,8 @@ impl Segment {
             position += header.total_size() as u64;
         }
         self.size = position;
+        self.write_behind
+            .appended(&self.log, &self.log_path, self.size);
         Ok(())
     }
 
@@ -394,7 +409,8 @@ impl Segment {
     }
 
     /// Makes the segment durable and compact before it stops being active:
-    /// records the final max timestamp, fsyncs, trims the indexes.
+    /// records the final max timestamp, fsyncs, trims the indexes, and
+    /// drops all but the tail of the now clean log from the page cache.
     pub(crate) fn seal(&mut self) -> Result<(), StorageError> {
         if self.max_timestamp >= 0 {
             self.time_index
@@ -404,7 +420,9 @@ impl Segment {
         self.index.trim()?;
         self.time_index.trim()?;
         self.index.flush()?;
-        self.time_index.flush()
+        self.time_index.flush()?;
+        self.write_behind.sealed(&self.log_path, self.size);
+        Ok(())
     }
 
     /// A second handle on the log file, for fsyncing without the segment.
@@ -483,3 +501,7 @@ impl Segment {
         &self.log_path
     }
 }
+
+#[cfg(test)]
+#[path = "segment_writeback_tests.rs"]
+mod writeback_tests;
