@@ -49,10 +49,12 @@ pub(crate) enum IndexState {
     Corrupt,
 }
 
-/// An index file of fixed-size entries, mapped read-write.
+/// An index file of fixed-size entries, mapped read-write. The file is
+/// closed once mapped (the mapping keeps it alive) and reopened only to
+/// resize it, so a partition holds no descriptors for its indexes:
+/// thousands of partitions fit the usual open-file limits.
 pub(crate) struct MmapIndex {
     path: PathBuf,
-    file: File,
     mmap: MmapMut,
     entry_size: usize,
     entries: usize,
@@ -77,9 +79,9 @@ impl MmapIndex {
             .open(path)
             .map_err(StorageError::open_file(path))?;
         let mmap = map(&file, path)?;
+        drop(file);
         let mut index = MmapIndex {
             path: path.to_path_buf(),
-            file,
             mmap,
             entry_size,
             entries: 0,
@@ -183,12 +185,16 @@ impl MmapIndex {
             return Ok(());
         }
         self.flush()?;
-        self.file
-            .set_len(bytes as u64)
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&self.path)
+            .map_err(StorageError::open_file(&self.path))?;
+        file.set_len(bytes as u64)
             .map_err(StorageError::map_index(&self.path))?;
         // The old mapping is not touched between set_len and this assignment,
         // which drops it; only the new mapping is read afterwards.
-        self.mmap = map(&self.file, &self.path)?;
+        self.mmap = map(&file, &self.path)?;
         Ok(())
     }
 
