@@ -510,6 +510,39 @@ impl Partition {
     }
 }
 
+/// One uncompressed v2 batch of `n` keyed records (`k0`/`v0`, ...), for
+/// tests in this crate.
+#[cfg(test)]
+pub(crate) fn test_batch(n: i64) -> bytes::Bytes {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let records: Vec<Record> = (0..n)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i,
+            sequence: -1,
+            timestamp: 1_700_000_000_000 + i,
+            key: Some(bytes::Bytes::from(format!("k{i}"))),
+            value: Some(bytes::Bytes::from(format!("v{i}"))),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, &records, &options).expect("v2 batches encode");
+    buf.freeze()
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -556,37 +589,6 @@ mod tests {
         assert_eq!(s.high_watermark(100), -1);
     }
 
-    /// One uncompressed v2 batch of `n` keyless records.
-    fn batch_of(n: i64) -> Vec<u8> {
-        use kafka_protocol::records::{
-            Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-        };
-        let records: Vec<Record> = (0..n)
-            .map(|i| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i,
-                sequence: -1,
-                timestamp: 1,
-                key: None,
-                value: Some(bytes::Bytes::from_static(b"v")),
-                headers: Default::default(),
-            })
-            .collect();
-        let mut buf = bytes::BytesMut::new();
-        let options = RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        };
-        RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
-        buf.to_vec()
-    }
-
     #[test]
     fn a_replica_just_opened_leads_nothing_and_a_leader_alone_commits_its_end() {
         let dir = tempfile::tempdir().unwrap();
@@ -603,7 +605,7 @@ mod tests {
             "no role before the image gives one"
         );
         p.become_leader(0, 3, 1, &[0], &[0]);
-        let info = p.append(&batch_of(2), 1).unwrap();
+        let info = p.append(&test_batch(2), 1).unwrap();
         assert_eq!(p.high_watermark(), info.last_offset + 1);
         p.become_follower(Some(1), 4, 2, &[0, 1], &[1]);
         assert!(!p.replica().is_leader());

@@ -5,7 +5,6 @@
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use bytes::{Bytes, BytesMut};
 use kafka_protocol::{
     messages::{
         fetch_request::{FetchPartition, FetchTopic},
@@ -15,7 +14,6 @@ use kafka_protocol::{
         FetchRequest, GroupId, OffsetCommitRequest, OffsetFetchRequest, ProduceRequest, TopicName,
     },
     protocol::StrBytes,
-    records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType},
     ResponseError,
 };
 use rivulet_quorum::metadata::{ApplyOutcome, Endpoint, MetadataCommand};
@@ -114,34 +112,6 @@ async fn create(node: &Node, name: &str, assignments: &[&[i32]], configs: &[(&st
         .unwrap_or_else(|e| panic!("create {name}: {e:?}"));
 }
 
-/// One uncompressed batch of `n` keyed records.
-fn batch(n: i64) -> Bytes {
-    let records: Vec<Record> = (0..n)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i,
-            sequence: -1,
-            timestamp: 1_700_000_000_000 + i,
-            key: Some(Bytes::from(format!("k{i}"))),
-            value: Some(Bytes::from(format!("v{i}"))),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
-    buf.freeze()
-}
-
 fn name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
 }
@@ -158,7 +128,7 @@ fn produce_request(topic: &str, partitions: &[i32], acks: i16) -> ProduceRequest
                     .map(|&p| {
                         PartitionProduceData::default()
                             .with_index(p)
-                            .with_records(Some(batch(3)))
+                            .with_records(Some(crate::partition::test_batch(3)))
                     })
                     .collect(),
             )])
