@@ -17,8 +17,7 @@ use kafka_protocol::{
 use rivulet_quorum::metadata::{ClusterMetadata, TopicMetadata};
 use uuid::Uuid;
 
-use super::code;
-use super::Node;
+use super::{code, Node};
 use crate::broker::validate_topic_name;
 
 fn error_entry(name: Option<TopicName>, id: Uuid, err: ResponseError) -> MetadataResponseTopic {

@@ -40,9 +40,8 @@ mod sync_group;
 #[cfg(test)]
 mod tests;
 
-pub use node::Node;
-
 pub use api_versions::unsupported_version_response;
+pub use node::Node;
 
 /// The APIs and version ranges this broker implements, advertised in
 /// ApiVersions. Floors follow Kafka 4.0 (Produce >= 3, Fetch >= 4,
