@@ -42,7 +42,7 @@ pub async fn serve(
 
 fn respond(broker: &Node, path: &str) -> Response<Full<Bytes>> {
     if path == "/metrics" {
-        broker.groups.refresh_metrics(broker);
+        broker.groups.refresh_metrics();
         Response::builder()
             .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
             .body(Full::new(Bytes::from(broker.metrics.render())))

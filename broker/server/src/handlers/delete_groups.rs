@@ -17,7 +17,7 @@ pub async fn handle(broker: &Node, req: DeleteGroupsRequest) -> DeleteGroupsResp
         let result = if group_id.is_empty() {
             Err(ResponseError::InvalidGroupId)
         } else {
-            broker.groups.delete_group(broker, &group_id).await
+            broker.groups.delete_group(&group_id).await
         };
         results.push(
             DeletableGroupResult::default()

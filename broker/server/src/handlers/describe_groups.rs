@@ -27,7 +27,7 @@ pub fn handle(broker: &Node, req: DescribeGroupsRequest, version: i16) -> Descri
             let summary = if group_id.is_empty() {
                 Err(ResponseError::InvalidGroupId)
             } else {
-                broker.groups.describe(broker, &group_id)
+                broker.groups.describe(&group_id)
             };
             match summary {
                 Err(e) => g.with_error_code(e.code()),

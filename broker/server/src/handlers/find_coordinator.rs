@@ -44,7 +44,7 @@ fn locate(
     }
     broker
         .groups
-        .ensure_topic(broker)
+        .ensure_topic()
         .map_err(|e| (e, "the offsets topic is not available"))?;
     let not_available = (
         ResponseError::CoordinatorNotAvailable,
@@ -52,7 +52,7 @@ fn locate(
     );
     let cluster = &broker.cluster;
     // The coordinator is the leader of the group's offsets partition.
-    let p = broker.groups.partition_of(broker, key);
+    let p = broker.groups.partition_of(key);
     let leader = cluster
         .image()
         .partition(crate::group::OFFSETS_TOPIC, p)

@@ -15,7 +15,6 @@ pub fn handle(broker: &Node, req: HeartbeatRequest) -> HeartbeatResponse {
     } else {
         let instance = req.group_instance_id.map(|i| i.to_string());
         broker.groups.heartbeat(
-            broker,
             &group_id,
             &req.member_id,
             instance.as_deref(),

@@ -55,7 +55,7 @@ pub async fn handle(
             supports_skip_assignment: version >= 9,
             fresh_id: uuid::Uuid::new_v4().to_string(),
         };
-        broker.groups.join(broker, &group_id, join).await
+        broker.groups.join(&group_id, join).await
     };
     response(result, version)
 }

@@ -26,7 +26,7 @@ pub async fn handle(broker: &Node, req: LeaveGroupRequest, version: i16) -> Leav
     let result = if group_id.is_empty() {
         Err(ResponseError::InvalidGroupId)
     } else {
-        broker.groups.leave(broker, &group_id, &leaving).await
+        broker.groups.leave(&group_id, &leaving).await
     };
     match result {
         Err(e) => LeaveGroupResponse::default().with_error_code(e.code()),

@@ -35,7 +35,6 @@ pub async fn handle(broker: &Node, req: OffsetCommitRequest) -> OffsetCommitResp
         broker
             .groups
             .commit(
-                broker,
                 &group_id,
                 &req.member_id,
                 instance.as_deref(),

@@ -26,10 +26,7 @@ pub async fn handle(broker: &Node, req: OffsetDeleteRequest) -> OffsetDeleteResp
     let result = if group_id.is_empty() {
         Err(ResponseError::InvalidGroupId)
     } else {
-        broker
-            .groups
-            .delete_offsets(broker, &group_id, &parts)
-            .await
+        broker.groups.delete_offsets(&group_id, &parts).await
     };
     let results = match result {
         Err(e) => return OffsetDeleteResponse::default().with_error_code(e.code()),

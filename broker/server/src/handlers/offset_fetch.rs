@@ -23,7 +23,7 @@ fn fetch(broker: &Node, group_id: &str, topics: Requested) -> Result<FetchedTopi
     if group_id.is_empty() {
         return Err(ResponseError::InvalidGroupId);
     }
-    broker.groups.fetch_offsets(broker, group_id, topics)
+    broker.groups.fetch_offsets(group_id, topics)
 }
 
 /// (offset, leader epoch, metadata) as reported; -1 and "" when nothing is committed.

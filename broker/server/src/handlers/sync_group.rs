@@ -26,7 +26,6 @@ pub async fn handle(broker: &Node, req: SyncGroupRequest, version: i16) -> SyncG
         broker
             .groups
             .sync(
-                broker,
                 &group_id,
                 &req.member_id,
                 instance.as_deref(),

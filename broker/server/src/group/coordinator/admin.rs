@@ -5,7 +5,7 @@ use kafka_protocol::ResponseError;
 
 use super::{lock, outbox::Outbox, Coordinator, SlotRef};
 use crate::{
-    broker::{now_ms, Broker},
+    broker::now_ms,
     group::{
         state::GroupState,
         store::{self, StoreRecord},
@@ -44,8 +44,9 @@ impl Coordinator {
     }
 
     /// DescribeGroups of one group (a missing group is reported Dead, as Kafka does).
-    pub fn describe(&self, broker: &Broker, group_id: &str) -> Result<GroupSummary, ResponseError> {
-        self.check_serving(broker, group_id)?;
+    pub fn describe(&self, group_id: &str) -> Result<GroupSummary, ResponseError> {
+        let _broker = self.cluster.broker();
+        self.check_serving(group_id)?;
         let Some(slot) = self.slot(group_id, false) else {
             return Ok(GroupSummary {
                 state: GroupState::Dead,
@@ -82,8 +83,9 @@ impl Coordinator {
     }
 
     /// DeleteGroups of one group.
-    pub async fn delete_group(&self, broker: &Broker, group_id: &str) -> Result<(), ResponseError> {
-        self.check_serving(broker, group_id)?;
+    pub async fn delete_group(&self, group_id: &str) -> Result<(), ResponseError> {
+        let broker = self.cluster.broker();
+        self.check_serving(group_id)?;
         let slot = self
             .slot(group_id, false)
             .ok_or(ResponseError::GroupIdNotFound)?;
@@ -97,7 +99,7 @@ impl Coordinator {
                 .map(|(t, p)| store::offset_record(group_id, t, *p, None))
                 .collect();
             records.push(store::group_record(&s.group));
-            self.write(broker, group_id, &records, &mut out);
+            self.write(group_id, &records, &mut out);
             self.reschedule(&slot, &mut s);
         }
         if out.finish(broker.config.acks_all_fsync).await {

@@ -7,7 +7,7 @@ use tokio::sync::watch;
 
 use super::{lock, outbox::Outbox, Coordinator, SlotRef};
 use crate::{
-    broker::{now_ms, Broker},
+    broker::now_ms,
     group::{
         state::GroupState,
         store::{self, StoreRecord},
@@ -16,7 +16,8 @@ use crate::{
 
 impl Coordinator {
     /// Fires the timers that are due.
-    async fn fire_due(&self, broker: &Broker) {
+    async fn fire_due(&self) {
+        let broker = self.cluster.broker();
         let now = now_ms();
         let due: Vec<String> = {
             let mut timers = lock(&self.timers);
@@ -40,14 +41,15 @@ impl Coordinator {
                 s.deadline = None;
                 let mut fx = Vec::new();
                 s.group.tick(&self.config.group, now_ms(), &mut fx);
-                self.settle(broker, &slot, &mut s, fx, &mut out);
+                self.settle(&slot, &mut s, fx, &mut out);
             }
             out.finish(broker.config.acks_all_fsync).await;
         }
     }
 
     /// Expires offsets past retention and removes groups left with nothing.
-    pub async fn expire_offsets(&self, broker: &Broker) {
+    pub async fn expire_offsets(&self) {
+        let broker = self.cluster.broker();
         let slots: Vec<SlotRef> = lock(&self.groups).values().cloned().collect();
         let mut expired_total = 0;
         for slot in slots {
@@ -64,8 +66,8 @@ impl Coordinator {
                     .iter()
                     .map(|(t, p)| store::offset_record(&id, t, *p, None))
                     .collect();
-                self.write(broker, &id, &records, &mut out);
-                self.settle(broker, &slot, &mut s, Vec::new(), &mut out);
+                self.write(&id, &records, &mut out);
+                self.settle(&slot, &mut s, Vec::new(), &mut out);
             }
             out.finish(broker.config.acks_all_fsync).await;
         }
@@ -75,7 +77,8 @@ impl Coordinator {
     }
 
     /// Refreshes the group gauges and per-partition consumer lag.
-    pub fn refresh_metrics(&self, broker: &Broker) {
+    pub fn refresh_metrics(&self) {
+        let broker = self.cluster.broker();
         let slots: Vec<SlotRef> = lock(&self.groups).values().cloned().collect();
         let mut by_state: BTreeMap<GroupState, i64> =
             GroupState::ALL.iter().map(|s| (*s, 0)).collect();
@@ -117,7 +120,7 @@ impl Coordinator {
 /// the partitions this broker now leads), fire group timers, expire
 /// offsets and refresh metrics.
 pub async fn run(c: Arc<Coordinator>, mut stop: watch::Receiver<bool>) {
-    let broker = c.cluster.broker().clone();
+    let _broker = c.cluster.broker().clone();
     let mut applied = c.cluster.subscribe_applied();
     c.on_leadership_change(&applied.borrow_and_update().clone());
     let mut retention = tokio::time::interval(c.config.retention_check_interval);
@@ -130,10 +133,10 @@ pub async fn run(c: Arc<Coordinator>, mut stop: watch::Receiver<bool>) {
             Duration::from_millis((d - now_ms()).max(0) as u64)
         });
         tokio::select! {
-            _ = tokio::time::sleep(wait) => c.fire_due(&broker).await,
+            _ = tokio::time::sleep(wait) => c.fire_due().await,
             _ = c.wake.notified() => {}
-            _ = retention.tick() => c.expire_offsets(&broker).await,
-            _ = gauges.tick() => c.refresh_metrics(&broker),
+            _ = retention.tick() => c.expire_offsets().await,
+            _ = gauges.tick() => c.refresh_metrics(),
             changed = applied.changed() => match changed {
                 Ok(()) => c.on_leadership_change(&applied.borrow_and_update().clone()),
                 Err(_) => return,

@@ -1,7 +1,12 @@
 //! The async shell around [`Group`]: the table of groups, the JoinGroup and
 //! SyncGroup answers parked until a rebalance step completes (oneshot
-//! channels), one timer task for every group's deadlines, loading of
-//! `__consumer_offsets` at start, offset expiry, and the group metrics.
+//! channels), one timer task for every group's deadlines, loading of the
+//! `__consumer_offsets` partitions this broker leads, offset expiry, and
+//! the group metrics.
+//!
+//! Its ports are given at construction: the cluster (the applied image,
+//! topic admin, and through it the registry of hosted partitions); no call
+//! passes the broker in.
 //!
 //! Each group sits behind its own mutex, held only for the pure transition
 //! and the (synchronous) append of its records, so records of one group are
@@ -33,10 +38,7 @@ use super::{
     state::{Group, GroupConfig, JoinResult, SyncResult},
     OFFSETS_TOPIC,
 };
-use crate::{
-    broker::{now_ms, Broker},
-    metrics::GroupMetrics,
-};
+use crate::{broker::now_ms, metrics::GroupMetrics};
 
 mod admin;
 mod background;
@@ -166,7 +168,8 @@ impl Coordinator {
     }
 
     /// Partitions of `__consumer_offsets` (the existing topic's, or the configured count).
-    pub fn partition_count(&self, broker: &Broker) -> i32 {
+    pub fn partition_count(&self) -> i32 {
+        let broker = self.cluster.broker();
         broker
             .topic(OFFSETS_TOPIC)
             .map(|t| t.partition_count())
@@ -174,8 +177,9 @@ impl Coordinator {
     }
 
     /// The `__consumer_offsets` partition of a group.
-    pub fn partition_of(&self, broker: &Broker, group_id: &str) -> i32 {
-        partition_for(group_id, self.partition_count(broker))
+    pub fn partition_of(&self, group_id: &str) -> i32 {
+        let _broker = self.cluster.broker();
+        partition_for(group_id, self.partition_count())
     }
 
     fn slot(&self, group_id: &str, create: bool) -> Option<SlotRef> {

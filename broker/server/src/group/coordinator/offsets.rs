@@ -6,7 +6,7 @@ use kafka_protocol::ResponseError;
 
 use super::{lock, outbox::Outbox, Coordinator};
 use crate::{
-    broker::{now_ms, Broker},
+    broker::now_ms,
     group::{
         state::{CommittedOffset, GroupState, CONSUMER_PROTOCOL_TYPE},
         store,
@@ -35,15 +35,15 @@ impl Coordinator {
     /// OffsetCommit: one result per partition, in order.
     pub async fn commit(
         &self,
-        broker: &Broker,
         group_id: &str,
         member_id: &str,
         instance_id: Option<&str>,
         generation: i32,
         parts: Vec<CommitPartition>,
     ) -> Vec<Option<ResponseError>> {
+        let broker = self.cluster.broker();
         let all = |e: ResponseError| vec![Some(e); parts.len()];
-        if let Err(e) = self.check_serving(broker, group_id) {
+        if let Err(e) = self.check_serving(group_id) {
             return all(e);
         }
         let Some(slot) = self.slot(group_id, generation < 0) else {
@@ -93,11 +93,11 @@ impl Coordinator {
                 };
                 results.push(error);
             }
-            if self.write(broker, group_id, &records, &mut out) {
+            if self.write(group_id, &records, &mut out) {
                 self.metrics.offset_commits.inc_by(accepted.len() as u64);
                 s.group.offsets.extend(accepted);
             }
-            self.settle(broker, &slot, &mut s, Vec::new(), &mut out);
+            self.settle(&slot, &mut s, Vec::new(), &mut out);
         }
         if !out.finish(broker.config.acks_all_fsync).await {
             for r in results.iter_mut().filter(|r| r.is_none()) {
@@ -111,11 +111,11 @@ impl Coordinator {
     /// every partition the group has offsets for (`topics == None`).
     pub fn fetch_offsets(
         &self,
-        broker: &Broker,
         group_id: &str,
         topics: Option<Vec<(String, Vec<i32>)>>,
     ) -> Result<FetchedTopics, ResponseError> {
-        self.check_serving(broker, group_id)?;
+        let _broker = self.cluster.broker();
+        self.check_serving(group_id)?;
         let offsets = self
             .slot(group_id, false)
             .map(|s| lock(&s).group.offsets.clone())
@@ -145,11 +145,11 @@ impl Coordinator {
     /// OffsetDelete: the group-level error, or one result per partition.
     pub async fn delete_offsets(
         &self,
-        broker: &Broker,
         group_id: &str,
         parts: &[(String, i32)],
     ) -> Result<Vec<Option<ResponseError>>, ResponseError> {
-        self.check_serving(broker, group_id)?;
+        let broker = self.cluster.broker();
+        self.check_serving(group_id)?;
         let slot = self
             .slot(group_id, false)
             .ok_or(ResponseError::GroupIdNotFound)?;
@@ -176,8 +176,8 @@ impl Coordinator {
                     records.push(store::offset_record(group_id, t, *p, None));
                 }
             }
-            self.write(broker, group_id, &records, &mut out);
-            self.settle(broker, &slot, &mut s, Vec::new(), &mut out);
+            self.write(group_id, &records, &mut out);
+            self.settle(&slot, &mut s, Vec::new(), &mut out);
             results
         };
         out.finish(broker.config.acks_all_fsync).await;

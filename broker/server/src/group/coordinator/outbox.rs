@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 
 use super::{lock, Coordinator, Slot, SlotRef};
 use crate::{
-    broker::{now_ms, Broker},
+    broker::now_ms,
     group::{
         state::{Effect, GroupState, JoinResult, SyncResult},
         store::{self, StoreRecord},
@@ -64,18 +64,13 @@ impl Outbox {
 
 impl Coordinator {
     /// Writes records of a group (under its lock) and notes what to flush.
-    pub(super) fn write(
-        &self,
-        broker: &Broker,
-        group_id: &str,
-        records: &[StoreRecord],
-        out: &mut Outbox,
-    ) -> bool {
+    pub(super) fn write(&self, group_id: &str, records: &[StoreRecord], out: &mut Outbox) -> bool {
+        let _broker = self.cluster.broker();
         if records.is_empty() {
             return true;
         }
         let written = self
-            .offsets_partition(broker, group_id)
+            .offsets_partition(group_id)
             .and_then(|p| {
                 store::append(&p, records, now_ms()).map(|end| (p, end)).map_err(|e| {
                     tracing::warn!(group = group_id, error = %e, "appending to __consumer_offsets failed");
@@ -95,14 +90,8 @@ impl Coordinator {
     }
 
     /// Turns effects into writes and answers; keeps the timer and the group table current.
-    pub(super) fn settle(
-        &self,
-        broker: &Broker,
-        me: &SlotRef,
-        slot: &mut Slot,
-        fx: Vec<Effect>,
-        out: &mut Outbox,
-    ) {
+    pub(super) fn settle(&self, me: &SlotRef, slot: &mut Slot, fx: Vec<Effect>, out: &mut Outbox) {
+        let _broker = self.cluster.broker();
         let mut store = false;
         for effect in fx {
             match effect {
@@ -123,7 +112,7 @@ impl Coordinator {
         let removed = slot.group.try_remove(now_ms());
         if store || removed {
             let record = store::group_record(&slot.group);
-            self.write(broker, &slot.group.id.clone(), &[record], out);
+            self.write(&slot.group.id.clone(), &[record], out);
         }
         self.reschedule(me, slot);
     }

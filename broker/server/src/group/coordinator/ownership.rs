@@ -32,8 +32,9 @@ pub(super) enum Ownership {
 
 impl Coordinator {
     /// Whether this broker can answer for `group_id` now.
-    pub fn check_serving(&self, broker: &Broker, group_id: &str) -> Result<(), ResponseError> {
-        let p = self.partition_of(broker, group_id);
+    pub fn check_serving(&self, group_id: &str) -> Result<(), ResponseError> {
+        let _broker = self.cluster.broker();
+        let p = self.partition_of(group_id);
         match lock(&self.owned)
             .as_ref()
             .and_then(|o| o.get(p as usize).copied())
@@ -54,7 +55,8 @@ impl Coordinator {
     /// Creates `__consumer_offsets` if it does not exist yet (first use):
     /// the creation is proposed in the background and the caller answers
     /// COORDINATOR_NOT_AVAILABLE meanwhile (clients retry).
-    pub fn ensure_topic(&self, broker: &Broker) -> Result<(), ResponseError> {
+    pub fn ensure_topic(&self) -> Result<(), ResponseError> {
+        let broker = self.cluster.broker();
         if broker.topic(OFFSETS_TOPIC).is_some() {
             return Ok(());
         }
@@ -79,10 +81,10 @@ impl Coordinator {
 
     pub(super) fn offsets_partition(
         &self,
-        broker: &Broker,
         group_id: &str,
     ) -> Result<Arc<Partition>, ResponseError> {
-        self.ensure_topic(broker)?;
+        let broker = self.cluster.broker();
+        self.ensure_topic()?;
         let topic = broker
             .topic(OFFSETS_TOPIC)
             .ok_or(ResponseError::CoordinatorNotAvailable)?;

@@ -10,15 +10,16 @@ use tokio::sync::oneshot;
 
 use super::{lock, outbox::Outbox, Coordinator};
 use crate::{
-    broker::{now_ms, Broker},
+    broker::now_ms,
     group::state::{JoinRequest, JoinResult, Reply, SyncResult},
 };
 
 impl Coordinator {
     /// JoinGroup; waits while the answer is parked.
-    pub async fn join(&self, broker: &Broker, group_id: &str, req: JoinRequest) -> JoinResult {
+    pub async fn join(&self, group_id: &str, req: JoinRequest) -> JoinResult {
+        let broker = self.cluster.broker();
         let member_id = req.member_id.clone();
-        if let Err(e) = self.check_serving(broker, group_id) {
+        if let Err(e) = self.check_serving(group_id) {
             return JoinResult::error(&member_id, e);
         }
         let Some(slot) = self.slot(group_id, member_id.is_empty()) else {
@@ -30,7 +31,7 @@ impl Coordinator {
             let mut fx = Vec::new();
             let reply = s.group.join(req, &self.config.group, now_ms(), &mut fx);
             let rx = park(&reply, &mut s.joins);
-            self.settle(broker, &slot, &mut s, fx, &mut out);
+            self.settle(&slot, &mut s, fx, &mut out);
             (reply, rx)
         };
         let ok = out.finish(broker.config.acks_all_fsync).await;
@@ -50,7 +51,6 @@ impl Coordinator {
     #[allow(clippy::too_many_arguments)]
     pub async fn sync(
         &self,
-        broker: &Broker,
         group_id: &str,
         member_id: &str,
         instance_id: Option<&str>,
@@ -59,7 +59,8 @@ impl Coordinator {
         protocol: Option<&str>,
         assignments: Vec<(String, Bytes)>,
     ) -> SyncResult {
-        match self.check_serving(broker, group_id) {
+        let broker = self.cluster.broker();
+        match self.check_serving(group_id) {
             // The rebalance state was lost with the old coordinator: rejoin.
             Err(ResponseError::CoordinatorLoadInProgress) => {
                 return SyncResult::error(ResponseError::RebalanceInProgress)
@@ -85,7 +86,7 @@ impl Coordinator {
                 &mut fx,
             );
             let rx = park(&reply, &mut s.syncs);
-            self.settle(broker, &slot, &mut s, fx, &mut out);
+            self.settle(&slot, &mut s, fx, &mut out);
             (reply, rx)
         };
         out.finish(broker.config.acks_all_fsync).await;
@@ -101,13 +102,13 @@ impl Coordinator {
     /// Heartbeat; `None` is success.
     pub fn heartbeat(
         &self,
-        broker: &Broker,
         group_id: &str,
         member_id: &str,
         instance_id: Option<&str>,
         generation: i32,
     ) -> Option<ResponseError> {
-        match self.check_serving(broker, group_id) {
+        let _broker = self.cluster.broker();
+        match self.check_serving(group_id) {
             // Kafka answers blindly while loading; the member learns more once it is done.
             Err(ResponseError::CoordinatorLoadInProgress) => return None,
             Err(e) => return Some(e),
@@ -127,11 +128,11 @@ impl Coordinator {
     /// LeaveGroup: one result per member, or a group-level error.
     pub async fn leave(
         &self,
-        broker: &Broker,
         group_id: &str,
         members: &[(String, Option<String>)],
     ) -> Result<Vec<Option<ResponseError>>, ResponseError> {
-        self.check_serving(broker, group_id)?;
+        let broker = self.cluster.broker();
+        self.check_serving(group_id)?;
         let Some(slot) = self.slot(group_id, false) else {
             return Ok(vec![Some(ResponseError::UnknownMemberId); members.len()]);
         };
@@ -142,7 +143,7 @@ impl Coordinator {
             let result = s
                 .group
                 .leave(members, &self.config.group, now_ms(), &mut fx);
-            self.settle(broker, &slot, &mut s, fx, &mut out);
+            self.settle(&slot, &mut s, fx, &mut out);
             result
         };
         out.finish(broker.config.acks_all_fsync).await;
