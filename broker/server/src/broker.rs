@@ -106,7 +106,7 @@ impl Topic {
         current_leader_epoch: i32,
     ) -> Result<Arc<Partition>, ResponseError> {
         let Some(partition) = self.partition(index) else {
-            return Err(if (0..self.partition_count()).contains(&index) {
+            return Err(if self.has_partition(index) {
                 ResponseError::NotLeaderOrFollower
             } else {
                 ResponseError::UnknownTopicOrPartition
@@ -514,7 +514,7 @@ impl Broker {
             for partition in topic.partitions() {
                 hws.insert(
                     (topic.name.clone(), partition.index),
-                    partition.checkpointable_hw(),
+                    partition.high_watermark(),
                 );
             }
         }

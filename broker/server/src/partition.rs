@@ -302,11 +302,6 @@ impl Partition {
         self.set_hw(hw.min(end));
     }
 
-    /// The high watermark to checkpoint.
-    pub fn checkpointable_hw(&self) -> i64 {
-        *self.hw.borrow()
-    }
-
     /// Lowers the high watermark to `end` after a truncation cut the log
     /// below it (the only way it ever moves back).
     pub fn cap_hw(&self, end: i64) {
