@@ -538,35 +538,45 @@ pub(crate) fn test_batch(n: i64) -> bytes::Bytes {
     buf.freeze()
 }
 
+/// A leader's replica state (replicas 0, 1, 2; epochs 1) with the given
+/// ISR and followers as (id, log end, ms since last caught up) at `now`,
+/// for tests in this crate.
+#[cfg(test)]
+pub(crate) fn leader_state(
+    isr: &[i32],
+    followers: &[(i32, i64, u64)],
+    now: Instant,
+) -> ReplicaState {
+    ReplicaState {
+        role: Role::Leader,
+        leader_epoch: 1,
+        partition_epoch: 1,
+        replicas: vec![0, 1, 2],
+        isr: isr.to_vec(),
+        followers: followers
+            .iter()
+            .map(|&(id, end, ago)| {
+                (
+                    id,
+                    FollowerProgress {
+                        log_end: end,
+                        last_caught_up: now - std::time::Duration::from_millis(ago),
+                    },
+                )
+            })
+            .collect(),
+        isr_change_pending: false,
+        epoch_start_offset: 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     fn state(isr: &[i32], followers: &[(i32, i64)]) -> ReplicaState {
-        let now = Instant::now();
-        ReplicaState {
-            role: Role::Leader,
-            leader_epoch: 1,
-            partition_epoch: 1,
-            replicas: vec![0, 1, 2],
-            isr: isr.to_vec(),
-            followers: followers
-                .iter()
-                .map(|&(id, end)| {
-                    (
-                        id,
-                        FollowerProgress {
-                            log_end: end,
-                            last_caught_up: now - Duration::from_millis(1),
-                        },
-                    )
-                })
-                .collect(),
-            isr_change_pending: false,
-            epoch_start_offset: 0,
-        }
+        let with_age: Vec<_> = followers.iter().map(|&(id, end)| (id, end, 1)).collect();
+        leader_state(isr, &with_age, Instant::now())
     }
 
     #[test]

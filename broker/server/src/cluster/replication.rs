@@ -125,34 +125,8 @@ fn propose_isr(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
-    use crate::partition::FollowerProgress;
-
-    fn state(isr: &[i32], followers: &[(i32, i64, u64)], now: Instant) -> ReplicaState {
-        ReplicaState {
-            role: Role::Leader,
-            leader_epoch: 1,
-            partition_epoch: 1,
-            replicas: vec![0, 1, 2],
-            isr: isr.to_vec(),
-            followers: followers
-                .iter()
-                .map(|&(id, end, ago)| {
-                    (
-                        id,
-                        FollowerProgress {
-                            log_end: end,
-                            last_caught_up: now - Duration::from_millis(ago),
-                        },
-                    )
-                })
-                .collect::<BTreeMap<_, _>>(),
-            isr_change_pending: false,
-            epoch_start_offset: 0,
-        }
-    }
+    use crate::partition::leader_state as state;
 
     #[test]
     fn lagging_followers_are_those_not_caught_up_in_time() {
