@@ -30,8 +30,8 @@ pub use broker::{BrokerBuilder, BrokerProcess};
 pub use kafka::{connect_retry, encode_batch, now_ms, KafkaConn, Msg, EARLIEST, LATEST};
 pub use process::{run_cmd, Background, CmdOutput};
 pub use tools::{
-    kcat, py_command, python, require_py_module, require_tool, rivulet_bin, rivulet_cmd, run_py,
-    run_py_timeout, unique_topic, workspace_root, PY_TIMEOUT,
+    kcat, last_json, py_command, python, require_py_module, require_tool, rivulet_bin, rivulet_cmd,
+    run_py, run_py_timeout, unique_topic, workspace_root, PY_TIMEOUT,
 };
 
 /// Returns early from the calling test when any of the named external tools

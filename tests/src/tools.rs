@@ -196,3 +196,13 @@ pub fn unique_topic(prefix: &str) -> String {
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     format!("{prefix}-{}-{n}", std::process::id())
 }
+
+/// The last line of a script's stdout that is JSON (the scripts print
+/// their summary last), or `Null` when there is none.
+pub fn last_json(stdout: &str) -> serde_json::Value {
+    stdout
+        .lines()
+        .rev()
+        .find_map(|line| serde_json::from_str(line).ok())
+        .unwrap_or(serde_json::Value::Null)
+}

@@ -17,6 +17,7 @@ use std::{
 use rivulet_tests::{
     cluster::DevCluster,
     cluster_faults::{fault_seed, wait_in_sync, FaultPlan, FaultRanges, Rng, SEED_ENV},
+    last_json,
     process::Background,
     require_py, run_cmd, run_py,
     tools::py_command,
@@ -194,13 +195,4 @@ fn finish(client: &mut Background, what: &str, timeout: Duration) -> Value {
         client.stderr()
     );
     last_json(&client.stdout())
-}
-
-/// The last line of a script's stdout, parsed: its summary.
-fn last_json(stdout: &str) -> Value {
-    stdout
-        .lines()
-        .rev()
-        .find_map(|line| serde_json::from_str(line).ok())
-        .unwrap_or(Value::Null)
 }

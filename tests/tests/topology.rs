@@ -34,7 +34,8 @@ use rivulet_tests::{
         group_coordinator, poll_until, try_client, wait_fully_in_sync, PartitionInfo,
     },
     groups::{committed_offsets, describe_group},
-    kcat, py_command, require_py, require_tools, run_cmd, run_py_timeout, unique_topic, KafkaConn,
+    kcat, last_json, py_command, require_py, require_tools, run_cmd, run_py_timeout, unique_topic,
+    KafkaConn,
 };
 use serde_json::Value;
 
@@ -572,13 +573,4 @@ fn describe(layout: &BTreeMap<String, BTreeMap<i32, PartitionInfo>>) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// The last line of a script's stdout that is JSON: its summary.
-fn last_json(stdout: &str) -> Value {
-    stdout
-        .lines()
-        .rev()
-        .find_map(|line| serde_json::from_str(line).ok())
-        .unwrap_or(Value::Null)
 }
