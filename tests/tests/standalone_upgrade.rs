@@ -24,9 +24,11 @@ fn a_standalone_data_directory_is_imported_with_its_records() {
     broker.terminate();
 
     // Turn the directory into what a standalone broker left: no metadata
-    // log, no id files, no checkpoint, and the topic in meta.json.
+    // log, no identity, no id files, no checkpoint, and the topic in
+    // meta.json.
     let data = broker.data_dir().to_path_buf();
     std::fs::remove_dir_all(data.join("__cluster_metadata")).unwrap();
+    std::fs::remove_file(data.join("meta.properties")).unwrap();
     let _ = std::fs::remove_file(data.join("replication-offset-checkpoint"));
     for p in 0..2 {
         let dir = data.join(format!("{topic}-{p}"));

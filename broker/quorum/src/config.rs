@@ -35,6 +35,17 @@ pub struct QuorumConfig {
     pub propose_timeout: Duration,
     /// Bound on `initialize` waiting for a leader. Default 30 s.
     pub bootstrap_timeout: Duration,
+    /// The cluster this node belongs to (its `meta.properties`): sent with
+    /// every call and checked on every call received, so that nodes of
+    /// different clusters refuse each other (INCONSISTENT_CLUSTER_ID).
+    pub cluster_id: String,
+    /// The id of this node's data directory (its `meta.properties`): what
+    /// identifies it as a voter, beside its node id.
+    pub directory_id: uuid::Uuid,
+    /// Whether this directory was formatted to found the quorum and has
+    /// not joined one yet: only such a node may vote while its log is
+    /// empty (a node that lost its log must not vote until it caught up).
+    pub founder: bool,
     /// Snapshot after this many applied entries since the last one.
     /// Default 5000; minimum 1.
     pub snapshot_every: u64,
@@ -59,6 +70,9 @@ impl QuorumConfig {
             rpc_timeout: Duration::from_secs(2),
             propose_timeout: Duration::from_secs(5),
             bootstrap_timeout: Duration::from_secs(30),
+            cluster_id: String::new(),
+            directory_id: uuid::Uuid::nil(),
+            founder: false,
             snapshot_every: 5000,
             keep_after_snapshot: 1000,
             snapshot_chunk_size: 1024 * 1024,

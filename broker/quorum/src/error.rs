@@ -83,6 +83,9 @@ pub enum QuorumError {
     /// The broker was not registered and unfenced in time.
     #[error("broker still fenced after {0:?}")]
     UnfenceTimeout(Duration),
+    /// The leader refused a voter-set request, or none could answer it.
+    #[error("voter set: {0}")]
+    Voters(#[source] crate::network::VotersRefused),
     /// Raft stopped (shut down or failed on storage).
     #[error("raft stopped")]
     Fatal(#[source] Box<Fatal<NodeId>>),

@@ -87,6 +87,7 @@ mod tests {
             incarnation_id: Uuid::new_v4(),
             rack: None,
             endpoints: BTreeMap::new(),
+            directory_id: None,
         };
         liveness.record(&register, t0);
         liveness.record(&MetadataCommand::FenceBroker { broker_id: 2 }, t0);

@@ -139,6 +139,18 @@ pub struct ClusterConfig {
     /// Kafka's `inter.broker.listener.name`: the listener followers fetch
     /// from (default: the first listener).
     pub inter_broker_listener: String,
+    /// `cluster.id` (`--cluster-id`): the cluster this broker belongs to.
+    /// An unformatted data directory is formatted as a member of it; a
+    /// directory of another cluster is refused.
+    pub cluster_id: Option<String>,
+    /// `controller.quorum.bootstrap` (`--bootstrap-quorum`): an unformatted
+    /// data directory may found the quorum (with `voters` as its initial
+    /// voters). Without it, an unformatted directory joins the existing
+    /// quorum and never founds one.
+    pub bootstrap: bool,
+    /// No `controller.quorum.voters`: a single broker, the only voter of
+    /// its own quorum, which formats an empty directory by itself.
+    pub single: bool,
 }
 
 /// One Kafka listener: where it binds and what it advertises.
@@ -278,12 +290,17 @@ impl BrokerConfig {
                 controller_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
                 controller_advertised: String::new(),
                 inter_broker_listener: String::new(),
+                cluster_id: None,
+                bootstrap: false,
+                single: true,
             },
             raw: BTreeMap::new(),
         };
         let mut voters = None;
         let mut controller_names: Vec<String> = Vec::new();
         let mut inter_broker = None;
+        let mut cluster_id = None;
+        let mut bootstrap = false;
         let mut topic_defaults = BTreeMap::new();
         for (key, value) in &raw {
             let invalid = |reason: &str| ConfigError::InvalidValue {
@@ -377,6 +394,18 @@ impl BrokerConfig {
                         .collect()
                 }
                 "inter.broker.listener.name" => inter_broker = Some(value.trim().to_string()),
+                "cluster.id" => {
+                    let id = value.trim();
+                    if id.is_empty()
+                        || !id
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                    {
+                        return Err(invalid("a cluster id is letters, digits, `-` and `_` (Kafka's are 22 base64url characters)"));
+                    }
+                    cluster_id = Some(id.to_owned())
+                }
+                "controller.quorum.bootstrap" => bootstrap = parse_bool(value, &invalid)?,
                 "replica.high.watermark.checkpoint.interval.ms" => {
                     config.replication.hw_checkpoint_interval =
                         Duration::from_millis(parse_positive(value, &invalid)? as u64)
@@ -438,6 +467,8 @@ impl BrokerConfig {
             .map_err(ConfigError::TopicDefault)?;
         config.cluster =
             config.split_controller_listener(voters, &controller_names, inter_broker)?;
+        config.cluster.cluster_id = cluster_id;
+        config.cluster.bootstrap = bootstrap;
         config.raw = raw;
         Ok(config)
     }
@@ -516,6 +547,9 @@ impl BrokerConfig {
             controller_addr: controller.addr,
             controller_advertised,
             inter_broker_listener,
+            cluster_id: None,
+            bootstrap: false,
+            single: false,
         })
     }
 
@@ -528,6 +562,9 @@ impl BrokerConfig {
             controller_addr: addr,
             controller_advertised: addr.to_string(),
             inter_broker_listener: self.listeners[0].name.clone(),
+            cluster_id: None,
+            bootstrap: false,
+            single: true,
         }
     }
 }

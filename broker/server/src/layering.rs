@@ -40,6 +40,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("metrics", 1),
     ("meta_store", 1),
     ("hw_checkpoint", 1),
+    ("identity", 2),
     ("parallel", 1),
 ];
 

@@ -19,6 +19,7 @@ pub mod group;
 pub mod handlers;
 pub mod http;
 pub mod hw_checkpoint;
+pub mod identity;
 mod layering;
 pub mod listeners;
 pub mod meta_store;

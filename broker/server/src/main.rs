@@ -42,6 +42,10 @@ enum Command {
     Bench(cli::bench::BenchArgs),
     /// Run a local multi-broker cluster, each broker its own process.
     Dev(cli::dev::DevArgs),
+    /// Format a data directory for a cluster (cluster id, node id, directory id).
+    Format(cli::format::FormatArgs),
+    /// Describe the controller quorum; add or remove voters.
+    Quorum(cli::quorum::QuorumArgs),
 }
 
 #[derive(clap::Args)]
@@ -70,6 +74,16 @@ struct BrokerArgs {
     /// A Java-style .properties file of broker configs (flags win over it).
     #[arg(long, env = "RIVULET_CONFIG_FILE")]
     config_file: Option<PathBuf>,
+    /// The cluster this broker belongs to (`cluster.id`): an unformatted data
+    /// directory becomes a member of it that joins its quorum; a directory of
+    /// another cluster is refused.
+    #[arg(long, env = "RIVULET_CLUSTER_ID")]
+    cluster_id: Option<String>,
+    /// Let an unformatted data directory found the quorum, with
+    /// controller.quorum.voters as its initial voters
+    /// (`controller.quorum.bootstrap`). Only for a new cluster.
+    #[arg(long, env = "RIVULET_BOOTSTRAP_QUORUM")]
+    bootstrap_quorum: bool,
 }
 
 fn main() -> ExitCode {
@@ -94,6 +108,8 @@ fn main() -> ExitCode {
             Command::Group(args) => cli::group::run(args).await,
             Command::Bench(args) => cli::bench::run(args).await,
             Command::Dev(args) => cli::dev::run(args).await,
+            Command::Format(args) => cli::format::run(args),
+            Command::Quorum(args) => cli::quorum::run(args).await,
         }
     });
     match result {
@@ -117,6 +133,12 @@ async fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
             .split_once('=')
             .with_context(|| format!("--config `{kv}` is not KEY=VALUE"))?;
         raw.insert(k.trim().to_string(), v.trim().to_string());
+    }
+    if let Some(id) = &args.cluster_id {
+        raw.insert("cluster.id".into(), id.clone());
+    }
+    if args.bootstrap_quorum {
+        raw.insert("controller.quorum.bootstrap".into(), "true".into());
     }
     // Flags win; a server.properties given with --config-file may carry
     // these four too, as Kafka's does.

@@ -39,7 +39,9 @@ impl ClusterMetadata {
                 incarnation_id,
                 rack,
                 endpoints,
+                directory_id,
             } => {
+                let mut lost_disk = false;
                 if let Some(existing) = self.brokers.get(broker_id) {
                     if existing.incarnation_id == *incarnation_id {
                         // A retried registration: keep the epoch it was given.
@@ -47,6 +49,10 @@ impl ClusterMetadata {
                             broker_epoch: existing.epoch,
                         });
                     }
+                    lost_disk = matches!(
+                        (existing.directory_id, directory_id),
+                        (Some(old), Some(new)) if old != *new
+                    );
                 }
                 let was_live = self.is_live(*broker_id);
                 self.brokers.insert(
@@ -57,11 +63,16 @@ impl ClusterMetadata {
                         epoch: offset,
                         rack: rack.clone(),
                         endpoints: endpoints.clone(),
+                        directory_id: *directory_id,
                         fenced: true,
                     },
                 );
-                if was_live {
-                    // The old incarnation is gone: move its leaderships now.
+                if was_live || lost_disk {
+                    // A broker back with another directory lost its replicas:
+                    // it must not stay in any ISR it was in (and could then
+                    // lead with an empty log); it rejoins each ISR by
+                    // catching up like a new follower. Otherwise the old
+                    // incarnation is gone: move its leaderships now.
                     self.fence_partitions(*broker_id);
                 }
                 Ok(ApplyOutcome::Registered {

@@ -28,6 +28,10 @@ pub enum MetadataCommand {
         rack: Option<String>,
         /// Advertised endpoints by listener name.
         endpoints: BTreeMap<String, Endpoint>,
+        /// The id of its data directory (`meta.properties`); absent from
+        /// brokers of older releases.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        directory_id: Option<Uuid>,
     },
     /// A live broker's periodic heartbeat; unfences it.
     BrokerHeartbeat {

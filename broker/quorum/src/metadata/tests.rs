@@ -79,6 +79,27 @@ pub(super) fn register(id: BrokerId, incarnation_id: Uuid) -> MetadataCommand {
         incarnation_id,
         rack: None,
         endpoints,
+        directory_id: None,
+    }
+}
+
+/// A registration reporting data directory `dir`.
+fn register_dir(id: BrokerId, dir: Uuid) -> MetadataCommand {
+    match register(id, Uuid::new_v4()) {
+        MetadataCommand::RegisterBroker {
+            broker_id,
+            incarnation_id,
+            rack,
+            endpoints,
+            ..
+        } => MetadataCommand::RegisterBroker {
+            broker_id,
+            incarnation_id,
+            rack,
+            endpoints,
+            directory_id: Some(dir),
+        },
+        other => other,
     }
 }
 
@@ -229,6 +250,35 @@ fn fenced_replicas_are_left_out_of_a_new_isr() {
         log.apply(create("u", vec![vec![3]], BTreeMap::new())),
         Err(ApplyError::InvalidAssignment(_))
     ));
+}
+
+#[test]
+fn a_broker_back_with_another_directory_leaves_every_isr() {
+    let mut log = Log::new();
+    let dirs: BTreeMap<BrokerId, Uuid> = (1..=3).map(|id| (id, Uuid::new_v4())).collect();
+    for (&id, &dir) in &dirs {
+        let Ok(ApplyOutcome::Registered { broker_epoch }) = log.apply(register_dir(id, dir)) else {
+            panic!("registration failed");
+        };
+        log.apply(MetadataCommand::BrokerHeartbeat {
+            broker_id: id,
+            broker_epoch,
+        })
+        .unwrap();
+    }
+    assert_eq!(log.md.brokers[&3].directory_id, Some(dirs[&3]));
+    log.topic("t", vec![vec![1, 2, 3], vec![3, 2, 1]]);
+    // Back with a new disk before anyone noticed it was gone.
+    let new_dir = Uuid::new_v4();
+    log.apply(register_dir(3, new_dir)).unwrap();
+    assert_eq!(log.md.brokers[&3].directory_id, Some(new_dir));
+    assert_eq!(
+        log.p("t", 0).isr,
+        vec![1, 2],
+        "a lost disk is out of the ISR"
+    );
+    assert_eq!(log.p("t", 1).isr, vec![2, 1]);
+    assert_ne!(log.p("t", 1).leader, Some(3), "and leads nothing");
 }
 
 #[test]

@@ -40,6 +40,9 @@ pub struct BrokerRegistration {
     pub rack: Option<String>,
     /// Advertised endpoints by listener name (e.g. `PLAINTEXT`).
     pub endpoints: BTreeMap<String, Endpoint>,
+    /// The id of its data directory, when it reported one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory_id: Option<Uuid>,
     /// A fenced broker leads nothing and is not placed on. Brokers register
     /// fenced and are unfenced by their first heartbeat, as in KRaft.
     pub fenced: bool,
@@ -171,6 +174,7 @@ impl ClusterMetadata {
                 epoch: 1,
                 rack: rack.map(str::to_owned),
                 endpoints: BTreeMap::new(),
+                directory_id: None,
                 fenced,
             };
             md.brokers.insert(id, broker);

@@ -23,6 +23,7 @@ use crate::raft_types::{Node, NodeId, TypeConfig};
 #[derive(Debug, Clone)]
 pub struct NetworkFactory {
     id: NodeId,
+    cluster_id: String,
     connect_timeout: Duration,
     rpc_timeout: Duration,
 }
@@ -30,9 +31,15 @@ pub struct NetworkFactory {
 impl NetworkFactory {
     /// A factory for node `id`. Each RPC is bounded by `rpc_timeout` (or
     /// openraft's own deadline when shorter).
-    pub fn new(id: NodeId, connect_timeout: Duration, rpc_timeout: Duration) -> Self {
+    pub fn new(
+        id: NodeId,
+        cluster_id: &str,
+        connect_timeout: Duration,
+        rpc_timeout: Duration,
+    ) -> Self {
         Self {
             id,
+            cluster_id: cluster_id.to_owned(),
             connect_timeout,
             rpc_timeout,
         }
@@ -47,7 +54,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             id: self.id,
             target,
             node: node.clone(),
-            rpc: RpcClient::new(&node.addr, self.connect_timeout),
+            rpc: RpcClient::new(&node.addr, &self.cluster_id, self.connect_timeout),
             rpc_timeout: self.rpc_timeout,
         }
     }

@@ -1,8 +1,9 @@
 //! The quorum's gRPC transport.
 //!
-//! One service, `rivulet.quorum.v1.Quorum`, with five unary methods
-//! (AppendEntries, Vote, InstallSnapshot, Propose, AddLearner). Every method
-//! carries the
+//! One service, `rivulet.quorum.v1.Quorum`, with nine unary methods
+//! (AppendEntries, Vote, InstallSnapshot, Propose, AddLearner, and the
+//! voter set's Describe, AddVoter, RemoveVoter, Elect). Every call carries the
+//! caller's cluster id as metadata and every method the
 //! same protobuf message, [`RpcPayload`]: openraft's request or result as
 //! JSON in field 1, and raw snapshot bytes in field 2 (kept out of the JSON,
 //! where bytes would become arrays of numbers). Hand-writing the one message
@@ -12,6 +13,7 @@
 mod client;
 mod join;
 mod server;
+mod voters;
 
 use std::time::Duration;
 
@@ -23,6 +25,8 @@ use tonic::{
     codegen::http::uri::PathAndQuery,
     transport::{Channel, Endpoint},
 };
+pub(crate) use voters::VotersReply;
+pub use voters::{MemberState, QuorumState, VoterChange, VotersRefused};
 
 /// The message of every method.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -34,6 +38,13 @@ pub struct RpcPayload {
     #[prost(bytes = "vec", tag = "2")]
     pub data: Vec<u8>,
 }
+
+/// How a refusal for another cluster starts (Kafka's error name), so that
+/// callers can tell it from other failures.
+pub const INCONSISTENT_CLUSTER_ID: &str = "INCONSISTENT_CLUSTER_ID";
+
+/// The gRPC metadata key carrying the caller's cluster id.
+pub(crate) const CLUSTER_ID_HEADER: &str = "rivulet-cluster-id";
 
 /// Largest message either side accepts. Snapshot chunks are sized well
 /// below it (see `QuorumConfig::snapshot_chunk_size`).
@@ -47,15 +58,23 @@ pub(crate) enum Method {
     InstallSnapshot,
     Propose,
     AddLearner,
+    Describe,
+    AddVoter,
+    RemoveVoter,
+    Elect,
 }
 
 impl Method {
-    pub(crate) const ALL: [Method; 5] = [
+    pub(crate) const ALL: [Method; 9] = [
         Method::AppendEntries,
         Method::Vote,
         Method::InstallSnapshot,
         Method::Propose,
         Method::AddLearner,
+        Method::Describe,
+        Method::AddVoter,
+        Method::RemoveVoter,
+        Method::Elect,
     ];
 
     pub(crate) fn path(self) -> &'static str {
@@ -65,6 +84,10 @@ impl Method {
             Method::InstallSnapshot => "/rivulet.quorum.v1.Quorum/InstallSnapshot",
             Method::Propose => "/rivulet.quorum.v1.Quorum/Propose",
             Method::AddLearner => "/rivulet.quorum.v1.Quorum/AddLearner",
+            Method::Describe => "/rivulet.quorum.v1.Quorum/Describe",
+            Method::AddVoter => "/rivulet.quorum.v1.Quorum/AddVoter",
+            Method::RemoveVoter => "/rivulet.quorum.v1.Quorum/RemoveVoter",
+            Method::Elect => "/rivulet.quorum.v1.Quorum/Elect",
         }
     }
 }
@@ -107,12 +130,14 @@ pub enum TransportError {
 #[derive(Clone)]
 pub(crate) struct RpcClient {
     addr: String,
+    /// Sent as [`CLUSTER_ID_HEADER`] with every call.
+    cluster_id: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
     channel: Result<Channel, String>,
 }
 
 impl RpcClient {
     /// A client of the peer at `addr` (`host:port`).
-    pub(crate) fn new(addr: &str, connect_timeout: Duration) -> Self {
+    pub(crate) fn new(addr: &str, cluster_id: &str, connect_timeout: Duration) -> Self {
         let channel = Endpoint::from_shared(format!("http://{addr}"))
             .map(|e| {
                 e.connect_timeout(connect_timeout)
@@ -122,6 +147,10 @@ impl RpcClient {
             .map_err(|e| e.to_string());
         Self {
             addr: addr.to_owned(),
+            // Cluster ids are base64url: always valid header values.
+            cluster_id: cluster_id.parse().unwrap_or_else(|_| {
+                tonic::metadata::MetadataValue::from_static("invalid-cluster-id")
+            }),
             channel,
         }
     }
@@ -155,18 +184,20 @@ impl RpcClient {
                 .map_err(|e| unreachable(tonic::Status::unavailable(e.to_string())))?;
             let codec = tonic_prost::ProstCodec::<RpcPayload, RpcPayload>::default();
             let path = PathAndQuery::from_static(method.path());
-            grpc.unary(tonic::Request::new(payload), path, codec)
-                .await
-                .map_err(|status| {
-                    if status.code() == tonic::Code::Unavailable {
-                        unreachable(status)
-                    } else {
-                        TransportError::Status {
-                            addr: self.addr.clone(),
-                            status: Box::new(status),
-                        }
+            let mut request = tonic::Request::new(payload);
+            request
+                .metadata_mut()
+                .insert(CLUSTER_ID_HEADER, self.cluster_id.clone());
+            grpc.unary(request, path, codec).await.map_err(|status| {
+                if status.code() == tonic::Code::Unavailable {
+                    unreachable(status)
+                } else {
+                    TransportError::Status {
+                        addr: self.addr.clone(),
+                        status: Box::new(status),
                     }
-                })
+                }
+            })
         };
         let response = tokio::time::timeout(timeout, exchange)
             .await

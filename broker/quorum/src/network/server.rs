@@ -8,6 +8,10 @@ use std::{
     convert::Infallible,
     future::Future,
     pin::Pin,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
     task::{Context, Poll},
     time::Duration,
 };
@@ -27,7 +31,8 @@ use tonic::{
 
 use super::{
     join::{self, JoinRefused, JoinReply},
-    Method, RpcPayload, MAX_MESSAGE_SIZE,
+    voters::{self, QuorumState, VoterChange, VotersRefused, VotersReply},
+    Method, RpcPayload, CLUSTER_ID_HEADER, INCONSISTENT_CLUSTER_ID, MAX_MESSAGE_SIZE,
 };
 use crate::{
     metadata::MetadataCommand,
@@ -48,13 +53,30 @@ pub(crate) struct QuorumService {
     /// Bounds a forwarded proposal (or a learner's join) on the leader, so
     /// that calls cannot pile up while the leader has lost its quorum.
     propose_timeout: Duration,
+    /// This node's cluster id: calls from another cluster are refused.
+    cluster_id: Arc<str>,
+    /// Whether this node may vote (see `node::admission`): a node that lost
+    /// its log refuses vote requests until it has caught up and the leader
+    /// recorded its new directory.
+    admitted: Arc<AtomicBool>,
+    /// The commit index, for DescribeQuorum's high watermark.
+    commit_index: Arc<AtomicU64>,
 }
 
 impl QuorumService {
-    pub(crate) fn new(raft: Raft<TypeConfig>, propose_timeout: Duration) -> Self {
+    pub(crate) fn new(
+        raft: Raft<TypeConfig>,
+        propose_timeout: Duration,
+        cluster_id: &str,
+        admitted: Arc<AtomicBool>,
+        commit_index: Arc<AtomicU64>,
+    ) -> Self {
         Self {
             raft,
             propose_timeout,
+            cluster_id: cluster_id.into(),
+            admitted,
+            commit_index,
         }
     }
 }
@@ -105,15 +127,27 @@ impl UnaryService<RpcPayload> for Handler {
         let QuorumService {
             raft,
             propose_timeout,
+            cluster_id,
+            admitted,
+            commit_index,
         } = self.service.clone();
         let method = self.method;
         Box::pin(async move {
+            check_cluster_id(&request, &cluster_id)?;
             let payload = request.into_inner();
             let json = match method {
                 Method::AppendEntries => {
                     encode(&raft.append_entries(decode(&payload.json)?).await)?
                 }
-                Method::Vote => encode(&raft.vote(decode(&payload.json)?).await)?,
+                Method::Vote => {
+                    if !admitted.load(Ordering::Acquire) {
+                        return Err(Status::failed_precondition(
+                            "this node's log is new or was lost and it has not caught up \
+                             with the quorum; it does not vote",
+                        ));
+                    }
+                    encode(&raft.vote(decode(&payload.json)?).await)?
+                }
                 Method::InstallSnapshot => {
                     let mut rpc: InstallSnapshotRequest<TypeConfig> = decode(&payload.json)?;
                     rpc.data = payload.data;
@@ -136,12 +170,53 @@ impl UnaryService<RpcPayload> for Handler {
                         .unwrap_or_else(|_| Err(JoinRefused::Unavailable("timed out".to_owned())));
                     encode(&reply)?
                 }
+                Method::Describe => {
+                    let reply: VotersReply<QuorumState> =
+                        voters::describe(&raft, commit_index.load(Ordering::Acquire)).await;
+                    encode(&reply)?
+                }
+                Method::Elect => {
+                    // A leader that removed itself from the voters hands
+                    // over: this voter stands for election at once.
+                    let reply: VotersReply<()> = match raft.trigger().elect().await {
+                        Ok(()) => Ok(()),
+                        Err(e) => Err(VotersRefused::Unavailable(e.to_string())),
+                    };
+                    encode(&reply)?
+                }
+                Method::AddVoter | Method::RemoveVoter => {
+                    let change: VoterChange = decode(&payload.json)?;
+                    let add = method == Method::AddVoter;
+                    let changing = voters::change(&raft, change, add);
+                    let reply: VotersReply<()> = tokio::time::timeout(propose_timeout, changing)
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(VotersRefused::Unavailable("timed out".to_owned()))
+                        });
+                    encode(&reply)?
+                }
             };
             Ok(tonic::Response::new(RpcPayload {
                 json,
                 data: Vec::new(),
             }))
         })
+    }
+}
+
+/// Refuses a call that names another cluster (one without the header, from
+/// a node of an older release, is accepted).
+fn check_cluster_id<T>(request: &tonic::Request<T>, ours: &str) -> Result<(), Status> {
+    let Some(theirs) = request.metadata().get(CLUSTER_ID_HEADER) else {
+        return Ok(());
+    };
+    let theirs = theirs.to_str().unwrap_or("(not ASCII)");
+    if ours.is_empty() || theirs == ours {
+        Ok(())
+    } else {
+        Err(Status::failed_precondition(format!(
+            "{INCONSISTENT_CLUSTER_ID}: the caller belongs to cluster {theirs}, this node to cluster {ours}"
+        )))
     }
 }
 

@@ -46,9 +46,12 @@ impl QuorumNode {
         }
         let timeout = self.config.bootstrap_timeout;
         let deadline = Instant::now() + timeout;
-        let request = JoinRequest {
+        let mut request = JoinRequest {
             node_id: self.id,
             addr: self.config.advertised_addr.clone(),
+            directory_id: Some(self.config.directory_id),
+            catch_up_to: None,
+            log_end: None,
         };
         let mut voter_addrs = voters.values().cycle();
         let mut leader_hint: Option<String> = None;
@@ -65,6 +68,7 @@ impl QuorumNode {
                     false,
                 ),
             };
+            request.log_end = self.raft.metrics().borrow().last_log_index;
             // The callee bounds its part by propose_timeout; allow for the trip.
             let bound = remaining.min(self.config.propose_timeout + self.config.rpc_timeout);
             let reply: Result<JoinReply, TransportError> = self
@@ -84,6 +88,23 @@ impl QuorumNode {
                     if !hinted {
                         continue;
                     }
+                }
+                Ok(Err(JoinRefused::CatchingUp { commit_index, .. })) => {
+                    // A voter with a new directory: the leader replicates
+                    // to it; ask again once it holds what was committed
+                    // when it first asked. Not bounded by the join's
+                    // deadline: a large log takes as long as it takes.
+                    let target = *request.catch_up_to.get_or_insert(commit_index);
+                    last = format!("catching up to {target} before voting again");
+                    tracing::info!(
+                        node_id = self.id,
+                        target,
+                        "this voter's directory is new; catching up before it votes"
+                    );
+                    let _ = self
+                        .wait_for_offset(target, self.config.propose_timeout)
+                        .await;
+                    continue;
                 }
                 Ok(Err(refused)) => last = format!("{addr}: {refused}"),
                 Err(e) => last = e.to_string(),

@@ -229,6 +229,7 @@ impl Heartbeats {
             incarnation_id: self.incarnation_id,
             rack: self.info.rack.clone(),
             endpoints: self.info.endpoints.clone(),
+            directory_id: Some(node.config.directory_id),
         };
         match node.propose_with_outcome(register).await {
             Ok((offset, ApplyOutcome::Registered { broker_epoch })) => {

@@ -9,16 +9,21 @@
 //! - `controller.rs`: the active controller's loop (fencing, rebalancing);
 //! - `metrics.rs`: Raft and image gauges for Prometheus.
 
+mod admission;
 mod controller;
 mod learner;
 mod lifecycle;
 mod metrics;
 mod propose;
+mod voters;
 
 use std::{
     collections::{BTreeMap, HashMap},
     net::SocketAddr,
-    sync::{atomic::AtomicU64, Arc, Mutex},
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex,
+    },
     time::Duration,
 };
 
@@ -26,7 +31,7 @@ pub use lifecycle::{BrokerInfo, BrokerLifecycle};
 pub use metrics::{QuorumMetrics, QuorumRole};
 use openraft::{
     error::{InitializeError, RaftError},
-    BasicNode, Raft, ServerState,
+    Raft, ServerState,
 };
 use tokio::{
     net::TcpListener,
@@ -57,6 +62,8 @@ pub struct QuorumNode {
     liveness: BrokerLiveness,
     /// The leader as Raft reports it, republished only when it changes.
     leader: watch::Receiver<Option<NodeId>>,
+    /// Whether this node may vote (see `admission`).
+    admitted: Arc<AtomicBool>,
     local_addr: SocketAddr,
     /// Clients of leaders (and voters) that proposals and joins were sent
     /// to, by address, so that each reuses one HTTP/2 connection.
@@ -78,7 +85,12 @@ pub async fn new_raft_node(config: QuorumConfig) -> Result<QuorumNode, QuorumErr
     let (state_machine, metadata) = StateMachineStore::open(&config.data_dir.join("state"))
         .map_err(QuorumError::OpenStateMachine)?;
     let liveness = state_machine.liveness();
-    let network = NetworkFactory::new(config.node_id, config.connect_timeout, config.rpc_timeout);
+    let network = NetworkFactory::new(
+        config.node_id,
+        &config.cluster_id,
+        config.connect_timeout,
+        config.rpc_timeout,
+    );
     let raft = Raft::new(
         config.node_id,
         raft_config,
@@ -104,7 +116,22 @@ pub async fn new_raft_node(config: QuorumConfig) -> Result<QuorumNode, QuorumErr
         config.advertised_addr = local_addr.to_string();
     }
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let service = QuorumService::new(raft.clone(), config.propose_timeout);
+    // Until its core has started, Raft reports placeholder metrics (no
+    // membership, no log); what follows reads them. The core reports once
+    // at startup, before it answers anything.
+    let mut started = raft.metrics();
+    let _ = tokio::time::timeout(config.bootstrap_timeout, started.changed()).await;
+    // Starts true, as openraft's election switch does; `admission::follow`
+    // settles both before anything is served.
+    let admitted = Arc::new(AtomicBool::new(true));
+    admission::follow(&raft, admitted.clone(), config.directory_id, config.founder);
+    let service = QuorumService::new(
+        raft.clone(),
+        config.propose_timeout,
+        &config.cluster_id,
+        admitted.clone(),
+        commit_index.clone(),
+    );
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let server = tokio::spawn(async move {
         let stopped = async {
@@ -127,6 +154,7 @@ pub async fn new_raft_node(config: QuorumConfig) -> Result<QuorumNode, QuorumErr
         commit_index,
         liveness,
         leader,
+        admitted,
         local_addr,
         forward_clients: Mutex::new(HashMap::new()),
         stopped: watch::Sender::new(false),
@@ -170,9 +198,14 @@ impl QuorumNode {
             );
         }
         if voters.keys().next() == Some(&self.id) {
+            // This node knows its own directory; the others claim theirs
+            // when they join.
             let members: BTreeMap<NodeId, Node> = voters
                 .iter()
-                .map(|(&id, addr)| (id, BasicNode { addr: addr.clone() }))
+                .map(|(&id, addr)| {
+                    let dir = (id == self.id).then_some(self.config.directory_id);
+                    (id, Node::new(addr.clone(), dir))
+                })
                 .collect();
             match self.raft.initialize(members).await {
                 Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
@@ -186,6 +219,30 @@ impl QuorumNode {
             .await
             .map_err(|_| QuorumError::BootstrapTimeout(timeout))?;
         Ok(())
+    }
+
+    /// Whether this node may vote: false while its log is new (not a
+    /// founder's) or its membership entry names another directory.
+    pub fn is_admitted(&self) -> bool {
+        self.admitted.load(Ordering::Acquire)
+    }
+
+    /// Whether this node's log holds a membership (it founded or joined a
+    /// quorum at some point).
+    pub fn has_membership(&self) -> bool {
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .nodes()
+            .next()
+            .is_some()
+    }
+
+    /// The cluster id this node was started with.
+    pub fn cluster_id(&self) -> &str {
+        &self.config.cluster_id
     }
 
     /// The applied metadata image, updated after every applied batch: how

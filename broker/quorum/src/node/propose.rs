@@ -122,7 +122,9 @@ impl QuorumNode {
             .unwrap_or_else(|e| e.into_inner());
         clients
             .entry(addr.to_owned())
-            .or_insert_with(|| RpcClient::new(addr, self.config.connect_timeout))
+            .or_insert_with(|| {
+                RpcClient::new(addr, &self.config.cluster_id, self.config.connect_timeout)
+            })
             .clone()
     }
 }

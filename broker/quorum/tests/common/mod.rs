@@ -56,6 +56,10 @@ pub async fn start_with(
     tweak: impl FnOnce(&mut QuorumConfig),
 ) -> QuorumNode {
     let mut config = QuorumConfig::new(id, addr, dir.join(format!("node-{id}"))).for_tests();
+    // Fresh directories formatted to found the quorum, one stable
+    // directory id per node (a restart on the same directory keeps it).
+    config.founder = true;
+    config.directory_id = Uuid::from_u128(u128::from(id));
     tweak(&mut config);
     new_raft_node(config).await.expect("start node")
 }
@@ -96,6 +100,7 @@ pub fn register(id: i32) -> MetadataCommand {
         incarnation_id: Uuid::new_v4(),
         rack: None,
         endpoints: endpoints(9092),
+        directory_id: None,
     }
 }
 

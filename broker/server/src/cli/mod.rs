@@ -9,8 +9,10 @@ use std::collections::BTreeMap;
 pub mod bench;
 pub mod consume;
 pub mod dev;
+pub mod format;
 pub mod group;
 pub mod produce;
+pub mod quorum;
 pub mod topic;
 
 /// Where the client commands connect.

@@ -225,6 +225,8 @@ async fn fetch_once(
     }
     let wait = cluster.replication.replica_fetch_wait_max;
     let req = FetchRequest::default()
+        // The leader refuses a follower of another cluster.
+        .with_cluster_id(Some(StrBytes::from_string(cluster.cluster_id.clone())))
         .with_replica_id(BrokerId(cluster.node_id))
         .with_max_wait_ms(wait.as_millis() as i32)
         .with_min_bytes(1)
@@ -247,7 +249,9 @@ async fn fetch_once(
         .await
         .map_err(|e| e.to_string())?;
     if resp.error_code != 0 {
-        return Err(format!("fetch error code {}", resp.error_code));
+        let name = ResponseError::try_from_code(resp.error_code)
+            .map_or_else(|| resp.error_code.to_string(), |e| format!("{e:?}"));
+        return Err(format!("the leader refused the fetch: {name}"));
     }
     let image = cluster.image();
     let adding = |key: &Key| {

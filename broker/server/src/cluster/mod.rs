@@ -32,17 +32,45 @@ use tokio::{sync::watch, task::JoinHandle};
 use crate::{
     broker::Broker,
     config::{ClusterConfig, ReplicationConfig},
+    identity::{self, IdentityError},
 };
-
-/// Where the metadata log lives inside `log.dirs`.
-const METADATA_DIR: &str = "__cluster_metadata";
 
 /// Starting cluster membership failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
+    /// The data directory's identity is not this broker's.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
     /// The quorum node could not start.
     #[error("start the controller quorum node: {0}")]
     Quorum(#[from] QuorumError),
+    /// A single broker whose metadata log is gone.
+    #[error(
+        "the metadata log of single-broker cluster {cluster_id} in {dir} is missing: restore \
+         __cluster_metadata from a backup, or move the directory aside to start a new cluster"
+    )]
+    MetadataLost {
+        /// The directory.
+        dir: std::path::PathBuf,
+        /// Its cluster.
+        cluster_id: String,
+    },
+    /// A single-broker config on a directory of a larger quorum.
+    #[error(
+        "data directory {dir} belongs to node {node_id} of cluster {cluster_id}, whose quorum has \
+         voters {voters:?}; this broker is configured as a single-broker cluster. Start it with \
+         that cluster's controller.quorum.voters, or point it at an empty directory"
+    )]
+    NotSingle {
+        /// The directory.
+        dir: std::path::PathBuf,
+        /// This node.
+        node_id: i32,
+        /// Its cluster.
+        cluster_id: String,
+        /// The quorum's voters.
+        voters: Vec<u64>,
+    },
 }
 
 /// What a partition this broker follows is following.
@@ -97,58 +125,55 @@ impl Cluster {
         let config = broker.config.cluster.clone();
         let replication = broker.config.replication.clone();
         let node_id = broker.config.node_id;
+        let data_dir = broker.config.data_dir.clone();
+        let identity = identity::resolve(&data_dir, node_id, &config)?;
         let mut quorum = QuorumConfig::new(
             node_id as u64,
             config.controller_addr,
-            broker.config.data_dir.join(METADATA_DIR),
+            data_dir.join(identity::METADATA_DIR),
         );
         quorum.advertised_addr = config.controller_advertised.clone();
+        quorum.cluster_id = identity.meta.cluster_id.clone();
+        quorum.directory_id = identity.meta.directory_id;
+        quorum.founder = identity.founder;
         let node = Arc::new(rivulet_quorum::new_raft_node(quorum).await?);
+        if config.single && !identity.founder && !node.has_membership() {
+            // Nobody else holds this cluster's metadata: joining would
+            // wait forever.
+            node.shutdown().await;
+            return Err(ClusterError::MetadataLost {
+                dir: data_dir,
+                cluster_id: identity.meta.cluster_id,
+            });
+        }
+        if config.single && node.has_membership() {
+            let voters: Vec<u64> = node
+                .raft()
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .voter_ids()
+                .collect();
+            if voters != [node_id as u64] {
+                node.shutdown().await;
+                return Err(ClusterError::NotSingle {
+                    dir: data_dir,
+                    node_id,
+                    cluster_id: identity.meta.cluster_id,
+                    voters,
+                });
+            }
+        }
         let image = node.metadata();
-        let cluster = Cluster::new(broker, node.clone(), Some(node.clone()), image.clone());
-
-        let voters: BTreeMap<u64, String> = config
-            .voters
-            .iter()
-            .map(|(&id, addr)| (id as u64, addr.clone()))
-            .collect();
-        let joiner = {
-            let node = node.clone();
-            let is_voter = config.voters.contains_key(&node_id);
-            tokio::spawn(async move {
-                loop {
-                    let joined = if is_voter {
-                        match node.initialize(&voters).await {
-                            Ok(()) => Ok(()),
-                            // A voter the existing quorum never had (the
-                            // voter list grew after bootstrap) is never
-                            // contacted: it follows as a learner instead.
-                            Err(e) => match node.join_as_learner(&voters).await {
-                                Ok(()) => {
-                                    tracing::warn!(
-                                        "not a voter of the existing quorum; following the metadata log as a learner"
-                                    );
-                                    Ok(())
-                                }
-                                Err(_) => Err(e),
-                            },
-                        }
-                    } else {
-                        node.join_as_learner(&voters).await
-                    };
-                    match joined {
-                        Ok(()) => {
-                            tracing::info!(voter = is_voter, "joined the controller quorum");
-                            return;
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "joining the controller quorum; retrying");
-                            tokio::time::sleep(Duration::from_secs(1)).await;
-                        }
-                    }
-                }
-            })
-        };
+        let cluster = Cluster::new(
+            broker,
+            node.clone(),
+            Some(node.clone()),
+            image.clone(),
+            identity.meta.cluster_id.clone(),
+        );
+        let joiner = tokio::spawn(join(node.clone(), config.voters.clone(), data_dir));
         let controller = node.spawn_controller(ControllerConfig {
             session_timeout: replication.broker_session_timeout,
             auto_leader_rebalance: replication.auto_leader_rebalance,
@@ -177,11 +202,12 @@ impl Cluster {
         source: Arc<dyn source::MetadataSource>,
         quorum: Option<Arc<QuorumNode>>,
         image: watch::Receiver<Arc<ClusterMetadata>>,
+        cluster_id: String,
     ) -> Arc<Cluster> {
         let config = broker.config.cluster.clone();
         Arc::new(Cluster {
             node_id: broker.config.node_id,
-            cluster_id: cluster_id(&config.voters),
+            cluster_id,
             source,
             quorum,
             config,
@@ -208,7 +234,8 @@ impl Cluster {
     ) -> Arc<Cluster> {
         use rivulet_quorum::metadata::{ApplyOutcome, MetadataCommand};
         use source::MetadataSource;
-        let cluster = Cluster::new(broker, log.clone(), None, log.watch());
+        let cluster_id = identity::legacy_cluster_id(&broker.config.cluster.voters);
+        let cluster = Cluster::new(broker, log.clone(), None, log.watch(), cluster_id);
         let incarnation = uuid::Uuid::new_v4();
         let (_, outcome) = log
             .apply(&MetadataCommand::RegisterBroker {
@@ -216,6 +243,7 @@ impl Cluster {
                 incarnation_id: incarnation,
                 rack: broker.config.rack.clone(),
                 endpoints: endpoints(broker),
+                directory_id: None,
             })
             .expect("register this broker");
         let ApplyOutcome::Registered { broker_epoch } = outcome else {
@@ -312,6 +340,11 @@ impl Cluster {
                     .map(|e| (b.id, e.clone(), b.rack.clone()))
             })
             .collect()
+    }
+
+    /// The quorum node, when this membership runs one (not in unit tests).
+    pub fn quorum(&self) -> Option<&Arc<QuorumNode>> {
+        self.quorum.as_ref()
     }
 
     /// The active controller's id, if known.
@@ -449,6 +482,61 @@ impl Cluster {
 }
 
 /// What this broker advertises on each listener, for its registration.
+/// Founds the quorum (a founder's directory with an empty log, lowest of
+/// the initial voters) or joins it (everyone else, on every start: a
+/// voter with a new directory is recorded once it has caught up), retrying
+/// until it succeeds; then forgets the founder's marker.
+async fn join(node: Arc<QuorumNode>, voters: BTreeMap<i32, String>, data_dir: std::path::PathBuf) {
+    let own = node.id();
+    // Whom to ask: the configured voters, this node at its actual address.
+    let mut contacts: BTreeMap<u64, String> = voters
+        .iter()
+        .map(|(&id, addr)| (id as u64, addr.clone()))
+        .collect();
+    contacts.insert(own, node.advertised_addr().to_owned());
+    loop {
+        let initial = if node.has_membership() {
+            None
+        } else {
+            identity::bootstrap_voters(&data_dir)
+        };
+        let joined = match initial {
+            Some(initial) => {
+                let initial: BTreeMap<u64, String> = initial
+                    .into_iter()
+                    .map(|(id, addr)| (id as u64, addr))
+                    .map(|(id, addr)| match id == own {
+                        true => (id, node.advertised_addr().to_owned()),
+                        false => (id, addr),
+                    })
+                    .collect();
+                tracing::info!(voters = ?initial.keys().collect::<Vec<_>>(), "founding the controller quorum");
+                match node.initialize(&initial).await {
+                    Ok(()) => node.join_as_learner(&contacts).await,
+                    Err(e) => Err(e),
+                }
+            }
+            None => node.join_as_learner(&contacts).await,
+        };
+        if node.has_membership() {
+            identity::clear_bootstrap(&data_dir);
+        }
+        match joined {
+            Ok(()) => {
+                tracing::info!(
+                    admitted = node.is_admitted(),
+                    "joined the controller quorum"
+                );
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "joining the controller quorum; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
 fn endpoints(broker: &Broker) -> BTreeMap<String, Endpoint> {
     broker
         .config
@@ -461,54 +549,6 @@ fn endpoints(broker: &Broker) -> BTreeMap<String, Endpoint> {
         .collect()
 }
 
-/// A stable cluster id for a quorum: Kafka's 22-character URL-safe base64
-/// form of a UUID derived from the voter set.
-fn cluster_id(voters: &BTreeMap<i32, String>) -> String {
-    let ids: Vec<String> = voters.keys().map(|id| id.to_string()).collect();
-    let name = format!("rivulet-cluster:{}", ids.join(","));
-    // FNV-1a from two offsets: stable across releases, unlike std's hasher.
-    let fnv = |seed: u64| {
-        name.bytes().fold(seed, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-        })
-    };
-    let mut bytes = [0u8; 16];
-    bytes[..8].copy_from_slice(&fnv(0xcbf2_9ce4_8422_2325).to_be_bytes());
-    bytes[8..].copy_from_slice(&fnv(0x8422_2325_cbf2_9ce4).to_be_bytes());
-    base64_url(&bytes)
-}
-
-fn base64_url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, &b)| acc | (u32::from(b) << (16 - 8 * i)));
-        let chars = chunk.len() + 1;
-        for i in 0..chars {
-            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-    }
-    out
-}
-
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cluster_id_is_stable_and_kafka_shaped() {
-        let voters = BTreeMap::from([(0, "a:1".to_string()), (1, "b:1".into()), (2, "c:1".into())]);
-        let id = cluster_id(&voters);
-        assert_eq!(id.len(), 22);
-        assert_eq!(id, cluster_id(&voters));
-        let other = BTreeMap::from([(5, "a:1".to_string())]);
-        assert_ne!(id, cluster_id(&other));
-    }
 }

@@ -47,6 +47,13 @@ pub async fn handle(broker: &Node, req: FetchRequest, version: i16) -> FetchResp
         req.replica_id.0
     };
     let follower = (replica_id >= 0).then_some(replica_id);
+    if let Some(theirs) = req.cluster_id.as_deref() {
+        if follower.is_some() && *theirs != *broker.cluster.cluster_id {
+            tracing::warn!(replica_id, cluster_id = %theirs, "refusing a follower of another cluster");
+            return FetchResponse::default()
+                .with_error_code(ResponseError::InconsistentClusterId.code());
+        }
+    }
     if follower.is_none() {
         for topic in topics.iter().flatten() {
             topic.metrics.fetch_requests.inc();

@@ -36,6 +36,7 @@ mod offset_delete;
 mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
+mod quorum;
 mod sync_group;
 #[cfg(test)]
 mod tests;
@@ -77,6 +78,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ElectLeaders, 0, 2),
     (ApiKey::AlterPartitionReassignments, 0, 1),
     (ApiKey::ListPartitionReassignments, 0, 0),
+    (ApiKey::DescribeQuorum, 0, 2),
+    (ApiKey::AddRaftVoter, 0, 0),
+    (ApiKey::RemoveRaftVoter, 0, 0),
 ];
 
 /// The supported version range of `key`, if it is implemented.
@@ -188,6 +192,15 @@ pub async fn dispatch(
         RequestKind::ListPartitionReassignments(r) => ResponseKind::ListPartitionReassignments(
             list_partition_reassignments::handle(broker, r),
         ),
+        RequestKind::DescribeQuorum(r) => {
+            ResponseKind::DescribeQuorum(quorum::describe(broker, r, v).await)
+        }
+        RequestKind::AddRaftVoter(r) => {
+            ResponseKind::AddRaftVoter(quorum::add_voter(broker, r).await)
+        }
+        RequestKind::RemoveRaftVoter(r) => {
+            ResponseKind::RemoveRaftVoter(quorum::remove_voter(broker, r).await)
+        }
         // The connection checks `supported_versions` before decoding, so
         // nothing else reaches this point.
         _ => return None,
@@ -231,6 +244,9 @@ pub fn api_name(key: ApiKey) -> &'static str {
         ApiKey::ElectLeaders => "ElectLeaders",
         ApiKey::AlterPartitionReassignments => "AlterPartitionReassignments",
         ApiKey::ListPartitionReassignments => "ListPartitionReassignments",
+        ApiKey::DescribeQuorum => "DescribeQuorum",
+        ApiKey::AddRaftVoter => "AddRaftVoter",
+        ApiKey::RemoveRaftVoter => "RemoveRaftVoter",
         _ => "Other",
     }
 }

@@ -66,6 +66,7 @@ fn harness(others: &[i32], configs: &[(&str, &str)]) -> Harness {
             incarnation_id: uuid::Uuid::new_v4(),
             rack: None,
             endpoints,
+            directory_id: None,
         };
         let Ok((_, ApplyOutcome::Registered { broker_epoch })) = log.apply(&register) else {
             panic!("registering broker {id}");

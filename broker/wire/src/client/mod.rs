@@ -13,6 +13,7 @@ mod data;
 #[cfg(test)]
 mod fake_broker;
 mod groups;
+mod quorum;
 mod reassign;
 mod records;
 
@@ -35,6 +36,7 @@ pub use self::{
         decode_consumer_assignment, CommittedOffset, GroupDescription, GroupListing,
         MemberDescription, CONSUMER_PROTOCOL_TYPE, COORDINATOR_WAIT,
     },
+    quorum::{QuorumDescription, QuorumListener, QuorumReplica, METADATA_TOPIC},
     reassign::{OngoingReassignment, ReassignTarget, ReassignmentResult},
     records::{decode_records, encode_batch, next_fetch_offset, OwnedRecord},
 };

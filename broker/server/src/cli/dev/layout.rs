@@ -14,7 +14,7 @@ use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
 use super::DevArgs;
-use crate::cli::parse_kv;
+use crate::{cli::parse_kv, identity};
 
 /// The file, in the data directory, that describes the running cluster.
 pub const CLUSTER_FILE: &str = "cluster.json";
@@ -34,6 +34,9 @@ pub struct DevPlan {
     pub overrides: BTreeMap<String, String>,
     /// How long start-up may take.
     pub ready_timeout: Duration,
+    /// The cluster id: the one the directory's brokers were formatted
+    /// with, or a new one for a new cluster.
+    pub cluster_id: String,
 }
 
 impl DevPlan {
@@ -53,7 +56,28 @@ impl DevPlan {
             dir,
             overrides: parse_kv(&args.configs, "--config")?,
             ready_timeout: Duration::from_secs(args.ready_timeout),
+            cluster_id: String::new(),
         })
+    }
+
+    /// The cluster id of the brokers already in the directory (broker 0's
+    /// `meta.properties`, or the id a cluster of an earlier release
+    /// reported), if any.
+    pub fn existing_cluster_id(&self) -> anyhow::Result<Option<String>> {
+        let data = self.broker_dir(0).join("data");
+        if let Some(meta) = identity::MetaProperties::read(&data)? {
+            return Ok(Some(meta.cluster_id));
+        }
+        let log = data.join(identity::METADATA_DIR).join("log");
+        let has_log = fs::read_dir(&log).is_ok_and(|mut e| e.next().is_some());
+        Ok(has_log.then(|| identity::legacy_cluster_id(&self.voter_ids())))
+    }
+
+    /// The voters by id (addresses do not matter to the legacy id).
+    fn voter_ids(&self) -> BTreeMap<i32, String> {
+        (0..self.voters as i32)
+            .map(|id| (id, String::new()))
+            .collect()
     }
 
     /// `HOST:PORT`, with an IPv6 host in brackets.
@@ -295,6 +319,7 @@ pub fn generated_configs(plan: &DevPlan, id: u32, ports: &[BrokerPorts]) -> Vec<
         ("controller.listener.names", "CONTROLLER".to_string()),
         ("inter.broker.listener.name", "PLAINTEXT".to_string()),
         ("controller.quorum.voters", voters),
+        ("cluster.id", plan.cluster_id.clone()),
         ("log.dirs", data.display().to_string()),
         ("default.replication.factor", replication.clone()),
         ("offsets.topic.replication.factor", replication),
@@ -332,7 +357,25 @@ pub(super) fn prepare_broker(
     ports: &[BrokerPorts],
 ) -> anyhow::Result<BrokerRecord> {
     let dir = plan.broker_dir(id);
-    fs::create_dir_all(dir.join("data")).with_context(|| format!("create {}", dir.display()))?;
+    let data = dir.join("data");
+    fs::create_dir_all(&data).with_context(|| format!("create {}", dir.display()))?;
+    // The format step of a new cluster: the initial voters may found the
+    // quorum; every other broker joins it. A formatted directory is kept
+    // as it is (and refused if it is another cluster's), one from an
+    // earlier release is adopted by the broker itself.
+    let legacy = data.join(identity::METADATA_DIR).join("log").exists()
+        && identity::MetaProperties::read(&data)?.is_none();
+    if !legacy {
+        let voters: BTreeMap<i32, String> = ports
+            .iter()
+            .take(plan.voters as usize)
+            .enumerate()
+            .map(|(v, p)| (v as i32, plan.addr(p.controller)))
+            .collect();
+        let found = (id < plan.voters).then_some(&voters);
+        identity::format(&data, id as i32, &plan.cluster_id, found)
+            .with_context(|| format!("format {}", data.display()))?;
+    }
     let config_file = dir.join("server.properties");
     fs::write(&config_file, server_properties(plan, id, ports))
         .with_context(|| format!("write {}", config_file.display()))?;
@@ -371,6 +414,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             ready_timeout: Duration::from_secs(60),
+            cluster_id: "dev-test".to_string(),
         }
     }
 
