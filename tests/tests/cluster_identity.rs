@@ -156,10 +156,10 @@ fn a_voter_with_a_wiped_disk_rejoins_the_same_cluster_and_nothing_is_lost() {
     // It is formatted as a member of the same cluster, never a founder.
     let log = cluster.log(1);
     assert!(log.contains("founder=false"), "{log}");
-    assert!(
-        !log.contains("founding the controller quorum")
-            || log.matches("founding the controller quorum").count() == 1,
-        "{log}"
+    assert_eq!(
+        log.matches("founding the controller quorum").count(),
+        1,
+        "only its first start founded:\n{log}"
     );
     poll_until(
         QUORUM_WAIT,
@@ -356,4 +356,26 @@ fn a_single_broker_whose_metadata_log_is_gone_says_so_instead_of_waiting() {
         out.stderr
     );
     assert!(data.join("kept-0").exists(), "the partition data is kept");
+}
+
+#[test]
+fn dev_restarted_after_its_founders_disk_was_wiped_rejoins_instead_of_founding() {
+    let mut cluster = DevCluster::start(3, &[]);
+    let id_before = cluster_id(&cluster, 1);
+    let mut conn = cluster.client(1);
+    create_replicated_topic(&mut conn, "kept", 1, 3, &[]).expect("create kept");
+    wait_fully_in_sync(&cluster, &[0, 1, 2], "kept", 1, QUORUM_WAIT);
+    cluster.stop();
+    std::fs::remove_dir_all(cluster.data_dir().join("broker-0/data")).expect("wipe broker 0");
+    cluster.restart_dev();
+    let log = cluster.log(0);
+    assert_eq!(
+        log.matches("founding the controller quorum").count(),
+        1,
+        "broker 0 founded again:\n{log}"
+    );
+    for id in 0..3 {
+        assert_eq!(cluster_id(&cluster, id), id_before, "broker {id}");
+    }
+    wait_fully_in_sync(&cluster, &[0, 1, 2], "kept", 1, QUORUM_WAIT);
 }

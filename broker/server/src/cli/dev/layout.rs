@@ -37,6 +37,10 @@ pub struct DevPlan {
     /// The cluster id: the one the directory's brokers were formatted
     /// with, or a new one for a new cluster.
     pub cluster_id: String,
+    /// Whether the cluster is new: only then do the voters' directories
+    /// found the quorum. A broker of an existing cluster whose directory
+    /// was wiped joins it instead.
+    pub new_cluster: bool,
 }
 
 impl DevPlan {
@@ -57,20 +61,25 @@ impl DevPlan {
             overrides: parse_kv(&args.configs, "--config")?,
             ready_timeout: Duration::from_secs(args.ready_timeout),
             cluster_id: String::new(),
+            new_cluster: true,
         })
     }
 
-    /// The cluster id of the brokers already in the directory (broker 0's
-    /// `meta.properties`, or the id a cluster of an earlier release
-    /// reported), if any.
+    /// The cluster id of the brokers already in the directory (the first
+    /// `meta.properties` found, or the id a cluster of an earlier release
+    /// reported), if any: any one broker's data makes the cluster exist,
+    /// whichever others were wiped.
     pub fn existing_cluster_id(&self) -> anyhow::Result<Option<String>> {
-        let data = self.broker_dir(0).join("data");
-        if let Some(meta) = identity::MetaProperties::read(&data)? {
-            return Ok(Some(meta.cluster_id));
+        let mut legacy = false;
+        for id in 0..self.brokers {
+            let data = self.broker_dir(id).join("data");
+            if let Some(meta) = identity::MetaProperties::read(&data)? {
+                return Ok(Some(meta.cluster_id));
+            }
+            let log = data.join(identity::METADATA_DIR).join("log");
+            legacy |= fs::read_dir(&log).is_ok_and(|mut e| e.next().is_some());
         }
-        let log = data.join(identity::METADATA_DIR).join("log");
-        let has_log = fs::read_dir(&log).is_ok_and(|mut e| e.next().is_some());
-        Ok(has_log.then(|| identity::legacy_cluster_id(&self.voter_ids())))
+        Ok(legacy.then(|| identity::legacy_cluster_id(&self.voter_ids())))
     }
 
     /// The voters by id (addresses do not matter to the legacy id).
@@ -372,7 +381,7 @@ pub(super) fn prepare_broker(
             .enumerate()
             .map(|(v, p)| (v as i32, plan.addr(p.controller)))
             .collect();
-        let found = (id < plan.voters).then_some(&voters);
+        let found = (plan.new_cluster && id < plan.voters).then_some(&voters);
         identity::format(&data, id as i32, &plan.cluster_id, found)
             .with_context(|| format!("format {}", data.display()))?;
     }
@@ -415,6 +424,7 @@ mod tests {
                 .collect(),
             ready_timeout: Duration::from_secs(60),
             cluster_id: "dev-test".to_string(),
+            new_cluster: true,
         }
     }
 

@@ -76,9 +76,13 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let dir = std::path::absolute(&args.data_dir)
         .with_context(|| format!("resolve {}", args.data_dir.display()))?;
     let mut plan = DevPlan::new(&args, dir)?;
-    plan.cluster_id = plan
-        .existing_cluster_id()?
-        .unwrap_or_else(crate::identity::random_cluster_id);
+    match plan.existing_cluster_id()? {
+        Some(id) => {
+            plan.cluster_id = id;
+            plan.new_cluster = false;
+        }
+        None => plan.cluster_id = crate::identity::random_cluster_id(),
+    }
     fs::create_dir_all(&plan.dir).with_context(|| format!("create {}", plan.dir.display()))?;
     // Installed before any broker starts, so an early Ctrl-C still stops them.
     let mut signals = Signals::new()?;
