@@ -1,15 +1,22 @@
 //! The Topic controller: keeps a Kafka topic as its `Topic` says, through
 //! the Kafka admin protocol (CreateTopics, CreatePartitions,
 //! IncrementalAlterConfigs, AlterPartitionReassignments, DeleteTopics), so
-//! it would work against any Kafka-compatible cluster. A finalizer deletes
-//! the Kafka topic when the `Topic` is deleted.
+//! it would work against any Kafka-compatible cluster.
 //!
 //! A replication factor change is a reassignment of every partition (see
 //! [`super::reassign`]): the controller starts it, reports `Progressing`
 //! while ListPartitionReassignments shows the topic's partitions moving,
 //! and `Ready` once each partition has the new number of replicas.
+//!
+//! `Ready` is only claimed for what was seen: the topic with the id the
+//! status recorded (see the `identity` module: a lost or recreated topic is
+//! reported and left alone), the spec's shape, and a leader for every
+//! partition. A finalizer deletes only the topic the Topic managed.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+mod identity;
+mod plan;
+
+use std::{sync::Arc, time::Duration};
 
 use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::{Condition, Time},
@@ -24,20 +31,18 @@ use kube::{
     },
     ResourceExt,
 };
-use rivulet_wire::{
-    client::{OngoingReassignment, ReassignTarget},
-    error::ClientError,
-};
+use rivulet_wire::error::ClientError;
 
+use self::identity::{Accept, Identity};
+pub use self::plan::{plan, replication_step, ReplicationStep, TopicChange, TopicPlan};
 use super::{
     apply_status,
-    kafka::{ReplicaAssignment, TopicState},
-    reassign::{replication_targets, Loads},
+    kafka::TopicState,
     status::{stamp, PROGRESSING, READY},
     Context,
 };
 use crate::{
-    crd::{KafkaCluster, Topic, TopicSpec, TopicStatus},
+    crd::{KafkaCluster, Topic, TopicStatus},
     error::Error,
     validate::validate,
 };
@@ -52,139 +57,8 @@ const RESYNC: Duration = Duration::from_secs(300);
 const PROGRESS_POLL: Duration = Duration::from_secs(10);
 /// Reason of the conditions while replicas move.
 const REASSIGNING: &str = "Reassigning";
-
-/// A change the topic needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TopicChange {
-    /// Create the topic.
-    Create {
-        /// Partitions.
-        partitions: i32,
-        /// Replication factor.
-        replication_factor: i16,
-        /// Config overrides.
-        config: BTreeMap<String, String>,
-    },
-    /// Grow to this many partitions.
-    Grow(i32),
-    /// Set these overrides and revert those.
-    AlterConfig {
-        /// Overrides to set.
-        set: BTreeMap<String, String>,
-        /// Overrides to remove.
-        delete: Vec<String>,
-    },
-}
-
-/// What to do about a topic: changes to make, and differences the
-/// operator cannot resolve (reported, not acted on).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TopicPlan {
-    /// Changes, in order.
-    pub changes: Vec<TopicChange>,
-    /// Why the topic cannot fully match its spec.
-    pub problems: Vec<String>,
-}
-
-/// Plans the changes that take `current` to `spec` (pure).
-pub fn plan(spec: &TopicSpec, current: Option<&TopicState>, brokers: Option<i32>) -> TopicPlan {
-    let mut plan = TopicPlan::default();
-    if let Some(brokers) = brokers.filter(|b| spec.replication_factor > *b) {
-        plan.problems.push(format!(
-            "replicationFactor {} exceeds the cluster's {brokers} brokers",
-            spec.replication_factor
-        ));
-        if current.is_none() {
-            return plan;
-        }
-    }
-    let Some(current) = current else {
-        plan.changes.push(TopicChange::Create {
-            partitions: spec.partitions,
-            replication_factor: i16::try_from(spec.replication_factor).unwrap_or(i16::MAX),
-            config: spec.config.clone(),
-        });
-        return plan;
-    };
-    if spec.partitions > current.partitions {
-        plan.changes.push(TopicChange::Grow(spec.partitions));
-    } else if spec.partitions < current.partitions {
-        plan.problems.push(format!(
-            "the topic has {} partitions; Kafka cannot shrink it to {}",
-            current.partitions, spec.partitions
-        ));
-    }
-    let set: BTreeMap<String, String> = spec
-        .config
-        .iter()
-        .filter(|(k, v)| current.overrides.get(*k) != Some(*v))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let delete: Vec<String> = current
-        .overrides
-        .keys()
-        .filter(|k| !spec.config.contains_key(*k))
-        .cloned()
-        .collect();
-    if !set.is_empty() || !delete.is_empty() {
-        plan.changes.push(TopicChange::AlterConfig { set, delete });
-    }
-    plan
-}
-
-/// The next step of a replication factor change.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReplicationStep {
-    /// This many of the topic's partitions are being reassigned: wait.
-    Wait(usize),
-    /// Start these reassignments. `short` lists the partitions that cannot
-    /// get enough replicas because too few brokers are registered.
-    Start {
-        /// One target per partition whose replica count is off.
-        targets: Vec<ReassignTarget>,
-        /// Partitions left out for want of brokers.
-        short: Vec<i32>,
-    },
-}
-
-/// Plans giving every partition of `topic` `replication_factor` replicas
-/// (pure): grown partitions keep their replicas in order and gain the
-/// least-loaded brokers among the first `brokers` of the cluster that are
-/// registered; shrunk ones drop replicas from the end, the leader last.
-/// Nothing new starts while any partition of the topic is still moving.
-pub fn replication_step(
-    topic: &str,
-    replication_factor: i32,
-    assignment: &ReplicaAssignment,
-    ongoing: &[OngoingReassignment],
-    brokers: i32,
-) -> ReplicationStep {
-    let moving = ongoing.iter().filter(|o| o.topic == topic).count();
-    if moving > 0 {
-        return ReplicationStep::Wait(moving);
-    }
-    let partitions = assignment
-        .partitions
-        .iter()
-        .filter(|((t, _), _)| t == topic)
-        .map(|((_, p), replicas)| (*p, replicas.clone()))
-        .collect();
-    let mut loads = Loads::of(
-        assignment,
-        assignment
-            .brokers
-            .iter()
-            .copied()
-            .filter(|id| *id < brokers),
-    );
-    let (targets, short) = replication_targets(
-        topic,
-        &partitions,
-        usize::try_from(replication_factor).unwrap_or(0),
-        &mut loads,
-    );
-    ReplicationStep::Start { targets, short }
-}
+/// Ready reason: some partitions have no leader.
+pub const PARTITIONS_OFFLINE: &str = "PartitionsOffline";
 
 /// Where a replication factor change stands after this reconcile.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -239,13 +113,28 @@ async fn cluster_of(
     }
 }
 
+/// What a reconcile found and did, for the status.
+enum Outcome {
+    /// The cluster's topic is not this Topic's (lost or recreated):
+    /// nothing was changed in Kafka.
+    NotOurs(Identity),
+    /// The topic was brought towards its spec.
+    Synced {
+        /// What was planned (its problems are reported).
+        plan: TopicPlan,
+        /// Where a replication factor change stands.
+        replication: Replication,
+        /// The topic as described after the changes.
+        state: Option<TopicState>,
+    },
+}
+
 async fn apply_topic(topic: &Topic, ctx: &Context) -> Result<Action, Error> {
-    let name = topic.kafka_name();
     let (bootstrap, brokers) = match cluster_of(topic, ctx).await? {
         Ok(found) => found,
         Err((reason, message)) => {
             let conditions = conditions(false, &reason, &message, None);
-            write_status(ctx, topic, conditions, None).await?;
+            write_status(ctx, topic, conditions, Seen::Nothing).await?;
             return Ok(Action::requeue(RETRY));
         }
     };
@@ -254,85 +143,13 @@ async fn apply_topic(topic: &Topic, ctx: &Context) -> Result<Action, Error> {
             .iter()
             .any(|c| c.type_ == PROGRESSING && c.status == "True" && c.reason == REASSIGNING)
     });
-    let result: Result<(TopicPlan, Replication, Option<TopicState>), Error> = async {
-        let current = ctx
-            .kafka
-            .describe_topic(&bootstrap, &name)
-            .await
-            .map_err(admin_error("Metadata", &name))?;
-        let plan = plan(&topic.spec, current.as_ref(), Some(brokers));
-        apply_changes(topic, ctx, &bootstrap, &plan.changes).await?;
-        let after = if plan.changes.is_empty() {
-            current
-        } else {
-            ctx.kafka
-                .describe_topic(&bootstrap, &name)
-                .await
-                .map_err(admin_error("Metadata", &name))?
-        };
-        // A growing partition lists its new replicas before they caught
-        // up, so only ListPartitionReassignments tells a move has finished.
-        let rf = topic.spec.replication_factor;
-        let replication = match &after {
-            Some(state) if rf <= brokers && (was_moving || !state.has_replication_factor(rf)) => {
-                change_replication(topic, ctx, &bootstrap, brokers).await?
-            }
-            _ => Replication::default(),
-        };
-        Ok((plan, replication, after))
-    }
-    .await;
-    match result {
-        Ok((plan, replication, state)) => {
-            // Replication problems (brokers not registered, a refused
-            // move) can clear up by themselves: look again soon.
-            let requeue = if replication.moving > 0 {
-                PROGRESS_POLL
-            } else if !replication.problems.is_empty() {
-                RETRY
-            } else {
-                RESYNC
-            };
-            let problems: Vec<String> = plan
-                .problems
-                .into_iter()
-                .chain(replication.problems)
-                .collect();
-            let moving = (replication.moving > 0).then(|| {
-                format!(
-                    "moving the replicas of {} partitions to replication factor {}",
-                    replication.moving, topic.spec.replication_factor
-                )
-            });
-            let conditions = if !problems.is_empty() {
-                ctx.event(
-                    topic,
-                    EventType::Warning,
-                    "CannotMatchSpec",
-                    problems.join("; "),
-                )
-                .await;
-                conditions(false, "CannotMatchSpec", &problems.join("; "), moving)
-            } else if let Some(message) = &moving {
-                conditions(false, REASSIGNING, message, moving.clone())
-            } else {
-                if was_moving {
-                    ctx.event(
-                        topic,
-                        EventType::Normal,
-                        "ReplicationFactorChanged",
-                        format!(
-                            "Every partition of {name} has {} replicas",
-                            topic.spec.replication_factor
-                        ),
-                    )
-                    .await;
-                }
-                conditions(true, "Synced", "the topic matches its spec", None)
-            };
-            write_status(ctx, topic, conditions, state.as_ref()).await?;
-            Ok(Action::requeue(requeue))
-        }
+    match sync(topic, ctx, &bootstrap, brokers, was_moving).await {
+        Ok(Outcome::NotOurs(identity)) => report_not_ours(topic, ctx, &identity).await,
+        Ok(Outcome::Synced {
+            plan,
+            replication,
+            state,
+        }) => report_synced(topic, ctx, plan, replication, state, was_moving).await,
         Err(error) => {
             // Brokers not up yet is normal right after the cluster was
             // created: report it on the Topic, and try again soon.
@@ -344,10 +161,197 @@ async fn apply_topic(topic: &Topic, ctx: &Context) -> Result<Action, Error> {
                     .unwrap_or_default()
             );
             let conditions = conditions(false, "KafkaUnavailable", &message, None);
-            write_status(ctx, topic, conditions, None).await?;
+            write_status(ctx, topic, conditions, Seen::Nothing).await?;
             Ok(Action::requeue(RETRY))
         }
     }
+}
+
+/// Checks the topic's identity, then makes the planned changes and moves
+/// replicas towards the replication factor.
+async fn sync(
+    topic: &Topic,
+    ctx: &Context,
+    bootstrap: &str,
+    brokers: i32,
+    was_moving: bool,
+) -> Result<Outcome, Error> {
+    let name = topic.kafka_name();
+    let current = ctx
+        .kafka
+        .describe_topic(bootstrap, &name)
+        .await
+        .map_err(admin_error("Metadata", &name))?;
+    let recorded = topic.status.as_ref().and_then(|s| s.topic_id.as_deref());
+    match identity::check(recorded, current.as_ref(), Accept::of(topic)) {
+        lost_or_recreated @ (Identity::Lost { .. } | Identity::Recreated { .. }) => {
+            return Ok(Outcome::NotOurs(lost_or_recreated));
+        }
+        Identity::Accepted { reason, note } => {
+            ctx.event(topic, EventType::Normal, reason, note).await;
+        }
+        Identity::Ours => {
+            if let (None, Some(found)) = (recorded, &current) {
+                let id = identity::kafka_topic_id(&found.id)
+                    .map_or_else(|| "no id".into(), |id| format!("id {id}"));
+                ctx.event(
+                    topic,
+                    EventType::Normal,
+                    "Adopted",
+                    format!("Managing existing Kafka topic {name} ({id})"),
+                )
+                .await;
+            }
+        }
+    }
+    let plan = plan(&topic.spec, current.as_ref(), Some(brokers));
+    apply_changes(topic, ctx, bootstrap, &plan.changes).await?;
+    let after = if plan.changes.is_empty() {
+        current
+    } else {
+        ctx.kafka
+            .describe_topic(bootstrap, &name)
+            .await
+            .map_err(admin_error("Metadata", &name))?
+    };
+    // A growing partition lists its new replicas before they caught
+    // up, so only ListPartitionReassignments tells a move has finished.
+    let rf = topic.spec.replication_factor;
+    let replication = match &after {
+        Some(state) if rf <= brokers && (was_moving || !state.has_replication_factor(rf)) => {
+            change_replication(topic, ctx, bootstrap, brokers).await?
+        }
+        _ => Replication::default(),
+    };
+    Ok(Outcome::Synced {
+        plan,
+        replication,
+        state: after,
+    })
+}
+
+/// Reports a lost or recreated topic: Ready False, a Warning Event when
+/// it is first seen, and the recorded id kept.
+async fn report_not_ours(
+    topic: &Topic,
+    ctx: &Context,
+    identity: &Identity,
+) -> Result<Action, Error> {
+    let Some((reason, message)) = identity.problem(topic) else {
+        return Ok(Action::requeue(RETRY));
+    };
+    if ready_reason(topic) != Some(reason) {
+        tracing::warn!(topic = %topic.kafka_name(), reason, "the Kafka topic is not the one the Topic recorded");
+        ctx.event(topic, EventType::Warning, reason, message.clone())
+            .await;
+    }
+    write_status(
+        ctx,
+        topic,
+        conditions(false, reason, &message, None),
+        Seen::NotOurs,
+    )
+    .await?;
+    // The topic may come back (a healed split brain brings the original).
+    Ok(Action::requeue(RETRY))
+}
+
+/// Reports a synced topic: Ready only when it matches its spec, nothing
+/// moves and every partition has a leader.
+async fn report_synced(
+    topic: &Topic,
+    ctx: &Context,
+    plan: TopicPlan,
+    replication: Replication,
+    state: Option<TopicState>,
+    was_moving: bool,
+) -> Result<Action, Error> {
+    let name = topic.kafka_name();
+    let offline = state.as_ref().map_or(0, offline_partitions);
+    // Replication problems (brokers not registered, a refused move) and
+    // offline partitions can clear up by themselves: look again soon.
+    let requeue = if replication.moving > 0 {
+        PROGRESS_POLL
+    } else if !replication.problems.is_empty() || offline > 0 {
+        RETRY
+    } else {
+        RESYNC
+    };
+    let problems: Vec<String> = plan
+        .problems
+        .into_iter()
+        .chain(replication.problems)
+        .collect();
+    let moving = (replication.moving > 0).then(|| {
+        format!(
+            "moving the replicas of {} partitions to replication factor {}",
+            replication.moving, topic.spec.replication_factor
+        )
+    });
+    let conditions = if offline > 0 {
+        let total = state.as_ref().map_or(0, |s| s.replicas.len());
+        let mut message = format!(
+            "{offline} of {total} partitions have no leader: clients cannot write or read them until a replica is back"
+        );
+        for problem in &problems {
+            message.push_str("; ");
+            message.push_str(problem);
+        }
+        if ready_reason(topic) != Some(PARTITIONS_OFFLINE) {
+            ctx.event(
+                topic,
+                EventType::Warning,
+                PARTITIONS_OFFLINE,
+                message.clone(),
+            )
+            .await;
+        }
+        conditions(false, PARTITIONS_OFFLINE, &message, moving)
+    } else if !problems.is_empty() {
+        ctx.event(
+            topic,
+            EventType::Warning,
+            "CannotMatchSpec",
+            problems.join("; "),
+        )
+        .await;
+        conditions(false, "CannotMatchSpec", &problems.join("; "), moving)
+    } else if let Some(message) = &moving {
+        conditions(false, REASSIGNING, message, moving.clone())
+    } else {
+        if was_moving {
+            ctx.event(
+                topic,
+                EventType::Normal,
+                "ReplicationFactorChanged",
+                format!(
+                    "Every partition of {name} has {} replicas",
+                    topic.spec.replication_factor
+                ),
+            )
+            .await;
+        }
+        conditions(true, "Synced", "the topic matches its spec", None)
+    };
+    let seen = state.as_ref().map_or(Seen::Nothing, Seen::Topic);
+    write_status(ctx, topic, conditions, seen).await?;
+    Ok(Action::requeue(requeue))
+}
+
+/// Partitions without a leader: offline for every client.
+pub fn offline_partitions(state: &TopicState) -> usize {
+    state.replicas.values().filter(|p| p.leader < 0).count()
+}
+
+/// The reason of the Ready condition the status has now.
+fn ready_reason(topic: &Topic) -> Option<&str> {
+    topic
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == READY)
+        .map(|c| c.reason.as_str())
 }
 
 /// Maps a client error of admin request `op` on `topic` to a reconcile error.
@@ -483,25 +487,46 @@ async fn change_replication(
     })
 }
 
+/// Deletes the Kafka topic with its Topic, unless it is another topic
+/// of the same name: the operator never deletes data it did not manage.
 async fn cleanup_topic(topic: &Topic, ctx: &Context) -> Result<Action, Error> {
     let name = topic.kafka_name();
     // With the cluster gone, so is the topic.
-    if let Ok((bootstrap, _)) = cluster_of(topic, ctx).await? {
-        ctx.kafka
-            .delete_topic(&bootstrap, &name)
-            .await
-            .map_err(|source| Error::Admin {
-                op: "DeleteTopics",
-                topic: name.clone(),
-                source,
-            })?;
-        ctx.event(
-            topic,
-            EventType::Normal,
-            "Deleted",
-            format!("Deleted Kafka topic {name}"),
-        )
-        .await;
+    let Ok((bootstrap, _)) = cluster_of(topic, ctx).await? else {
+        return Ok(Action::await_change());
+    };
+    let current = ctx
+        .kafka
+        .describe_topic(&bootstrap, &name)
+        .await
+        .map_err(admin_error("Metadata", &name))?;
+    let recorded = topic.status.as_ref().and_then(|s| s.topic_id.as_deref());
+    match identity::check(recorded, current.as_ref(), Accept::of(topic)) {
+        Identity::Recreated { recorded, found } => {
+            ctx.event(
+                topic,
+                EventType::Warning,
+                "NotDeleted",
+                format!("Left Kafka topic {name} (id {found}) in place: it is not the topic this Topic managed (id {recorded})"),
+            )
+            .await;
+        }
+        Identity::Lost { .. } => {}
+        Identity::Ours | Identity::Accepted { .. } => {
+            if current.is_some() {
+                ctx.kafka
+                    .delete_topic(&bootstrap, &name)
+                    .await
+                    .map_err(admin_error("DeleteTopics", &name))?;
+                ctx.event(
+                    topic,
+                    EventType::Normal,
+                    "Deleted",
+                    format!("Deleted Kafka topic {name}"),
+                )
+                .await;
+            }
+        }
     }
     Ok(Action::await_change())
 }
@@ -527,13 +552,38 @@ fn conditions(ready: bool, reason: &str, message: &str, moving: Option<String>) 
     vec![condition(READY, ready, reason, message), progressing]
 }
 
+/// What a reconcile saw of the Kafka topic, for the status fields.
+#[derive(Clone, Copy)]
+enum Seen<'a> {
+    /// Nothing (no cluster, brokers unreachable): keep what the status says.
+    Nothing,
+    /// The Topic's own topic, as described: record its id and shape.
+    Topic(&'a TopicState),
+    /// No topic of this Topic's (lost or recreated): keep the recorded id,
+    /// report no partitions.
+    NotOurs,
+}
+
 async fn write_status(
     ctx: &Context,
     topic: &Topic,
     conditions: Vec<Condition>,
-    state: Option<&TopicState>,
+    seen: Seen<'_>,
 ) -> Result<(), Error> {
     let previous = topic.status.clone().unwrap_or_default();
+    let (topic_id, partitions, replication_factor) = match seen {
+        Seen::Nothing => (
+            previous.topic_id.clone(),
+            previous.partitions,
+            previous.replication_factor,
+        ),
+        Seen::Topic(state) => (
+            identity::kafka_topic_id(&state.id).or(previous.topic_id.clone()),
+            Some(state.partitions),
+            Some(state.replication_factor),
+        ),
+        Seen::NotOurs => (previous.topic_id.clone(), None, None),
+    };
     let status = TopicStatus {
         observed_generation: topic.metadata.generation,
         conditions: stamp(
@@ -542,11 +592,9 @@ async fn write_status(
             &previous.conditions,
             Timestamp::now(),
         ),
-        topic_id: state.map(|s| s.id.clone()).or(previous.topic_id.clone()),
-        partitions: state.map(|s| s.partitions).or(previous.partitions),
-        replication_factor: state
-            .map(|s| s.replication_factor)
-            .or(previous.replication_factor),
+        topic_id,
+        partitions,
+        replication_factor,
     };
     if topic.status.as_ref() == Some(&status) {
         return Ok(());
@@ -559,171 +607,4 @@ pub fn error_policy(topic: Arc<Topic>, error: &Error, ctx: Arc<Context>) -> Acti
     tracing::warn!(topic = %topic.name_any(), error = %error, "topic reconcile failed");
     ctx.metrics.failure(CONTROLLER, error);
     Action::requeue(RETRY)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::controller::kafka::PartitionReplicas;
-
-    fn spec(yaml: &str) -> TopicSpec {
-        serde_saphyr::from_str(yaml).unwrap()
-    }
-
-    fn state(partitions: i32, rf: i32, overrides: &[(&str, &str)]) -> TopicState {
-        TopicState {
-            id: "id".into(),
-            partitions,
-            replication_factor: rf,
-            overrides: overrides
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            ..TopicState::default()
-        }
-    }
-
-    #[test]
-    fn creates_a_missing_topic() {
-        let s = spec(
-            "cluster: demo\npartitions: 6\nreplicationFactor: 3\nconfig:\n  retention.ms: '1000'",
-        );
-        let p = plan(&s, None, Some(3));
-        assert_eq!(
-            p.changes,
-            [TopicChange::Create {
-                partitions: 6,
-                replication_factor: 3,
-                config: BTreeMap::from([("retention.ms".into(), "1000".into())]),
-            }]
-        );
-        assert!(p.problems.is_empty());
-        let too_big = plan(&s, None, Some(1));
-        assert!(too_big.changes.is_empty());
-        assert!(too_big.problems[0].contains("exceeds"));
-    }
-
-    #[test]
-    fn grows_and_syncs_config() {
-        let s = spec("cluster: demo\npartitions: 6\nreplicationFactor: 1\nconfig:\n  retention.ms: '1000'\n  cleanup.policy: compact");
-        let current = state(3, 1, &[("retention.ms", "5"), ("segment.bytes", "1024")]);
-        let p = plan(&s, Some(&current), Some(3));
-        assert_eq!(
-            p.changes,
-            [
-                TopicChange::Grow(6),
-                TopicChange::AlterConfig {
-                    set: BTreeMap::from([
-                        ("cleanup.policy".into(), "compact".into()),
-                        ("retention.ms".into(), "1000".into()),
-                    ]),
-                    delete: vec!["segment.bytes".into()],
-                },
-            ]
-        );
-    }
-
-    #[test]
-    fn in_sync_topic_needs_nothing() {
-        let s = spec(
-            "cluster: demo\npartitions: 3\nreplicationFactor: 1\nconfig:\n  retention.ms: '1000'",
-        );
-        let current = state(3, 1, &[("retention.ms", "1000")]);
-        assert_eq!(plan(&s, Some(&current), Some(1)), TopicPlan::default());
-    }
-
-    #[test]
-    fn reports_what_it_cannot_do() {
-        let s = spec("cluster: demo\npartitions: 2\nreplicationFactor: 2");
-        let p = plan(&s, Some(&state(4, 1, &[])), Some(3));
-        assert!(p.changes.is_empty());
-        assert_eq!(p.problems.len(), 1, "{:?}", p.problems);
-        assert!(p.problems[0].contains("cannot shrink"));
-        let too_big = plan(&s, Some(&state(2, 1, &[])), Some(1));
-        assert!(too_big.problems[0].contains("exceeds"), "{too_big:?}");
-    }
-
-    fn assignment(brokers: &[i32], partitions: &[(&str, i32, &[i32])]) -> ReplicaAssignment {
-        ReplicaAssignment {
-            brokers: brokers.to_vec(),
-            partitions: partitions
-                .iter()
-                .map(|(t, p, r)| {
-                    (
-                        (t.to_string(), *p),
-                        PartitionReplicas {
-                            leader: r[0],
-                            replicas: r.to_vec(),
-                        },
-                    )
-                })
-                .collect(),
-        }
-    }
-
-    #[test]
-    fn replication_grows_onto_the_least_loaded_brokers_of_the_cluster() {
-        // Broker 3 is leaving the cluster (spec says 3 brokers) and must
-        // not get replicas; broker 2 carries the least.
-        let a = assignment(
-            &[0, 1, 2, 3],
-            &[
-                ("orders", 0, &[0]),
-                ("orders", 1, &[1]),
-                ("other", 0, &[0, 1]),
-                ("other", 1, &[2, 0]),
-            ],
-        );
-        let step = replication_step("orders", 2, &a, &[], 3);
-        assert_eq!(
-            step,
-            ReplicationStep::Start {
-                targets: vec![
-                    ("orders".into(), 0, Some(vec![0, 2])),
-                    ("orders".into(), 1, Some(vec![1, 2])),
-                ],
-                short: vec![],
-            },
-            "loads 0:3 1:2 2:1, then 0:3 1:2 2:2"
-        );
-        let ReplicationStep::Start { targets, short } = replication_step("orders", 4, &a, &[], 3)
-        else {
-            panic!()
-        };
-        assert!(targets.is_empty());
-        assert_eq!(short, [0, 1], "three brokers hold at most three replicas");
-    }
-
-    #[test]
-    fn replication_shrinks_and_waits_for_moves_in_progress() {
-        let a = assignment(&[0, 1, 2], &[("t", 0, &[2, 0, 1]), ("t", 1, &[1, 2])]);
-        assert_eq!(
-            replication_step("t", 1, &a, &[], 3),
-            ReplicationStep::Start {
-                targets: vec![
-                    ("t".into(), 0, Some(vec![2])),
-                    ("t".into(), 1, Some(vec![1]))
-                ],
-                short: vec![],
-            }
-        );
-        let ongoing = [OngoingReassignment {
-            topic: "t".into(),
-            partition: 1,
-            replicas: vec![1, 2],
-            adding: vec![],
-            removing: vec![2],
-        }];
-        assert_eq!(
-            replication_step("t", 1, &a, &ongoing, 3),
-            ReplicationStep::Wait(1)
-        );
-        assert!(
-            matches!(
-                replication_step("u", 1, &a, &ongoing, 3),
-                ReplicationStep::Start { targets, .. } if targets.is_empty()
-            ),
-            "another topic's moves do not hold this one back"
-        );
-    }
 }

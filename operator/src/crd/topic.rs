@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
     namespaced,
     status = "TopicStatus",
     derive = "PartialEq",
-    doc = "A Kafka topic of a KafkaCluster in the same namespace. The operator creates it, grows its partitions, changes its replication factor and keeps its configs as written here, through the Kafka admin protocol.",
+    doc = "A Kafka topic of a KafkaCluster in the same namespace. The operator creates it, grows its partitions, changes its replication factor and keeps its configs as written here, through the Kafka admin protocol. It records the topic's id and never silently recreates a lost topic or adopts another topic of the same name (see status.topicId).",
     printcolumn(
         name = "Cluster",
         type_ = "string",
@@ -88,6 +88,16 @@ pub struct TopicSpec {
     pub config: BTreeMap<String, String>,
 }
 
+/// Annotation that accepts a Kafka topic of the Topic's name with another
+/// id than `status.topicId` (reason `TopicRecreated`): its value is the id
+/// to accept, so it acts once and never adopts a later impostor.
+pub const ACCEPT_TOPIC_ID_ANNOTATION: &str = "rivulet.dev/accept-topic-id";
+
+/// Annotation that lets the operator create a new, empty topic in place of
+/// a lost one (reason `TopicLost`): its value is the lost topic's id
+/// (`status.topicId`), so it acts once.
+pub const RECREATE_LOST_TOPIC_ANNOTATION: &str = "rivulet.dev/recreate-lost-topic";
+
 impl Topic {
     /// The topic's name in Kafka.
     pub fn kafka_name(&self) -> String {
@@ -106,13 +116,27 @@ pub struct TopicStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
-    /// `Ready`: the topic exists with the spec's partitions, replication
-    /// factor and configs; its reason says what is missing otherwise.
+    /// `Ready`: the topic exists with the id in `topicId`, the spec's
+    /// partitions, replication factor and configs, and every partition has
+    /// a leader; its reason says what is wrong otherwise (`TopicLost`,
+    /// `TopicRecreated`, `PartitionsOffline`, `CannotMatchSpec`,
+    /// `Reassigning`, `KafkaUnavailable`, `ClusterNotFound`).
     /// `Progressing`: replicas are moving to a new replication factor.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 
-    /// The topic id Kafka assigned.
+    /// The id of the Kafka topic this Topic manages, as Kafka prints it
+    /// (22 characters of URL-safe base64), recorded when the operator
+    /// creates or adopts the topic. Every reconcile compares it with the
+    /// id the cluster reports. If the topic is gone, `Ready` is False with
+    /// reason `TopicLost` and the operator does not recreate it: set the
+    /// annotation `rivulet.dev/recreate-lost-topic` to this id to create a
+    /// new, empty topic. If a topic of the same name exists with another
+    /// id (deleted and created again, for example auto-created by a
+    /// client), `Ready` is False with reason `TopicRecreated` and the
+    /// operator leaves it alone: set the annotation
+    /// `rivulet.dev/accept-topic-id` to the new id to manage it. Either
+    /// annotation acts once: after it, this field holds the new id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic_id: Option<String>,
 
