@@ -13,7 +13,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
 
 use crate::crd::{
-    ExternalListener, ExternalType, KafkaCluster, KafkaClusterSpec, OPERATOR_OWNED_KEYS,
+    ExternalListener, ExternalType, KafkaCluster, KafkaClusterSpec, StorageKind,
+    ALLOW_DATA_LOSS_ANNOTATION, OPERATOR_OWNED_KEYS,
 };
 
 /// Port of the Raft controller listener (Kafka's conventional 9093).
@@ -64,25 +65,6 @@ pub enum ValidationError {
         "quorumVoters must be 1, 3 or 5, not {0}: an even number of voters adds no fault tolerance"
     )]
     BadVoterCount(i32),
-    /// More voters than brokers.
-    #[error(
-        "quorumVoters ({voters}) cannot exceed replicas ({replicas}): every voter is a broker"
-    )]
-    MoreVotersThanBrokers {
-        /// Voters asked for.
-        voters: i32,
-        /// Brokers asked for.
-        replicas: i32,
-    },
-    /// An explicit `quorumVoters` other than the count the running quorum
-    /// formed with.
-    #[error("quorumVoters cannot change from {was} to {now}: the controller quorum's voters are fixed when it first forms")]
-    VotersChanged {
-        /// The count recorded at creation.
-        was: i32,
-        /// The count the spec asks for now.
-        now: i32,
-    },
     /// `config` names a key the operator sets.
     #[error("config may not set `{0}`: the operator sets it")]
     OwnedConfigKey(String),
@@ -113,8 +95,15 @@ pub struct ValidatedCluster {
     /// the leaving brokers, when the cluster reconcile keeps the
     /// StatefulSet's current count here (`spec.replicas` has the target).
     pub replicas: i32,
-    /// Quorum voters (brokers 0..voters-1).
+    /// Quorum voters wanted ([`desired_voters`] of the brokers that stay):
+    /// the brokers 0..voters-1 are named in `controller.quorum.voters`.
     pub voters: i32,
+    /// `status.clusterId`: what every broker is formatted with. `None`
+    /// until the operator generated it (creation) or learnt it from the
+    /// brokers (a cluster created by an older operator).
+    pub cluster_id: Option<String>,
+    /// The KafkaCluster carries `rivulet.dev/allow-data-loss: "true"`.
+    pub allow_data_loss: bool,
     /// Broker image.
     pub image: String,
     /// The Kubernetes DNS domain.
@@ -123,13 +112,15 @@ pub struct ValidatedCluster {
     pub spec: KafkaClusterSpec,
 }
 
-/// Default quorum size for a cluster of `replicas` brokers.
-pub fn default_voters(replicas: i32) -> i32 {
-    if replicas >= 3 {
-        3
-    } else {
-        1
-    }
+/// The quorum voters a cluster of `brokers` brokers should have: the
+/// largest of 1, 3 and 5 that is at most `brokers` and at most `asked`
+/// (`spec.quorumVoters`, default 3).
+pub fn desired_voters(brokers: i32, asked: Option<i32>) -> i32 {
+    let cap = asked.unwrap_or(3);
+    [5, 3]
+        .into_iter()
+        .find(|&n| n <= cap && n <= brokers)
+        .unwrap_or(1)
 }
 
 /// Checks `cluster` and resolves its defaults.
@@ -155,23 +146,8 @@ pub fn validate(
     if spec.replicas < 1 {
         return Err(ValidationError::NoBrokers(spec.replicas));
     }
-    // The voters the quorum formed with outlive any later default.
-    let formed = cluster.status.as_ref().and_then(|s| s.quorum_voters);
-    let voters = match (formed, spec.quorum_voters) {
-        (Some(was), Some(now)) if was != now => {
-            return Err(ValidationError::VotersChanged { was, now })
-        }
-        (Some(was), _) => was,
-        (None, asked) => asked.unwrap_or_else(|| default_voters(spec.replicas)),
-    };
-    if ![1, 3, 5].contains(&voters) {
-        return Err(ValidationError::BadVoterCount(voters));
-    }
-    if voters > spec.replicas {
-        return Err(ValidationError::MoreVotersThanBrokers {
-            voters,
-            replicas: spec.replicas,
-        });
+    if let Some(asked) = spec.quorum_voters.filter(|n| ![1, 3, 5].contains(n)) {
+        return Err(ValidationError::BadVoterCount(asked));
     }
     if let Some(key) = spec
         .config
@@ -206,7 +182,12 @@ pub fn validate(
         namespace,
         owner,
         replicas: spec.replicas,
-        voters,
+        voters: desired_voters(spec.replicas, spec.quorum_voters),
+        cluster_id: cluster.status.as_ref().and_then(|s| s.cluster_id.clone()),
+        allow_data_loss: cluster
+            .annotations()
+            .get(ALLOW_DATA_LOSS_ANNOTATION)
+            .is_some_and(|v| v == "true"),
         image: spec
             .image
             .clone()
@@ -302,6 +283,24 @@ impl ValidatedCluster {
     /// Name of the ConfigMap with the broker config.
     pub fn config_map_name(&self) -> String {
         format!("{}-config", self.name)
+    }
+
+    /// Name of the ConfigMap whose presence lets an empty data directory
+    /// found the controller quorum: it exists only while the cluster is
+    /// being created.
+    pub fn bootstrap_config_map_name(&self) -> String {
+        format!("{}-bootstrap", self.name)
+    }
+
+    /// Whether every broker restart loses the broker's data (`Ephemeral`
+    /// storage).
+    pub fn ephemeral(&self) -> bool {
+        self.spec.storage.kind == StorageKind::Ephemeral
+    }
+
+    /// `host:port` of broker `id` on the internal listener.
+    pub fn broker_address(&self, id: i32) -> String {
+        format!("{}:{}", self.broker_host(id), self.kafka_port())
     }
 
     /// Name of the headless Service that gives each broker a DNS name.
@@ -404,13 +403,6 @@ mod tests {
             Err(ValidationError::BadVoterCount(4))
         );
         assert_eq!(
-            check("replicas: 2\nquorumVoters: 3"),
-            Err(ValidationError::MoreVotersThanBrokers {
-                voters: 3,
-                replicas: 2
-            })
-        );
-        assert_eq!(
             check("replicas: 1\nconfig:\n  node.id: '7'"),
             Err(ValidationError::OwnedConfigKey("node.id".into()))
         );
@@ -435,29 +427,39 @@ mod tests {
     }
 
     #[test]
-    fn the_quorum_keeps_the_voters_it_formed_with() {
-        let formed = |spec: &str, voters: i32| {
-            let mut cluster = cluster_from_yaml(spec);
-            cluster.status = Some(crate::crd::KafkaClusterStatus {
-                quorum_voters: Some(voters),
-                ..Default::default()
-            });
-            validate(&cluster, &OperatorConfig::default())
-        };
-        // Created with one broker (one voter), scaled to 3: still one voter.
-        assert_eq!(formed("replicas: 3", 1).unwrap().voters, 1);
-        // Created with 3, scaled to 2: the default would say 1; the quorum says 3.
+    fn voters_follow_the_brokers_up_to_what_is_asked() {
+        let voters = |brokers, asked| desired_voters(brokers, asked);
         assert_eq!(
-            formed("replicas: 2", 3),
-            Err(ValidationError::MoreVotersThanBrokers {
-                voters: 3,
-                replicas: 2
-            })
+            [1, 2, 3, 4, 5, 7].map(|n| voters(n, None)),
+            [1, 1, 3, 3, 3, 3]
         );
-        assert_eq!(formed("replicas: 5\nquorumVoters: 3", 3).unwrap().voters, 3);
-        let changed = formed("replicas: 5\nquorumVoters: 5", 3).unwrap_err();
-        assert_eq!(changed, ValidationError::VotersChanged { was: 3, now: 5 });
-        assert!(changed.to_string().contains("from 3 to 5"), "{changed}");
+        assert_eq!(
+            [1, 2, 3, 4, 5, 7].map(|n| voters(n, Some(5))),
+            [1, 1, 3, 3, 5, 5]
+        );
+        assert_eq!([1, 3, 5].map(|n| voters(n, Some(1))), [1, 1, 1]);
+        // A spec asking more voters than brokers is valid: it gets fewer.
+        let v = check("replicas: 2\nquorumVoters: 5").unwrap();
+        assert_eq!(v.voters, 1);
+        assert_eq!(check("replicas: 5\nquorumVoters: 5").unwrap().voters, 5);
+    }
+
+    #[test]
+    fn identity_and_the_data_loss_annotation_come_from_the_object() {
+        let mut cluster = cluster_from_yaml("replicas: 3");
+        let v = validate(&cluster, &OperatorConfig::default()).unwrap();
+        assert_eq!((v.cluster_id, v.allow_data_loss), (None, false));
+        cluster.status = Some(crate::crd::KafkaClusterStatus {
+            cluster_id: Some("MkU3OEVBNTcwNTJENDM2Qk".into()),
+            ..Default::default()
+        });
+        cluster.metadata.annotations = Some(BTreeMap::from([(
+            ALLOW_DATA_LOSS_ANNOTATION.to_string(),
+            "true".to_string(),
+        )]));
+        let v = validate(&cluster, &OperatorConfig::default()).unwrap();
+        assert_eq!(v.cluster_id.as_deref(), Some("MkU3OEVBNTcwNTJENDM2Qk"));
+        assert!(v.allow_data_loss);
     }
 
     #[test]

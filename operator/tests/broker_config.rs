@@ -4,6 +4,10 @@
 //! refuses unknown keys and malformed listeners) until it logs
 //! `rivulet broker ready`.
 //!
+//! The broker gets the environment of a new cluster's pod: its cluster id
+//! (`RIVULET_CLUSTER_ID`) and, as the bootstrap ConfigMap gives it while
+//! the cluster is created, `RIVULET_BOOTSTRAP_QUORUM=true`.
+//!
 //! Only what cannot work on a laptop is replaced: `$(VAR)`s as the kubelet
 //! would expand them, the config and data paths by temp paths, and the bind
 //! addresses of the listeners and metrics by 127.0.0.1 with free ports. The
@@ -24,7 +28,8 @@ use std::{
 };
 
 use rivulet_operator::{
-    build::{build_config_map, build_statefulset, Observed},
+    build::{build_config_map, build_statefulset, Observed, BOOTSTRAP_ENV},
+    controller::identity::new_cluster_id,
     crd::KafkaCluster,
     validate::{validate, OperatorConfig, ValidatedCluster},
 };
@@ -111,6 +116,23 @@ fn local_listeners(properties: &str) -> String {
     out
 }
 
+/// The environment the broker container gets from values and from the
+/// bootstrap ConfigMap (present while a cluster is created); the downward
+/// API's values are set by [`start_broker`].
+fn local_env(cluster: &ValidatedCluster) -> Vec<(String, String)> {
+    let sts = build_statefulset(cluster);
+    let container = &sts.spec.unwrap().template.spec.unwrap().containers[0];
+    let mut env = Vec::new();
+    for var in container.env.clone().unwrap_or_default() {
+        if let Some(value) = var.value {
+            env.push((var.name, value));
+        } else if var.name == BOOTSTRAP_ENV {
+            env.push((var.name, "true".into()));
+        }
+    }
+    env
+}
+
 /// The StatefulSet's broker arguments, made runnable here.
 fn local_args(cluster: &ValidatedCluster, config: &Path, data: &Path) -> Vec<String> {
     let sts = build_statefulset(cluster);
@@ -143,12 +165,13 @@ fn local_args(cluster: &ValidatedCluster, config: &Path, data: &Path) -> Vec<Str
 }
 
 /// Runs the broker until it is ready (then stops it) or gives up.
-fn start_broker(binary: &Path, args: &[String]) -> Result<(), String> {
+fn start_broker(binary: &Path, args: &[String], env: &[(String, String)]) -> Result<(), String> {
     let mut child = Command::new(binary)
         .args(args)
         .env_remove("RIVULET_LISTENERS")
         .env_remove("RIVULET_ADVERTISED_LISTENERS")
         .env_remove("RIVULET_CONFIG_FILE")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .env("RIVULET_NODE_ID", "0")
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
@@ -204,7 +227,10 @@ fn the_broker_accepts_the_generated_config_of_every_example() {
     let clusters = example_clusters();
     assert!(clusters.len() >= 2, "the examples have KafkaClusters");
     for cluster in clusters {
-        let validated = validate(&cluster, &OperatorConfig::default()).expect("example validates");
+        let mut validated =
+            validate(&cluster, &OperatorConfig::default()).expect("example validates");
+        // What the operator generates when it creates the cluster.
+        validated.cluster_id = Some(new_cluster_id());
         let observed = observed(&validated);
         let config_map = build_config_map(&validated, &observed);
         let properties = &config_map.data.as_ref().unwrap()["broker-0.properties"];
@@ -218,9 +244,14 @@ fn the_broker_accepts_the_generated_config_of_every_example() {
         let config = dir.path().join("broker-0.properties");
         std::fs::write(&config, local_listeners(properties)).expect("write the config file");
         let args = local_args(&validated, &config, &dir.path().join("data"));
-        if let Err(why) = start_broker(&binary, &args) {
+        let env = local_env(&validated);
+        assert!(
+            env.iter().any(|(k, _)| k == "RIVULET_CLUSTER_ID"),
+            "{env:?}"
+        );
+        if let Err(why) = start_broker(&binary, &args, &env) {
             panic!(
-                "the broker refused the config of example `{}`: {why}\nargs: {args:?}\n\
+                "the broker refused the config of example `{}`: {why}\nargs: {args:?}\nenv: {env:?}\n\
                  broker-0.properties:\n{properties}",
                 validated.name
             );

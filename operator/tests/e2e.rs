@@ -557,6 +557,19 @@ async fn mark_pods_ready(pods: &Api<Pod>) -> usize {
 
 /// Waits until the cluster is Ready with `brokers` ready brokers, playing
 /// the kubelet meanwhile in api mode.
+/// In api mode no broker ever answers, so the quorum never forms and the
+/// cluster is never Ready: it is as far as it can get when every pod is
+/// ready and the operator waits for the brokers to answer.
+fn is_waiting_for_brokers(cluster: &KafkaCluster, brokers: i32) -> bool {
+    let status = cluster.status.as_ref();
+    condition(cluster, "Ready").is_some_and(|(s, reason, message)| {
+        s == "False"
+            && reason == "Creating"
+            && message.contains("waiting for the brokers to answer")
+    }) && status.is_some_and(|s| s.ready_brokers == brokers)
+        && status.and_then(|s| s.observed_generation) == cluster.metadata.generation
+}
+
 async fn wait_ready(mode: Mode, ns: &TestNamespace, brokers: i32) -> KafkaCluster {
     let clusters: Api<KafkaCluster> = ns.api();
     let pods: Api<Pod> = ns.api();
@@ -564,10 +577,11 @@ async fn wait_ready(mode: Mode, ns: &TestNamespace, brokers: i32) -> KafkaCluste
         &format!("KafkaCluster Ready with {brokers} brokers"),
         mode.patience(),
         || async {
+            let cluster = clusters.get(CLUSTER).await.ok()?;
             if mode == Mode::Api {
                 mark_pods_ready(&pods).await;
+                return is_waiting_for_brokers(&cluster, brokers).then_some(cluster);
             }
-            let cluster = clusters.get(CLUSTER).await.ok()?;
             is_ready(&cluster, brokers).then_some(cluster)
         },
     )
@@ -628,10 +642,6 @@ async fn crd_schema_rules_refuse_what_cannot_work() {
             "quorumVoters must be 1, 3 or 5",
         ),
         (
-            "replicas: 1\nquorumVoters: 3",
-            "quorumVoters cannot exceed replicas",
-        ),
-        (
             "replicas: 1\nconfig:\n  node.id: '7'",
             "config may not set node.id",
         ),
@@ -680,30 +690,33 @@ async fn crd_schema_rules_refuse_what_cannot_work() {
         );
     }
 
-    // Transition rule: an explicit quorumVoters cannot change.
-    let mut fixed = cluster("replicas: 3\nquorumVoters: 3");
+    // The voters follow the brokers: more voters asked than brokers, a
+    // changed quorumVoters and a scale below it are all the operator's to
+    // carry out, not the schema's to refuse.
+    let mut fixed = cluster("replicas: 1\nquorumVoters: 3");
     fixed.metadata.name = Some("fixed".into());
     clusters
         .create(&PostParams::default(), &fixed)
         .await
-        .expect("create a cluster with 3 voters");
+        .expect("more voters asked than brokers is allowed");
     let changed = clusters
         .patch(
             "fixed",
             &PatchParams::default(),
             &Patch::Merge(json!({"spec": {"replicas": 5, "quorumVoters": 5}})),
         )
-        .await;
-    assert_refused(changed, "quorumVoters cannot change once set");
+        .await
+        .expect("quorumVoters may change");
+    assert_eq!(changed.spec.quorum_voters, Some(5));
     let scaled = clusters
         .patch(
             "fixed",
             &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"replicas": 5}})),
+            &Patch::Merge(json!({"spec": {"replicas": 2}})),
         )
         .await
-        .expect("scaling alone is allowed");
-    assert_eq!(scaled.spec.replicas, 5);
+        .expect("scaling below quorumVoters is allowed");
+    assert_eq!(scaled.spec.replicas, 2);
     clusters
         .delete("fixed", &DeleteParams::default())
         .await
@@ -810,6 +823,46 @@ async fn kafka_cluster_lifecycle() {
         );
     }
     assert!(data["server.properties"].contains("min.insync.replicas=2"));
+    // Identity: the operator generated the cluster id before any broker
+    // existed, and every broker gets it.
+    let id = status
+        .cluster_id
+        .clone()
+        .expect("a cluster id from creation on");
+    assert_eq!(id.len(), 22, "{id}");
+    assert!(
+        container
+            .env
+            .iter()
+            .flatten()
+            .any(|e| e.name == "RIVULET_CLUSTER_ID" && e.value.as_deref() == Some(id.as_str())),
+        "{:?}",
+        container.env
+    );
+    let bootstrap_config = ns.api::<ConfigMap>();
+    let bootstrap_name = format!("{CLUSTER}-bootstrap");
+    if mode == Mode::Api {
+        // No broker answers: the quorum may still be founded.
+        assert!(bootstrap_config
+            .get_opt(&bootstrap_name)
+            .await
+            .unwrap()
+            .is_some());
+    } else {
+        wait_for(
+            "the bootstrap ConfigMap gone once the quorum formed",
+            Duration::from_secs(60),
+            || async {
+                bootstrap_config
+                    .get_opt(&bootstrap_name)
+                    .await
+                    .ok()?
+                    .is_none()
+                    .then_some(())
+            },
+        )
+        .await;
+    }
     let services: Api<Service> = ns.api();
     let headless = services
         .get(&format!("{CLUSTER}-brokers"))
@@ -1077,12 +1130,13 @@ async fn api_mode_roll_and_scale(ns: &TestNamespace) {
         .data
         .unwrap();
     assert!(data.contains_key("broker-3.properties"));
-    // The quorum keeps its three voters.
+    // Four brokers want three voters: broker 3 is not one of them.
+    let broker_3 = &data["broker-3.properties"];
     assert!(
-        !data["server.properties"].contains("3@"),
-        "{}",
-        data["server.properties"]
+        broker_3.contains("\ncontroller.quorum.voters=0@") && !broker_3.contains(",3@"),
+        "{broker_3}"
     );
+    assert!(broker_3.ends_with("process.roles=broker\n"), "{broker_3}");
 
     // Scale in: the brokers cannot be asked, so the drain waits and the
     // StatefulSet keeps broker 3.

@@ -15,7 +15,7 @@ use std::{
 
 use kafka_protocol::records::Compression;
 use rivulet_operator::controller::{
-    kafka::{replicas_and_moves, KafkaAdmin, ReplicaAssignment, WireAdmin},
+    kafka::{KafkaAdmin, ReplicaAssignment, WireAdmin},
     reassign::{drain, spread, Drain, Spread},
 };
 use rivulet_tests::{
@@ -102,9 +102,14 @@ fn drive(
                 started.elapsed() < Duration::from_secs(120),
                 "{what} did not finish"
             );
-            let (assignment, ongoing) = replicas_and_moves(&WireAdmin, bootstrap)
+            let assignment = WireAdmin
+                .replica_assignment(bootstrap)
                 .await
                 .expect("ask the brokers where the replicas are");
+            let ongoing = WireAdmin
+                .reassignments_in_progress(bootstrap)
+                .await
+                .expect("ask the brokers which moves are under way");
             let Some(moves) = plan(&assignment, &ongoing) else {
                 break;
             };

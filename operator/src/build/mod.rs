@@ -25,8 +25,9 @@ use kube::api::DynamicObject;
 
 pub use self::{
     configmap::{
-        broker_expectation, broker_properties, build_config_map, config_hash, fnv1a64, racks_in,
-        shared_properties, BrokerExpectation, EXTERNAL_LISTENER, INTERNAL_LISTENER,
+        broker_expectation, broker_properties, build_bootstrap_config_map, build_config_map,
+        config_hash, fnv1a64, racks_in, shared_properties, BrokerExpectation, BOOTSTRAP_KEY,
+        EXTERNAL_LISTENER, INTERNAL_LISTENER,
     },
     monitoring::{build_monitor, MonitorApi, POD_MONITOR, SERVICE_MONITOR},
     pdb::build_pdb,
@@ -34,7 +35,10 @@ pub use self::{
         build_bootstrap_service, build_external_services, build_headless_service,
         external_addresses, EXTERNAL_ROLE_LABEL,
     },
-    statefulset::{build_statefulset, CONFIG_HASH_ANNOTATION, DATA_MOUNT, NODE_ID_ENV},
+    statefulset::{
+        build_statefulset, BOOTSTRAP_ENV, CLUSTER_ID_ENV, CONFIG_HASH_ANNOTATION, DATA_MOUNT,
+        NODE_ID_ENV,
+    },
 };
 use crate::validate::ValidatedCluster;
 

@@ -9,6 +9,13 @@
 //!   label through the downward API; the broker takes it from `RIVULET_NODE_ID`.
 //! - The pod template carries a hash of the shared config and nothing that
 //!   depends on the broker count, so scaling never restarts brokers.
+//! - Identity: `RIVULET_CLUSTER_ID` is the cluster's id, so a broker formats
+//!   an empty data directory as a member of this cluster, one that joins
+//!   the existing quorum. `RIVULET_BOOTSTRAP_QUORUM` (permission to found
+//!   the quorum instead) comes from the optional `<cluster>-bootstrap`
+//!   ConfigMap, which exists only while the cluster is created: the
+//!   template never changes for it, and a pod restarted on an empty disk
+//!   later gets no such permission.
 
 use std::collections::BTreeMap;
 
@@ -19,11 +26,12 @@ use k8s_openapi::{
             StatefulSetUpdateStrategy,
         },
         core::v1::{
-            Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-            EnvVar, EnvVarSource, HTTPGetAction, LocalObjectReference, ObjectFieldSelector,
-            PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec,
-            PodTemplateSpec, Probe, SeccompProfile, SecurityContext, TCPSocketAction,
-            TopologySpreadConstraint, Volume, VolumeMount, VolumeResourceRequirements,
+            Capabilities, ConfigMapKeySelector, ConfigMapVolumeSource, Container, ContainerPort,
+            EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction, LocalObjectReference,
+            ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+            PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecurityContext,
+            TCPSocketAction, TopologySpreadConstraint, Volume, VolumeMount,
+            VolumeResourceRequirements,
         },
     },
     apimachinery::pkg::{
@@ -33,7 +41,10 @@ use k8s_openapi::{
     },
 };
 
-use super::{configmap::config_hash, owned_meta};
+use super::{
+    configmap::{config_hash, BOOTSTRAP_KEY},
+    owned_meta,
+};
 use crate::{
     crd::StorageKind,
     validate::{ValidatedCluster, CONTROLLER_PORT, METRICS_PORT},
@@ -43,6 +54,10 @@ use crate::{
 pub const CONFIG_HASH_ANNOTATION: &str = "rivulet.dev/config-hash";
 /// Environment variable the broker reads its node id from.
 pub const NODE_ID_ENV: &str = "RIVULET_NODE_ID";
+/// Environment variable the broker reads the cluster id from.
+pub const CLUSTER_ID_ENV: &str = "RIVULET_CLUSTER_ID";
+/// Environment variable that lets an empty data directory found the quorum.
+pub const BOOTSTRAP_ENV: &str = "RIVULET_BOOTSTRAP_QUORUM";
 /// Where the data volume is mounted; the broker's data dir is `data/` in it,
 /// so a volume's `lost+found` never looks like a partition.
 pub const DATA_MOUNT: &str = "/var/lib/rivulet";
@@ -59,6 +74,23 @@ fn field_env(name: &str, path: &str) -> EnvVar {
             field_ref: Some(ObjectFieldSelector {
                 field_path: path.into(),
                 ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+/// `RIVULET_BOOTSTRAP_QUORUM` from the bootstrap ConfigMap, unset when it
+/// does not exist.
+fn bootstrap_env(cluster: &ValidatedCluster) -> EnvVar {
+    EnvVar {
+        name: BOOTSTRAP_ENV.into(),
+        value_from: Some(EnvVarSource {
+            config_map_key_ref: Some(ConfigMapKeySelector {
+                name: cluster.bootstrap_config_map_name(),
+                key: BOOTSTRAP_KEY.into(),
+                optional: Some(true),
             }),
             ..EnvVarSource::default()
         }),
@@ -132,25 +164,36 @@ fn broker_container(cluster: &ValidatedCluster) -> Container {
     } else {
         tcp_probe("kafka", 10, 6)
     };
+    let mut env = vec![
+        field_env("POD_NAME", "metadata.name"),
+        field_env(
+            NODE_ID_ENV,
+            "metadata.labels['apps.kubernetes.io/pod-index']",
+        ),
+        field_env("HOST_IP", "status.hostIP"),
+    ];
+    // The reconcile never applies a template without the id; builders are
+    // also used for clusters not created yet (the examples' checks).
+    if let Some(id) = &cluster.cluster_id {
+        env.push(EnvVar {
+            name: CLUSTER_ID_ENV.into(),
+            value: Some(id.clone()),
+            ..EnvVar::default()
+        });
+    }
+    env.push(bootstrap_env(cluster));
+    env.push(EnvVar {
+        name: "RUST_LOG".into(),
+        value: Some("info".into()),
+        ..EnvVar::default()
+    });
     Container {
         name: "broker".into(),
         image: Some(cluster.image.clone()),
         image_pull_policy: spec.image_pull_policy.map(|p| p.as_str().into()),
         command: Some(vec!["rivulet".into()]),
         args: Some(args),
-        env: Some(vec![
-            field_env("POD_NAME", "metadata.name"),
-            field_env(
-                NODE_ID_ENV,
-                "metadata.labels['apps.kubernetes.io/pod-index']",
-            ),
-            field_env("HOST_IP", "status.hostIP"),
-            EnvVar {
-                name: "RUST_LOG".into(),
-                value: Some("info".into()),
-                ..EnvVar::default()
-            },
-        ]),
+        env: Some(env),
         ports: Some(ports),
         resources: spec.resources.clone(),
         // Log recovery after an unclean stop can take minutes: the startup
@@ -558,6 +601,33 @@ pod:
         let spread = pod.topology_spread_constraints.as_ref().unwrap();
         assert_eq!(spread.len(), 1);
         assert_eq!(spread[0].when_unsatisfiable, "ScheduleAnyway");
+    }
+
+    #[test]
+    fn brokers_get_the_cluster_id_and_bootstrap_only_from_the_config_map() {
+        let mut cluster = validated("replicas: 3");
+        cluster.cluster_id = Some("MkU3OEVBNTcwNTJENDM2Qk".into());
+        let sts = build_statefulset(&cluster);
+        let env = pod_spec(&sts).containers[0].env.clone().unwrap();
+        let var = |name: &str| env.iter().find(|e| e.name == name).cloned().unwrap();
+        assert_eq!(
+            var(CLUSTER_ID_ENV).value.as_deref(),
+            Some("MkU3OEVBNTcwNTJENDM2Qk")
+        );
+        let bootstrap = var(BOOTSTRAP_ENV);
+        assert_eq!(bootstrap.value, None);
+        let key = bootstrap.value_from.unwrap().config_map_key_ref.unwrap();
+        assert_eq!(
+            (key.name.as_str(), key.key.as_str(), key.optional),
+            ("demo-bootstrap", "bootstrap", Some(true))
+        );
+        // Neither the id nor the bootstrap permission depends on time or size.
+        let mut five = validated("replicas: 5");
+        five.cluster_id = cluster.cluster_id.clone();
+        assert_eq!(
+            sts.spec.as_ref().unwrap().template,
+            build_statefulset(&five).spec.unwrap().template
+        );
     }
 
     #[test]

@@ -1,18 +1,22 @@
 //! The KafkaCluster reconcile:
-//! read -> validate -> drain (scale-in only) -> build -> apply (config
-//! first, StatefulSet last) -> delete orphans -> roll -> spread (after a
-//! scale-out) -> status.
+//! read -> identity (the cluster id, the brokers' answers verified against
+//! it) -> size (drain, quorum voters, the verified shrink) -> build ->
+//! apply (config first, StatefulSet last) -> delete orphans -> roll (each
+//! restart checked to lose nothing) -> repair and spread -> status.
 //!
-//! Nothing here decides anything: validation, building, drain plans, the
-//! roll and the conditions are pure functions; this file does the I/O
-//! between them.
+//! Nothing here decides anything: validation, building, drain and voter
+//! plans, the identity and loss checks, the roll and the phase are pure
+//! functions; this file does the I/O between them. Every destructive step
+//! (a pod restart, a shrink, a reassignment) acts only on answers that
+//! provably come from the cluster in `status.clusterId` and cover every
+//! ready broker; anything less holds it back.
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use k8s_openapi::{
     api::{
-        apps::v1::StatefulSet,
-        core::v1::{ConfigMap, Node, Pod, Service},
+        apps::v1::{StatefulSet, StatefulSetStatus},
+        core::v1::{ConfigMap, Pod, Service},
         policy::v1::PodDisruptionBudget,
     },
     jiff::Timestamp,
@@ -24,23 +28,28 @@ use kube::{
 };
 
 use super::{
-    apply, apply_dynamic, apply_status, delete_if_exists,
-    kafka::ClusterInfo,
-    roll::{self, PodView, RollDecision, RollInput},
+    apply, apply_dynamic, apply_status, delete_if_exists, health,
+    identity::{self, adoptable, formed, new_cluster_id, Doubt, Observation, View},
+    observe::observe,
+    phase::{phase, PhaseInput},
+    pods::{load_balancer_hosts, mark_config_stale, observe_racks, pod_view},
+    quorum, restart,
+    roll::{PodView, RollDecision},
     scale_in::{self, Leaving, ScaleIn},
     scale_out::{self, ScaleOut},
     status::{self, Phase},
+    storage::{self, StorageStep},
     Context,
 };
 use crate::{
     build::{
-        self, broker_expectation, external_addresses, racks_in, Desired, Observed,
+        self, build_bootstrap_config_map, external_addresses, Desired, Observed,
         EXTERNAL_ROLE_LABEL, POD_MONITOR, SERVICE_MONITOR,
     },
     crd::{KafkaCluster, KafkaClusterStatus, MonitorKind, RollStatus},
     error::Error,
     metrics::ClusterState,
-    validate::{validate, ValidatedCluster},
+    validate::{desired_voters, validate, ValidatedCluster},
 };
 
 /// The controller name in metrics and logs.
@@ -49,6 +58,28 @@ pub const CONTROLLER: &str = "kafkacluster";
 const BUSY_REQUEUE: Duration = Duration::from_secs(15);
 /// Requeue of a steady cluster, to notice drift the watches miss.
 const IDLE_REQUEUE: Duration = Duration::from_secs(300);
+
+/// What the reconcile knows about the brokers before it decides anything.
+struct Trust {
+    /// Answers verified to come from this cluster and to cover every
+    /// ready broker; `None` when the brokers were not (all) asked or
+    /// could not be trusted.
+    view: Option<View>,
+    /// Why the answers cannot be acted on, when there were answers.
+    doubt: Option<Doubt>,
+    /// The quorum is still being founded (the bootstrap ConfigMap exists).
+    bootstrapping: bool,
+    /// Brokers whose pods are ready: they must answer for themselves.
+    ready: Vec<i32>,
+}
+
+/// The outcome of the size step.
+struct Size {
+    /// The scale-in's state, when the StatefulSet is larger than the spec.
+    scale_in: Option<ScaleIn>,
+    /// A voter change still to make.
+    quorum_pending: Option<String>,
+}
 
 /// Reconciles one KafkaCluster.
 pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -66,29 +97,7 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
     }
     let mut validated = match validate(&cluster, &ctx.config) {
         Ok(v) => v,
-        Err(invalid) => {
-            let message = invalid.to_string();
-            tracing::warn!(cluster = %key, %message, "invalid KafkaCluster spec");
-            ctx.event(
-                &*cluster,
-                EventType::Warning,
-                "InvalidSpec",
-                message.clone(),
-            )
-            .await;
-            let status = KafkaClusterStatus {
-                conditions: status::conditions(
-                    &Phase::InvalidSpec(message),
-                    cluster.metadata.generation,
-                    previous_conditions(&cluster),
-                    Timestamp::now(),
-                ),
-                ..cluster.status.clone().unwrap_or_default()
-            };
-            write_status(&ctx, &cluster, status).await?;
-            ctx.metrics.set_cluster_state(&key, ClusterState::Degraded);
-            return Ok(Action::await_change());
-        }
+        Err(invalid) => return report_invalid(&ctx, &cluster, &key, invalid.to_string()).await,
     };
 
     // Read.
@@ -104,25 +113,157 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
         .as_ref()
         .and_then(|s| s.spec.as_ref())
         .and_then(|s| s.replicas);
+    let target = validated.replicas;
+    // The StatefulSet keeps every broker it runs until a verified shrink;
+    // the leaving brokers keep everything built for them meanwhile.
+    let running = old_replicas.map_or(target, |r| r.max(target));
+    validated.replicas = running;
+    let Surroundings {
+        external_now,
+        pod_list,
+        observed,
+    } = surroundings(&ctx, &validated).await?;
 
-    // Scale-in: the leaving brokers keep running (and everything built for
-    // them stays) until their replicas have moved away.
-    let scale_in = match old_replicas {
-        Some(running) if running > validated.replicas => {
-            let step = scale_in::step(&ctx, &cluster, &validated, Leaving::ScaleIn(running)).await;
-            if step != ScaleIn::Shrink {
-                validated.replicas = running;
-            }
-            Some(step)
-        }
-        _ => None,
+    // Identity, then the decisions that change the cluster's size.
+    let trust = establish_identity(
+        &ctx,
+        &cluster,
+        &mut validated,
+        existing.is_some(),
+        &pod_list,
+    )
+    .await?;
+    let size = size_step(&ctx, &cluster, &mut validated, target, running, &trust).await;
+
+    // Build and apply. A StatefulSet's claim templates cannot change:
+    // volumes grow through their claims (the storage step) instead.
+    let mut desired = build::build(&validated, &observed);
+    storage::keep_claim_templates(&mut desired.statefulset, existing.as_ref());
+    let applied = apply_all(&ctx, &validated, &desired, existing.as_ref()).await?;
+    delete_orphans(&ctx, &validated, &desired, &external_now).await?;
+    scaled_events(&ctx, &cluster, &validated, old_replicas).await;
+    let storage = storage::step(&ctx, &cluster, &validated, &pod_list).await;
+
+    // Roll. A broker whose filesystem grows only on a restart is restarted
+    // like one with an outdated config: one at a time, under the checks.
+    let sts_status = applied.status.clone().unwrap_or_default();
+    let ready = sts_status.ready_replicas.unwrap_or(0);
+    let mut views: Vec<PodView> = pod_list.iter().filter_map(pod_view).collect();
+    mark_config_stale(&ctx, &validated, &observed, &mut views).await;
+    let remount = storage.restart();
+    for view in views.iter_mut().filter(|v| remount.contains(&v.id)) {
+        view.config_stale = true;
+    }
+    let now = Timestamp::now();
+    let roll = restart::step(
+        &ctx,
+        &cluster,
+        &validated,
+        &views,
+        &sts_status,
+        trust.view.as_ref(),
+        &trust.ready,
+        size.quorum_pending.as_deref(),
+        now,
+    )
+    .await?;
+
+    // Repair and spread, on trusted answers only.
+    let scale_in = repair_step(
+        &ctx,
+        &cluster,
+        &validated,
+        &trust,
+        size.scale_in,
+        old_replicas,
+        ready,
+    )
+    .await;
+    let (balanced, rebalancing) = spread_step(
+        &ctx,
+        &cluster,
+        &validated,
+        &trust,
+        &scale_in,
+        &roll.decision,
+        ready,
+    )
+    .await;
+
+    // Status.
+    let health = trust.view.as_ref().map(|v| health::assess(&v.snapshot));
+    let phase = phase(&PhaseInput {
+        replicas: validated.replicas,
+        old_replicas,
+        ready,
+        roll: &roll.decision,
+        restart_blocked: roll.blocked.as_deref(),
+        scale_in: scale_in.as_ref(),
+        doubt: trust.doubt.as_ref(),
+        quorum_pending: size.quorum_pending.as_deref(),
+        rebalancing: rebalancing.as_deref(),
+        health: health.as_ref(),
+        bootstrapping: trust.bootstrapping,
+        storage_refused: match &storage {
+            StorageStep::Refused { message, .. } => Some(message),
+            _ => None,
+        },
+        storage_growing: match &storage {
+            StorageStep::Growing { message, .. } => Some(message),
+            _ => None,
+        },
+    });
+    let state = match &phase {
+        Phase::Ready(_) => ClusterState::Ready,
+        Phase::Progressing { .. } => ClusterState::Progressing,
+        Phase::InvalidSpec(_)
+        | Phase::RollStopped(_)
+        | Phase::ScaleInRefused(_)
+        | Phase::Degraded { .. } => ClusterState::Degraded,
     };
+    let status = cluster_status(
+        &cluster,
+        &validated,
+        &phase,
+        &sts_status,
+        trust.view.as_ref(),
+        &observed,
+        roll.status,
+        balanced,
+        &storage,
+        now,
+    );
+    write_status(&ctx, &cluster, status).await?;
+    ctx.metrics.set_cluster_state(&key, state);
+    // A cluster the brokers have not fully answered for is asked again soon.
+    Ok(Action::requeue(
+        if state == ClusterState::Ready && trust.view.is_some() {
+            IDLE_REQUEUE
+        } else {
+            BUSY_REQUEUE
+        },
+    ))
+}
 
-    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &validated.namespace);
+/// What the brokers' surroundings look like in the Kubernetes API.
+struct Surroundings {
+    /// The per-broker external Services that exist.
+    external_now: Vec<Service>,
+    /// The broker pods.
+    pod_list: Vec<Pod>,
+    /// What shapes the built objects: monitor kinds, load balancer
+    /// addresses, racks.
+    observed: Observed,
+}
+
+/// Reads the external Services, the broker pods and what the objects are
+/// built from.
+async fn surroundings(ctx: &Context, cluster: &ValidatedCluster) -> Result<Surroundings, Error> {
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &cluster.namespace);
     let external_now = services
         .list(&ListParams::default().labels(&format!(
             "rivulet.dev/cluster={},{EXTERNAL_ROLE_LABEL}=external",
-            validated.name
+            cluster.name
         )))
         .await
         .map_err(|source| Error::Read {
@@ -130,218 +271,312 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
             source,
         })?
         .items;
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &validated.namespace);
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &cluster.namespace);
     let pod_list = pods
-        .list(&ListParams::default().labels(&validated.selector_string()))
+        .list(&ListParams::default().labels(&cluster.selector_string()))
         .await
         .map_err(|source| Error::Read {
             what: "broker pods".into(),
             source,
         })?
         .items;
-    let racks = match &validated.spec.rack {
-        Some(rack) => observe_racks(&ctx, &validated, &rack.topology_key, &pod_list).await?,
+    let racks = match &cluster.spec.rack {
+        Some(rack) => observe_racks(ctx, cluster, &rack.topology_key, &pod_list).await?,
         None => BTreeMap::new(),
     };
     let observed = Observed {
         monitor_apis: ctx.monitor_apis,
-        load_balancer_hosts: load_balancer_hosts(&validated, &external_now),
+        load_balancer_hosts: load_balancer_hosts(cluster, &external_now),
         racks,
     };
+    Ok(Surroundings {
+        external_now,
+        pod_list,
+        observed,
+    })
+}
 
-    // Build and apply.
-    let desired = build::build(&validated, &observed);
-    let applied = apply_all(&ctx, &validated, &desired).await?;
-    delete_orphans(&ctx, &validated, &desired, &external_now).await?;
+/// Reports a spec that can never work: an Event and a Degraded status.
+async fn report_invalid(
+    ctx: &Context,
+    cluster: &KafkaCluster,
+    key: &str,
+    message: String,
+) -> Result<Action, Error> {
+    tracing::warn!(cluster = %key, %message, "invalid KafkaCluster spec");
+    ctx.event(cluster, EventType::Warning, "InvalidSpec", message.clone())
+        .await;
+    let status = KafkaClusterStatus {
+        conditions: status::conditions(
+            &Phase::InvalidSpec(message),
+            cluster.metadata.generation,
+            previous_conditions(cluster),
+            Timestamp::now(),
+        ),
+        ..cluster.status.clone().unwrap_or_default()
+    };
+    write_status(ctx, cluster, status).await?;
+    ctx.metrics.set_cluster_state(key, ClusterState::Degraded);
+    Ok(Action::await_change())
+}
 
-    // Events for what changed.
+/// Makes sure the cluster has its id and asks the brokers for answers
+/// checked against it.
+///
+/// A new cluster (no StatefulSet, no id) gets the bootstrap ConfigMap,
+/// then a generated id written to the status before any broker exists; a
+/// crash in between only repeats this. A cluster created by an older
+/// operator records the id its brokers agree on. The bootstrap ConfigMap
+/// is deleted once the brokers of this cluster answer with a quorum leader.
+async fn establish_identity(
+    ctx: &Context,
+    object: &KafkaCluster,
+    cluster: &mut ValidatedCluster,
+    sts_exists: bool,
+    pods: &[Pod],
+) -> Result<Trust, Error> {
+    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &cluster.namespace);
+    let bootstrap_name = cluster.bootstrap_config_map_name();
+    if cluster.cluster_id.is_none() && !sts_exists {
+        apply(&ctx.client, &build_bootstrap_config_map(cluster)).await?;
+        let id = new_cluster_id();
+        let status = KafkaClusterStatus {
+            cluster_id: Some(id.clone()),
+            ..object.status.clone().unwrap_or_default()
+        };
+        apply_status(&ctx.client, object, &status).await?;
+        ctx.event(
+            object,
+            EventType::Normal,
+            "ClusterIdGenerated",
+            format!("The cluster's id is {id}; its first brokers may found the controller quorum"),
+        )
+        .await;
+        cluster.cluster_id = Some(id);
+        return Ok(Trust {
+            view: None,
+            doubt: None,
+            bootstrapping: true,
+            ready: Vec::new(),
+        });
+    }
+    let ready: Vec<i32> = pods
+        .iter()
+        .filter_map(pod_view)
+        .filter(|p| p.ready && !p.terminating && p.id < cluster.replicas)
+        .map(|p| p.id)
+        .collect();
+    let observation: Option<Observation> = if ready.is_empty() {
+        None
+    } else {
+        Some(observe(ctx, cluster, &ready).await)
+    };
+    if cluster.cluster_id.is_none() {
+        if let Some(Ok(id)) = observation.as_ref().map(adoptable) {
+            ctx.event(
+                object,
+                EventType::Normal,
+                "ClusterIdRecorded",
+                format!(
+                    "The brokers report cluster id {id}; it is recorded and checked from now on"
+                ),
+            )
+            .await;
+            cluster.cluster_id = Some(id);
+        }
+    }
+    let mut bootstrapping = false;
+    if let Some(id) = &cluster.cluster_id {
+        let exists = config_maps
+            .get_opt(&bootstrap_name)
+            .await
+            .map_err(|source| Error::Read {
+                what: format!("ConfigMap {bootstrap_name}"),
+                source,
+            })?
+            .is_some();
+        bootstrapping = exists;
+        if exists && observation.as_ref().is_some_and(|o| formed(id, o)) {
+            delete_if_exists(&config_maps, "ConfigMap", &bootstrap_name).await?;
+            ctx.event(
+                object,
+                EventType::Normal,
+                "QuorumFormed",
+                "The controller quorum has a leader: a broker that starts on an empty disk now joins it".into(),
+            )
+            .await;
+            bootstrapping = false;
+        }
+    }
+    let verdict = match (observation, &cluster.cluster_id) {
+        (None, _) => None,
+        (Some(o), Some(id)) => Some(identity::verify(id, &ready, o)),
+        (Some(o), None) => Some(Err(adoptable(&o).err().unwrap_or_else(|| {
+            Doubt::Unreachable("the cluster id is not known yet".into())
+        }))),
+    };
+    let (view, doubt) = match verdict {
+        None => (None, None),
+        Some(Ok(view)) => (Some(view), None),
+        Some(Err(doubt)) => {
+            tracing::info!(cluster = %cluster.name, %doubt, "the brokers' answers cannot be acted on");
+            (None, Some(doubt))
+        }
+    };
+    Ok(Trust {
+        view,
+        doubt,
+        bootstrapping,
+        ready,
+    })
+}
+
+/// Drains a scale-in, moves the quorum voters, and verifies a shrink, in
+/// that order; sets the voters wanted and, only with a verified shrink,
+/// the smaller broker count on `cluster`.
+async fn size_step(
+    ctx: &Context,
+    object: &KafkaCluster,
+    cluster: &mut ValidatedCluster,
+    target: i32,
+    running: i32,
+    trust: &Trust,
+) -> Size {
+    let id = cluster.cluster_id.clone();
+    let mut scale_in = (running > target).then(|| {
+        ScaleIn::Draining(format!(
+            "scaling in to {target} brokers waits for a trusted answer from every broker"
+        ))
+    });
+    if let (Some(_), Some(_), Some(id)) = (&scale_in, &trust.view, &id) {
+        let step = scale_in::step(ctx, object, cluster, target, Leaving::ScaleIn(running), id);
+        scale_in = Some(step.await);
+    }
+    // The brokers that stay: the target, unless the scale-in cannot happen.
+    let keep = match &scale_in {
+        Some(ScaleIn::Refused(_)) => running,
+        _ => target,
+    };
+    cluster.voters = desired_voters(keep, cluster.spec.quorum_voters);
+    let quorum_pending = match (&trust.view, &id) {
+        (Some(view), Some(id)) => quorum::step(ctx, object, cluster, view, keep, id).await,
+        _ => None,
+    };
+    if let (Some(ScaleIn::Drained), Some(id)) = (&scale_in, &id) {
+        let verified =
+            scale_in::verify_shrink(ctx, object, cluster, target, running, id, &trust.ready);
+        scale_in = Some(verified.await);
+    }
+    if let Some(ScaleIn::Shrink(_)) = &scale_in {
+        cluster.replicas = target;
+    }
+    Size {
+        scale_in,
+        quorum_pending,
+    }
+}
+
+/// Replicas on brokers the cluster no longer runs (a topic placed on a
+/// leaving broker while a scale-in shrank) move like a drain's, once the
+/// cluster is at its size. Not held back by a roll: those partitions are
+/// under-replicated, which holds the roll back.
+async fn repair_step(
+    ctx: &Context,
+    object: &KafkaCluster,
+    cluster: &ValidatedCluster,
+    trust: &Trust,
+    scale_in: Option<ScaleIn>,
+    old_replicas: Option<i32>,
+    ready: i32,
+) -> Option<ScaleIn> {
+    let (Some(view), Some(id), None) = (&trust.view, &cluster.cluster_id, &scale_in) else {
+        return scale_in;
+    };
+    let gone_up_to = view
+        .snapshot
+        .replica_brokers()
+        .last()
+        .copied()
+        .filter(|&broker| broker >= cluster.replicas)?;
+    if old_replicas != Some(cluster.replicas) || ready < cluster.replicas {
+        return None;
+    }
+    let why = Leaving::Gone(gone_up_to + 1);
+    match scale_in::step(ctx, object, cluster, cluster.replicas, why, id).await {
+        ScaleIn::Drained => None,
+        step => Some(step),
+    }
+}
+
+/// Spreads replicas onto new brokers once a scale-out is up and no roll
+/// or drain is under way. Returns the broker count the partitions are
+/// spread over, and what the rebalance is doing.
+async fn spread_step(
+    ctx: &Context,
+    object: &KafkaCluster,
+    cluster: &ValidatedCluster,
+    trust: &Trust,
+    scale_in: &Option<ScaleIn>,
+    decision: &RollDecision,
+    ready: i32,
+) -> (i32, Option<String>) {
+    let mut balanced = object
+        .status
+        .as_ref()
+        .and_then(|s| s.balanced_brokers)
+        .unwrap_or(cluster.replicas)
+        .min(cluster.replicas);
+    if !cluster.spec.rebalance_on_scale_out {
+        balanced = cluster.replicas;
+    }
+    let (Some(_), Some(id)) = (&trust.view, &cluster.cluster_id) else {
+        return (balanced, None);
+    };
+    if balanced >= cluster.replicas
+        || scale_in.is_some()
+        || *decision != RollDecision::Idle
+        || ready < cluster.replicas
+    {
+        return (balanced, None);
+    }
+    match scale_out::step(ctx, object, cluster, id).await {
+        ScaleOut::Balanced => (cluster.replicas, None),
+        ScaleOut::Rebalancing(message) => (balanced, Some(message)),
+    }
+}
+
+/// Events for a created or resized StatefulSet.
+async fn scaled_events(
+    ctx: &Context,
+    object: &KafkaCluster,
+    cluster: &ValidatedCluster,
+    old_replicas: Option<i32>,
+) {
     match old_replicas {
         None => {
             ctx.event(
-                &*cluster,
+                object,
                 EventType::Normal,
                 "Created",
                 format!(
                     "Created StatefulSet {} with {} brokers",
-                    validated.statefulset_name(),
-                    validated.replicas
+                    cluster.statefulset_name(),
+                    cluster.replicas
                 ),
             )
             .await
         }
-        Some(old) if old != validated.replicas => {
+        Some(old) if old != cluster.replicas => {
             ctx.event(
-                &*cluster,
+                object,
                 EventType::Normal,
                 "Scaled",
-                format!("Scaled from {old} to {} brokers", validated.replicas),
+                format!("Scaled from {old} to {} brokers", cluster.replicas),
             )
             .await
         }
         Some(_) => {}
     }
-
-    // Ask the brokers about themselves once any is ready.
-    let sts_status = applied.status.clone().unwrap_or_default();
-    let ready = sts_status.ready_replicas.unwrap_or(0);
-    let info = if ready > 0 {
-        match ctx.kafka.cluster_info(&validated.bootstrap_servers()).await {
-            Ok(info) => Some(info),
-            Err(error) => {
-                tracing::info!(cluster = %key, %error, "brokers not reachable yet");
-                None
-            }
-        }
-    } else {
-        None
-    };
-
-    // Roll.
-    let mut views: Vec<PodView> = pod_list.iter().filter_map(pod_view).collect();
-    mark_config_stale(&ctx, &validated, &observed, &mut views).await;
-    let previous_roll = cluster.status.as_ref().and_then(|s| s.roll.clone());
-    let now = Timestamp::now();
-    let decision = roll::decide(&RollInput {
-        target: sts_status.update_revision.as_deref(),
-        replicas: validated.replicas,
-        pods: &views,
-        under_replicated: info.as_ref().map(|i| i.under_replicated),
-        controller: info.as_ref().and_then(|i| i.controller),
-        previous: previous_roll.as_ref(),
-        now,
-        timeout: ctx.roll_timeout,
-    });
-    let roll_status = match &decision {
-        RollDecision::Idle => None,
-        RollDecision::Restart(id) => {
-            let pod_name = validated.pod_name(*id);
-            delete_if_exists(&pods, "Pod", &pod_name).await?;
-            let pod_ref = k8s_openapi::api::core::v1::ObjectReference {
-                api_version: Some("v1".into()),
-                kind: Some("Pod".into()),
-                name: Some(pod_name.clone()),
-                namespace: Some(validated.namespace.clone()),
-                ..Default::default()
-            };
-            ctx.event_related(
-                &*cluster,
-                Some(pod_ref),
-                EventType::Normal,
-                "RestartingBroker",
-                format!("Restarting broker {id} (pod {pod_name}) to apply a new config or image"),
-            )
-            .await;
-            Some(RollStatus {
-                target_revision: sts_status.update_revision.clone().unwrap_or_default(),
-                broker: Some(*id),
-                restarted_at: Some(now.to_string()),
-            })
-        }
-        RollDecision::Stuck(message) => {
-            ctx.event(
-                &*cluster,
-                EventType::Warning,
-                "RollStopped",
-                message.clone(),
-            )
-            .await;
-            previous_roll.clone()
-        }
-        RollDecision::Wait(_) => previous_roll.clone().or_else(|| {
-            Some(RollStatus {
-                target_revision: sts_status.update_revision.clone().unwrap_or_default(),
-                ..RollStatus::default()
-            })
-        }),
-    };
-
-    // Replicas on brokers the cluster no longer runs (a topic placed on a
-    // leaving broker while a scale-in shrank) move like a drain's, once
-    // the cluster is at its size. Not held back by a roll: those
-    // partitions are under-replicated, which holds the roll back.
-    let gone_up_to = info
-        .as_ref()
-        .and_then(|i| i.replica_brokers.last().copied())
-        .filter(|&id| id >= validated.replicas);
-    let scale_in = match (scale_in, gone_up_to) {
-        (None, Some(id))
-            if old_replicas == Some(validated.replicas) && ready >= validated.replicas =>
-        {
-            match scale_in::step(&ctx, &cluster, &validated, Leaving::Gone(id + 1)).await {
-                ScaleIn::Shrink => None,
-                step => Some(step),
-            }
-        }
-        (scale_in, _) => scale_in,
-    };
-
-    // Spread replicas onto new brokers once a scale-out is up and no
-    // roll or drain is under way.
-    let mut balanced = cluster
-        .status
-        .as_ref()
-        .and_then(|s| s.balanced_brokers)
-        .unwrap_or(validated.replicas)
-        .min(validated.replicas);
-    if !validated.spec.rebalance_on_scale_out {
-        balanced = validated.replicas;
-    }
-    let rebalancing = if balanced < validated.replicas
-        && scale_in.is_none()
-        && decision == RollDecision::Idle
-        && ready >= validated.replicas
-    {
-        match scale_out::step(&ctx, &cluster, &validated).await {
-            ScaleOut::Balanced => {
-                balanced = validated.replicas;
-                None
-            }
-            ScaleOut::Rebalancing(message) => Some(message),
-        }
-    } else {
-        None
-    };
-
-    // Status.
-    let phase = phase(
-        &validated,
-        old_replicas,
-        ready,
-        &decision,
-        scale_in.as_ref(),
-        rebalancing,
-    );
-    let state = match &phase {
-        Phase::Ready(_) => ClusterState::Ready,
-        Phase::Progressing { .. } => ClusterState::Progressing,
-        Phase::InvalidSpec(_) | Phase::RollStopped(_) | Phase::ScaleInRefused(_) => {
-            ClusterState::Degraded
-        }
-    };
-    let status = cluster_status(
-        &cluster,
-        &validated,
-        &phase,
-        sts_status.replicas,
-        ready,
-        info.as_ref(),
-        &observed,
-        roll_status,
-        balanced,
-        now,
-    );
-    write_status(&ctx, &cluster, status).await?;
-    ctx.metrics.set_cluster_state(&key, state);
-    // A ready cluster whose brokers have not told us everything yet (no
-    // answer, or no controller elected) is asked again soon.
-    let settled = info.as_ref().is_some_and(|i| i.controller.is_some());
-    Ok(Action::requeue(
-        if state == ClusterState::Ready && settled {
-            IDLE_REQUEUE
-        } else {
-            BUSY_REQUEUE
-        },
-    ))
 }
 
 fn previous_conditions(
@@ -355,10 +590,13 @@ fn previous_conditions(
 }
 
 /// Applies every desired object in order; returns the applied StatefulSet.
+/// A StatefulSet is only applied once the cluster id is known (its pods
+/// are formatted with it); until then the `existing` one stays as it is.
 async fn apply_all(
     ctx: &Context,
     cluster: &ValidatedCluster,
     desired: &Desired,
+    existing: Option<&StatefulSet>,
 ) -> Result<StatefulSet, Error> {
     let client = &ctx.client;
     apply(client, &desired.config_map).await?;
@@ -385,7 +623,10 @@ async fn apply_all(
         apply_dynamic(client, monitor, &api.api_resource()).await?;
     }
     // Last: the brokers start only once their config and names exist.
-    apply(client, &desired.statefulset).await
+    match (&cluster.cluster_id, existing) {
+        (None, Some(existing)) => Ok(existing.clone()),
+        _ => apply(client, &desired.statefulset).await,
+    }
 }
 
 /// Deletes external Services of brokers that no longer exist (or of an
@@ -425,205 +666,17 @@ async fn delete_orphans(
     Ok(())
 }
 
-/// Each broker's rack: the `topology_key` label of the node its pod is
-/// scheduled on, else what its per-broker file says now (the pod is being
-/// recreated and not scheduled yet). Reading nodes needs the cluster-scoped
-/// `get nodes` permission; without it, brokers get no rack (logged).
-async fn observe_racks(
-    ctx: &Context,
-    cluster: &ValidatedCluster,
-    topology_key: &str,
-    pods: &[Pod],
-) -> Result<BTreeMap<i32, String>, Error> {
-    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &cluster.namespace);
-    let mut racks = config_maps
-        .get_opt(&cluster.config_map_name())
-        .await
-        .map_err(|source| Error::Read {
-            what: format!("ConfigMap {}", cluster.config_map_name()),
-            source,
-        })?
-        .map(|cm| racks_in(&cm))
-        .unwrap_or_default();
-    racks.retain(|id, _| *id < cluster.replicas);
-    let nodes: Api<Node> = Api::all(ctx.client.clone());
-    let mut by_node: BTreeMap<String, Option<String>> = BTreeMap::new();
-    for pod in pods {
-        let (Some(view), Some(node)) = (
-            pod_view(pod),
-            pod.spec.as_ref().and_then(|s| s.node_name.clone()),
-        ) else {
-            continue;
-        };
-        if view.id >= cluster.replicas || view.terminating {
-            continue;
-        }
-        if !by_node.contains_key(&node) {
-            let rack = match nodes.get_opt(&node).await {
-                Ok(found) => found.and_then(|n| n.labels().get(topology_key).cloned()),
-                Err(error) => {
-                    tracing::warn!(%node, %error, "cannot read the node's labels for broker.rack (does the operator have `get nodes`?)");
-                    None
-                }
-            };
-            if rack.is_none() {
-                tracing::info!(%node, topology_key, "node has no rack label");
-            }
-            by_node.insert(node.clone(), rack);
-        }
-        if let Some(rack) = by_node[&node].clone() {
-            racks.insert(view.id, rack);
-        }
-    }
-    Ok(racks)
-}
-
-/// Asks every ready broker what it advertises (on the external listener,
-/// when there is one) and which rack it has, and marks those whose answer
-/// differs from their per-broker file: they started before the file
-/// changed, and the roll restarts them. Unreachable brokers are left alone.
-async fn mark_config_stale(
-    ctx: &Context,
-    cluster: &ValidatedCluster,
-    observed: &Observed,
-    views: &mut [PodView],
-) {
-    if cluster.spec.listeners.external.is_none() && cluster.spec.rack.is_none() {
-        // Nothing per broker can change after a broker started.
-        return;
-    }
-    for view in views
-        .iter_mut()
-        .filter(|v| v.ready && !v.terminating && v.id < cluster.replicas)
-    {
-        let expected = broker_expectation(cluster, observed, view.id);
-        match ctx
-            .kafka
-            .broker_view(&expected.probe_address, view.id)
-            .await
-        {
-            Ok(Some(actual)) => {
-                view.config_stale = actual.advertised != expected.advertised
-                    || (expected.rack.is_some() && actual.rack != expected.rack);
-                if view.config_stale {
-                    tracing::info!(
-                        broker = view.id,
-                        advertised = %actual.advertised,
-                        expected = %expected.advertised,
-                        rack = ?actual.rack,
-                        expected_rack = ?expected.rack,
-                        "broker runs an outdated per-broker config"
-                    );
-                }
-            }
-            Ok(None) => {}
-            Err(error) => {
-                tracing::debug!(broker = view.id, %error, "cannot ask the broker about itself");
-            }
-        }
-    }
-}
-
-fn load_balancer_hosts(cluster: &ValidatedCluster, services: &[Service]) -> BTreeMap<i32, String> {
-    (0..cluster.replicas)
-        .filter_map(|id| {
-            let name = cluster.external_service_name(id);
-            let service = services
-                .iter()
-                .find(|s| s.metadata.name.as_deref() == Some(name.as_str()))?;
-            let ingress = service
-                .status
-                .as_ref()?
-                .load_balancer
-                .as_ref()?
-                .ingress
-                .as_ref()?
-                .first()?;
-            ingress
-                .hostname
-                .clone()
-                .or_else(|| ingress.ip.clone())
-                .map(|host| (id, host))
-        })
-        .collect()
-}
-
-fn pod_view(pod: &Pod) -> Option<PodView> {
-    let id = pod
-        .labels()
-        .get("apps.kubernetes.io/pod-index")
-        .and_then(|i| i.parse().ok())
-        .or_else(|| pod.name_any().rsplit('-').next()?.parse().ok())?;
-    let ready = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-    Some(PodView {
-        id,
-        revision: pod.labels().get("controller-revision-hash").cloned(),
-        ready,
-        terminating: pod.metadata.deletion_timestamp.is_some(),
-        config_stale: false,
-    })
-}
-
-fn phase(
-    cluster: &ValidatedCluster,
-    old_replicas: Option<i32>,
-    ready: i32,
-    decision: &RollDecision,
-    scale_in: Option<&ScaleIn>,
-    rebalancing: Option<String>,
-) -> Phase {
-    let counts = format!("{ready}/{} brokers ready", cluster.replicas);
-    match (decision, scale_in) {
-        (_, Some(ScaleIn::Refused(message))) => Phase::ScaleInRefused(message.clone()),
-        (RollDecision::Stuck(message), _) => Phase::RollStopped(message.clone()),
-        // Reassignments leave partitions under-replicated, which holds
-        // back any roll: the drain is what is happening.
-        (_, Some(ScaleIn::Draining(message))) => Phase::Progressing {
-            reason: "Draining",
-            message: format!("{counts}; {message}"),
-        },
-        (RollDecision::Wait(why), _) => Phase::Progressing {
-            reason: "RollingRestart",
-            message: format!("{counts}; rolling restart: {why}"),
-        },
-        (RollDecision::Restart(_), _) => Phase::Progressing {
-            reason: "RollingRestart",
-            message: format!("{counts}; rolling restart in progress"),
-        },
-        (RollDecision::Idle, _) if ready >= cluster.replicas => match rebalancing {
-            Some(message) => Phase::Progressing {
-                reason: "Rebalancing",
-                message: format!("{counts}; {message}"),
-            },
-            None => Phase::Ready(counts),
-        },
-        (RollDecision::Idle, _) => Phase::Progressing {
-            reason: match old_replicas {
-                None => "Creating",
-                Some(old) if old != cluster.replicas => "Scaling",
-                Some(_) if ready == 0 => "Creating",
-                Some(_) => "BrokersStarting",
-            },
-            message: counts,
-        },
-    }
-}
-
 #[allow(clippy::too_many_arguments)] // a plain gathering of what the reconcile saw
 fn cluster_status(
     cluster: &KafkaCluster,
     validated: &ValidatedCluster,
     phase: &Phase,
-    replicas: i32,
-    ready: i32,
-    info: Option<&ClusterInfo>,
+    sts_status: &StatefulSetStatus,
+    view: Option<&View>,
     observed: &Observed,
     roll: Option<RollStatus>,
     balanced: i32,
+    storage: &StorageStep,
     now: Timestamp,
 ) -> KafkaClusterStatus {
     let previous = cluster.status.clone().unwrap_or_default();
@@ -635,23 +688,34 @@ fn cluster_status(
             &previous.conditions,
             now,
         ),
-        replicas,
-        ready_brokers: ready,
+        replicas: sts_status.replicas,
+        ready_brokers: sts_status.ready_replicas.unwrap_or(0),
         label_selector: Some(validated.selector_string()),
         bootstrap_servers: Some(validated.bootstrap_servers()),
         external_addresses: external_addresses(validated, &observed.load_balancer_hosts)
             .into_values()
             .collect(),
-        // Keep what the brokers said last when they cannot be asked now.
-        cluster_id: info
-            .and_then(|i| i.cluster_id.clone())
-            .or(previous.cluster_id),
-        active_controller: info
-            .and_then(|i| i.controller)
+        // Never what a broker says: the id the cluster was created with.
+        cluster_id: validated.cluster_id.clone().or(previous.cluster_id),
+        // Keep what the brokers said last when they cannot be trusted now.
+        active_controller: view
+            .and_then(|v| v.snapshot.controller)
             .or(previous.active_controller),
         roll,
         quorum_voters: Some(validated.voters),
+        quorum: view
+            .map(|v| quorum::status_of(&v.quorum))
+            .or(previous.quorum),
         balanced_brokers: Some(balanced),
+        storage_capacity: match storage {
+            StorageStep::Steady { capacity, .. }
+            | StorageStep::Growing { capacity, .. }
+            | StorageStep::Refused { capacity, .. } => capacity
+                .iter()
+                .map(|(broker, size)| (broker.to_string(), size.clone()))
+                .collect(),
+            StorageStep::Unknown(_) => previous.storage_capacity,
+        },
     }
 }
 

@@ -11,16 +11,19 @@ use std::{
 use futures::future::BoxFuture;
 use rivulet_wire::{
     client::{
-        Client, ClusterMetadata, OngoingReassignment, PartitionInfo, ReassignTarget,
-        ReassignmentResult,
+        Client, ClusterMetadata, OngoingReassignment, PartitionInfo, QuorumDescription,
+        ReassignTarget, ReassignmentResult,
     },
     error::ClientError,
 };
+use uuid::Uuid;
 
 /// Kafka's ConfigSource for a topic-level override (DYNAMIC_TOPIC_CONFIG).
 const SOURCE_TOPIC_OVERRIDE: i8 = 1;
 /// UNKNOWN_TOPIC_OR_PARTITION.
 const UNKNOWN_TOPIC: i16 = 3;
+/// The topic config that says how many replicas must be in sync.
+const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
 /// How long one admin conversation may take, connection included.
 const ADMIN_DEADLINE: Duration = Duration::from_secs(15);
 
@@ -102,6 +105,72 @@ impl TopicState {
     }
 }
 
+/// One partition's leader, replicas and in-sync replicas.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PartitionState {
+    /// The leader's node id, -1 when there is none (the partition is offline).
+    pub leader: i32,
+    /// Replica node ids in assignment order.
+    pub replicas: Vec<i32>,
+    /// The in-sync replicas.
+    pub isr: Vec<i32>,
+}
+
+/// What one Metadata answer says about the whole cluster: all of it comes
+/// from the same broker, so its cluster id vouches for every other field.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterSnapshot {
+    /// The cluster id the answering broker reports.
+    pub cluster_id: Option<String>,
+    /// The active controller's node id, if known.
+    pub controller: Option<i32>,
+    /// Node ids of registered brokers.
+    pub brokers: Vec<i32>,
+    /// Every partition by `(topic, partition)`, internal topics included;
+    /// topics the broker could not describe are left out.
+    pub partitions: BTreeMap<(String, i32), PartitionState>,
+    /// `min.insync.replicas` of the topics that have a partition with
+    /// fewer in-sync replicas than replicas, where it could be read (the
+    /// others are fully in sync, so it does not matter).
+    pub min_insync: BTreeMap<String, i32>,
+}
+
+impl ClusterSnapshot {
+    /// Partitions whose in-sync replicas are fewer than their replicas.
+    pub fn under_replicated(&self) -> usize {
+        self.partitions
+            .values()
+            .filter(|p| p.isr.len() < p.replicas.len())
+            .count()
+    }
+
+    /// Node ids named in any partition's replica list.
+    pub fn replica_brokers(&self) -> BTreeSet<i32> {
+        self.partitions
+            .values()
+            .flat_map(|p| p.replicas.iter().copied())
+            .collect()
+    }
+
+    /// Where the replicas are, for the reassignment planners.
+    pub fn assignment(&self) -> ReplicaAssignment {
+        ReplicaAssignment {
+            brokers: self.brokers.clone(),
+            partitions: self
+                .partitions
+                .iter()
+                .map(|(key, p)| {
+                    let replicas = PartitionReplicas {
+                        leader: p.leader,
+                        replicas: p.replicas.clone(),
+                    };
+                    (key.clone(), replicas)
+                })
+                .collect(),
+        }
+    }
+}
+
 /// Kafka admin operations the controllers use.
 pub trait KafkaAdmin: Send + Sync {
     /// Cluster id, controller, brokers and under-replicated partition count.
@@ -169,17 +238,41 @@ pub trait KafkaAdmin: Send + Sync {
         &'a self,
         bootstrap: &'a str,
     ) -> BoxFuture<'a, Result<Vec<OngoingReassignment>, ClientError>>;
-}
-
-/// Where every replica is and which reassignments run: what drain and
-/// spread plans start from.
-pub async fn replicas_and_moves(
-    kafka: &dyn KafkaAdmin,
-    bootstrap: &str,
-) -> Result<(ReplicaAssignment, Vec<OngoingReassignment>), ClientError> {
-    let assignment = kafka.replica_assignment(bootstrap).await?;
-    let ongoing = kafka.reassignments_in_progress(bootstrap).await?;
-    Ok((assignment, ongoing))
+    /// The cluster id, brokers, controller and every partition's leader,
+    /// replicas and in-sync replicas, from one Metadata answer.
+    fn snapshot<'a>(
+        &'a self,
+        bootstrap: &'a str,
+    ) -> BoxFuture<'a, Result<ClusterSnapshot, ClientError>>;
+    /// The cluster id broker `id`, reached at `address`, reports.
+    fn broker_cluster_id<'a>(
+        &'a self,
+        address: &'a str,
+        id: i32,
+    ) -> BoxFuture<'a, Result<Option<String>, ClientError>>;
+    /// The controller quorum (DescribeQuorum).
+    fn describe_quorum<'a>(
+        &'a self,
+        bootstrap: &'a str,
+    ) -> BoxFuture<'a, Result<QuorumDescription, ClientError>>;
+    /// Makes the observer `id` with metadata directory `directory` a voter
+    /// of the quorum of cluster `cluster_id` (AddRaftVoter).
+    fn add_voter<'a>(
+        &'a self,
+        bootstrap: &'a str,
+        cluster_id: &'a str,
+        id: i32,
+        directory: Uuid,
+    ) -> BoxFuture<'a, Result<(), ClientError>>;
+    /// Removes the voter `id` with metadata directory `directory` from the
+    /// quorum of cluster `cluster_id` (RemoveRaftVoter).
+    fn remove_voter<'a>(
+        &'a self,
+        bootstrap: &'a str,
+        cluster_id: &'a str,
+        id: i32,
+        directory: Uuid,
+    ) -> BoxFuture<'a, Result<(), ClientError>>;
 }
 
 /// [`KafkaAdmin`] over the Kafka protocol, a fresh connection per call:
@@ -379,6 +472,118 @@ impl KafkaAdmin for WireAdmin {
                 .await
         }))
     }
+
+    fn snapshot<'a>(
+        &'a self,
+        bootstrap: &'a str,
+    ) -> BoxFuture<'a, Result<ClusterSnapshot, ClientError>> {
+        Box::pin(deadline(async move {
+            let mut client = connect(bootstrap).await?;
+            let mut snapshot = snapshot_of(client.metadata(None).await?);
+            let lagging: BTreeSet<String> = snapshot
+                .partitions
+                .iter()
+                .filter(|(_, p)| p.isr.len() < p.replicas.len())
+                .map(|((topic, _), _)| topic.clone())
+                .collect();
+            for topic in lagging {
+                // Unreadable: the health check falls back to min(2, RF).
+                match client.describe_topic_configs(&topic).await {
+                    Ok(configs) => {
+                        if let Some(min) = configs
+                            .get(MIN_INSYNC_REPLICAS)
+                            .and_then(|c| c.value.as_deref())
+                            .and_then(|v| v.parse().ok())
+                        {
+                            snapshot.min_insync.insert(topic, min);
+                        }
+                    }
+                    Err(error) => {
+                        tracing::debug!(%topic, %error, "cannot read min.insync.replicas");
+                    }
+                }
+            }
+            Ok(snapshot)
+        }))
+    }
+
+    fn broker_cluster_id<'a>(
+        &'a self,
+        address: &'a str,
+        _: i32,
+    ) -> BoxFuture<'a, Result<Option<String>, ClientError>> {
+        Box::pin(deadline(async move {
+            // Metadata of no topics: answered by this broker itself.
+            let metadata = connect(address).await?.metadata(Some(Vec::new())).await?;
+            Ok(metadata.cluster_id)
+        }))
+    }
+
+    fn describe_quorum<'a>(
+        &'a self,
+        bootstrap: &'a str,
+    ) -> BoxFuture<'a, Result<QuorumDescription, ClientError>> {
+        Box::pin(deadline(async move {
+            connect(bootstrap).await?.describe_quorum().await
+        }))
+    }
+
+    fn add_voter<'a>(
+        &'a self,
+        bootstrap: &'a str,
+        cluster_id: &'a str,
+        id: i32,
+        directory: Uuid,
+    ) -> BoxFuture<'a, Result<(), ClientError>> {
+        Box::pin(deadline(async move {
+            connect(bootstrap)
+                .await?
+                .add_raft_voter(cluster_id, id, directory)
+                .await
+        }))
+    }
+
+    fn remove_voter<'a>(
+        &'a self,
+        bootstrap: &'a str,
+        cluster_id: &'a str,
+        id: i32,
+        directory: Uuid,
+    ) -> BoxFuture<'a, Result<(), ClientError>> {
+        Box::pin(deadline(async move {
+            connect(bootstrap)
+                .await?
+                .remove_raft_voter(cluster_id, id, directory)
+                .await
+        }))
+    }
+}
+
+/// The snapshot in a Metadata answer; topics the broker could not
+/// describe (an error code) are left out.
+fn snapshot_of(metadata: ClusterMetadata) -> ClusterSnapshot {
+    ClusterSnapshot {
+        cluster_id: metadata.cluster_id,
+        controller: (metadata.controller_id >= 0).then_some(metadata.controller_id),
+        brokers: metadata.brokers.iter().map(|b| b.node_id).collect(),
+        partitions: metadata
+            .topics
+            .into_iter()
+            .filter(|t| t.error_code == 0)
+            .flat_map(|t| {
+                let name = t.name;
+                t.partitions.into_iter().map(move |p| {
+                    let state = PartitionState {
+                        leader: p.leader,
+                        replicas: p.replicas,
+                        isr: p.isr,
+                    };
+                    ((name.clone(), p.partition), state)
+                })
+            })
+            .collect(),
+        min_insync: BTreeMap::new(),
+    }
 }
 
 /// The replica assignment in a Metadata answer; topics the broker could
@@ -465,6 +670,35 @@ mod tests {
             PartitionReplicas {
                 leader: 2,
                 replicas: vec![2, 0]
+            }
+        );
+    }
+
+    #[test]
+    fn snapshot_keeps_isr_and_vouches_with_one_cluster_id() {
+        let mut lagging = partition(0, 1, &[1, 2]);
+        lagging.isr = vec![1];
+        let metadata = ClusterMetadata {
+            cluster_id: Some("MkU3OEVBNTcwNTJENDM2Qk".into()),
+            controller_id: -1,
+            brokers: vec![],
+            topics: vec![
+                topic("orders", 0, vec![lagging, partition(1, -1, &[2])]),
+                topic("broken", 5, vec![partition(0, -1, &[1])]),
+            ],
+        };
+        let s = snapshot_of(metadata);
+        assert_eq!(s.cluster_id.as_deref(), Some("MkU3OEVBNTcwNTJENDM2Qk"));
+        assert_eq!(s.controller, None);
+        assert_eq!(s.partitions.len(), 2, "the broken topic is left out");
+        assert_eq!(s.partitions[&("orders".to_string(), 0)].isr, [1]);
+        assert_eq!(s.under_replicated(), 1);
+        assert_eq!(s.replica_brokers(), BTreeSet::from([1, 2]));
+        assert_eq!(
+            s.assignment().partitions[&("orders".to_string(), 1)],
+            PartitionReplicas {
+                leader: -1,
+                replicas: vec![2]
             }
         );
     }

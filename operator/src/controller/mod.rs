@@ -2,12 +2,21 @@
 //! with one field manager, and Kubernetes Events.
 
 pub mod cluster;
+pub mod health;
+pub mod identity;
 pub mod kafka;
+pub mod observe;
+pub mod phase;
+pub mod pods;
+pub mod quorum;
 pub mod reassign;
+pub mod restart;
 pub mod roll;
+pub mod safety;
 pub mod scale_in;
 pub mod scale_out;
 pub mod status;
+pub mod storage;
 pub mod topic;
 
 use std::{fmt::Debug, sync::Arc, time::Duration};

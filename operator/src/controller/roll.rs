@@ -2,9 +2,12 @@
 //!
 //! The StatefulSet uses `OnDelete`, so a new pod template (config or image
 //! change) only records a new revision; the operator moves brokers to it by
-//! deleting one stale pod at a time, and only when every broker is ready
-//! and the cluster reports no under-replicated partitions. The active
-//! controller goes last, so leadership moves once. A broker whose per-broker
+//! deleting one stale pod at a time, and only when every broker is ready,
+//! the cluster reports no under-replicated partitions and the quorum has
+//! the voters it should (a restart never races a voter change). The active
+//! controller goes last, so leadership moves once. Before a chosen broker
+//! is restarted, the reconcile checks with fresh answers that the restart
+//! loses nothing ([`super::safety`]). A broker whose per-broker
 //! file changed after it started (its load balancer's address or its rack
 //! became known) is stale too, and is restarted under the same rules. A restarted broker that
 //! is not ready within the roll timeout stops the roll (Degraded) until it
@@ -58,6 +61,8 @@ pub struct RollInput<'a> {
     pub under_replicated: Option<usize>,
     /// The active controller's id.
     pub controller: Option<i32>,
+    /// A quorum voter change still to make, if any.
+    pub quorum_pending: Option<&'a str>,
     /// The roll recorded in the status by the previous reconcile.
     pub previous: Option<&'a RollStatus>,
     /// The current time.
@@ -74,6 +79,7 @@ pub fn decide(input: &RollInput<'_>) -> RollDecision {
         pods,
         under_replicated,
         controller,
+        quorum_pending,
         previous,
         now,
         timeout,
@@ -128,6 +134,9 @@ pub fn decide(input: &RollInput<'_>) -> RollDecision {
         }
         Some(_) => {}
     }
+    if let Some(pending) = quorum_pending {
+        return RollDecision::Wait(format!("waiting for the quorum voters: {pending}"));
+    }
     // Highest id first, the active controller last.
     let next = stale
         .iter()
@@ -170,6 +179,7 @@ mod tests {
             pods,
             under_replicated,
             controller,
+            quorum_pending: None,
             previous: None,
             now: at(0),
             timeout: TIMEOUT,
@@ -186,6 +196,7 @@ mod tests {
             pods: &pods,
             under_replicated: None,
             controller: None,
+            quorum_pending: None,
             previous: None,
             now: at(0),
             timeout: TIMEOUT,
@@ -246,6 +257,7 @@ mod tests {
             pods: &pods,
             under_replicated: Some(0),
             controller: None,
+            quorum_pending: None,
             previous: Some(&previous),
             now: at(now),
             timeout: TIMEOUT,
@@ -267,6 +279,34 @@ mod tests {
             roll(3, &pods, Some(2), Some(0)),
             RollDecision::Wait(_)
         ));
+    }
+
+    #[test]
+    fn a_voter_change_holds_the_roll_back() {
+        let pods = [pod(0, "v1", true), pod(1, "v1", true), pod(2, "v1", true)];
+        let input = RollInput {
+            target: Some("v2"),
+            replicas: 3,
+            pods: &pods,
+            under_replicated: Some(0),
+            controller: Some(0),
+            quorum_pending: Some("the quorum has 1 voters, 3 wanted: adding broker 1"),
+            previous: None,
+            now: at(0),
+            timeout: TIMEOUT,
+        };
+        assert_eq!(
+            decide(&input),
+            RollDecision::Wait(
+                "waiting for the quorum voters: the quorum has 1 voters, 3 wanted: adding broker 1"
+                    .into()
+            )
+        );
+        let settled = RollInput {
+            quorum_pending: None,
+            ..input
+        };
+        assert_eq!(decide(&settled), RollDecision::Restart(2));
     }
 
     #[test]

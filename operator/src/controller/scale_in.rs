@@ -1,6 +1,7 @@
 //! Scale-in without losing data: before the StatefulSet shrinks, every
 //! partition replica on a leaving broker (ids `spec.replicas..`) is moved
-//! to the brokers that stay, through AlterPartitionReassignments.
+//! to the brokers that stay, through AlterPartitionReassignments, and the
+//! quorum voters on leaving brokers are moved too ([`super::quorum`]).
 //!
 //! Each reconcile of a cluster whose StatefulSet is larger than its spec
 //! asks the brokers where the replicas are and what is moving, plans the
@@ -12,6 +13,13 @@
 //! afterwards: the stopped brokers stop heartbeating and the controller
 //! fences them.
 //!
+//! Every answer used here must carry the cluster's id: an answer from
+//! another cluster (a broker that founded its own after losing its disk
+//! has no partitions at all, so it looks drained) or no answer is never
+//! taken as "drained". And "drained" is only a candidate: [`verify_shrink`]
+//! asks every broker again right before the StatefulSet is applied, and
+//! only its [`ShrinkPermit`] lets the reconcile lower the replicas.
+//!
 //! The same step repairs what a scale-in can still leave behind: a topic
 //! created between the drain's last look and the shrink may be placed on
 //! a leaving broker. A settled cluster whose partitions still name brokers
@@ -19,24 +27,38 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::runtime::events::EventType;
+use rivulet_wire::client::OngoingReassignment;
 
 use super::{
-    kafka::replicas_and_moves,
+    kafka::ClusterSnapshot,
+    observe::fresh_view,
     reassign::{self, Drain},
+    safety,
     status::DEGRADED,
     Context,
 };
 use crate::{crd::KafkaCluster, validate::ValidatedCluster};
 
+/// Proof that a shrink was verified with fresh answers from the cluster
+/// just before the StatefulSet is applied; only [`verify_shrink`] makes one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShrinkPermit(());
+
 /// What a scale-in may do in this reconcile.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScaleIn {
-    /// Nothing left on the leaving brokers: the StatefulSet may shrink.
-    Shrink,
-    /// Keep the brokers running while replicas move; what is happening.
+    /// Verified: the StatefulSet may shrink now.
+    Shrink(ShrinkPermit),
+    /// No replica on the leaving brokers and nothing moving, by the
+    /// drain's look; the shrink still needs [`verify_shrink`].
+    Drained,
+    /// Keep the brokers running while replicas or voters move, or while
+    /// the brokers cannot be trusted; what is happening.
     Draining(String),
-    /// The scale-in would lose data; why.
+    /// The scale-in would lose data and cannot be planned; why.
     Refused(String),
+    /// The final check found data only the leaving brokers hold; what.
+    WouldLoseData(String),
 }
 
 /// Why replicas must leave brokers `spec.replicas..`.
@@ -58,15 +80,42 @@ fn leaving(target: i32, running: i32) -> String {
     }
 }
 
-/// Takes one step of draining brokers `cluster.replicas..` (the cluster's
-/// spec asks for `cluster.replicas`; `why` says what the ids above are).
+/// Where the replicas are and what moves, from answers of cluster
+/// `cluster_id` only.
+pub async fn checked_moves(
+    ctx: &Context,
+    bootstrap: &str,
+    cluster_id: &str,
+) -> Result<(ClusterSnapshot, Vec<OngoingReassignment>), String> {
+    let snapshot = ctx
+        .kafka
+        .snapshot(bootstrap)
+        .await
+        .map_err(|error| format!("cannot ask the brokers where the replicas are ({error})"))?;
+    if snapshot.cluster_id.as_deref() != Some(cluster_id) {
+        return Err(format!(
+            "the brokers answer for cluster {} instead of {cluster_id}",
+            snapshot.cluster_id.as_deref().unwrap_or("(none)")
+        ));
+    }
+    let ongoing = ctx
+        .kafka
+        .reassignments_in_progress(bootstrap)
+        .await
+        .map_err(|error| format!("cannot ask the brokers what is moving ({error})"))?;
+    Ok((snapshot, ongoing))
+}
+
+/// Takes one step of draining brokers `target..` of cluster `cluster_id`
+/// (the spec asks for `target` brokers; `why` says what the ids above are).
 pub async fn step(
     ctx: &Context,
     object: &KafkaCluster,
     cluster: &ValidatedCluster,
+    target: i32,
     why: Leaving,
+    cluster_id: &str,
 ) -> ScaleIn {
-    let target = cluster.replicas;
     let (running, prefix) = match why {
         Leaving::ScaleIn(running) => (
             running,
@@ -84,21 +133,19 @@ pub async fn step(
         ),
     };
     let bootstrap = cluster.bootstrap_servers();
-    let (assignment, ongoing) = match replicas_and_moves(ctx.kafka.as_ref(), &bootstrap).await {
+    let (snapshot, ongoing) = match checked_moves(ctx, &bootstrap, cluster_id).await {
         Ok(found) => found,
-        Err(error) => {
-            tracing::info!(cluster = %cluster.name, %error, "cannot ask the brokers where the replicas are");
-            return ScaleIn::Draining(format!(
-                "{prefix}: cannot ask the brokers where the replicas are ({error})"
-            ));
+        Err(why) => {
+            tracing::info!(cluster = %cluster.name, %why, "no drain without a trusted answer");
+            return ScaleIn::Draining(format!("{prefix}: {why}"));
         }
     };
     let (moves, remaining, in_progress, blocked) = match reassign::drain(
-        &assignment,
+        &snapshot.assignment(),
         &ongoing,
         target,
     ) {
-        Drain::Drained => return ScaleIn::Shrink,
+        Drain::Drained => return ScaleIn::Drained,
         Drain::Refused(topics) => {
             let list = topics
                 .iter()
@@ -185,18 +232,94 @@ pub async fn step(
     ScaleIn::Draining(format!("{prefix}: {}", notes.join("; ")))
 }
 
+/// Checks, with answers asked for now, that brokers `target..running` of
+/// cluster `cluster_id` can go: every ready broker answers for that
+/// cluster, no replica is on them and nothing moves, no quorum voter is
+/// on them, and nothing would be lost without them ([`safety::check`],
+/// waived by the allow-data-loss annotation). Any doubt keeps them.
+pub async fn verify_shrink(
+    ctx: &Context,
+    object: &KafkaCluster,
+    cluster: &ValidatedCluster,
+    target: i32,
+    running: i32,
+    cluster_id: &str,
+    ready: &[i32],
+) -> ScaleIn {
+    let gone = leaving(target, running);
+    let prefix = format!("scaling in to {target} brokers");
+    let view = match fresh_view(ctx, cluster, cluster_id, ready).await {
+        Ok(view) => view,
+        Err(doubt) => return ScaleIn::Draining(format!("{prefix} waits: {doubt}")),
+    };
+    let ongoing = match ctx
+        .kafka
+        .reassignments_in_progress(&cluster.bootstrap_servers())
+        .await
+    {
+        Ok(ongoing) => ongoing,
+        Err(error) => {
+            return ScaleIn::Draining(format!(
+                "{prefix} waits: cannot ask the brokers what is moving ({error})"
+            ))
+        }
+    };
+    if reassign::drain(&view.snapshot.assignment(), &ongoing, target) != Drain::Drained {
+        return ScaleIn::Draining(format!(
+            "{prefix} waits: replicas on {gone} or reassignments appeared since the last look"
+        ));
+    }
+    let voters: Vec<String> = view
+        .quorum
+        .voters
+        .iter()
+        .filter(|v| v.node_id >= target)
+        .map(|v| v.node_id.to_string())
+        .collect();
+    if !voters.is_empty() {
+        return ScaleIn::Draining(format!(
+            "{prefix} waits: brokers {} are quorum voters, to be replaced first",
+            voters.join(", ")
+        ));
+    }
+    let lost: Vec<i32> = (target..running).collect();
+    match safety::check(&lost, false, &view.snapshot, &view.quorum) {
+        Ok(()) => ScaleIn::Shrink(ShrinkPermit(())),
+        Err(loss) => {
+            let message = loss.describe(&format!("removing {gone}"));
+            if cluster.allow_data_loss {
+                ctx.event(
+                    object,
+                    EventType::Warning,
+                    "DataLossAllowed",
+                    format!(
+                        "{message}; removing them anyway, as the allow-data-loss annotation says"
+                    ),
+                )
+                .await;
+                ScaleIn::Shrink(ShrinkPermit(()))
+            } else {
+                ScaleIn::WouldLoseData(message)
+            }
+        }
+    }
+}
+
 /// Whether the last status already reported this refusal (its Event is
 /// published once, not every reconcile).
 fn already_refused(object: &KafkaCluster) -> bool {
+    already_degraded(object, "ScaleInRefused")
+}
+
+/// Whether the last status was Degraded for `reason`.
+pub fn already_degraded(object: &KafkaCluster, reason: &str) -> bool {
     object
         .status
         .as_ref()
         .map(|s| s.conditions.as_slice())
         .unwrap_or_default()
         .iter()
-        .any(|c: &Condition| {
-            c.type_ == DEGRADED && c.status == "True" && c.reason == "ScaleInRefused"
-        })
+        .any(|c: &Condition| c.type_ == DEGRADED && c.status == "True" && c.reason == reason)
 }
 
 #[cfg(test)]

@@ -15,8 +15,8 @@
 use kube::runtime::events::EventType;
 
 use super::{
-    kafka::replicas_and_moves,
     reassign::{self, Spread},
+    scale_in::checked_moves,
     Context,
 };
 use crate::{crd::KafkaCluster, validate::ValidatedCluster};
@@ -30,21 +30,25 @@ pub enum ScaleOut {
     Rebalancing(String),
 }
 
-/// Takes one step of spreading replicas over brokers `0..cluster.replicas`.
-pub async fn step(ctx: &Context, object: &KafkaCluster, cluster: &ValidatedCluster) -> ScaleOut {
+/// Takes one step of spreading replicas over brokers `0..cluster.replicas`
+/// of cluster `cluster_id`.
+pub async fn step(
+    ctx: &Context,
+    object: &KafkaCluster,
+    cluster: &ValidatedCluster,
+    cluster_id: &str,
+) -> ScaleOut {
     let brokers = cluster.replicas;
     let prefix = format!("spreading partitions over all {brokers} brokers");
     let bootstrap = cluster.bootstrap_servers();
-    let (assignment, ongoing) = match replicas_and_moves(ctx.kafka.as_ref(), &bootstrap).await {
+    let (snapshot, ongoing) = match checked_moves(ctx, &bootstrap, cluster_id).await {
         Ok(found) => found,
-        Err(error) => {
-            tracing::info!(cluster = %cluster.name, %error, "cannot ask the brokers where the replicas are");
-            return ScaleOut::Rebalancing(format!(
-                "{prefix}: cannot ask the brokers where the replicas are ({error})"
-            ));
+        Err(why) => {
+            tracing::info!(cluster = %cluster.name, %why, "no rebalance without a trusted answer");
+            return ScaleOut::Rebalancing(format!("{prefix}: {why}"));
         }
     };
-    match reassign::spread(&assignment, &ongoing, brokers) {
+    match reassign::spread(&snapshot.assignment(), &ongoing, brokers) {
         Spread::Balanced => {
             ctx.event(
                 object,

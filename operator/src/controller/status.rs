@@ -24,9 +24,20 @@ pub enum Phase {
     RollStopped(String),
     /// A scale-in would lose replicas; the StatefulSet keeps its size.
     ScaleInRefused(String),
+    /// Something needs attention and holds back every step that could
+    /// lose data: a restart or shrink that would lose data, brokers of
+    /// another cluster or out of reach, partitions offline or under min ISR.
+    Degraded {
+        /// `RestartWouldLoseData`, `ClusterIdMismatch`, `BrokersUnreachable`,
+        /// `PartitionsOffline` or `UnderMinIsr`.
+        reason: &'static str,
+        /// What is wrong, for people.
+        message: String,
+    },
     /// Brokers are being created, scaled, drained or restarted.
     Progressing {
-        /// `Creating`, `Scaling`, `BrokersStarting`, `Draining` or `RollingRestart`.
+        /// `Creating`, `Scaling`, `BrokersStarting`, `Draining`,
+        /// `RollingRestart`, `QuorumVoters` or `Rebalancing`.
         reason: &'static str,
         /// What is happening, for people.
         message: String,
@@ -70,6 +81,11 @@ pub fn conditions(
             condition(READY, false, "ScaleInRefused", message),
             condition(PROGRESSING, false, "ScaleInRefused", message),
             condition(DEGRADED, true, "ScaleInRefused", message),
+        ],
+        Phase::Degraded { reason, message } => vec![
+            condition(READY, false, reason, message),
+            condition(PROGRESSING, false, reason, message),
+            condition(DEGRADED, true, reason, message),
         ],
         Phase::Progressing { reason, message } => vec![
             condition(READY, false, reason, message),
@@ -163,6 +179,10 @@ mod tests {
             Phase::InvalidSpec("replicas must be at least 1".into()),
             Phase::RollStopped("broker 2 did not become ready".into()),
             Phase::ScaleInRefused("topic orders has 3 replicas".into()),
+            Phase::Degraded {
+                reason: "ClusterIdMismatch",
+                message: "broker 0 reports cluster id b3RoZXItY2x1c3Rlci0xMg".into(),
+            },
         ] {
             let cs = conditions(&phase, Some(4), &[], at(1));
             assert!(is_true(&cs, DEGRADED));

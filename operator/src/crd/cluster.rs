@@ -28,6 +28,11 @@ pub const OPERATOR_OWNED_KEYS: &[&str] = &[
     "broker.rack",
 ];
 
+/// Annotation on a KafkaCluster that lets a rolling restart or a scale-in
+/// go ahead although it would lose the only copy of some data (value
+/// `"true"`). Each use is reported with a Warning Event.
+pub const ALLOW_DATA_LOSS_ANNOTATION: &str = "rivulet.dev/allow-data-loss";
+
 /// The desired state of a Rivulet cluster.
 // Clippy reads the repeated `type_` of separate printcolumns as duplicates.
 #[allow(clippy::duplicated_attributes)]
@@ -79,30 +84,29 @@ pub const OPERATOR_OWNED_KEYS: &[&str] = &[
         json_path = ".metadata.creationTimestamp"
     )
 )]
-#[x_kube(validation = Rule::new("!has(self.quorumVoters) || self.quorumVoters <= self.replicas").message("quorumVoters cannot exceed replicas: every quorum voter is also a broker"))]
-#[x_kube(validation = Rule::new("!has(oldSelf.quorumVoters) || (has(self.quorumVoters) && self.quorumVoters == oldSelf.quorumVoters)").message("quorumVoters cannot change once set: the controller quorum's voters are fixed when it first forms"))]
 #[serde(rename_all = "camelCase")]
 pub struct KafkaClusterSpec {
     /// Number of brokers. Each broker is one pod of the StatefulSet with its
     /// own persistent volume; broker ids are the pod ordinals (0, 1, ...).
     /// `kubectl scale kafkacluster NAME --replicas N` changes this field.
-    /// Lowering it first moves every partition replica off the leaving
-    /// (highest-id) brokers, then shrinks the StatefulSet; a scale-in below
-    /// some topic's replication factor is refused (condition `Degraded`,
-    /// reason `ScaleInRefused`). Raising it spreads existing partitions
+    /// Lowering it first moves every partition replica and quorum voter
+    /// off the leaving (highest-id) brokers, then shrinks the StatefulSet;
+    /// a scale-in below some topic's replication factor is refused
+    /// (condition `Degraded`, reason `ScaleInRefused`). Raising it spreads existing partitions
     /// onto the new brokers once they are ready (see `rebalanceOnScaleOut`).
     /// Minimum 1.
     #[x_kube(validation = Rule::new("self >= 1").message("replicas must be at least 1: a cluster needs a broker"))]
     pub replicas: i32,
 
-    /// Number of brokers that are also Raft controller quorum voters (the
-    /// brokers with ids 0..quorumVoters-1). Must be 1, 3 or 5: an even quorum
-    /// tolerates no more failures than the odd one below it. Default: 1 for
-    /// clusters created with fewer than 3 brokers, otherwise 3. The voters
-    /// are fixed when the quorum first forms: the operator records the
-    /// count in `status.quorumVoters` and keeps it through scaling, a
-    /// different explicit value is refused, and `replicas` may not go
-    /// below it.
+    /// The most Raft controller quorum voters the cluster should have: 1,
+    /// 3 (default) or 5. An even quorum tolerates no more failures than the
+    /// odd one below it. The voter set follows the cluster: 1 voter while
+    /// it has fewer than 3 brokers, 3 from 3 brokers, 5 from 5 brokers when
+    /// this asks for 5 (never more than this). The operator adds caught-up
+    /// brokers as voters one at a time (AddRaftVoter) as the cluster grows,
+    /// moves voters off brokers before a scale-in removes them, and removes
+    /// voters (RemoveRaftVoter) when fewer are wanted. `status.quorumVoters`
+    /// is the count wanted now, `status.quorum` the voters there are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self in [1, 3, 5]").message("quorumVoters must be 1, 3 or 5: an even number of voters adds no fault tolerance"))]
     pub quorum_voters: Option<i32>,
@@ -208,11 +212,18 @@ impl PullPolicy {
 pub struct StorageSpec {
     /// `PersistentClaim` (default): one PersistentVolumeClaim per broker,
     /// kept across pod restarts and rescheduling. `Ephemeral`: an emptyDir
-    /// that is lost whenever a pod is deleted; for development only.
+    /// that is lost whenever a pod is deleted, so every restart (a config
+    /// change's rolling restart included) is a disk loss: the operator
+    /// restarts a broker only while every partition it holds has another
+    /// in-sync replica and the controller quorum keeps a majority without
+    /// it, which a single-broker cluster never has. For development only.
     #[serde(default, rename = "type")]
     pub kind: StorageKind,
 
     /// Size of each broker's volume, a Kubernetes quantity. Default `10Gi`.
+    /// It may grow (the operator expands every claim, when the
+    /// StorageClass allows volume expansion); it never shrinks (a smaller
+    /// size is refused with a condition).
     #[serde(default = "default_storage_size")]
     pub size: String,
 
@@ -555,11 +566,18 @@ pub struct KafkaClusterStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
-    /// `Ready`: every broker is ready and no roll is pending. `Progressing`:
-    /// the operator is creating, scaling, draining (moving replicas off
-    /// brokers before a scale-in) or restarting brokers. `Degraded`: the
-    /// spec is invalid, a broker did not come back, or a scale-in would
-    /// lose data and is refused.
+    /// `Ready`: every broker is ready, no roll is pending, the quorum has
+    /// its voters and every partition has a leader and at least its
+    /// `min.insync.replicas` in sync (the message counts them).
+    /// `Progressing`: the operator is creating, scaling, draining (moving
+    /// replicas off brokers before a scale-in), changing quorum voters or
+    /// restarting brokers. `Degraded`, by reason: `InvalidSpec`,
+    /// `BrokerNotReady` (a restarted broker did not come back),
+    /// `ScaleInRefused`, `RestartWouldLoseData` (a restart or scale-in
+    /// waits because it would lose the only copy of some data),
+    /// `ClusterIdMismatch` (a broker belongs to another cluster),
+    /// `BrokersUnreachable` (the brokers cannot be asked, or only some of
+    /// them), `PartitionsOffline` or `UnderMinIsr`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 
@@ -584,7 +602,13 @@ pub struct KafkaClusterStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub external_addresses: Vec<String>,
 
-    /// The cluster id the brokers report.
+    /// The cluster's id (Kafka's 22-character form), generated by the
+    /// operator when it creates the cluster and never changed afterwards.
+    /// Every broker is started with it and formats an empty data directory
+    /// as a member of this cluster; a broker that reports another id stops
+    /// every restart, scale-in and reassignment (condition `Degraded`,
+    /// reason `ClusterIdMismatch`). For a cluster created by an older
+    /// operator, the id the brokers report, recorded once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_id: Option<String>,
 
@@ -602,11 +626,47 @@ pub struct KafkaClusterStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub balanced_brokers: Option<i32>,
 
-    /// Quorum voters the cluster was created with. The controller quorum's
-    /// voter set is fixed when it first forms, so this count outlives
-    /// changes of `spec.replicas` (which would otherwise move the default).
+    /// How many controller quorum voters the cluster should have now (see
+    /// `spec.quorumVoters`); `quorum` shows the voters it has.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quorum_voters: Option<i32>,
+
+    /// The controller quorum as its leader last described it
+    /// (DescribeQuorum), when the brokers could be asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<QuorumStatus>,
+
+    /// Each broker's volume capacity (by broker id), as its
+    /// PersistentVolumeClaim reports it; empty for Ephemeral storage.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub storage_capacity: BTreeMap<String, String>,
+}
+
+/// The controller quorum: its leader, voters and observers.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QuorumStatus {
+    /// Node id of the quorum leader (the active controller); absent while
+    /// there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_id: Option<i32>,
+    /// The voters, by node id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub voters: Vec<QuorumVoterStatus>,
+    /// Node ids of the brokers that follow the metadata log without voting.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub observers: Vec<i32>,
+}
+
+/// One quorum voter.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QuorumVoterStatus {
+    /// The broker's node id.
+    pub id: i32,
+    /// The id of the broker's metadata log directory. A broker whose disk
+    /// was lost comes back with a new one.
+    pub directory_id: String,
 }
 
 /// A rolling restart the operator is driving, one broker at a time.

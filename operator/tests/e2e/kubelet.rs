@@ -298,6 +298,9 @@ async fn start(
         .open(node.path(&format!("{name}.log")))
         .ok()?;
     let mut command = Command::from(node.command(&broker_binary()));
+    for (key, value) in container_env(config_maps, container).await {
+        command.env(key, value);
+    }
     command
         .args(&args)
         .env("RIVULET_NODE_ID", ordinal.to_string())
@@ -309,6 +312,37 @@ async fn start(
         .stderr(log)
         .kill_on_drop(true);
     command.spawn().ok()
+}
+
+/// The container's environment as the kubelet resolves it when the
+/// container starts: plain values, and keys of ConfigMaps (an optional
+/// reference to a missing ConfigMap or key sets nothing). The downward
+/// API's values are set by [`start`].
+async fn container_env(
+    config_maps: &Api<ConfigMap>,
+    container: &k8s_openapi::api::core::v1::Container,
+) -> Vec<(String, String)> {
+    let mut env = Vec::new();
+    for var in container.env.clone().unwrap_or_default() {
+        if let Some(value) = var.value {
+            env.push((var.name, value));
+            continue;
+        }
+        let Some(key_ref) = var.value_from.and_then(|f| f.config_map_key_ref) else {
+            continue;
+        };
+        let found = config_maps
+            .get_opt(&key_ref.name)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|cm| cm.data)
+            .and_then(|data| data.get(&key_ref.key).cloned());
+        if let Some(value) = found {
+            env.push((var.name, value));
+        }
+    }
+    env
 }
 
 /// SIGTERM, up to 30 s for a clean shutdown, then SIGKILL.

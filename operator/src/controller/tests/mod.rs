@@ -1,21 +1,20 @@
 //! Reconcile tests against a fake API server (kube's mock transport) and a
 //! fake Kafka cluster: each test is a scenario of calls and resulting state.
 
+mod quorum;
 mod reassign;
+mod topic_identity;
 
 use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::{
-    cluster,
-    kafka::{BrokerView, ClusterInfo},
-    topic, Context,
-};
+use super::{cluster, kafka::BrokerView, topic, Context};
 use crate::{
     crd::{KafkaCluster, Topic},
     fixtures::{cluster_from_yaml, FakeApi, FakeKafka},
     metrics::Metrics,
+    validate::desired_voters,
 };
 
 const CR: &str = "/apis/rivulet.dev/v1alpha1/namespaces/kafka/kafkaclusters/demo";
@@ -23,6 +22,7 @@ const STS: &str = "/apis/apps/v1/namespaces/kafka/statefulsets/demo-broker";
 const CM: &str = "/api/v1/namespaces/kafka/configmaps/demo-config";
 const PODS: &str = "/api/v1/namespaces/kafka/pods";
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/kafka/events";
+const BOOTSTRAP_CM: &str = "/api/v1/namespaces/kafka/configmaps/demo-bootstrap";
 
 struct Harness {
     api: FakeApi,
@@ -82,6 +82,18 @@ impl Harness {
         status_and_reason(&condition_in(&self.status(), type_))
     }
 
+    /// Kafka admin calls since the last look, and forgets them.
+    fn kafka_calls(&self) -> Vec<String> {
+        std::mem::take(&mut *self.kafka.calls.lock().unwrap())
+    }
+
+    fn message(&self, type_: &str) -> String {
+        condition_in(&self.status(), type_)["message"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
     /// Plays the StatefulSet controller and kubelet: `n` ready pods at `revision`.
     fn run_pods(&self, n: i32, revision: &str) {
         for id in 0..n {
@@ -111,16 +123,36 @@ impl Harness {
         self.kafka_brokers(3);
     }
 
-    /// Plays a healthy Kafka cluster of brokers `0..n`.
+    /// Plays a healthy Kafka cluster of brokers `0..n`, of the cluster id
+    /// the operator recorded: the quorum forms (the first time) with the
+    /// voters the spec wants for `n` brokers; later brokers follow the
+    /// metadata log as caught-up observers.
     fn kafka_brokers(&self, n: i32) {
-        *self.kafka.info.lock().unwrap() = Some(ClusterInfo {
-            cluster_id: Some("rv-cluster-1".into()),
-            controller: Some(0),
-            brokers: (0..n).collect(),
-            under_replicated: 0,
-            ..ClusterInfo::default()
-        });
+        let cr = self.api.object(CR).unwrap();
+        let id = cr["status"]["clusterId"]
+            .as_str()
+            .unwrap_or("cluster-id-not-recorded")
+            .to_string();
+        let asked = cr["spec"]["quorumVoters"]
+            .as_i64()
+            .map(|v| i32::try_from(v).unwrap());
+        let voters: Vec<i32> = (0..desired_voters(n, asked)).collect();
+        let brokers: Vec<i32> = (0..n).collect();
+        self.kafka.set_brokers(&id, 0, &brokers, &voters);
     }
+
+    /// The cluster id the operator recorded.
+    fn cluster_id(&self) -> String {
+        self.status()["clusterId"].as_str().unwrap().to_string()
+    }
+}
+
+/// The pods a reconcile deleted (restarted), by path.
+fn pod_deletes(calls: &[String]) -> Vec<&String> {
+    calls
+        .iter()
+        .filter(|c| c.starts_with(&format!("DELETE {PODS}/")))
+        .collect()
 }
 
 /// The condition of `type_` in an object's `status`.
@@ -170,12 +202,19 @@ async fn create_applies_everything_in_order_and_reports_progress() {
             format!("GET {STS}"),
             "GET /api/v1/namespaces/kafka/services".into(),
             format!("GET {PODS}"),
+            // The permission to found the quorum, then the cluster id,
+            // before any broker exists.
+            format!("PATCH {BOOTSTRAP_CM}"),
+            format!("PATCH {CR}/status"),
+            format!("POST {EVENTS}"),
             format!("PATCH {CM}"),
             "PATCH /api/v1/namespaces/kafka/services/demo-brokers".into(),
             "PATCH /api/v1/namespaces/kafka/services/demo-bootstrap".into(),
             "PATCH /apis/policy/v1/namespaces/kafka/poddisruptionbudgets/demo-broker".into(),
             format!("PATCH {STS}"),
             format!("POST {EVENTS}"),
+            // The storage step: the claims, against the spec's size.
+            "GET /api/v1/namespaces/kafka/persistentvolumeclaims".into(),
             format!("PATCH {CR}/status"),
         ]
     );
@@ -199,6 +238,27 @@ async fn create_applies_everything_in_order_and_reports_progress() {
         status["bootstrapServers"],
         "demo-bootstrap.kafka.svc.cluster.local:9092"
     );
+    // A generated id of Kafka's form, given to every broker.
+    let id = h.cluster_id();
+    assert_eq!(id.len(), 22, "{id}");
+    let env = sts["spec"]["template"]["spec"]["containers"][0]["env"].clone();
+    let var = |name: &str| {
+        env.as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {env}"))
+    };
+    assert_eq!(var("RIVULET_CLUSTER_ID")["value"], id.as_str());
+    assert_eq!(
+        var("RIVULET_BOOTSTRAP_QUORUM")["valueFrom"]["configMapKeyRef"],
+        json!({"name": "demo-bootstrap", "key": "bootstrap", "optional": true})
+    );
+    assert_eq!(
+        h.api.object(BOOTSTRAP_CM).unwrap()["data"],
+        json!({"bootstrap": "true"})
+    );
 }
 
 #[tokio::test]
@@ -216,9 +276,32 @@ async fn ready_cluster_reports_kafka_facts_and_no_op_changes_nothing() {
         h.condition("Degraded"),
         ("False".into(), "AsExpected".into())
     );
-    assert_eq!(h.status()["clusterId"], "rv-cluster-1");
+    assert_eq!(
+        h.kafka
+            .info
+            .lock()
+            .unwrap()
+            .as_ref()
+            .unwrap()
+            .cluster_id
+            .as_deref(),
+        Some(h.cluster_id().as_str())
+    );
     assert_eq!(h.status()["activeController"], 0);
     assert_eq!(h.status()["readyBrokers"], 3);
+    assert_eq!(
+        h.status()["quorum"],
+        json!({"leaderId": 0, "voters": [
+            {"id": 0, "directoryId": crate::fixtures::directory(0, 0).to_string()},
+            {"id": 1, "directoryId": crate::fixtures::directory(1, 0).to_string()},
+            {"id": 2, "directoryId": crate::fixtures::directory(2, 0).to_string()}]})
+    );
+    // The quorum formed: brokers that start on an empty disk join it now.
+    assert!(
+        first.contains(&format!("DELETE {BOOTSTRAP_CM}")),
+        "{first:#?}"
+    );
+    assert!(h.api.object(BOOTSTRAP_CM).is_none());
 
     let sts_before = h.api.object(STS).unwrap()["spec"].clone();
     let cm_before = h.api.object(CM).unwrap()["data"].clone();
@@ -251,41 +334,6 @@ async fn scale_out_changes_replicas_but_not_the_pod_template() {
         ("True".into(), "Scaling".into())
     );
     assert_eq!(h.status()["observedGeneration"], 2);
-}
-
-#[tokio::test]
-async fn scale_out_keeps_the_voters_the_quorum_formed_with() {
-    let h = Harness::new("replicas: 1");
-    h.reconcile().await;
-    assert_eq!(h.status()["quorumVoters"], 1);
-    let voters_line = |h: &Harness| {
-        let data = h.api.object(CM).unwrap()["data"]["server.properties"].clone();
-        data.as_str()
-            .unwrap()
-            .lines()
-            .find(|l| l.starts_with("controller.quorum.voters="))
-            .unwrap()
-            .to_string()
-    };
-    let before = voters_line(&h);
-    assert!(before.contains("0@demo-broker-0."), "{before}");
-
-    // Three brokers would default to three voters; the quorum has one.
-    h.edit_spec(|spec| spec["replicas"] = json!(3));
-    h.reconcile().await;
-    assert_eq!(h.api.object(STS).unwrap()["spec"]["replicas"], 3);
-    assert_eq!(voters_line(&h), before);
-    assert_eq!(h.status()["quorumVoters"], 1);
-
-    // An explicit different count is an invalid spec, and nothing is applied.
-    h.edit_spec(|spec| spec["quorumVoters"] = json!(3));
-    let calls = h.reconcile().await;
-    assert!(applied(&calls).is_empty(), "{calls:#?}");
-    assert_eq!(
-        h.condition("Degraded"),
-        ("True".into(), "InvalidSpec".into())
-    );
-    assert_eq!(voters_line(&h), before);
 }
 
 #[tokio::test]
@@ -326,25 +374,17 @@ async fn config_change_rolls_one_broker_at_a_time() {
 
     // Ready again, but partitions are catching up: still wait.
     h.add_pod(2, "r2", true);
-    h.kafka
-        .info
-        .lock()
-        .unwrap()
-        .as_mut()
-        .unwrap()
-        .under_replicated = 4;
+    h.kafka.put_topic("orders", &[&[2, 0, 1], &[1, 2, 0]]);
+    h.kafka.set_isr("orders", 0, &[0, 1]);
     let calls = h.reconcile().await;
     assert!(!calls.iter().any(|c| c.starts_with("DELETE")));
     assert!(h.condition("Ready").1.contains("RollingRestart"));
+    assert!(h
+        .message("Ready")
+        .contains("waiting for 1 under-replicated partitions"));
 
     // Caught up: the next broker (1), the controller (0) last.
-    h.kafka
-        .info
-        .lock()
-        .unwrap()
-        .as_mut()
-        .unwrap()
-        .under_replicated = 0;
+    h.kafka.catch_up(2);
     let calls = h.reconcile().await;
     assert!(
         calls.contains(&format!("DELETE {PODS}/demo-broker-1")),
@@ -414,7 +454,8 @@ async fn removed_external_listener_deletes_its_services() {
     h.reconcile().await;
     let svc = "/api/v1/namespaces/kafka/services/demo-broker-1-external";
     assert!(h.api.object(svc).is_some());
-    // Broker 1 holds no replicas: the scale-in goes ahead at once.
+    // Broker 1 holds no replicas and no vote: the scale-in goes ahead at once.
+    h.run_pods(2, "r1");
     h.kafka_brokers(2);
     h.edit_spec(|spec| spec["replicas"] = json!(1));
     let calls = h.reconcile().await;
@@ -553,7 +594,7 @@ async fn a_load_balancer_address_restarts_only_its_broker() {
         h.broker_reports(external_probe(id), &external_probe(id), None);
     }
     let calls = h.reconcile().await;
-    assert!(!calls.iter().any(|c| c.starts_with("DELETE")), "{calls:#?}");
+    assert!(pod_deletes(&calls).is_empty(), "{calls:#?}");
     assert_eq!(
         h.condition("Ready"),
         ("True".into(), "AllBrokersReady".into())
@@ -625,8 +666,10 @@ async fn racks_come_from_the_nodes_and_survive_a_restart() {
     assert!(h.broker_file(0).contains("\nbroker.rack=zone-a\n"));
     assert!(h.broker_file(1).contains("\nbroker.rack=zone-b\n"));
     assert!(h.broker_file(2).contains("\nbroker.rack=zone-a\n"));
-    let deletes: Vec<&String> = calls.iter().filter(|c| c.starts_with("DELETE")).collect();
-    assert_eq!(deletes, [&format!("DELETE {PODS}/demo-broker-2")]);
+    assert_eq!(
+        pod_deletes(&calls),
+        [&format!("DELETE {PODS}/demo-broker-2")]
+    );
 
     // While broker 2's new pod is not scheduled, its file keeps the rack.
     h.add_pod(2, "r1", false);
