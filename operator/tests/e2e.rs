@@ -66,6 +66,9 @@ use serde_json::json;
 #[path = "e2e/kubelet.rs"]
 mod kubelet;
 
+#[path = "e2e/data_safety.rs"]
+mod data_safety;
+
 use kubelet::LocalNode;
 
 const RELEASE: &str = "rivulet";
@@ -731,7 +734,7 @@ async fn kafka_cluster_lifecycle() {
     let mode = mode(&client).await;
     install(&client).await;
     let ns = TestNamespace::create(&client, "lifecycle").await;
-    let node = (mode == Mode::Processes).then(|| Arc::new(LocalNode::new(&ns.name, CLUSTER)));
+    let node = (mode == Mode::Processes).then(|| Arc::new(LocalNode::new(&ns.name, CLUSTER, 1)));
     let kubelet = node
         .as_ref()
         .map(|n| n.start(client.clone(), &ns.name, CLUSTER));

@@ -3,16 +3,20 @@
 //! process, the way its container would run, so the operator drives real
 //! brokers through a real API server without a container runtime.
 //!
-//! - Each pod ordinal N gets its own loopback address, 127.0.1.(N+1), like
-//!   a pod IP; the broker's listeners bind there instead of 0.0.0.0.
+//! - Each pod ordinal N gets its own loopback address, 127.0.S.(N+1) on
+//!   the node's subnet S, like a pod IP; the broker's listeners bind there
+//!   instead of 0.0.0.0. Tests that run at once use different subnets.
 //! - Names resolve through a hosts file that is bind-mounted over
 //!   `/etc/hosts` in a private mount namespace (`unshare --mount`) for the
 //!   brokers, the operator and the clients only: each pod's DNS name maps
 //!   to its address, the bootstrap Service's name to broker 0's (no
 //!   load balancing: clients only bootstrap through it). This needs root.
 //! - The container's args and env are taken from the pod itself, with the
-//!   config file read from the ConfigMap as the volume would show it and
-//!   the data directory kept per pod name (a persistent volume).
+//!   config file read from the ConfigMap as the volume would show it. The
+//!   data directory is the `data` volume's: per claim (its uid, so a
+//!   deleted and recreated claim is a new, empty volume) for a
+//!   PersistentVolumeClaim, per pod (its uid) for an emptyDir, which a
+//!   restarted pod therefore finds empty.
 //! - Readiness is the broker's probe: a TCP connect to the Kafka port. A
 //!   pod that disappears (the operator deletes it to roll it; an
 //!   unscheduled pod is deleted at once) has its process stopped with
@@ -25,7 +29,7 @@ use std::{
     time::Duration,
 };
 
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod};
 use kube::{
     api::{Api, ListParams, Patch, PatchParams},
     Client, ResourceExt,
@@ -36,9 +40,9 @@ use tokio::{process::Command, sync::watch, task::JoinHandle};
 /// Highest broker ordinal the hosts file names.
 const MAX_BROKERS: i32 = 8;
 
-/// The pod address of broker `ordinal`.
-pub fn pod_ip(ordinal: i32) -> String {
-    format!("127.0.1.{}", ordinal + 1)
+/// The pod address of broker `ordinal` on `subnet`.
+pub fn pod_ip(subnet: u8, ordinal: i32) -> String {
+    format!("127.0.{subnet}.{}", ordinal + 1)
 }
 
 /// The broker binary: `target/debug/rivulet`, or RIVULET_BIN.
@@ -65,26 +69,29 @@ pub fn broker_binary() -> PathBuf {
 pub struct LocalNode {
     dir: tempfile::TempDir,
     hosts: PathBuf,
+    /// The third octet of its pod addresses.
+    subnet: u8,
 }
 
 impl LocalNode {
-    /// A node for `cluster` in `namespace`, with its hosts file written.
-    pub fn new(namespace: &str, cluster: &str) -> LocalNode {
+    /// A node for `cluster` in `namespace` whose pods have addresses
+    /// 127.0.`subnet`.N, with its hosts file written.
+    pub fn new(namespace: &str, cluster: &str, subnet: u8) -> LocalNode {
         let dir = tempfile::tempdir().expect("tempdir");
         let hosts = dir.path().join("hosts");
         let mut text = String::from("127.0.0.1 localhost\n::1 localhost\n");
         for ordinal in 0..MAX_BROKERS {
             text.push_str(&format!(
                 "{} {cluster}-broker-{ordinal}.{cluster}-brokers.{namespace}.svc.cluster.local\n",
-                pod_ip(ordinal)
+                pod_ip(subnet, ordinal)
             ));
         }
         text.push_str(&format!(
             "{} {cluster}-bootstrap.{namespace}.svc.cluster.local\n",
-            pod_ip(0)
+            pod_ip(subnet, 0)
         ));
         std::fs::write(&hosts, text).expect("write the hosts file");
-        LocalNode { dir, hosts }
+        LocalNode { dir, hosts, subnet }
     }
 
     /// A command that runs `program` with the node's hosts file as
@@ -97,6 +104,26 @@ impl LocalNode {
             .arg(&self.hosts)
             .arg(program);
         command
+    }
+
+    /// The pod address of broker `ordinal`.
+    pub fn pod_ip(&self, ordinal: i32) -> String {
+        pod_ip(self.subnet, ordinal)
+    }
+
+    /// Everything the brokers printed, across restarts, by pod name.
+    pub fn broker_logs(&self) -> BTreeMap<String, String> {
+        std::fs::read_dir(self.dir.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let pod = name.strip_suffix(".log")?.to_owned();
+                (!pod.ends_with(".client"))
+                    .then(|| (pod, std::fs::read_to_string(e.path()).unwrap_or_default()))
+            })
+            .collect()
     }
 
     /// A path for a file of the node's own.
@@ -160,7 +187,8 @@ async fn run(
     mut stopped: watch::Receiver<bool>,
 ) {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
-    let config_maps: Api<ConfigMap> = Api::namespaced(client, &namespace);
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client, &namespace);
     let selector =
         format!("app.kubernetes.io/instance={cluster},app.kubernetes.io/component=broker");
     let mut running: BTreeMap<String, Running> = BTreeMap::new();
@@ -200,7 +228,8 @@ async fn run(
                     }
                 }
                 if !running.contains_key(name) {
-                    if let Some(child) = start(&node, &config_maps, pod, ordinal, &cluster).await {
+                    let started = start(&node, &config_maps, &claims, pod, ordinal, &cluster);
+                    if let Some(child) = started.await {
                         running.insert(
                             name.clone(),
                             Running {
@@ -214,7 +243,7 @@ async fn run(
                     Duration::from_millis(500),
                     tokio::net::TcpStream::connect(format!(
                         "{}:{}",
-                        pod_ip(ordinal),
+                        node.pod_ip(ordinal),
                         kafka_port(pod)
                     )),
                 )
@@ -259,6 +288,7 @@ fn kafka_port(pod: &Pod) -> i32 {
 async fn start(
     node: &LocalNode,
     config_maps: &Api<ConfigMap>,
+    claims: &Api<PersistentVolumeClaim>,
     pod: &Pod,
     ordinal: i32,
     cluster: &str,
@@ -267,11 +297,11 @@ async fn start(
     let config_map = config_maps.get(&format!("{cluster}-config")).await.ok()?;
     let file = format!("broker-{ordinal}.properties");
     let properties = config_map.data.as_ref()?.get(&file)?;
-    let ip = pod_ip(ordinal);
+    let ip = node.pod_ip(ordinal);
     let name = pod.name_any();
     let config_path = node.path(&format!("{name}.properties"));
     std::fs::write(&config_path, properties.replace("0.0.0.0", &ip)).ok()?;
-    let data = node.path(&format!("{name}-data"));
+    let data = node.path(&data_volume(claims, pod).await?);
     let expand = |arg: &str| {
         arg.replace("$(RIVULET_NODE_ID)", &ordinal.to_string())
             .replace("$(POD_NAME)", &name)
@@ -312,6 +342,24 @@ async fn start(
         .stderr(log)
         .kill_on_drop(true);
     command.spawn().ok()
+}
+
+/// The directory (under the node's) that backs the pod's `data` volume:
+/// one per claim uid for a PersistentVolumeClaim (`None` while the claim
+/// does not exist), one per pod uid for an emptyDir.
+async fn data_volume(claims: &Api<PersistentVolumeClaim>, pod: &Pod) -> Option<String> {
+    let volume = pod
+        .spec
+        .as_ref()?
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == "data")?;
+    if let Some(claim) = &volume.persistent_volume_claim {
+        let uid = claims.get(&claim.claim_name).await.ok()?.uid()?;
+        return Some(format!("{}-{uid}-data", claim.claim_name));
+    }
+    Some(format!("{}-{}-data", pod.name_any(), pod.uid()?))
 }
 
 /// The container's environment as the kubelet resolves it when the

@@ -510,7 +510,11 @@ async fn join(node: Arc<QuorumNode>, voters: BTreeMap<i32, String>, data_dir: st
                         false => (id, addr),
                     })
                     .collect();
-                tracing::info!(voters = ?initial.keys().collect::<Vec<_>>(), "founding the controller quorum");
+                if initial.keys().next() == Some(&own) {
+                    tracing::info!(voters = ?initial.keys().collect::<Vec<_>>(), "founding the controller quorum");
+                } else {
+                    tracing::info!(voters = ?initial.keys().collect::<Vec<_>>(), "an initial voter; waiting for the founder");
+                }
                 match node.initialize(&initial).await {
                     Ok(()) => node.join_as_learner(&contacts).await,
                     Err(e) => Err(e),

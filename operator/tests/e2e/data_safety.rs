@@ -1,0 +1,412 @@
+//! processes mode: the sequence that once lost every record, as a user
+//! ran it. A one-broker cluster on Ephemeral storage takes 100 records,
+//! grows to three brokers, its topic to replication factor 3, and rolls
+//! for a config change (each restart an empty disk). Every record must
+//! still be readable exactly once, the quorum must have three voters, no
+//! second cluster may ever have been founded, and a scale back to one
+//! broker must be refused with the StatefulSet still at three.
+
+use std::{sync::Arc, time::Duration};
+
+use k8s_openapi::api::{apps::v1::StatefulSet, core::v1::Pod};
+use kube::{api::Api, ResourceExt};
+use rivulet_operator::crd::{KafkaCluster, Topic};
+use serde_json::json;
+
+use super::{
+    broker_pods, cluster_client, condition, create_from_yaml, install, is_ready, mode,
+    patch_cluster, scale_cluster, wait_for, Clients, LocalNode, LocalOperator, Mode, TestNamespace,
+    CLUSTER,
+};
+
+const TOPIC: &str = "dev-events";
+
+/// kcat producing the numbers `1..=n` to `topic`, idempotent, acks=all.
+fn produce(bootstrap: &str, n: u32) -> String {
+    format!(
+        "set -e; seq 1 {n} | kcat -b {bootstrap} -t {TOPIC} -P -X enable.idempotence=true \
+         -X acks=all -X message.timeout.ms=120000 2>&1; echo produced-ok"
+    )
+}
+
+/// Every number in the topic, sorted.
+async fn read_all(clients: &Clients<'_>, name: &str, bootstrap: &str) -> Vec<u32> {
+    let script = format!("kcat -b {bootstrap} -t {TOPIC} -C -e -q -o beginning -f '%s\\n'");
+    let logs = clients.run(name, &script).await;
+    let mut values: Vec<u32> = logs.lines().filter_map(|l| l.trim().parse().ok()).collect();
+    values.sort_unstable();
+    values
+}
+
+/// The voter ids in the cluster's status.
+fn voters(cluster: &KafkaCluster) -> Vec<i32> {
+    cluster
+        .status
+        .as_ref()
+        .and_then(|s| s.quorum.as_ref())
+        .map(|q| q.voters.iter().map(|v| v.id).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn an_ephemeral_cluster_grows_rolls_and_refuses_to_lose_data() {
+    let Some(client) =
+        cluster_client("an_ephemeral_cluster_grows_rolls_and_refuses_to_lose_data").await
+    else {
+        return;
+    };
+    if mode(&client).await != Mode::Processes {
+        eprintln!("SKIPPED an_ephemeral_cluster_grows_rolls_and_refuses_to_lose_data: processes mode only (RIVULET_E2E_MODE=processes)");
+        return;
+    }
+    install(&client).await;
+    let ns = TestNamespace::create(&client, "safety").await;
+    let node = Arc::new(LocalNode::new(&ns.name, CLUSTER, 2));
+    let kubelet = node.start(client.clone(), &ns.name, CLUSTER);
+    let operator = LocalOperator::start(&client, &ns.name, Some(&node)).await;
+    let clients = Clients::Local {
+        node: &node,
+        running: std::sync::Mutex::new(std::collections::BTreeMap::new()),
+    };
+    let bootstrap = format!("{CLUSTER}-bootstrap.{}.svc.cluster.local:9092", ns.name);
+    let clusters: Api<KafkaCluster> = ns.api();
+    let topics: Api<Topic> = ns.api();
+    let statefulsets: Api<StatefulSet> = ns.api();
+    let pods: Api<Pod> = ns.api();
+
+    // One broker, Ephemeral, a topic of RF 1 with 100 records.
+    create_from_yaml(
+        &clusters,
+        &format!(
+            "apiVersion: rivulet.dev/v1alpha1\nkind: KafkaCluster\nmetadata:\n  name: {CLUSTER}\nspec:\n  replicas: 1\n  storage:\n    type: Ephemeral\n    size: 1Gi\n  config:\n    num.partitions: '3'\n  podDisruptionBudget:\n    enabled: false\n"
+        ),
+    )
+    .await;
+    let created = wait_for("1 broker Ready", Duration::from_secs(180), || async {
+        let c = clusters.get(CLUSTER).await.ok()?;
+        is_ready(&c, 1).then_some(c)
+    })
+    .await;
+    let cluster_id = created
+        .status
+        .as_ref()
+        .and_then(|s| s.cluster_id.clone())
+        .expect("a cluster id");
+    create_from_yaml(
+        &topics,
+        &format!(
+            "apiVersion: rivulet.dev/v1alpha1\nkind: Topic\nmetadata:\n  name: {TOPIC}\nspec:\n  cluster: {CLUSTER}\n  partitions: 3\n  replicationFactor: 1\n"
+        ),
+    )
+    .await;
+    let topic_ready = |rf: i32| {
+        let topics = topics.clone();
+        move || {
+            let topics = topics.clone();
+            async move {
+                let t = topics.get(TOPIC).await.ok()?;
+                let status = t.status?;
+                (status
+                    .conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+                    && status.replication_factor == Some(rf))
+                .then_some(())
+            }
+        }
+    };
+    wait_for(
+        "Topic Ready at RF 1",
+        Duration::from_secs(120),
+        topic_ready(1),
+    )
+    .await;
+    let produced = clients.run("produce", &produce(&bootstrap, 100)).await;
+    assert!(produced.contains("produced-ok"), "{produced}");
+    let everything: Vec<u32> = (1..=100).collect();
+    assert_eq!(read_all(&clients, "read-1", &bootstrap).await, everything);
+
+    // Three brokers: the quorum follows to three voters.
+    scale_cluster(&clusters, 3).await;
+    wait_for(
+        "3 brokers Ready with 3 voters",
+        Duration::from_secs(300),
+        || async {
+            let c = clusters.get(CLUSTER).await.ok()?;
+            (is_ready(&c, 3) && voters(&c) == [0, 1, 2]).then_some(())
+        },
+    )
+    .await;
+    topics
+        .patch(
+            TOPIC,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"spec": {"replicationFactor": 3}})),
+        )
+        .await
+        .expect("raise the replication factor");
+    wait_for(
+        "Topic Ready at RF 3",
+        Duration::from_secs(300),
+        topic_ready(3),
+    )
+    .await;
+    assert_eq!(read_all(&clients, "read-2", &bootstrap).await, everything);
+
+    // A config change rolls the brokers; each comes back on an empty disk.
+    patch_cluster(
+        &clusters,
+        json!({"spec": {"config": {"num.partitions": "6"}}}),
+    )
+    .await;
+    let target = wait_for("a new revision", Duration::from_secs(60), || async {
+        let status = statefulsets
+            .get(&format!("{CLUSTER}-broker"))
+            .await
+            .ok()?
+            .status?;
+        (status.update_revision != status.current_revision).then_some(status.update_revision?)
+    })
+    .await;
+    wait_for(
+        "every broker restarted and the cluster Ready",
+        Duration::from_secs(900),
+        || async {
+            let current = broker_pods(&pods)
+                .await
+                .iter()
+                .filter(|p| p.labels().get("controller-revision-hash") == Some(&target))
+                .count();
+            let c = clusters.get(CLUSTER).await.ok()?;
+            (current == 3 && is_ready(&c, 3) && voters(&c) == [0, 1, 2]).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        read_all(&clients, "read-3", &bootstrap).await,
+        everything,
+        "after the roll: every record exactly once"
+    );
+    let rolled = clusters.get(CLUSTER).await.expect("the cluster");
+    assert_eq!(
+        rolled.status.as_ref().and_then(|s| s.cluster_id.clone()),
+        Some(cluster_id.clone())
+    );
+    // Only the first broker's first start founded a quorum.
+    let logs = node.broker_logs();
+    let founded: usize = logs
+        .values()
+        .map(|l| l.matches("founding the controller quorum").count())
+        .sum();
+    assert_eq!(founded, 1, "quorums founded, by pod log: {:?}", logs.keys());
+    for (pod, log) in &logs {
+        assert!(!log.contains("INCONSISTENT_CLUSTER_ID"), "{pod}: {log}");
+    }
+
+    // Back to one broker would lose replicas of an RF 3 topic: refused.
+    scale_cluster(&clusters, 1).await;
+    let refused = wait_for("the scale-in refused", Duration::from_secs(120), || async {
+        let c = clusters.get(CLUSTER).await.ok()?;
+        let (status, reason, message) = condition(&c, "Degraded")?;
+        (status == "True" && reason == "ScaleInRefused").then_some(message)
+    })
+    .await;
+    assert!(refused.contains(TOPIC), "{refused}");
+    // Give the operator several reconciles to get it wrong.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let sts = statefulsets
+        .get(&format!("{CLUSTER}-broker"))
+        .await
+        .expect("the StatefulSet");
+    assert_eq!(
+        sts.spec.and_then(|s| s.replicas),
+        Some(3),
+        "the StatefulSet was not shrunk"
+    );
+    assert_eq!(read_all(&clients, "read-4", &bootstrap).await, everything);
+    eprintln!(
+        "--- operator log tail ---\n{}",
+        operator
+            .log()
+            .lines()
+            .rev()
+            .take(20)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    kubelet.stop().await;
+}
+
+/// kcat producing `from..=to` to `topic` with a pause between records.
+fn produce_slowly(bootstrap: &str, from: u32, to: u32, pause: &str) -> String {
+    format!(
+        "set -e; for i in $(seq {from} {to}); do echo \"$i\"; sleep {pause}; done | \
+         kcat -b {bootstrap} -t {TOPIC} -P -X enable.idempotence=true -X acks=all \
+         -X message.timeout.ms=600000 2>&1; echo produced-ok"
+    )
+}
+
+/// Waits until the cluster is Ready with `brokers` brokers and 3 voters.
+async fn wait_settled(clusters: &Api<KafkaCluster>, brokers: i32, what: &str) {
+    wait_for(what, Duration::from_secs(600), || async {
+        let c = clusters.get(CLUSTER).await.ok()?;
+        (is_ready(&c, brokers) && voters(&c) == [0, 1, 2]).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn chaos_under_load_loses_no_acknowledged_record() {
+    let test = "chaos_under_load_loses_no_acknowledged_record";
+    let Some(client) = cluster_client(test).await else {
+        return;
+    };
+    if mode(&client).await != Mode::Processes {
+        eprintln!("SKIPPED {test}: processes mode only (RIVULET_E2E_MODE=processes)");
+        return;
+    }
+    install(&client).await;
+    let ns = TestNamespace::create(&client, "chaos").await;
+    let node = Arc::new(LocalNode::new(&ns.name, CLUSTER, 3));
+    let kubelet = node.start(client.clone(), &ns.name, CLUSTER);
+    let mut operator = LocalOperator::start(&client, &ns.name, Some(&node)).await;
+    let clients = Clients::Local {
+        node: &node,
+        running: std::sync::Mutex::new(std::collections::BTreeMap::new()),
+    };
+    let bootstrap = format!("{CLUSTER}-bootstrap.{}.svc.cluster.local:9092", ns.name);
+    let clusters: Api<KafkaCluster> = ns.api();
+    let topics: Api<Topic> = ns.api();
+    let statefulsets: Api<StatefulSet> = ns.api();
+    let pods: Api<Pod> = ns.api();
+    let claims: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> = ns.api();
+
+    create_from_yaml(
+        &clusters,
+        &format!(
+            "apiVersion: rivulet.dev/v1alpha1\nkind: KafkaCluster\nmetadata:\n  name: {CLUSTER}\nspec:\n  replicas: 3\n  storage:\n    size: 1Gi\n  config:\n    min.insync.replicas: '2'\n"
+        ),
+    )
+    .await;
+    wait_settled(&clusters, 3, "3 brokers Ready with 3 voters").await;
+    create_from_yaml(
+        &topics,
+        &format!(
+            "apiVersion: rivulet.dev/v1alpha1\nkind: Topic\nmetadata:\n  name: {TOPIC}\nspec:\n  cluster: {CLUSTER}\n  partitions: 3\n  replicationFactor: 3\n"
+        ),
+    )
+    .await;
+    wait_for("Topic Ready", Duration::from_secs(120), || async {
+        let t = topics.get(TOPIC).await.ok()?;
+        t.status?
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+            .then_some(())
+    })
+    .await;
+    let total = 12_000;
+    clients
+        .start("load", &produce_slowly(&bootstrap, 1, total, "0.01"))
+        .await;
+    wait_for("the producer to run", Duration::from_secs(60), || async {
+        clients.is_running("load").await.then_some(())
+    })
+    .await;
+    let delete = kube::api::DeleteParams::default();
+
+    // 1. A broker pod deleted under load.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    pods.delete(&format!("{CLUSTER}-broker-1"), &delete)
+        .await
+        .expect("delete broker 1's pod");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    wait_settled(&clusters, 3, "back after the pod deletion").await;
+
+    // 2. A broker's volume lost under load: its claim and pod deleted.
+    let claim = format!("data-{CLUSTER}-broker-2");
+    let old_uid = claims.get(&claim).await.expect("broker 2's claim").uid();
+    claims
+        .delete(&claim, &delete)
+        .await
+        .expect("delete the claim");
+    pods.delete(&format!("{CLUSTER}-broker-2"), &delete)
+        .await
+        .expect("delete broker 2's pod");
+    wait_for(
+        "a new claim for broker 2",
+        Duration::from_secs(120),
+        || async {
+            let uid = claims.get_opt(&claim).await.ok()??.uid();
+            (uid != old_uid).then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    wait_settled(&clusters, 3, "back after the volume loss").await;
+
+    // 3. The operator killed (SIGKILL) in the middle of a roll.
+    patch_cluster(
+        &clusters,
+        json!({"spec": {"config": {"log.retention.ms": "3600000"}}}),
+    )
+    .await;
+    let target = wait_for("a new revision", Duration::from_secs(60), || async {
+        let status = statefulsets
+            .get(&format!("{CLUSTER}-broker"))
+            .await
+            .ok()?
+            .status?;
+        (status.update_revision != status.current_revision).then_some(status.update_revision?)
+    })
+    .await;
+    wait_for(
+        "the first broker restarted by the roll",
+        Duration::from_secs(300),
+        || async {
+            broker_pods(&pods)
+                .await
+                .iter()
+                .any(|p| p.labels().get("controller-revision-hash") == Some(&target))
+                .then_some(())
+        },
+    )
+    .await;
+    drop(operator);
+    operator = LocalOperator::start(&client, &ns.name, Some(&node)).await;
+    wait_for(
+        "every broker on the new revision",
+        Duration::from_secs(900),
+        || async {
+            let current = broker_pods(&pods)
+                .await
+                .iter()
+                .filter(|p| p.labels().get("controller-revision-hash") == Some(&target))
+                .count();
+            let c = clusters.get(CLUSTER).await.ok()?;
+            (current == 3 && is_ready(&c, 3)).then_some(())
+        },
+    )
+    .await;
+
+    // Every acknowledged record, exactly once; the status true.
+    let (ok, logs) = clients.finish("load").await;
+    assert!(
+        ok && logs.contains("produced-ok") && !logs.contains("Delivery failed"),
+        "{logs}"
+    );
+    assert_eq!(
+        read_all(&clients, "read", &bootstrap).await,
+        (1..=total).collect::<Vec<u32>>(),
+        "every acknowledged record exactly once"
+    );
+    wait_settled(&clusters, 3, "Ready with 3 voters at the end").await;
+    let logs = node.broker_logs();
+    let founded: usize = logs
+        .values()
+        .map(|l| l.matches("founding the controller quorum").count())
+        .sum();
+    assert_eq!(founded, 1, "quorums founded, by pod log: {:?}", logs.keys());
+    drop(operator);
+    kubelet.stop().await;
+}
