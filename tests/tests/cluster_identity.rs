@@ -157,7 +157,8 @@ fn a_voter_with_a_wiped_disk_rejoins_the_same_cluster_and_nothing_is_lost() {
     let log = cluster.log(1);
     assert!(log.contains("founder=false"), "{log}");
     assert_eq!(
-        log.matches("an initial voter; waiting for the founder").count(),
+        log.matches("an initial voter; waiting for the founder")
+            .count(),
         1,
         "only its first start was one of the initial voters:\n{log}"
     );
