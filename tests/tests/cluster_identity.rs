@@ -381,3 +381,48 @@ fn dev_restarted_after_its_founders_disk_was_wiped_rejoins_instead_of_founding()
     }
     wait_fully_in_sync(&cluster, &[0, 1, 2], "kept", 1, QUORUM_WAIT);
 }
+
+#[test]
+fn a_broker_that_cannot_reach_its_quorum_is_up_but_not_ready_and_says_why() {
+    let mut cluster = DevCluster::start(3, &[]);
+    let metrics_addr = |cluster: &DevCluster, id: i32| {
+        cluster
+            .metrics_url(id)
+            .trim_start_matches("http://")
+            .trim_end_matches("/metrics")
+            .to_owned()
+    };
+    let (status, body) =
+        rivulet_tests::metrics::http_get(&metrics_addr(&cluster, 2), "/ready").expect("GET /ready");
+    assert_eq!((status, body.as_str()), (200, "ready\n"));
+    // Two of three voters gone: broker 2, restarted, cannot register.
+    cluster.kill9(0);
+    cluster.kill9(1);
+    cluster.restart(2);
+    let addr = metrics_addr(&cluster, 2);
+    let (body, _) = poll_until(QUORUM_WAIT, "broker 2 up but not ready", || {
+        match rivulet_tests::metrics::http_get(&addr, "/ready") {
+            Ok((503, body)) => Ok(body),
+            Ok(other) => Err(format!("{other:?}")),
+            Err(e) => Err(format!("{e:#}")),
+        }
+    });
+    assert!(body.starts_with("not ready: "), "{body}");
+    assert!(
+        body.contains("controller quorum"),
+        "the reason names the quorum: {body}"
+    );
+    // Its metrics answer meanwhile.
+    let (status, _) = rivulet_tests::metrics::http_get(&addr, "/metrics").expect("GET /metrics");
+    assert_eq!(status, 200);
+    cluster.restart(0);
+    cluster.restart(1);
+    poll_until(
+        QUORUM_WAIT,
+        "broker 2 ready once the quorum is back",
+        || match rivulet_tests::metrics::http_get(&addr, "/ready") {
+            Ok((200, _)) => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+}

@@ -1,5 +1,7 @@
-//! The HTTP endpoint Prometheus scrapes: `GET /metrics` in the text
-//! exposition format; anything else is 404.
+//! The broker's HTTP endpoint: `GET /metrics` in Prometheus' text
+//! exposition format, and `GET /ready`, 200 once the broker serves clients
+//! as a registered member of its cluster, else 503 saying why (a broker
+//! that cannot reach its quorum is up but not ready). Anything else is 404.
 
 use std::{convert::Infallible, net::SocketAddr, sync::Arc};
 
@@ -41,6 +43,20 @@ pub async fn serve(
 }
 
 fn respond(broker: &Node, path: &str) -> Response<Full<Bytes>> {
+    if path == "/ready" {
+        let (status, body) = match broker.cluster.readiness() {
+            Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
+            Err(why) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {why}\n"),
+            ),
+        };
+        return Response::builder()
+            .status(status)
+            .header("content-type", "text/plain; charset=utf-8")
+            .body(Full::new(Bytes::from(body)))
+            .expect("static response parts are valid");
+    }
     if path == "/metrics" {
         broker.groups.refresh_metrics();
         Response::builder()
@@ -50,7 +66,9 @@ fn respond(broker: &Node, path: &str) -> Response<Full<Bytes>> {
     } else {
         Response::builder()
             .status(StatusCode::NOT_FOUND)
-            .body(Full::new(Bytes::from_static(b"not found: try /metrics\n")))
+            .body(Full::new(Bytes::from_static(
+                b"not found: try /metrics or /ready\n",
+            )))
             .expect("static response parts are valid")
     }
 }

@@ -104,18 +104,20 @@ pub async fn run(
         cluster: cluster.clone(),
         groups: groups.clone(),
     });
-    tokio::pin!(shutdown);
-    let stopped_while_starting = tokio::select! {
-        () = serving(&broker, &cluster) => false,
-        () = &mut shutdown => true,
-    };
-
+    // Metrics and readiness answer while the broker waits to serve, so a
+    // broker that cannot reach its quorum is seen up but not ready.
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut background = JoinSet::new();
     let metrics = metrics_socket.map(|(l, local)| {
         background.spawn(http::serve(node.clone(), l, stop_rx.clone()));
         local
     });
+    tokio::pin!(shutdown);
+    let stopped_while_starting = tokio::select! {
+        () = serving(&broker, &cluster) => false,
+        () = &mut shutdown => true,
+    };
+
     background.spawn(housekeeping(broker.clone(), stop_rx.clone()));
     background.spawn(crate::group::run(groups, stop_rx.clone()));
     on_ready(&Bound {

@@ -164,6 +164,25 @@ fn broker_container(cluster: &ValidatedCluster) -> Container {
     } else {
         tcp_probe("kafka", 10, 6)
     };
+    // Ready means "serves clients as a registered member of its cluster":
+    // the broker's /ready says so (and why not, e.g. while it cannot reach
+    // its quorum). Without the HTTP endpoint, that it accepts Kafka
+    // connections is all a probe can see.
+    let readiness = if spec.metrics.enabled {
+        Probe {
+            http_get: Some(HTTPGetAction {
+                path: Some("/ready".into()),
+                port: IntOrString::String("metrics".into()),
+                ..HTTPGetAction::default()
+            }),
+            period_seconds: Some(5),
+            failure_threshold: Some(3),
+            timeout_seconds: Some(5),
+            ..Probe::default()
+        }
+    } else {
+        tcp_probe("kafka", 5, 3)
+    };
     let mut env = vec![
         field_env("POD_NAME", "metadata.name"),
         field_env(
@@ -199,7 +218,7 @@ fn broker_container(cluster: &ValidatedCluster) -> Container {
         // Log recovery after an unclean stop can take minutes: the startup
         // probe allows 10 before liveness takes over.
         startup_probe: Some(tcp_probe("kafka", 5, 120)),
-        readiness_probe: Some(tcp_probe("kafka", 5, 3)),
+        readiness_probe: Some(readiness),
         liveness_probe: Some(liveness),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
@@ -538,12 +557,18 @@ pod:
                 .field_path,
             "metadata.labels['apps.kubernetes.io/pod-index']"
         );
-        assert!(container
-            .readiness_probe
-            .as_ref()
-            .unwrap()
-            .tcp_socket
-            .is_some());
+        assert_eq!(
+            container
+                .readiness_probe
+                .as_ref()
+                .unwrap()
+                .http_get
+                .as_ref()
+                .unwrap()
+                .path
+                .as_deref(),
+            Some("/ready")
+        );
         assert_eq!(
             container
                 .liveness_probe

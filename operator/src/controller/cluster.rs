@@ -235,9 +235,17 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
     );
     write_status(&ctx, &cluster, status).await?;
     ctx.metrics.set_cluster_state(&key, state);
-    // A cluster the brokers have not fully answered for is asked again soon.
+    // A cluster the brokers have not fully answered for is asked again
+    // soon, and so is one whose voters have not all recorded their
+    // directories yet (the status would show them unknown for minutes).
+    let settled = trust.view.as_ref().is_some_and(|v| {
+        v.quorum
+            .voters
+            .iter()
+            .all(|voter| !voter.directory_id.is_nil())
+    });
     Ok(Action::requeue(
-        if state == ClusterState::Ready && trust.view.is_some() {
+        if state == ClusterState::Ready && settled {
             IDLE_REQUEUE
         } else {
             BUSY_REQUEUE

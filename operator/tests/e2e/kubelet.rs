@@ -17,7 +17,8 @@
 //!   deleted and recreated claim is a new, empty volume) for a
 //!   PersistentVolumeClaim, per pod (its uid) for an emptyDir, which a
 //!   restarted pod therefore finds empty.
-//! - Readiness is the broker's probe: a TCP connect to the Kafka port. A
+//! - Readiness is the pod's own probe: the broker's `GET /ready` (or a TCP
+//!   connect to the Kafka port when the probe is one). A
 //!   pod that disappears (the operator deletes it to roll it; an
 //!   unscheduled pod is deleted at once) has its process stopped with
 //!   SIGTERM, as the kubelet would, before its replacement starts.
@@ -239,16 +240,7 @@ async fn run(
                         );
                     }
                 }
-                let ready = tokio::time::timeout(
-                    Duration::from_millis(500),
-                    tokio::net::TcpStream::connect(format!(
-                        "{}:{}",
-                        node.pod_ip(ordinal),
-                        kafka_port(pod)
-                    )),
-                )
-                .await
-                .is_ok_and(|c| c.is_ok());
+                let ready = probe_ready(&node.pod_ip(ordinal), pod).await;
                 set_ready(&pods, pod, ready).await;
             }
         }
@@ -272,16 +264,51 @@ fn container(pod: &Pod) -> Option<&k8s_openapi::api::core::v1::Container> {
     pod.spec.as_ref()?.containers.first()
 }
 
-fn kafka_port(pod: &Pod) -> i32 {
+/// The container port named `name`.
+fn named_port(pod: &Pod, name: &str) -> Option<i32> {
     container(pod)
         .and_then(|c| c.ports.as_ref())
         .and_then(|ports| {
             ports
                 .iter()
-                .find(|p| p.name.as_deref() == Some("kafka"))
+                .find(|p| p.name.as_deref() == Some(name))
                 .map(|p| p.container_port)
         })
-        .unwrap_or(9092)
+}
+
+/// The pod's readiness probe, run as the kubelet would: an HTTP GET that
+/// must answer 2xx, or a TCP connect to the Kafka port.
+async fn probe_ready(ip: &str, pod: &Pod) -> bool {
+    let http = container(pod)
+        .and_then(|c| c.readiness_probe.as_ref())
+        .and_then(|p| p.http_get.as_ref())
+        .and_then(|g| Some((g.path.clone()?, named_port(pod, "metrics")?)));
+    let attempt = async {
+        match http {
+            Some((path, port)) => {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut stream = tokio::net::TcpStream::connect(format!("{ip}:{port}"))
+                    .await
+                    .ok()?;
+                let request =
+                    format!("GET {path} HTTP/1.1\r\nHost: {ip}\r\nConnection: close\r\n\r\n");
+                stream.write_all(request.as_bytes()).await.ok()?;
+                let mut answer = String::new();
+                stream.read_to_string(&mut answer).await.ok()?;
+                answer.starts_with("HTTP/1.1 2").then_some(())
+            }
+            None => {
+                let port = named_port(pod, "kafka").unwrap_or(9092);
+                tokio::net::TcpStream::connect(format!("{ip}:{port}"))
+                    .await
+                    .ok()
+                    .map(|_| ())
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_millis(1000), attempt)
+        .await
+        .is_ok_and(|r| r.is_some())
 }
 
 /// Starts the broker of `pod` as its container would run.

@@ -110,6 +110,9 @@ pub struct Cluster {
     /// state (replicas opened, roles taken): admin requests wait for it, so
     /// a client's next request to this broker finds what it created.
     applied: watch::Sender<Arc<ClusterMetadata>>,
+    /// Why joining the quorum has not succeeded yet, while it has not:
+    /// what `/ready` says instead of "ready".
+    joining: Mutex<Option<String>>,
     /// Partitions followed, by (topic, partition).
     follow: Mutex<BTreeMap<(String, i32), FollowTarget>>,
     /// One fetcher task per leader broker.
@@ -173,7 +176,12 @@ impl Cluster {
             image.clone(),
             identity.meta.cluster_id.clone(),
         );
-        let joiner = tokio::spawn(join(node.clone(), config.voters.clone(), data_dir));
+        let joiner = tokio::spawn(join(
+            cluster.clone(),
+            node.clone(),
+            config.voters.clone(),
+            data_dir,
+        ));
         let controller = node.spawn_controller(ControllerConfig {
             session_timeout: replication.broker_session_timeout,
             auto_leader_rebalance: replication.auto_leader_rebalance,
@@ -217,6 +225,7 @@ impl Cluster {
             lifecycle: Mutex::new(None),
             incarnation: std::sync::OnceLock::new(),
             applied: watch::channel(Arc::new(ClusterMetadata::default())).0,
+            joining: Mutex::new(None),
             follow: Mutex::new(BTreeMap::new()),
             fetchers: Mutex::new(BTreeMap::new()),
             tasks: Mutex::new(Vec::new()),
@@ -298,6 +307,29 @@ impl Cluster {
             }
         };
         tokio::time::timeout(timeout, current).await.is_ok()
+    }
+
+    /// Whether this broker serves clients as a member of its cluster
+    /// (registered and unfenced in the image, which is local state), and
+    /// if not, why: what the readiness endpoint answers.
+    pub fn readiness(&self) -> Result<(), String> {
+        let latest = self.image();
+        let applied = self.applied.borrow().offset;
+        if !self.is_current_in(&latest) {
+            return Err(lock(&self.joining).clone().unwrap_or_else(|| {
+                format!(
+                    "not registered with the controller quorum of cluster {} yet",
+                    self.cluster_id
+                )
+            }));
+        }
+        if applied < latest.offset {
+            return Err(format!(
+                "applying the metadata log: at {applied} of {}",
+                latest.offset
+            ));
+        }
+        Ok(())
     }
 
     /// The latest applied metadata image.
@@ -486,7 +518,12 @@ impl Cluster {
 /// the initial voters) or joins it (everyone else, on every start: a
 /// voter with a new directory is recorded once it has caught up), retrying
 /// until it succeeds; then forgets the founder's marker.
-async fn join(node: Arc<QuorumNode>, voters: BTreeMap<i32, String>, data_dir: std::path::PathBuf) {
+async fn join(
+    cluster: Arc<Cluster>,
+    node: Arc<QuorumNode>,
+    voters: BTreeMap<i32, String>,
+    data_dir: std::path::PathBuf,
+) {
     let own = node.id();
     // Whom to ask: the configured voters, this node at its actual address.
     let mut contacts: BTreeMap<u64, String> = voters
@@ -531,10 +568,12 @@ async fn join(node: Arc<QuorumNode>, voters: BTreeMap<i32, String>, data_dir: st
                     admitted = node.is_admitted(),
                     "joined the controller quorum"
                 );
+                *lock(&cluster.joining) = None;
                 return;
             }
             Err(e) => {
                 tracing::warn!(error = %e, "joining the controller quorum; retrying");
+                *lock(&cluster.joining) = Some(format!("joining the controller quorum: {e}"));
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
