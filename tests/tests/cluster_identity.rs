@@ -61,7 +61,7 @@ fn describe(cluster: &DevCluster, id: i32) -> Result<Quorum, String> {
         ids(&p.observers),
         voters
             .into_iter()
-            .map(|(_, d)| kafka_uuid(d.as_bytes()))
+            .map(|(_, d)| rivulet_wire::uuid_text::encode(d.as_bytes()))
             .collect(),
     ))
 }
@@ -76,26 +76,6 @@ fn start_single_broker(data: &std::path::Path) -> rivulet_tests::CmdOutput {
         None,
         Duration::from_secs(30),
     )
-}
-
-/// A uuid as Kafka prints it: base64url without padding.
-fn kafka_uuid(bytes: &[u8; 16]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut bits = 0u32;
-    let mut held = 0;
-    let mut out = String::new();
-    for &b in bytes {
-        bits = (bits << 8) | u32::from(b);
-        held += 8;
-        while held >= 6 {
-            held -= 6;
-            out.push(ALPHABET[((bits >> held) & 63) as usize] as char);
-        }
-    }
-    if held > 0 {
-        out.push(ALPHABET[((bits << (6 - held)) & 63) as usize] as char);
-    }
-    out
 }
 
 /// The cluster id broker `id` reports.

@@ -17,6 +17,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use rivulet_wire::uuid_text;
 use uuid::Uuid;
 
 use crate::config::ClusterConfig;
@@ -339,7 +340,7 @@ pub fn random_cluster_id() -> String {
 
 /// A uuid as Kafka prints one: base64url, no padding (22 characters).
 pub fn kafka_uuid(id: Uuid) -> String {
-    base64_url(id.as_bytes())
+    uuid_text::encode(id.as_bytes())
 }
 
 /// Parses a uuid printed by Kafka (22 base64url characters) or in the
@@ -348,8 +349,7 @@ pub fn parse_uuid(text: &str) -> Option<Uuid> {
     if let Ok(id) = Uuid::parse_str(text) {
         return Some(id);
     }
-    let bytes = from_base64_url(text)?;
-    Uuid::from_slice(&bytes).ok()
+    uuid_text::decode(text).map(Uuid::from_bytes)
 }
 
 /// The id a cluster of an earlier release reported: derived from its
@@ -366,40 +366,7 @@ pub fn legacy_cluster_id(voters: &BTreeMap<i32, String>) -> String {
     let mut bytes = [0u8; 16];
     bytes[..8].copy_from_slice(&fnv(0xcbf2_9ce4_8422_2325).to_be_bytes());
     bytes[8..].copy_from_slice(&fnv(0x8422_2325_cbf2_9ce4).to_be_bytes());
-    base64_url(&bytes)
-}
-
-const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-fn base64_url(bytes: &[u8]) -> String {
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, &b)| acc | (u32::from(b) << (16 - 8 * i)));
-        for i in 0..=chunk.len() {
-            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-    }
-    out
-}
-
-fn from_base64_url(text: &str) -> Option<Vec<u8>> {
-    let mut bits = 0u32;
-    let mut held = 0;
-    let mut out = Vec::new();
-    for c in text.trim_end_matches('=').bytes() {
-        let v = ALPHABET.iter().position(|&a| a == c)? as u32;
-        bits = (bits << 6) | v;
-        held += 6;
-        if held >= 8 {
-            held -= 8;
-            out.push((bits >> held) as u8);
-            bits &= (1 << held) - 1;
-        }
-    }
-    Some(out)
+    uuid_text::encode(&bytes)
 }
 
 #[cfg(test)]

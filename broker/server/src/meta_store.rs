@@ -139,18 +139,11 @@ pub fn save(dir: &Path, meta: &Meta) -> Result<(), MetaError> {
     Ok(())
 }
 
-/// A Kafka-style cluster id: 16 random bytes, URL-safe base64 without padding.
+/// A Kafka-style id: 16 random bytes in Kafka's text form. Kept in
+/// `meta.json` for its format; the directory's identity is
+/// `meta.properties` (see `identity`).
 fn new_cluster_id() -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let bytes = uuid::Uuid::new_v4().into_bytes();
-    let mut bits: u128 = u128::from_be_bytes(bytes);
-    // 22 characters of 6 bits cover the 128 bits (the last holds 2).
-    let mut out = Vec::with_capacity(22);
-    for _ in 0..22 {
-        out.push(ALPHABET[(bits >> 122) as usize]);
-        bits <<= 6;
-    }
-    String::from_utf8(out).expect("alphabet is ASCII")
+    rivulet_wire::uuid_text::encode(uuid::Uuid::new_v4().as_bytes())
 }
 
 #[cfg(test)]

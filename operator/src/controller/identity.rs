@@ -33,20 +33,7 @@ pub fn new_cluster_id() -> String {
 
 /// `bytes` in URL-safe base64 without padding.
 pub fn cluster_id_from(bytes: [u8; 16]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::with_capacity(22);
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
-        // A chunk of k bytes gives k + 1 characters.
-        for i in 0..=chunk.len() {
-            let index = usize::try_from((n >> (18 - 6 * i)) & 0x3f).expect("6 bits");
-            out.push(char::from(ALPHABET[index]));
-        }
-    }
-    out
+    rivulet_wire::uuid_text::encode(&bytes)
 }
 
 /// What one reconcile heard from the brokers, each answer as it came.

@@ -138,9 +138,6 @@ impl Identity {
     }
 }
 
-/// URL-safe base64 without padding, the alphabet of Kafka's topic ids.
-const BASE64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
 /// `id` as Kafka prints topic ids (`kafka-topics.sh --describe`): 22
 /// characters of URL-safe base64. A hyphenated UUID is converted; any other
 /// text is taken as already in Kafka's form. `None` for no id: empty, or
@@ -153,23 +150,14 @@ pub fn kafka_topic_id(id: &str) -> Option<String> {
         let nil = id == "AAAAAAAAAAAAAAAAAAAAAA";
         return (!id.is_empty() && !nil).then(|| id.to_string());
     }
-    let bytes: Vec<u8> = (0..16)
-        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap_or(0))
-        .collect();
+    let mut bytes = [0u8; 16];
+    for (i, byte) in bytes.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap_or(0);
+    }
     if bytes.iter().all(|b| *b == 0) {
         return None;
     }
-    let mut out = String::with_capacity(22);
-    for chunk in bytes.chunks(3) {
-        let bits =
-            chunk.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
-        for i in 0..=chunk.len() {
-            out.push(char::from(
-                BASE64URL[((bits >> (18 - 6 * i)) & 63) as usize],
-            ));
-        }
-    }
-    Some(out)
+    Some(rivulet_wire::uuid_text::encode(&bytes))
 }
 
 #[cfg(test)]
