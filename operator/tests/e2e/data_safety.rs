@@ -18,7 +18,7 @@ use rivulet_operator::crd::{KafkaCluster, Topic};
 use serde_json::json;
 
 use super::{
-    broker_pods, cluster_client, condition, create_from_yaml, install, is_ready, mode,
+    brokers_on, cluster_client, condition, create_from_yaml, install, is_ready, mode, new_revision,
     patch_cluster, scale_cluster, wait_for, Clients, LocalNode, LocalOperator, Mode, TestNamespace,
     CLUSTER,
 };
@@ -163,24 +163,12 @@ async fn an_ephemeral_cluster_grows_rolls_and_refuses_to_lose_data() {
         json!({"spec": {"config": {"num.partitions": "6"}}}),
     )
     .await;
-    let target = wait_for("a new revision", Duration::from_secs(60), || async {
-        let status = statefulsets
-            .get(&format!("{CLUSTER}-broker"))
-            .await
-            .ok()?
-            .status?;
-        (status.update_revision != status.current_revision).then_some(status.update_revision?)
-    })
-    .await;
+    let target = new_revision(&statefulsets).await;
     wait_for(
         "every broker restarted and the cluster Ready",
         Duration::from_secs(900),
         || async {
-            let current = broker_pods(&pods)
-                .await
-                .iter()
-                .filter(|p| p.labels().get("controller-revision-hash") == Some(&target))
-                .count();
+            let current = brokers_on(&pods, &target).await;
             let c = clusters.get(CLUSTER).await.ok()?;
             (current == 3 && is_ready(&c, 3) && voters(&c) == [0, 1, 2]).then_some(())
         },
@@ -454,25 +442,11 @@ async fn chaos_under_load_loses_no_acknowledged_record() {
         json!({"spec": {"config": {"log.retention.ms": "3600000"}}}),
     )
     .await;
-    let target = wait_for("a new revision", Duration::from_secs(60), || async {
-        let status = statefulsets
-            .get(&format!("{CLUSTER}-broker"))
-            .await
-            .ok()?
-            .status?;
-        (status.update_revision != status.current_revision).then_some(status.update_revision?)
-    })
-    .await;
+    let target = new_revision(&statefulsets).await;
     wait_for(
         "the first broker restarted by the roll",
         Duration::from_secs(300),
-        || async {
-            broker_pods(&pods)
-                .await
-                .iter()
-                .any(|p| p.labels().get("controller-revision-hash") == Some(&target))
-                .then_some(())
-        },
+        || async { (brokers_on(&pods, &target).await > 0).then_some(()) },
     )
     .await;
     drop(operator);
@@ -481,11 +455,7 @@ async fn chaos_under_load_loses_no_acknowledged_record() {
         "every broker on the new revision",
         Duration::from_secs(900),
         || async {
-            let current = broker_pods(&pods)
-                .await
-                .iter()
-                .filter(|p| p.labels().get("controller-revision-hash") == Some(&target))
-                .count();
+            let current = brokers_on(&pods, &target).await;
             let c = clusters.get(CLUSTER).await.ok()?;
             (current == 3 && is_ready(&c, 3)).then_some(())
         },

@@ -396,3 +396,31 @@ pub(crate) fn assert_refused<T: std::fmt::Debug>(result: kube::Result<T>, expect
         other => panic!("expected a 422 mentioning `{expected}`, got {other:?}"),
     }
 }
+
+/// The StatefulSet's update revision, once a change to the pod template
+/// has made one (it differs from the current revision).
+pub(crate) async fn new_revision(statefulsets: &Api<StatefulSet>) -> String {
+    wait_for("a new revision", Duration::from_secs(60), || async {
+        let status = statefulsets
+            .get(&format!("{CLUSTER}-broker"))
+            .await
+            .ok()?
+            .status?;
+        (status.update_revision != status.current_revision).then_some(status.update_revision?)
+    })
+    .await
+}
+
+/// How many broker pods run revision `revision`.
+pub(crate) async fn brokers_on(pods: &Api<Pod>, revision: &str) -> usize {
+    broker_pods(pods)
+        .await
+        .iter()
+        .filter(|p| {
+            p.labels()
+                .get("controller-revision-hash")
+                .map(String::as_str)
+                == Some(revision)
+        })
+        .count()
+}

@@ -231,24 +231,12 @@ pub(crate) async fn traffic_and_roll(clients: &Clients<'_>, ns: &TestNamespace) 
         json!({"spec": {"config": {"log.retention.ms": "3600000"}}}),
     )
     .await;
-    let target = wait_for("a new revision", Duration::from_secs(60), || async {
-        let status = statefulsets
-            .get(&format!("{CLUSTER}-broker"))
-            .await
-            .ok()?
-            .status?;
-        (status.update_revision != status.current_revision).then_some(status.update_revision?)
-    })
-    .await;
+    let target = new_revision(&statefulsets).await;
     wait_for(
         "every broker on the new revision",
         Duration::from_secs(900),
         || async {
-            let current = broker_pods(&pods)
-                .await
-                .iter()
-                .filter(|p| p.labels().get("controller-revision-hash") == Some(&target))
-                .count();
+            let current = brokers_on(&pods, &target).await;
             let cluster = clusters.get(CLUSTER).await.ok()?;
             (current == 3 && is_ready(&cluster, 3)).then_some(())
         },
