@@ -120,6 +120,21 @@ fn tcp_probe(port: &str, period: i32, failures: i32) -> Probe {
     }
 }
 
+/// A GET of `path` on the metrics port.
+fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("metrics".into()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        timeout_seconds: Some(5),
+        ..Probe::default()
+    }
+}
+
 fn broker_container(cluster: &ValidatedCluster) -> Container {
     let spec = &cluster.spec;
     let kafka_port = cluster.kafka_port();
@@ -148,19 +163,9 @@ fn broker_container(cluster: &ValidatedCluster) -> Container {
         ports.push(container_port("metrics", METRICS_PORT));
     }
     // Alive means "the process answers": HTTP on the metrics port when it is
-    // served, else the Kafka port. Ready means "accepts Kafka clients".
+    // served, else the Kafka port.
     let liveness = if spec.metrics.enabled {
-        Probe {
-            http_get: Some(HTTPGetAction {
-                path: Some("/metrics".into()),
-                port: IntOrString::String("metrics".into()),
-                ..HTTPGetAction::default()
-            }),
-            period_seconds: Some(10),
-            failure_threshold: Some(6),
-            timeout_seconds: Some(5),
-            ..Probe::default()
-        }
+        http_probe("/metrics", 10, 6)
     } else {
         tcp_probe("kafka", 10, 6)
     };
@@ -169,17 +174,7 @@ fn broker_container(cluster: &ValidatedCluster) -> Container {
     // its quorum). Without the HTTP endpoint, that it accepts Kafka
     // connections is all a probe can see.
     let readiness = if spec.metrics.enabled {
-        Probe {
-            http_get: Some(HTTPGetAction {
-                path: Some("/ready".into()),
-                port: IntOrString::String("metrics".into()),
-                ..HTTPGetAction::default()
-            }),
-            period_seconds: Some(5),
-            failure_threshold: Some(3),
-            timeout_seconds: Some(5),
-            ..Probe::default()
-        }
+        http_probe("/ready", 5, 3)
     } else {
         tcp_probe("kafka", 5, 3)
     };

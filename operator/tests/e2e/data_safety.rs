@@ -42,6 +42,18 @@ async fn read_all(clients: &Clients<'_>, name: &str, bootstrap: &str) -> Vec<u32
     values
 }
 
+/// A client of the cluster with the chart installed when the suite runs in
+/// processes mode; otherwise `None`, the test saying it was skipped.
+async fn processes_mode(test: &str) -> Option<kube::Client> {
+    let client = cluster_client(test).await?;
+    if mode(&client).await != Mode::Processes {
+        eprintln!("SKIPPED {test}: processes mode only (RIVULET_E2E_MODE=processes)");
+        return None;
+    }
+    install(&client).await;
+    Some(client)
+}
+
 /// The voter ids in the cluster's status.
 fn voters(cluster: &KafkaCluster) -> Vec<i32> {
     cluster
@@ -54,16 +66,10 @@ fn voters(cluster: &KafkaCluster) -> Vec<i32> {
 
 #[tokio::test]
 async fn an_ephemeral_cluster_grows_rolls_and_refuses_to_lose_data() {
-    let Some(client) =
-        cluster_client("an_ephemeral_cluster_grows_rolls_and_refuses_to_lose_data").await
-    else {
+    let test = "an_ephemeral_cluster_grows_rolls_and_refuses_to_lose_data";
+    let Some(client) = processes_mode(test).await else {
         return;
     };
-    if mode(&client).await != Mode::Processes {
-        eprintln!("SKIPPED an_ephemeral_cluster_grows_rolls_and_refuses_to_lose_data: processes mode only (RIVULET_E2E_MODE=processes)");
-        return;
-    }
-    install(&client).await;
     let ns = TestNamespace::create(&client, "safety").await;
     let node = Arc::new(LocalNode::new(&ns.name, CLUSTER, 2));
     let kubelet = node.start(client.clone(), &ns.name, CLUSTER);
@@ -329,14 +335,9 @@ async fn wait_settled(clusters: &Api<KafkaCluster>, brokers: i32, what: &str) {
 #[tokio::test]
 async fn chaos_under_load_loses_no_acknowledged_record() {
     let test = "chaos_under_load_loses_no_acknowledged_record";
-    let Some(client) = cluster_client(test).await else {
+    let Some(client) = processes_mode(test).await else {
         return;
     };
-    if mode(&client).await != Mode::Processes {
-        eprintln!("SKIPPED {test}: processes mode only (RIVULET_E2E_MODE=processes)");
-        return;
-    }
-    install(&client).await;
     let ns = TestNamespace::create(&client, "chaos").await;
     let node = Arc::new(LocalNode::new(&ns.name, CLUSTER, 3));
     let kubelet = node.start(client.clone(), &ns.name, CLUSTER);
