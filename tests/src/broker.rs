@@ -39,6 +39,8 @@ pub struct BrokerBuilder {
     data_dir: Option<PathBuf>,
     configs: Vec<String>,
     node_id: u32,
+    listeners: Vec<(String, String)>,
+    args: Vec<String>,
 }
 
 impl BrokerBuilder {
@@ -51,6 +53,20 @@ impl BrokerBuilder {
     /// Adds a `--config key=value` broker config.
     pub fn config(mut self, key: &str, value: &str) -> Self {
         self.configs.push(format!("{key}={value}"));
+        self
+    }
+
+    /// Adds a listener `name` of security `protocol` on its own loopback
+    /// port, beside the PLAINTEXT one every test broker has.
+    pub fn listener(mut self, name: &str, protocol: &str) -> Self {
+        self.listeners
+            .push((name.to_string(), protocol.to_string()));
+        self
+    }
+
+    /// Adds a command-line argument of `rivulet broker`.
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.args.push(arg.to_string());
         self
     }
 
@@ -70,10 +86,17 @@ impl BrokerBuilder {
         let mut last_log = String::new();
         for _ in 0..PORT_RETRIES {
             let [kafka_port, metrics_port] = free_ports();
+            let listeners = self
+                .listeners
+                .iter()
+                .map(|(name, protocol)| (name.clone(), protocol.clone(), free_port()))
+                .collect();
             let mut broker = BrokerProcess {
                 child: None,
                 kafka_port,
                 metrics_port,
+                listeners,
+                extra_args: self.args.clone(),
                 node_id: self.node_id,
                 data_dir: data_dir.clone(),
                 configs: self.configs.clone(),
@@ -106,6 +129,9 @@ pub struct BrokerProcess {
     child: Option<Child>,
     kafka_port: u16,
     metrics_port: u16,
+    /// Listeners besides PLAINTEXT: (name, protocol, port).
+    listeners: Vec<(String, String, u16)>,
+    extra_args: Vec<String>,
     node_id: u32,
     data_dir: PathBuf,
     configs: Vec<String>,
@@ -265,22 +291,43 @@ impl BrokerProcess {
         }
     }
 
+    /// `127.0.0.1:PORT` of the listener added as `name`.
+    pub fn listener_bootstrap(&self, name: &str) -> String {
+        let (_, _, port) = self
+            .listeners
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .unwrap_or_else(|| panic!("no listener {name}"));
+        format!("127.0.0.1:{port}")
+    }
+
     fn args(&self) -> Vec<String> {
+        let mut listeners = format!("PLAINTEXT://127.0.0.1:{}", self.kafka_port);
+        let mut map = "PLAINTEXT:PLAINTEXT".to_string();
+        for (name, protocol, port) in &self.listeners {
+            listeners.push_str(&format!(",{name}://127.0.0.1:{port}"));
+            map.push_str(&format!(",{name}:{protocol}"));
+        }
         let mut args = vec![
             "broker".to_string(),
             "--node-id".to_string(),
             self.node_id.to_string(),
             "--listeners".to_string(),
-            format!("PLAINTEXT://127.0.0.1:{}", self.kafka_port),
+            listeners,
             "--data-dir".to_string(),
             self.data_dir.display().to_string(),
             "--metrics-addr".to_string(),
             self.metrics_addr(),
         ];
+        if !self.listeners.is_empty() {
+            args.push("--config".to_string());
+            args.push(format!("listener.security.protocol.map={map}"));
+        }
         for kv in &self.configs {
             args.push("--config".to_string());
             args.push(kv.clone());
         }
+        args.extend(self.extra_args.iter().cloned());
         args
     }
 

@@ -15,6 +15,7 @@
 //! `SKIPPED: ...` and returns.
 
 pub mod broker;
+pub mod certs;
 pub mod cluster;
 pub mod cluster_admin;
 pub mod cluster_checks;

@@ -6,7 +6,10 @@
 //! unknown API keys, unsupported versions of APIs other than ApiVersions,
 //! bodies that do not decode) closes this connection and nothing else.
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use kafka_protocol::messages::{ApiKey, ResponseKind};
 use rivulet_wire::{
@@ -15,11 +18,15 @@ use rivulet_wire::{
     FrameError,
 };
 use tokio::{
-    io::{AsyncWriteExt, BufWriter},
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter},
     net::TcpStream,
 };
 
-use crate::handlers::{self, Node};
+use crate::{
+    authenticate::{Authenticator, Step},
+    handlers::{self, Node},
+    security::{principal, tls::TlsContext, ListenerSecurity, Principal},
+};
 
 /// Why a connection was closed by the broker.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +40,9 @@ pub enum ConnectionError {
     /// Writing the response failed.
     #[error("write response: {0}")]
     Write(#[source] std::io::Error),
+    /// The client did not authenticate (or re-authenticate) as required.
+    #[error("authentication: {0}")]
+    Authentication(String),
 }
 
 impl ConnectionError {
@@ -42,41 +52,140 @@ impl ConnectionError {
             ConnectionError::Frame(_) => "frame",
             ConnectionError::Request(_) => "invalid_request",
             ConnectionError::Write(_) => "write",
+            ConnectionError::Authentication(_) => "authentication",
         }
     }
 }
 
+/// A listener as connections see it: its name, security settings and live
+/// TLS configuration.
+pub struct ListenerRuntime {
+    /// The listener name.
+    pub name: Arc<str>,
+    /// Its protocol, TLS and SASL settings.
+    pub security: Arc<ListenerSecurity>,
+    /// Its certificates, for SSL and SASL_SSL listeners.
+    pub tls: Option<Arc<TlsContext>>,
+}
+
+/// How long a client may take to complete the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Serves one connection until the peer closes it, it misbehaves, or
-/// `shutdown` fires (then the request in progress is finished first).
+/// `shutdown` fires (then the request in progress is finished first). On a
+/// TLS listener the handshake comes first; a client that fails it is
+/// closed and counted, nothing else is affected.
 pub async fn serve(
     broker: Arc<Node>,
     stream: TcpStream,
-    listener: Arc<str>,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    listener: Arc<ListenerRuntime>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let peer = stream.peer_addr().ok();
     let _ = stream.set_nodelay(true);
-    let (mut reader, writer) = stream.into_split();
+    let Some(tls) = listener.tls.clone() else {
+        let auth = Authenticator::new(listener.security.clone(), Principal::anonymous());
+        return serve_stream(broker, stream, peer, listener, auth, shutdown).await;
+    };
+    let accepted = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream)).await;
+    let stream = match accepted {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            failed_authentication(&broker, &listener.name, "SSL");
+            tracing::info!(peer = ?peer, listener = %listener.name, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            failed_authentication(&broker, &listener.name, "SSL");
+            tracing::info!(peer = ?peer, listener = %listener.name, "TLS handshake timed out");
+            return;
+        }
+    };
+    let principal = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|certs| certs.first())
+        .map(|leaf| match principal::subject_name(leaf) {
+            Ok(dn) => Principal::user(tls.settings().principal_rules.map(&dn)),
+            Err(e) => {
+                tracing::warn!(peer = ?peer, error = %e, "client certificate subject unreadable");
+                Principal::anonymous()
+            }
+        })
+        .unwrap_or_else(Principal::anonymous);
+    let auth = Authenticator::new(listener.security.clone(), principal);
+    serve_stream(broker, stream, peer, listener, auth, shutdown).await
+}
+
+fn failed_authentication(broker: &Node, listener: &str, mechanism: &str) {
+    broker
+        .metrics
+        .failed_authentications
+        .with_label_values(&[listener, mechanism])
+        .inc();
+}
+
+/// The request loop over a (plain or TLS) stream.
+async fn serve_stream<S>(
+    broker: Arc<Node>,
+    stream: S,
+    peer: Option<std::net::SocketAddr>,
+    listener: Arc<ListenerRuntime>,
+    mut auth: Authenticator,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Send + Unpin,
+{
+    let (mut reader, writer) = tokio::io::split(stream);
     let mut writer = BufWriter::with_capacity(64 * 1024, writer);
-    let max = broker.config.socket_request_max_bytes;
+    let configured_max = broker.config.socket_request_max_bytes;
+    let lookup = |user: &str, mechanism| broker.cluster.scram_credential(user, mechanism);
     loop {
+        let max = auth.max_frame(configured_max);
         let frame = tokio::select! {
             frame = read_frame(&mut reader, max) => frame,
             _ = shutdown.changed() => break,
         };
         let frame = match frame {
-            Ok(Some(frame)) => frame,
+            Ok(Some(frame)) => frame.freeze(),
             Ok(None) => break,
             Err(e) => {
                 close(&broker, peer, ConnectionError::Frame(e));
                 break;
             }
         };
-        let ctx = handlers::RequestContext {
-            listener: &listener,
-            peer: peer.map(|p| p.ip()),
+        let api = peek_header(&frame).and_then(|h| {
+            ApiKey::try_from(h.api_key)
+                .ok()
+                .map(|k| (k, h.api_version, h.correlation_id))
+        });
+        let step = auth.inspect(&frame, api, &lookup);
+        if let Some(mechanism) = auth.take_failure() {
+            failed_authentication(&broker, &listener.name, mechanism.name());
+        }
+        let outcome = match step {
+            Step::Serve => {
+                let ctx = handlers::RequestContext {
+                    listener: &listener.name,
+                    peer: peer.map(|p| p.ip()),
+                    principal: auth.principal(),
+                };
+                handle_frame(&broker, frame, &ctx).await
+            }
+            Step::Respond(bytes) => Ok(Some(bytes)),
+            Step::RespondAndClose(bytes, reason) => {
+                let _ = writer.write_all(&bytes).await;
+                let _ = writer.flush().await;
+                close(&broker, peer, ConnectionError::Authentication(reason));
+                break;
+            }
+            Step::Close(reason) => {
+                close(&broker, peer, ConnectionError::Authentication(reason));
+                break;
+            }
         };
-        match handle_frame(&broker, frame.freeze(), &ctx).await {
+        match outcome {
             Ok(Some(bytes)) => {
                 if let Err(e) = writer.write_all(&bytes).await {
                     close(&broker, peer, ConnectionError::Write(e));

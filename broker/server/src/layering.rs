@@ -28,6 +28,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("server", 9),
     ("cli", 9),
     ("connection", 8),
+    ("authenticate", 8),
     ("listeners", 8),
     ("http", 8),
     ("handlers", 7),
@@ -42,6 +43,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("hw_checkpoint", 1),
     ("identity", 2),
     ("parallel", 1),
+    ("security", 1),
 ];
 
 /// Upward imports that predate the rule: (from, to). None are left.

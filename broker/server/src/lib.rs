@@ -10,6 +10,7 @@
 //! [`partition::Partition`]s own the logs. Imports point down; the layers
 //! and the test that keeps them are in `layering.rs`.
 
+pub mod authenticate;
 pub mod broker;
 pub mod cli;
 pub mod cluster;
@@ -26,5 +27,6 @@ pub mod meta_store;
 pub mod metrics;
 pub mod parallel;
 pub mod partition;
+pub mod security;
 pub mod server;
 pub mod topic_config;

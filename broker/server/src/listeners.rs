@@ -8,6 +8,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::security::SecurityProtocol;
+
 /// One listener as configured (before its host is resolved).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenerSpec {
@@ -19,6 +21,8 @@ pub struct ListenerSpec {
     pub port: u16,
     /// What Metadata says for this listener, if set.
     pub advertised: Option<(String, u16)>,
+    /// Its security protocol, from `listener.security.protocol.map`.
+    pub protocol: SecurityProtocol,
 }
 
 /// Kafka's default `listener.security.protocol.map`.
@@ -58,8 +62,8 @@ fn split(list: &str) -> impl Iterator<Item = &str> {
 }
 
 /// Parses the three settings together and checks that they fit: unique
-/// names, every listener's protocol PLAINTEXT (the only one implemented),
-/// every advertised name a real listener, no advertised wildcard address.
+/// names, every listener's protocol one of Kafka's four, every advertised
+/// name a real listener, no advertised wildcard address.
 pub fn parse(
     listeners: &str,
     advertised: Option<&str>,
@@ -85,19 +89,18 @@ pub fn parse(
     let mut specs: Vec<ListenerSpec> = Vec::new();
     for url in split(listeners) {
         let (name, host, port) = endpoint(url)?;
-        match protocols.get(&name).map(String::as_str) {
-            Some("PLAINTEXT") => {}
-            Some(other) => {
-                return Err(format!(
-                    "listener {name} uses {other}; only PLAINTEXT is supported"
-                ))
-            }
+        let protocol = match protocols.get(&name).map(String::as_str) {
+            Some(p) => SecurityProtocol::parse(p).ok_or_else(|| {
+                format!(
+                    "listener {name} uses `{p}`; the protocols are PLAINTEXT, SSL, SASL_PLAINTEXT and SASL_SSL"
+                )
+            })?,
             None => {
                 return Err(format!(
                     "listener {name} is not in listener.security.protocol.map"
                 ))
             }
-        }
+        };
         if specs.iter().any(|s| s.name == name) {
             return Err(format!("listener {name} is given twice"));
         }
@@ -111,6 +114,7 @@ pub fn parse(
             host,
             port,
             advertised: None,
+            protocol,
         });
     }
     if specs.is_empty() {
@@ -161,9 +165,32 @@ mod tests {
     }
 
     #[test]
+    fn every_kafka_security_protocol_is_a_listener() {
+        let l = parse(
+            "INTERNAL://:9092,EXTERNAL://:9093,SSL://:9094,SASL_PLAINTEXT://:9095",
+            None,
+            Some("INTERNAL:SASL_SSL,EXTERNAL:ssl,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT"),
+        )
+        .unwrap();
+        let protocols: Vec<_> = l.iter().map(|s| s.protocol).collect();
+        assert_eq!(
+            protocols,
+            [
+                SecurityProtocol::SaslSsl,
+                SecurityProtocol::Ssl,
+                SecurityProtocol::Ssl,
+                SecurityProtocol::SaslPlaintext
+            ]
+        );
+        // Kafka's default map names the four protocols after themselves.
+        let l = parse("SASL_SSL://:9092", None, None).unwrap();
+        assert_eq!(l[0].protocol, SecurityProtocol::SaslSsl);
+    }
+
+    #[test]
     fn mistakes_are_refused_with_reasons() {
         let err = |l: &str, a: Option<&str>, m: Option<&str>| parse(l, a, m).unwrap_err();
-        assert!(err("SSL://:9093", None, None).contains("only PLAINTEXT"));
+        assert!(err("A://:9093", None, Some("A:TLS")).contains("protocols are"));
         assert!(err("INTERNAL://:9092", None, None).contains("protocol.map"));
         assert!(err("PLAINTEXT://:1,PLAINTEXT://:2", None, None).contains("twice"));
         assert!(err("PLAINTEXT://:1", Some("OTHER://h:1"), None).contains("not one of"));

@@ -84,6 +84,11 @@ struct BrokerArgs {
     /// (`controller.quorum.bootstrap`). Only for a new cluster.
     #[arg(long, env = "RIVULET_BOOTSTRAP_QUORUM")]
     bootstrap_quorum: bool,
+    /// A SCRAM credential for the first admin, Kafka's `kafka-storage format
+    /// --add-scram` syntax: 'SCRAM-SHA-512=[name=admin,password=secret]'
+    /// (repeatable; stored only while the cluster has no credential).
+    #[arg(long = "add-scram", value_name = "MECHANISM=[name=..,password=..]")]
+    add_scram: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -188,6 +193,7 @@ async fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
             name: spec.name,
             addr,
             advertised: spec.advertised,
+            protocol: spec.protocol,
         });
     }
     let metrics_addr = if args.metrics_addr == "none" {
@@ -199,7 +205,13 @@ async fn run_broker(args: BrokerArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("--metrics-addr `{}`", args.metrics_addr))?,
         )
     };
-    let config = BrokerConfig::new(node_id, listener_configs, data_dir, metrics_addr, raw)?;
+    let mut config = BrokerConfig::new(node_id, listener_configs, data_dir, metrics_addr, raw)?;
+    for entry in &args.add_scram {
+        config.bootstrap_scram.push(
+            rivulet_server::security::config::parse_add_scram(entry)
+                .map_err(|e| anyhow::anyhow!("--add-scram: {e}"))?,
+        );
+    }
     server::run(config, shutdown_signal(), |bound| {
         let metrics = bound
             .metrics

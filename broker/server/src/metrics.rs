@@ -28,6 +28,9 @@ pub struct Metrics {
     apis: std::collections::BTreeMap<i16, ApiMetrics>,
     /// Requests that got a connection closed instead of an answer, by reason.
     pub request_errors: IntCounterVec,
+    /// Failed TLS handshakes and SASL authentications, by listener and
+    /// mechanism (`SSL` for the handshake).
+    pub failed_authentications: IntCounterVec,
 
     /// Open client connections.
     pub connections: IntGauge,
@@ -320,6 +323,12 @@ impl Metrics {
                 "kafka_network_requestmetrics_errors_total",
                 "Requests answered by closing the connection, by reason",
                 &["error"],
+            ),
+            failed_authentications: counter(
+                &r,
+                "kafka_server_socket_server_metrics_failed_authentication_total",
+                "Failed TLS handshakes and SASL authentications, by listener and mechanism",
+                &["listener", "mechanism"],
             ),
             connections: gauge(
                 &r,

@@ -14,7 +14,16 @@ use tokio::{
     task::JoinSet,
 };
 
-use crate::{broker::Broker, config::BrokerConfig, connection, http};
+use crate::{
+    broker::Broker,
+    config::BrokerConfig,
+    connection::{self, ListenerRuntime},
+    http,
+    security::{
+        scram::{ScramCredential, ScramMechanism},
+        tls::TlsContext,
+    },
+};
 
 /// Starting the broker failed.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +34,15 @@ pub enum ServerError {
     /// The controller quorum node could not start.
     #[error(transparent)]
     Cluster(#[from] crate::cluster::ClusterError),
+    /// A listener's certificates or key could not be loaded.
+    #[error("listener {listener}: {source}")]
+    Tls {
+        /// Which listener.
+        listener: String,
+        /// The cause.
+        #[source]
+        source: crate::security::tls::TlsError,
+    },
     /// A listener could not be bound.
     #[error("bind {what} on {addr}: {source}")]
     Bind {
@@ -60,6 +78,7 @@ pub async fn run(
     on_ready: impl FnOnce(&Bound),
 ) -> Result<(), ServerError> {
     let listener_configs = config.listeners.clone();
+    let runtimes = listener_runtimes(&config)?;
     let metrics_addr = config.metrics_addr;
     let metrics = crate::metrics::Metrics::new(&crate::handlers::api_names());
     let broker = tokio::task::spawn_blocking(move || Broker::open(config, metrics))
@@ -119,6 +138,13 @@ pub async fn run(
     };
 
     background.spawn(housekeeping(broker.clone(), stop_rx.clone()));
+    background.spawn(reload_certificates(runtimes.clone(), stop_rx.clone()));
+    if !broker.config.bootstrap_scram.is_empty() {
+        background.spawn(bootstrap_scram(
+            cluster.clone(),
+            broker.config.bootstrap_scram.clone(),
+        ));
+    }
     background.spawn(crate::group::run(groups, stop_rx.clone()));
     on_ready(&Bound {
         kafka,
@@ -132,12 +158,12 @@ pub async fn run(
     let (accepted_tx, mut accepted) = tokio::sync::mpsc::channel(64);
     let mut acceptors = JoinSet::new();
     for (name, _, socket) in sockets {
-        acceptors.spawn(accept(
-            socket,
-            Arc::from(name),
-            limit.clone(),
-            accepted_tx.clone(),
-        ));
+        let runtime = runtimes
+            .iter()
+            .find(|r| *r.name == *name)
+            .expect("a runtime per listener")
+            .clone();
+        acceptors.spawn(accept(socket, runtime, limit.clone(), accepted_tx.clone()));
     }
     drop(accepted_tx);
     let mut connections = JoinSet::new();
@@ -237,14 +263,94 @@ async fn serving(broker: &Broker, cluster: &crate::cluster::Cluster) {
     }
 }
 
+/// Each listener's security, with its certificates loaded (a broken
+/// certificate fails the start, not the first client).
+fn listener_runtimes(config: &BrokerConfig) -> Result<Vec<Arc<ListenerRuntime>>, ServerError> {
+    config
+        .listeners
+        .iter()
+        .map(|l| {
+            let security = config.security.listener(&l.name);
+            let tls = match &security.tls {
+                Some(settings) => Some(Arc::new(TlsContext::load(settings.clone()).map_err(
+                    |source| ServerError::Tls {
+                        listener: l.name.clone(),
+                        source,
+                    },
+                )?)),
+                None => None,
+            };
+            Ok(Arc::new(ListenerRuntime {
+                name: Arc::from(l.name.as_str()),
+                security: Arc::new(security),
+                tls,
+            }))
+        })
+        .collect()
+}
+
+/// How often certificate files are checked for changes.
+const CERTIFICATE_CHECK: Duration = Duration::from_secs(2);
+
+/// Picks up rotated certificates (a Kubernetes Secret updated in place)
+/// for new connections, without a restart.
+async fn reload_certificates(
+    listeners: Vec<Arc<ListenerRuntime>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(CERTIFICATE_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        for l in &listeners {
+            let Some(tls) = &l.tls else { continue };
+            match tls.reload_if_changed() {
+                Ok(true) => tracing::info!(listener = %l.name, "certificates reloaded"),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(
+                    listener = %l.name,
+                    error = %e,
+                    "certificate files changed but cannot be used; keeping the previous ones"
+                ),
+            }
+        }
+    }
+}
+
+/// Stores `--add-scram` credentials once the quorum can take them.
+async fn bootstrap_scram(
+    cluster: Arc<crate::cluster::Cluster>,
+    credentials: Vec<(String, ScramMechanism, ScramCredential)>,
+) {
+    loop {
+        match cluster.bootstrap_scram(&credentials).await {
+            Ok(true) => {
+                tracing::info!(
+                    users = credentials.len(),
+                    "stored the bootstrap SCRAM credentials"
+                );
+                return;
+            }
+            Ok(false) => return,
+            Err(e) => {
+                tracing::debug!(error = %e.message, "bootstrap SCRAM credentials: retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
 /// Accepts connections on one listener while a connection slot is free.
 async fn accept(
     socket: TcpListener,
-    name: Arc<str>,
+    listener: Arc<ListenerRuntime>,
     limit: Arc<Semaphore>,
     accepted: tokio::sync::mpsc::Sender<(
         tokio::net::TcpStream,
-        Arc<str>,
+        Arc<ListenerRuntime>,
         tokio::sync::OwnedSemaphorePermit,
     )>,
 ) {
@@ -254,13 +360,17 @@ async fn accept(
         };
         match socket.accept().await {
             Ok((stream, _)) => {
-                if accepted.send((stream, name.clone(), permit)).await.is_err() {
+                if accepted
+                    .send((stream, listener.clone(), permit))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
             Err(e) => {
                 // Usually EMFILE: back off instead of spinning.
-                tracing::warn!(listener = %name, error = %e, "accept failed");
+                tracing::warn!(listener = %listener.name, error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }

@@ -122,6 +122,7 @@ async fn each_listener_advertises_its_own_addresses_and_the_rack() {
         name: name.into(),
         addr: "127.0.0.1:0".parse().unwrap(),
         advertised: Some((advertised.0.into(), advertised.1)),
+        protocol: rivulet_server::security::SecurityProtocol::Plaintext,
     };
     let config = BrokerConfig::new(
         0,

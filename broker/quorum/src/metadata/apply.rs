@@ -180,6 +180,11 @@ impl ClusterMetadata {
                 partition,
                 target,
             } => self.alter_reassignment(topic, *partition, target.as_deref()),
+            MetadataCommand::AlterScramCredential {
+                user,
+                mechanism,
+                credential,
+            } => self.alter_scram(user, *mechanism, credential.as_ref()),
         }
     }
 

@@ -95,6 +95,16 @@ pub enum MetadataCommand {
         /// Target replica list, or `None` to cancel.
         target: Option<Vec<BrokerId>>,
     },
+    /// Set (`Some`) or delete (`None`) a user's SCRAM credential
+    /// (AlterUserScramCredentials).
+    AlterScramCredential {
+        /// The user name.
+        user: String,
+        /// Kafka's ScramMechanism code: 1 SHA-256, 2 SHA-512.
+        mechanism: i8,
+        /// The new credential, or `None` to delete it.
+        credential: Option<super::ScramCredentialRecord>,
+    },
     /// Several commands applied atomically: all of them or none.
     Batch(Vec<MetadataCommand>),
 }
@@ -208,6 +218,17 @@ pub enum ApplyError {
     /// The topic name is not a valid Kafka topic name (INVALID_TOPIC_EXCEPTION).
     #[error("invalid topic name {0:?}")]
     InvalidTopicName(String),
+    /// Deleting a credential that does not exist (RESOURCE_NOT_FOUND).
+    #[error("user {user} has no SCRAM credential of mechanism {mechanism}")]
+    UnknownScramCredential {
+        /// The user.
+        user: String,
+        /// Kafka's mechanism code.
+        mechanism: i8,
+    },
+    /// A malformed credential alteration (UNACCEPTABLE_CREDENTIAL).
+    #[error("invalid SCRAM credential: {0}")]
+    InvalidScram(String),
 }
 
 /// The answer to a command, as stored next to the entry's offset.

@@ -9,6 +9,7 @@ mod command;
 mod partition;
 #[cfg(test)]
 mod partition_tests;
+mod security;
 #[cfg(test)]
 mod tests;
 mod types;
@@ -16,6 +17,7 @@ mod types;
 pub use command::{
     ApplyError, ApplyOutcome, ApplyResult, LeaderChange, MetadataCommand, PartitionChange,
 };
+pub use security::ScramCredentialRecord;
 pub use types::{
     BrokerId, BrokerRegistration, ClusterMetadata, Endpoint, PartitionState, Reassignment,
     TopicMetadata, UNCLEAN_LEADER_ELECTION_CONFIG,

@@ -136,6 +136,9 @@ pub struct ClusterMetadata {
     pub brokers: BTreeMap<BrokerId, BrokerRegistration>,
     /// Topics by name.
     pub topics: BTreeMap<String, TopicMetadata>,
+    /// SCRAM credentials by user, then by Kafka's mechanism code.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub scram: BTreeMap<String, BTreeMap<i8, super::ScramCredentialRecord>>,
 }
 
 impl ClusterMetadata {

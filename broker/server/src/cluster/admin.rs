@@ -41,6 +41,8 @@ pub fn quorum_error(e: QuorumError) -> ApiError {
                 ApplyError::UnknownBroker(_) | ApplyError::StaleBrokerEpoch { .. } => {
                     ResponseError::BrokerNotAvailable
                 }
+                ApplyError::UnknownScramCredential { .. } => ResponseError::ResourceNotFound,
+                ApplyError::InvalidScram(_) => ResponseError::UnacceptableCredential,
                 _ => ResponseError::InvalidRequest,
             };
             ApiError::new(code, source.to_string())

@@ -12,6 +12,7 @@
 
 pub mod admin;
 mod applier;
+mod credentials;
 mod fetcher;
 pub mod legacy;
 pub mod replication;

@@ -37,6 +37,7 @@ mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
 mod quorum;
+mod scram_credentials;
 mod sync_group;
 #[cfg(test)]
 mod tests;
@@ -81,6 +82,11 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeQuorum, 0, 2),
     (ApiKey::AddRaftVoter, 0, 0),
     (ApiKey::RemoveRaftVoter, 0, 0),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
+    // Answered by the connection's authenticator, never dispatched.
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
 ];
 
 /// The supported version range of `key`, if it is implemented.
@@ -99,6 +105,8 @@ pub struct RequestContext<'a> {
     pub listener: &'a str,
     /// The client's address, reported as a group member's host.
     pub peer: Option<std::net::IpAddr>,
+    /// Who the connection authenticated as.
+    pub principal: &'a crate::security::Principal,
 }
 
 /// Runs the handler for one request.
@@ -201,6 +209,12 @@ pub async fn dispatch(
         RequestKind::RemoveRaftVoter(r) => {
             ResponseKind::RemoveRaftVoter(quorum::remove_voter(broker, r).await)
         }
+        RequestKind::DescribeUserScramCredentials(r) => {
+            ResponseKind::DescribeUserScramCredentials(scram_credentials::describe(broker, r))
+        }
+        RequestKind::AlterUserScramCredentials(r) => {
+            ResponseKind::AlterUserScramCredentials(scram_credentials::alter(broker, r).await)
+        }
         // The connection checks `supported_versions` before decoding, so
         // nothing else reaches this point.
         _ => return None,
@@ -247,6 +261,10 @@ pub fn api_name(key: ApiKey) -> &'static str {
         ApiKey::DescribeQuorum => "DescribeQuorum",
         ApiKey::AddRaftVoter => "AddRaftVoter",
         ApiKey::RemoveRaftVoter => "RemoveRaftVoter",
+        ApiKey::SaslHandshake => "SaslHandshake",
+        ApiKey::DescribeUserScramCredentials => "DescribeUserScramCredentials",
+        ApiKey::AlterUserScramCredentials => "AlterUserScramCredentials",
+        ApiKey::SaslAuthenticate => "SaslAuthenticate",
         _ => "Other",
     }
 }

@@ -34,6 +34,8 @@ pub struct DevPlan {
     pub overrides: BTreeMap<String, String>,
     /// How long start-up may take.
     pub ready_timeout: Duration,
+    /// `--add-scram` values for every broker.
+    pub add_scram: Vec<String>,
     /// The cluster id: the one the directory's brokers were formatted
     /// with, or a new one for a new cluster.
     pub cluster_id: String,
@@ -60,6 +62,7 @@ impl DevPlan {
             dir,
             overrides: parse_kv(&args.configs, "--config")?,
             ready_timeout: Duration::from_secs(args.ready_timeout),
+            add_scram: args.add_scram.clone(),
             cluster_id: String::new(),
             new_cluster: true,
         })
@@ -396,13 +399,20 @@ pub(super) fn prepare_broker(
         controller_port: own.controller,
         metrics_port: own.metrics,
         voter: id < plan.voters,
-        args: vec![
+        args: [
             "broker".to_string(),
             "--config-file".to_string(),
             config_file.display().to_string(),
             "--metrics-addr".to_string(),
             plan.addr(own.metrics),
-        ],
+        ]
+        .into_iter()
+        .chain(
+            plan.add_scram
+                .iter()
+                .flat_map(|s| ["--add-scram".to_string(), s.clone()]),
+        )
+        .collect(),
         config_file,
         log_file: dir.join("broker.log"),
     })
@@ -423,6 +433,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             ready_timeout: Duration::from_secs(60),
+            add_scram: Vec::new(),
             cluster_id: "dev-test".to_string(),
             new_cluster: true,
         }

@@ -61,6 +61,11 @@ pub struct DevArgs {
     /// the configs `dev` generates.
     #[arg(long = "config", value_name = "KEY=VALUE")]
     pub configs: Vec<String>,
+    /// A SCRAM credential for the first admin, as `rivulet broker
+    /// --add-scram` takes it (repeatable; passed to every broker, stored
+    /// once while the cluster has no credential).
+    #[arg(long = "add-scram", value_name = "MECHANISM=[name=..,password=..]")]
+    pub add_scram: Vec<String>,
     /// Seconds to wait for every broker to see the whole cluster.
     #[arg(
         long,

@@ -1,0 +1,137 @@
+use super::*;
+
+fn build(raw: &[(&str, &str)]) -> Result<BrokerConfig, ConfigError> {
+    BrokerConfig::new(
+        0,
+        vec![ListenerConfig::plaintext("127.0.0.1:0".parse().unwrap())],
+        PathBuf::from("/tmp/x"),
+        None,
+        raw.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
+}
+
+#[test]
+fn log_keys_become_topic_defaults() {
+    let c = build(&[
+        ("log.segment.bytes", "1048576"),
+        ("log.retention.hours", "2"),
+    ])
+    .unwrap();
+    assert_eq!(c.topic_defaults.segment_bytes, 1_048_576);
+    assert_eq!(c.topic_defaults.retention_ms, 7_200_000);
+}
+
+#[test]
+fn unknown_and_invalid_keys_are_refused() {
+    assert!(matches!(
+        build(&[("no.such.key", "1")]),
+        Err(ConfigError::UnknownKey(_))
+    ));
+    assert!(matches!(
+        build(&[("num.partitions", "zero")]),
+        Err(ConfigError::InvalidValue { .. })
+    ));
+    assert!(matches!(
+        build(&[("log.segment.bytes", "3")]),
+        Err(ConfigError::TopicDefault(_))
+    ));
+}
+
+#[test]
+fn group_keys_are_typed() {
+    let c = build(&[]).unwrap();
+    assert_eq!(c.group_initial_rebalance_delay, Duration::from_millis(3000));
+    assert_eq!(c.offsets_topic_partitions, 50);
+    let c = build(&[
+        ("group.initial.rebalance.delay.ms", "0"),
+        ("group.min.session.timeout.ms", "1000"),
+        ("offsets.topic.num.partitions", "3"),
+        ("offsets.retention.minutes", "2"),
+    ])
+    .unwrap();
+    assert_eq!(c.group_initial_rebalance_delay, Duration::ZERO);
+    assert_eq!(c.group_min_session_timeout, Duration::from_millis(1000));
+    assert_eq!(c.offsets_topic_partitions, 3);
+    assert_eq!(c.offsets_retention, Duration::from_secs(120));
+    assert!(build(&[("group.min.session.timeout.ms", "2000000")]).is_err());
+    assert!(build(&[("group.initial.rebalance.delay.ms", "-1")]).is_err());
+}
+
+#[test]
+fn advertised_defaults_to_loopback_for_wildcard() {
+    let bound: SocketAddr = "0.0.0.0:1234".parse().unwrap();
+    let l = ListenerConfig::plaintext(bound);
+    assert_eq!(l.advertised_endpoint(bound), ("127.0.0.1".into(), 1234));
+    let named = ListenerConfig {
+        advertised: Some(("kafka-0".into(), 0)),
+        ..l
+    };
+    assert_eq!(named.advertised_endpoint(bound), ("kafka-0".into(), 1234));
+}
+
+#[test]
+fn rack_is_read() {
+    assert_eq!(
+        build(&[("broker.rack", "zone-a")]).unwrap().rack.as_deref(),
+        Some("zone-a")
+    );
+    assert_eq!(build(&[]).unwrap().rack, None);
+}
+
+#[test]
+fn cluster_settings_take_the_controller_listener() {
+    let listeners = vec![
+        ListenerConfig::plaintext("127.0.0.1:9092".parse().unwrap()),
+        ListenerConfig {
+            name: "CONTROLLER".into(),
+            addr: "127.0.0.1:9093".parse().unwrap(),
+            advertised: None,
+            protocol: SecurityProtocol::Plaintext,
+        },
+    ];
+    let raw = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let config = BrokerConfig::new(
+        1,
+        listeners.clone(),
+        PathBuf::from("/tmp/x"),
+        None,
+        raw(&[
+            (
+                "controller.quorum.voters",
+                "0@h0:9093,1@127.0.0.1:9093,2@h2:9093",
+            ),
+            ("controller.listener.names", "CONTROLLER"),
+            ("replica.lag.time.max.ms", "5000"),
+        ]),
+    )
+    .unwrap();
+    let cluster = config.cluster;
+    assert_eq!(config.listeners.len(), 1);
+    assert_eq!(cluster.voters.len(), 3);
+    assert_eq!(cluster.controller_advertised, "127.0.0.1:9093");
+    assert_eq!(cluster.inter_broker_listener, "PLAINTEXT");
+    assert_eq!(
+        config.replication.replica_lag_time_max,
+        Duration::from_millis(5000)
+    );
+    let fails = |pairs: &[(&str, &str)]| {
+        BrokerConfig::new(1, listeners.clone(), PathBuf::from("/x"), None, raw(pairs))
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(fails(&[("controller.quorum.voters", "0@a:1,1@b:2")]).contains("1, 3 or 5"));
+    assert!(fails(&[("controller.quorum.voters", "0@a")]).contains("no port"));
+    assert!(fails(&[("controller.quorum.voters", "0@a:1")]).contains("required"));
+    assert!(fails(&[
+        ("controller.quorum.voters", "0@a:1"),
+        ("controller.listener.names", "NOPE")
+    ])
+    .contains("no listener"));
+}
