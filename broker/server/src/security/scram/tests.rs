@@ -30,8 +30,7 @@ fn exchange(
     let credential = ScramCredential::new(mech, stored.1, 4096);
     let mut client = ScramClient::new(mech, user, password);
     let mut server = ScramServer::new(mech);
-    let server_first =
-        server.client_first(&client.client_first(), lookup(stored.0, credential))?;
+    let server_first = server.client_first(&client.client_first(), lookup(stored.0, credential))?;
     let (server_final, name) = server.client_final(&client.client_final(&server_first)?)?;
     client.verify_server_final(&server_final)?;
     Ok(name)
