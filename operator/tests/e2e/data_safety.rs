@@ -20,7 +20,7 @@ use serde_json::json;
 use super::{
     brokers_on, cluster_client, condition, create_from_yaml, install, is_ready, mode, new_revision,
     patch_cluster, scale_cluster, wait_for, Clients, LocalNode, LocalOperator, Mode, TestNamespace,
-    CLUSTER,
+    CLUSTER, RELEASE, RELEASE_NAMESPACE,
 };
 
 const TOPIC: &str = "dev-events";
@@ -52,6 +52,155 @@ async fn processes_mode(test: &str) -> Option<kube::Client> {
     }
     install(&client).await;
     Some(client)
+}
+
+/// Where the chaos test's brokers and operator run: local processes beside
+/// a stand-in kubelet (processes mode), or pods on a real node with the
+/// chart's operator Deployment (pods mode).
+struct Rig {
+    mode: Mode,
+    client: kube::Client,
+    namespace: String,
+    node: Option<Arc<LocalNode>>,
+    kubelet: Option<super::kubelet::Kubelet>,
+    operator: Option<LocalOperator>,
+}
+
+impl Rig {
+    /// A rig for `test` in processes or pods mode; `None` (skipped) in api mode.
+    async fn start(test: &str, prefix: &str, subnet: u8) -> Option<(Rig, TestNamespace)> {
+        let client = cluster_client(test).await?;
+        let mode = mode(&client).await;
+        if mode == Mode::Api {
+            eprintln!("SKIPPED {test}: needs brokers (RIVULET_E2E_MODE=processes or pods)");
+            return None;
+        }
+        install(&client).await;
+        let ns = TestNamespace::create(&client, prefix).await;
+        let mut rig = Rig {
+            mode,
+            client: client.clone(),
+            namespace: ns.name.clone(),
+            node: None,
+            kubelet: None,
+            operator: None,
+        };
+        if mode == Mode::Processes {
+            let node = Arc::new(LocalNode::new(&ns.name, CLUSTER, subnet));
+            rig.kubelet = Some(node.start(client.clone(), &ns.name, CLUSTER));
+            rig.operator = Some(LocalOperator::start(&client, &ns.name, Some(&node)).await);
+            rig.node = Some(node);
+        } else {
+            rig.wait_operator_available().await;
+        }
+        Some((rig, ns))
+    }
+
+    /// The clients of the rig's mode; `node` is the rig's node (a clone,
+    /// so the operator can be killed while clients run).
+    fn clients<'a>(&self, node: Option<&'a LocalNode>) -> Clients<'a> {
+        match node {
+            Some(node) => Clients::Local {
+                node,
+                running: std::sync::Mutex::new(std::collections::BTreeMap::new()),
+            },
+            None => Clients::Pods(Box::new(Api::namespaced(
+                self.client.clone(),
+                &self.namespace,
+            ))),
+        }
+    }
+
+    async fn wait_operator_available(&self) {
+        let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+            Api::namespaced(self.client.clone(), RELEASE_NAMESPACE);
+        wait_for(
+            "the operator Deployment available",
+            Duration::from_secs(300),
+            || async {
+                let d = deployments.get(RELEASE).await.ok()?;
+                (d.status?.available_replicas? >= 1).then_some(())
+            },
+        )
+        .await;
+    }
+
+    /// Kills the operator at once: SIGKILL of the local process, or a
+    /// zero-grace delete of the operator's pod (its Deployment makes a new
+    /// one). Returns when a new operator runs.
+    async fn kill_operator(&mut self) {
+        if let Some(old) = self.operator.take() {
+            drop(old);
+            let node = self.node.as_deref();
+            self.operator = Some(LocalOperator::start(&self.client, &self.namespace, node).await);
+            return;
+        }
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), RELEASE_NAMESPACE);
+        let selector = format!("app.kubernetes.io/instance={RELEASE}");
+        let list = pods
+            .list(&kube::api::ListParams::default().labels(&selector))
+            .await
+            .expect("list the operator's pods");
+        let now = kube::api::DeleteParams {
+            grace_period_seconds: Some(0),
+            ..Default::default()
+        };
+        let killed: Vec<Option<String>> = list.items.iter().map(|p| p.uid()).collect();
+        assert!(!killed.is_empty(), "no operator pod to kill");
+        for pod in &list.items {
+            pods.delete(&pod.name_any(), &now)
+                .await
+                .expect("delete the operator's pod");
+        }
+        let selector = &selector;
+        let killed = &killed;
+        let pods = &pods;
+        wait_for(
+            "a new operator pod Ready",
+            Duration::from_secs(300),
+            || async move {
+                let list = pods
+                    .list(&kube::api::ListParams::default().labels(selector))
+                    .await
+                    .ok()?;
+                list.items
+                    .iter()
+                    .any(|p| {
+                        !killed.contains(&p.uid())
+                            && p.status
+                                .as_ref()
+                                .and_then(|s| s.conditions.as_ref())
+                                .is_some_and(|cs| {
+                                    cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                                })
+                    })
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+
+    /// A client script producing `1..=n`, one record every `pause`
+    /// seconds, idempotent with acks=all, printing `produced-ok` only when
+    /// every record was acknowledged: confluent-kafka locally, kcat in a
+    /// pod (whose image has no Python).
+    fn producer(&self, bootstrap: &str, n: u32, pause: f64) -> String {
+        if self.mode == Mode::Processes {
+            return produce_through_chaos(bootstrap, n, pause);
+        }
+        format!(
+            "i=1; while [ $i -le {n} ]; do echo $i; i=$((i+1)); sleep {pause}; done | \
+             kcat -b {bootstrap} -t {TOPIC} -P -X enable.idempotence=true -X acks=all \
+             -X message.timeout.ms=600000 -X linger.ms=5 && echo produced-ok"
+        )
+    }
+
+    async fn stop(self) {
+        drop(self.operator);
+        if let Some(kubelet) = self.kubelet {
+            kubelet.stop().await;
+        }
+    }
 }
 
 /// The voter ids in the cluster's status.
@@ -335,17 +484,12 @@ async fn wait_settled(clusters: &Api<KafkaCluster>, brokers: i32, what: &str) {
 #[tokio::test]
 async fn chaos_under_load_loses_no_acknowledged_record() {
     let test = "chaos_under_load_loses_no_acknowledged_record";
-    let Some(client) = processes_mode(test).await else {
+    let Some((mut rig, ns)) = Rig::start(test, "chaos", 3).await else {
         return;
     };
-    let ns = TestNamespace::create(&client, "chaos").await;
-    let node = Arc::new(LocalNode::new(&ns.name, CLUSTER, 3));
-    let kubelet = node.start(client.clone(), &ns.name, CLUSTER);
-    let mut operator = LocalOperator::start(&client, &ns.name, Some(&node)).await;
-    let clients = Clients::Local {
-        node: &node,
-        running: std::sync::Mutex::new(std::collections::BTreeMap::new()),
-    };
+    let client = rig.client.clone();
+    let node = rig.node.clone();
+    let clients = rig.clients(node.as_deref());
     let bootstrap = format!("{CLUSTER}-bootstrap.{}.svc.cluster.local:9092", ns.name);
     let clusters: Api<KafkaCluster> = ns.api();
     let topics: Api<Topic> = ns.api();
@@ -378,8 +522,14 @@ async fn chaos_under_load_loses_no_acknowledged_record() {
     })
     .await;
     let total = 12_000;
+    let cluster_id = clusters
+        .get(CLUSTER)
+        .await
+        .ok()
+        .and_then(|c| c.status?.cluster_id)
+        .expect("a cluster id in status");
     clients
-        .start("load", &produce_through_chaos(&bootstrap, total, 0.01))
+        .start("load", &rig.producer(&bootstrap, total, 0.01))
         .await;
     wait_for("the producer to run", Duration::from_secs(60), || async {
         clients.is_running("load").await.then_some(())
@@ -450,8 +600,7 @@ async fn chaos_under_load_loses_no_acknowledged_record() {
         || async { (brokers_on(&pods, &target).await > 0).then_some(()) },
     )
     .await;
-    drop(operator);
-    operator = LocalOperator::start(&client, &ns.name, Some(&node)).await;
+    rig.kill_operator().await;
     wait_for(
         "every broker on the new revision",
         Duration::from_secs(900),
@@ -493,8 +642,7 @@ async fn chaos_under_load_loses_no_acknowledged_record() {
         Some(4),
         "killed while draining, before any shrink"
     );
-    drop(operator);
-    operator = LocalOperator::start(&client, &ns.name, Some(&node)).await;
+    rig.kill_operator().await;
     wait_for(
         "drained and shrunk to 3 by the new operator",
         Duration::from_secs(600),
@@ -518,6 +666,19 @@ async fn chaos_under_load_loses_no_acknowledged_record() {
         "every acknowledged record exactly once"
     );
     wait_settled(&clusters, 3, "Ready with 3 voters at the end").await;
+    let now = clusters.get(CLUSTER).await.expect("the cluster");
+    assert_eq!(
+        now.status.and_then(|s| s.cluster_id).as_deref(),
+        Some(cluster_id.as_str()),
+        "the same cluster throughout"
+    );
+    let Some(node) = node.clone() else {
+        // A real node keeps no logs of deleted pods: the broker logs below
+        // are the stand-in kubelet's.
+        drop(client);
+        rig.stop().await;
+        return;
+    };
     let logs = node.broker_logs();
     let founded: usize = logs
         .values()
@@ -536,6 +697,87 @@ async fn chaos_under_load_loses_no_acknowledged_record() {
         logs[&format!("{CLUSTER}-broker-2")].contains("founder=false"),
         "the new volume joined"
     );
-    drop(operator);
-    kubelet.stop().await;
+    drop(client);
+    rig.stop().await;
+}
+
+/// pods mode: `spec.storage.size` grows each broker's claim through a
+/// real provisioner (a StorageClass that allows expansion), no broker
+/// restarts, the status shows the new capacity, and a smaller size is
+/// refused with a condition while the claims keep their size.
+#[tokio::test]
+async fn storage_grows_in_place_and_never_shrinks() {
+    let test = "storage_grows_in_place_and_never_shrinks";
+    let Some(client) = cluster_client(test).await else {
+        return;
+    };
+    if mode(&client).await != Mode::Pods {
+        eprintln!("SKIPPED {test}: needs a real provisioner (RIVULET_E2E_MODE=pods)");
+        return;
+    }
+    let Some((rig, ns)) = Rig::start(test, "storage", 4).await else {
+        return;
+    };
+    let clusters: Api<KafkaCluster> = ns.api();
+    let pods: Api<Pod> = ns.api();
+    let claims: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> = ns.api();
+    create_from_yaml(
+        &clusters,
+        &format!(
+            "apiVersion: rivulet.dev/v1alpha1\nkind: KafkaCluster\nmetadata:\n  name: {CLUSTER}\nspec:\n  replicas: 1\n  storage:\n    size: 1Gi\n"
+        ),
+    )
+    .await;
+    wait_for("1 broker Ready", Duration::from_secs(300), || async {
+        let c = clusters.get(CLUSTER).await.ok()?;
+        is_ready(&c, 1).then_some(())
+    })
+    .await;
+    let pod = format!("{CLUSTER}-broker-0");
+    let claim = format!("data-{CLUSTER}-broker-0");
+    let uid = pods.get(&pod).await.expect("the broker's pod").uid();
+
+    patch_cluster(&clusters, json!({"spec": {"storage": {"size": "2Gi"}}})).await;
+    wait_for(
+        "the claim grown and the capacity in status",
+        Duration::from_secs(300),
+        || async {
+            let pvc = claims.get(&claim).await.ok()?;
+            let capacity = pvc.status?.capacity?.get("storage")?.0.clone();
+            let c = clusters.get(CLUSTER).await.ok()?;
+            let shown = c.status?.storage_capacity.get("0").cloned();
+            (capacity == "2Gi" && shown.as_deref() == Some("2Gi")).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        pods.get(&pod).await.expect("the broker's pod").uid(),
+        uid,
+        "the volume grew without a restart"
+    );
+
+    patch_cluster(&clusters, json!({"spec": {"storage": {"size": "1Gi"}}})).await;
+    wait_for(
+        "the shrink refused in a condition",
+        Duration::from_secs(120),
+        || async {
+            let c = clusters.get(CLUSTER).await.ok()?;
+            c.status?
+                .conditions
+                .iter()
+                .any(|c| c.status == "True" && c.reason == "StorageResizeRefused")
+                .then_some(())
+        },
+    )
+    .await;
+    let pvc = claims.get(&claim).await.expect("the claim");
+    assert_eq!(
+        pvc.spec
+            .and_then(|s| s.resources?.requests?.get("storage").map(|q| q.0.clone()))
+            .as_deref(),
+        Some("2Gi"),
+        "a volume never shrinks"
+    );
+    assert_eq!(pods.get(&pod).await.expect("the pod").uid(), uid);
+    rig.stop().await;
 }

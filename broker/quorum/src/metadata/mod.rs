@@ -4,6 +4,7 @@
 //! Pure and synchronous: the Raft state machine feeds committed commands to
 //! [`ClusterMetadata::apply`] in log order, and tests do the same without Raft.
 
+pub mod acl;
 mod apply;
 mod command;
 mod partition;
