@@ -89,6 +89,39 @@ def roundtrip(opts):
     emit({"produced": len(delivered), "consumed": len(seen)})
 
 
+def paced(opts):
+    """Produces 40 records, one every 0.25 s, then reads them back: long
+    enough for several SASL sessions when connections.max.reauth.ms is short."""
+    topic = opts["topic"]
+    admin = AdminClient(client_conf(opts))
+    ensure_topic(admin, topic)
+    errors = []
+    producer = Producer(client_conf(opts, {"error_cb": errors.append}))
+    failed = []
+
+    def on_delivery(err, msg):
+        if err is not None:
+            failed.append(str(err))
+
+    for i in range(40):
+        producer.produce(topic, value=f"paced-{i}".encode(), on_delivery=on_delivery)
+        producer.poll(0)
+        time.sleep(0.25)
+    check_eq(producer.flush(60), 0, "records still queued after flush")
+    check_eq(failed, [], "failed deliveries")
+    consumer = Consumer(client_conf(opts, {"group.id": f"paced-{topic}", "enable.auto.commit": False}))
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    seen = []
+    deadline = Deadline(60)
+    while len(seen) < 40 and not deadline.expired():
+        msg = consumer.poll(1.0)
+        if msg is not None and not msg.error():
+            seen.append(msg.value().decode())
+    consumer.close()
+    check_eq(seen, [f"paced-{i}" for i in range(40)], "records read back")
+    emit({"consumed": len(seen), "errors": [str(e) for e in errors]})
+
+
 def refused(opts):
     errors = []
     conf = client_conf(opts, {"error_cb": errors.append, "socket.timeout.ms": 5000})
@@ -156,7 +189,7 @@ def scram_admin(opts):
 def main():
     scenario, raw = sys.argv[1], sys.argv[2]
     opts = json.loads(raw)
-    {"roundtrip": roundtrip, "refused": refused, "scram_admin": scram_admin}[scenario](opts)
+    {"roundtrip": roundtrip, "paced": paced, "refused": refused, "scram_admin": scram_admin}[scenario](opts)
 
 
 if __name__ == "__main__":

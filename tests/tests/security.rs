@@ -386,6 +386,63 @@ fn sasl_handshake_v0_sends_raw_tokens() {
     assert!(conn.metadata(None).is_ok());
 }
 
+fn metric(broker: &BrokerProcess, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let (_, body) = metrics::http_get(&broker.metrics_addr(), "/metrics").expect("scrape");
+    metrics::find(&metrics::parse_samples(&body), name, labels)
+        .iter()
+        .map(|s| s.value)
+        .sum()
+}
+
+/// KIP-368: with a 2 s session lifetime, librdkafka re-authenticates on
+/// its open connections instead of being cut off, and produces and
+/// consumes through it all.
+#[test]
+fn clients_re_authenticate_before_their_session_expires() {
+    require_py!("confluent_kafka");
+    let broker = BrokerProcess::builder()
+        .listener("SASL_PLAINTEXT", "SASL_PLAINTEXT")
+        .config(
+            "listener.name.sasl_plaintext.connections.max.reauth.ms",
+            "2000",
+        )
+        .arg("--add-scram")
+        .arg("SCRAM-SHA-512=[name=carol,password=carol-secret]")
+        .arg("--add-scram")
+        .arg("SCRAM-SHA-256=[name=bob,password=bob-secret]")
+        .start();
+    wait_scram_users(&broker);
+    let topic = unique_topic("reauth");
+    let props = json!({
+        "security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": "SCRAM-SHA-512",
+        "sasl.username": "carol", "sasl.password": "carol-secret",
+    });
+    let out = last_json(&run_py(
+        "security_clients.py",
+        &[
+            "paced",
+            &options(&broker.listener_bootstrap("SASL_PLAINTEXT"), &topic, props),
+        ],
+    ));
+    assert_eq!(out["consumed"], 40, "{out}");
+    let handshakes = metric(
+        &broker,
+        "kafka_network_requestmetrics_requests_total",
+        &[("request", "SaslHandshake")],
+    );
+    let expired = metric(
+        &broker,
+        "kafka_network_requestmetrics_errors_total",
+        &[("error", "authentication")],
+    );
+    eprintln!("{handshakes} SaslHandshake requests, {expired} connections cut");
+    assert!(
+        handshakes >= 6.0,
+        "sessions re-authenticated: {handshakes} handshakes"
+    );
+    assert_eq!(expired, 0.0, "no connection was cut for an expired session");
+}
+
 /// Replaces `path` atomically with `contents` (as a Secret update does).
 fn replace(path: &Path, contents: &[u8]) {
     let tmp = path.with_extension("new");

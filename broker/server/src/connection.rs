@@ -161,6 +161,12 @@ async fn serve_stream<S>(
                 .map(|k| (k, h.api_version, h.correlation_id))
         });
         let step = auth.inspect(&frame, api, &lookup);
+        if let (Some((key, _, _)), false) = (api, matches!(step, Step::Serve)) {
+            // Answered by the authenticator: counted like any other request.
+            if let Some(api) = broker.metrics.api(key as i16) {
+                api.requests.inc();
+            }
+        }
         if let Some(mechanism) = auth.take_failure() {
             failed_authentication(&broker, &listener.name, mechanism.name());
         }
