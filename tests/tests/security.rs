@@ -13,8 +13,8 @@ use std::{
 };
 
 use rivulet_tests::{
-    certs::TestPki, kcat, last_json, metrics, py_command, require_py, require_tools, run_cmd,
-    run_py, unique_topic, BrokerProcess, KafkaConn,
+    certs::TestPki, kcat, last_json, metrics, py_command, require_py, require_tools, rivulet_cmd,
+    run_cmd, run_py, unique_topic, BrokerProcess, KafkaConn,
 };
 use serde_json::json;
 
@@ -352,6 +352,69 @@ fn scram_users_are_managed_through_the_admin_api() {
         !log.contains("carol-secret"),
         "a password reached the metadata log"
     );
+}
+
+/// `rivulet user add|list|remove` manage the SCRAM users real clients log
+/// in as.
+#[test]
+fn the_user_command_manages_scram_users() {
+    require_py!("confluent_kafka");
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new(dir.path(), "Rivulet test CA");
+    let broker = secured_broker(&pki);
+    wait_scram_users(&broker);
+    let user = |args: &[&str]| {
+        let mut cmd = rivulet_cmd(&broker.bootstrap(), &["user"]);
+        cmd.args(args).env_remove("RIVULET_USER_PASSWORD");
+        run_cmd(&mut cmd, None, Duration::from_secs(30))
+    };
+    user(&[
+        "add",
+        "erin",
+        "--password",
+        "erin-secret",
+        "--iterations",
+        "8192",
+    ])
+    .assert_success("rivulet user add");
+    let list = user(&["list"]);
+    list.assert_success("rivulet user list");
+    assert!(
+        list.stdout
+            .lines()
+            .any(|l| l.split_whitespace().eq(["erin", "SCRAM-SHA-512", "8192"])),
+        "{}",
+        list.stdout
+    );
+    let login = json!({
+        "security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": "SCRAM-SHA-512",
+        "sasl.username": "erin", "sasl.password": "erin-secret",
+    });
+    assert_eq!(
+        roundtrip(&broker.listener_bootstrap("SASL_PLAINTEXT"), login.clone())["consumed"],
+        20
+    );
+
+    // Refusals come back as Kafka's errors, with a failing exit status.
+    let weak = user(&["add", "erin", "--password", "x", "--iterations", "10"]);
+    assert!(
+        !weak.status.success() && weak.stderr.contains("4096"),
+        "{}",
+        weak.stderr
+    );
+    let md5 = user(&["add", "erin", "--password", "x", "--mechanism", "SCRAM-MD5"]);
+    assert!(!md5.status.success(), "{}", md5.stderr);
+
+    user(&["remove", "erin"]).assert_success("rivulet user remove");
+    assert!(!user(&["list"]).stdout.contains("erin"));
+    let again = user(&["remove", "erin"]);
+    assert!(
+        !again.status.success() && again.stderr.contains("RESOURCE_NOT_FOUND"),
+        "{}",
+        again.stderr
+    );
+    let out = refused(&broker.listener_bootstrap("SASL_PLAINTEXT"), login);
+    eprintln!("a removed user: {out}");
 }
 
 #[test]

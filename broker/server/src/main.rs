@@ -46,6 +46,8 @@ enum Command {
     Format(cli::format::FormatArgs),
     /// Describe the controller quorum; add or remove voters.
     Quorum(cli::quorum::QuorumArgs),
+    /// Add, list and remove SCRAM users.
+    User(cli::user::UserArgs),
 }
 
 #[derive(clap::Args)]
@@ -115,6 +117,7 @@ fn main() -> ExitCode {
             Command::Dev(args) => cli::dev::run(args).await,
             Command::Format(args) => cli::format::run(args),
             Command::Quorum(args) => cli::quorum::run(args).await,
+            Command::User(args) => cli::user::run(args).await,
         }
     });
     match result {

@@ -14,6 +14,7 @@ pub mod group;
 pub mod produce;
 pub mod quorum;
 pub mod topic;
+pub mod user;
 
 /// Where the client commands connect.
 #[derive(clap::Args, Debug, Clone)]
