@@ -63,6 +63,11 @@ for round in 1 2; do
         p=$(timed kcat -P -b 127.0.0.1:$port "${extra[@]}" -t "$topic" -X acks=all -X linger.ms=5 \
             -X batch.size=1000000 -X queue.buffering.max.messages=1000000 -l "$WORK/lines")
         c=$(timed kcat -C -b 127.0.0.1:$port "${extra[@]}" -t "$topic" -o beginning -e -q -f '')
+        stored=$(kcat -C -b 127.0.0.1:39092 -t "$topic" -o beginning -e -q -f 'x\n' | wc -l)
+        if [ "$stored" -ne "$RECORDS" ]; then
+            echo "error: $topic holds $stored records, not $RECORDS" >&2
+            exit 1
+        fi
         printf '%-10s round %d: produce %6ss (%s rec/s), consume %6ss (%s rec/s)\n' \
             "$proto" "$round" "$p" "$(rate "$p")" "$c" "$(rate "$c")"
     done
