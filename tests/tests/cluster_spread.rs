@@ -102,14 +102,16 @@ fn drive(
                 started.elapsed() < Duration::from_secs(120),
                 "{what} did not finish"
             );
-            let assignment = WireAdmin
-                .replica_assignment(bootstrap)
-                .await
-                .expect("ask the brokers where the replicas are");
+            // As the operator reads them: the moves first, so one that
+            // finishes in between never looks like a widened replica list.
             let ongoing = WireAdmin
                 .reassignments_in_progress(bootstrap)
                 .await
                 .expect("ask the brokers which moves are under way");
+            let assignment = WireAdmin
+                .replica_assignment(bootstrap)
+                .await
+                .expect("ask the brokers where the replicas are");
             let Some(moves) = plan(&assignment, &ongoing) else {
                 break;
             };

@@ -87,6 +87,16 @@ pub async fn checked_moves(
     bootstrap: &str,
     cluster_id: &str,
 ) -> Result<(ClusterSnapshot, Vec<OngoingReassignment>), String> {
+    // The moves in progress first, then where the replicas are: a move
+    // that finishes between the two reads then shows in both (listed, and
+    // already at its target), never as a widened replica list that nothing
+    // says is moving (which a planner would move again, growing the
+    // replication factor).
+    let ongoing = ctx
+        .kafka
+        .reassignments_in_progress(bootstrap)
+        .await
+        .map_err(|error| format!("cannot ask the brokers what is moving ({error})"))?;
     let snapshot = ctx
         .kafka
         .snapshot(bootstrap)
@@ -98,11 +108,6 @@ pub async fn checked_moves(
             snapshot.cluster_id.as_deref().unwrap_or("(none)")
         ));
     }
-    let ongoing = ctx
-        .kafka
-        .reassignments_in_progress(bootstrap)
-        .await
-        .map_err(|error| format!("cannot ask the brokers what is moving ({error})"))?;
     Ok((snapshot, ongoing))
 }
 

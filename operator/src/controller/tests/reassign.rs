@@ -96,6 +96,32 @@ async fn scale_in_drains_the_leaving_broker_then_shrinks() {
     assert_ne!(h.condition("Progressing").1, "Draining");
 }
 
+/// A move that finishes between the drain's two reads (Metadata still
+/// shows the target plus the leaving replica, ListPartitionReassignments
+/// no longer lists it) must not be planned again from the widened list:
+/// that would raise the partition's replication factor. Seen once in
+/// `cluster_spread` under load.
+#[tokio::test]
+async fn a_move_finishing_between_the_drains_reads_is_not_planned_again() {
+    let h = Harness::running("replicas: 4", 4).await;
+    h.kafka.put_topic("orders", &[&[3, 0], &[0, 1]]);
+    h.scale_to(3);
+    h.reconcile().await;
+    assert_eq!(h.kafka_calls(), ["reassign orders-0 [2, 0]"]);
+
+    *h.kafka.complete_before_next_list.lock().unwrap() = true;
+    h.reconcile().await;
+    assert!(
+        h.kafka_calls().is_empty(),
+        "a finished move was planned again"
+    );
+    assert_eq!(
+        h.kafka.replicas_of("orders")[0],
+        [2, 0],
+        "replication factor kept"
+    );
+}
+
 #[tokio::test]
 async fn scale_in_that_would_lose_data_is_refused() {
     let h = Harness::running("replicas: 3\nquorumVoters: 1", 3).await;
