@@ -417,6 +417,153 @@ fn the_user_command_manages_scram_users() {
     eprintln!("a removed user: {out}");
 }
 
+/// Every client command takes `--command-config` with Kafka client
+/// properties (Java's names, or librdkafka's), as Kafka's tools do.
+#[test]
+fn cli_commands_take_a_command_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new(dir.path(), "Rivulet test CA");
+    let broker = secured_broker(&pki);
+    wait_scram_users(&broker);
+    let ca = pki.ca_file().display().to_string();
+    let write = |name: &str, text: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let java = write(
+        "sasl_ssl.properties",
+        format!(
+            "security.protocol=SASL_SSL\nsasl.mechanism=SCRAM-SHA-512\n\
+             sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"carol\" password=\"carol-secret\";\n\
+             ssl.truststore.type=PEM\nssl.truststore.location={ca}\n"
+        ),
+    );
+    let sasl_ssl = broker.listener_bootstrap("SASL_SSL");
+    let cli = |config: &str, bootstrap: &str, args: &[&str], stdin: Option<&[u8]>| {
+        let mut cmd = rivulet_cmd(bootstrap, args);
+        cmd.args(["--command-config", config]);
+        run_cmd(&mut cmd, stdin, Duration::from_secs(30))
+    };
+    let topic = unique_topic("cli-sec");
+    cli(
+        &java,
+        &sasl_ssl,
+        &["topic", "create", &topic, "--partitions", "2"],
+        None,
+    )
+    .assert_success("topic create over SASL_SSL");
+    let list = cli(&java, &sasl_ssl, &["topic", "list"], None);
+    list.assert_success("topic list over SASL_SSL");
+    assert!(
+        list.stdout.lines().any(|l| l.trim() == topic),
+        "{}",
+        list.stdout
+    );
+    cli(
+        &java,
+        &sasl_ssl,
+        &["produce", "--topic", &topic, "--partition", "0"],
+        Some(b"a\nb\n"),
+    )
+    .assert_success("produce over SASL_SSL");
+    let consumed = cli(
+        &java,
+        &sasl_ssl,
+        &[
+            "consume",
+            "--topic",
+            &topic,
+            "--partition",
+            "0",
+            "--from-beginning",
+            "--max-messages",
+            "2",
+            "--timeout-ms",
+            "10000",
+        ],
+        None,
+    );
+    consumed.assert_success("consume over SASL_SSL");
+    assert_eq!(consumed.stdout.lines().collect::<Vec<_>>(), ["a", "b"]);
+
+    // librdkafka's names, PLAIN over clear text.
+    let rdkafka = write(
+        "plain.properties",
+        "security.protocol=SASL_PLAINTEXT\nsasl.mechanisms=PLAIN\nsasl.username=alice\nsasl.password=alice-secret\n".into(),
+    );
+    cli(
+        &rdkafka,
+        &broker.listener_bootstrap("SASL_PLAINTEXT"),
+        &["topic", "list"],
+        None,
+    )
+    .assert_success("topic list over SASL_PLAINTEXT with PLAIN");
+    // A client certificate from a PEM keystore.
+    let alice = pki.client("alice", "alice", "clients");
+    let mtls = write(
+        "mtls.properties",
+        format!(
+            "security.protocol=SSL\nssl.truststore.location={ca}\nssl.keystore.type=PEM\nssl.keystore.location={}\n",
+            alice.keystore.display()
+        ),
+    );
+    cli(
+        &mtls,
+        &broker.listener_bootstrap("MTLS"),
+        &["topic", "list"],
+        None,
+    )
+    .assert_success("topic list over mTLS");
+
+    // Failures say what went wrong.
+    let wrong = write(
+        "wrong.properties",
+        "security.protocol=SASL_PLAINTEXT\nsasl.mechanism=SCRAM-SHA-256\nsasl.username=bob\nsasl.password=nope\n".into(),
+    );
+    let out = cli(
+        &wrong,
+        &broker.listener_bootstrap("SASL_PLAINTEXT"),
+        &["topic", "list"],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(
+        out.stderr.contains("Invalid username or password"),
+        "{}",
+        out.stderr
+    );
+    let no_ca = write("no_ca.properties", "security.protocol=SSL\n".into());
+    let out = cli(
+        &no_ca,
+        &broker.listener_bootstrap("SSL"),
+        &["topic", "list"],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(
+        out.stderr.contains("ssl.truststore.location"),
+        "{}",
+        out.stderr
+    );
+    let other = TestPki::new(&dir.path().join("other"), "Someone else's CA");
+    let untrusted = write(
+        "untrusted.properties",
+        format!(
+            "security.protocol=SSL\nssl.ca.location={}\n",
+            other.ca_file().display()
+        ),
+    );
+    let out = cli(
+        &untrusted,
+        &broker.listener_bootstrap("SSL"),
+        &["topic", "list"],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("TLS handshake"), "{}", out.stderr);
+}
+
 #[test]
 fn sasl_handshake_v0_sends_raw_tokens() {
     let dir = tempfile::tempdir().unwrap();

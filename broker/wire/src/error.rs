@@ -108,6 +108,14 @@ pub enum ClientError {
     /// failure left the connection unusable.
     #[error("the broker closed the connection")]
     Closed,
+    /// The TLS handshake or the SASL login failed.
+    #[error("authentication with {addr} failed: {reason}")]
+    Authentication {
+        /// The broker.
+        addr: String,
+        /// What failed, in the broker's words where it gave some.
+        reason: String,
+    },
     /// Serialising a request failed.
     #[error(transparent)]
     Encode(#[from] EncodeError),

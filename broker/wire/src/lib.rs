@@ -24,6 +24,7 @@ pub mod client;
 pub mod error;
 pub mod frame;
 pub mod request;
+pub mod scram;
 pub mod uuid_text;
 
 pub use kafka_protocol;

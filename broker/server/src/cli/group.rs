@@ -120,9 +120,7 @@ pub struct PartitionOffsets {
 
 /// Runs `rivulet group`.
 pub async fn run(args: GroupArgs) -> anyhow::Result<()> {
-    let mut client = Client::connect(&args.connect.bootstrap_server)
-        .await
-        .with_context(|| format!("connect to {}", args.connect.bootstrap_server))?;
+    let mut client = args.connect.client().await?;
     match args.command {
         GroupCommand::List => {
             let groups = client.list_groups().await.context("list groups")?;

@@ -27,6 +27,39 @@ pub struct ConnectArgs {
         default_value = "127.0.0.1:9092"
     )]
     pub bootstrap_server: String,
+    /// Kafka client properties for secured listeners, as Kafka's tools take
+    /// them: `security.protocol`, `ssl.truststore.location` (PEM),
+    /// `sasl.mechanism` and `sasl.jaas.config` (or librdkafka's names).
+    #[arg(
+        long,
+        global = true,
+        env = "RIVULET_COMMAND_CONFIG",
+        value_name = "FILE"
+    )]
+    pub command_config: Option<std::path::PathBuf>,
+}
+
+impl ConnectArgs {
+    /// A client of the cluster, secured as `--command-config` says.
+    pub async fn client(&self) -> anyhow::Result<rivulet_wire::client::Client> {
+        use anyhow::Context;
+        let security = match &self.command_config {
+            None => rivulet_wire::client::ClientSecurity::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("read {}", path.display()))?;
+                rivulet_wire::client::ClientSecurity::from_properties(&parse_properties(&text))
+                    .with_context(|| format!("--command-config {}", path.display()))?
+            }
+        };
+        rivulet_wire::client::Client::connect_secure(
+            &self.bootstrap_server,
+            rivulet_wire::client::DEFAULT_CLIENT_ID,
+            security,
+        )
+        .await
+        .with_context(|| format!("connect to {}", self.bootstrap_server))
+    }
 }
 
 /// Connects to the cluster and looks up `topic`, failing with the broker's
@@ -39,9 +72,7 @@ pub async fn connect_to_topic(
     rivulet_wire::client::TopicInfo,
 )> {
     use anyhow::Context;
-    let mut client = rivulet_wire::client::Client::connect(&connect.bootstrap_server)
-        .await
-        .with_context(|| format!("connect to {}", connect.bootstrap_server))?;
+    let mut client = connect.client().await?;
     let meta = client.metadata(Some(vec![topic.to_string()])).await?;
     let info = meta
         .topics

@@ -43,10 +43,7 @@ enum QuorumCommand {
 
 /// Runs `rivulet quorum`.
 pub async fn run(args: QuorumArgs) -> anyhow::Result<()> {
-    let bootstrap = &args.connect.bootstrap_server;
-    let mut client = Client::connect(bootstrap)
-        .await
-        .with_context(|| format!("connect to {bootstrap}"))?;
+    let mut client = args.connect.client().await?;
     match args.command {
         QuorumCommand::Describe => {
             let quorum = client

@@ -2,7 +2,6 @@
 //! the Kafka admin APIs (like `kafka-topics.sh` and `kafka-configs.sh`).
 
 use anyhow::Context;
-use rivulet_wire::client::Client;
 
 use super::{parse_kv, ConnectArgs};
 
@@ -61,9 +60,7 @@ enum TopicCommand {
 
 /// Runs `rivulet topic`.
 pub async fn run(args: TopicArgs) -> anyhow::Result<()> {
-    let mut client = Client::connect(&args.connect.bootstrap_server)
-        .await
-        .with_context(|| format!("connect to {}", args.connect.bootstrap_server))?;
+    let mut client = args.connect.client().await?;
     match args.command {
         TopicCommand::Create {
             name,

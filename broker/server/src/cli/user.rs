@@ -65,10 +65,7 @@ fn mechanism(name: &str) -> anyhow::Result<ScramMechanism> {
 
 /// Runs `rivulet user`.
 pub async fn run(args: UserArgs) -> anyhow::Result<()> {
-    let bootstrap = &args.connect.bootstrap_server;
-    let mut client = Client::connect(bootstrap)
-        .await
-        .with_context(|| format!("connect to {bootstrap}"))?;
+    let mut client = args.connect.client().await?;
     match args.command {
         UserCommand::Add {
             name,

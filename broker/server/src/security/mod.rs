@@ -11,12 +11,13 @@ pub mod config;
 pub mod jaas;
 pub mod plain;
 pub mod principal;
-pub mod scram;
 pub mod tls;
 
 use std::fmt;
 
 pub use config::{ListenerSecurity, SaslMechanism, SecurityConfig, SecurityConfigError};
+/// SCRAM lives in rivulet-wire: clients and the broker share it.
+pub use rivulet_wire::scram;
 
 /// Kafka's security protocols, one per listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -12,8 +12,12 @@ use kafka_protocol::{
     messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader},
     protocol::{Decodable, Encodable, Request, StrBytes, VersionRange},
 };
-use tokio::{io::AsyncWriteExt, net::TcpStream};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt},
+    net::TcpStream,
+};
 
+use super::security::ClientSecurity;
 use crate::{
     error::{ClientError, EncodeError},
     frame::{finish_frame, read_frame, start_frame},
@@ -95,10 +99,24 @@ pub fn decode_response<T: Decodable>(
     .map_err(fail)
 }
 
+/// A byte stream to a broker: TCP, or TLS over TCP.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Stream for T {}
+
+/// The stream, boxed so plain and TLS connections are one type.
+struct BoxedStream(Box<dyn Stream>);
+
+impl std::fmt::Debug for BoxedStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BoxedStream")
+    }
+}
+
 /// One connection to one broker.
 #[derive(Debug)]
 pub struct Connection {
-    stream: TcpStream,
+    stream: BoxedStream,
     addr: String,
     client_id: String,
     next_correlation_id: i32,
@@ -120,7 +138,17 @@ impl Connection {
 
     /// Like [`Connection::connect`], with a chosen `client.id`.
     pub async fn connect_with_client_id(addr: &str, client_id: &str) -> Result<Self, ClientError> {
-        let stream = tokio::time::timeout(DEFAULT_REQUEST_TIMEOUT, TcpStream::connect(addr))
+        Self::connect_secure(addr, client_id, &ClientSecurity::default()).await
+    }
+
+    /// Connects with TLS and/or SASL as `security` says: the TLS handshake
+    /// first, then ApiVersions, then the SASL login.
+    pub async fn connect_secure(
+        addr: &str,
+        client_id: &str,
+        security: &ClientSecurity,
+    ) -> Result<Self, ClientError> {
+        let tcp = tokio::time::timeout(DEFAULT_REQUEST_TIMEOUT, TcpStream::connect(addr))
             .await
             .map_err(|_| ClientError::Timeout)?
             .map_err(|source| ClientError::Connect {
@@ -128,7 +156,32 @@ impl Connection {
                 source,
             })?;
         // Requests are small and answered one at a time: Nagle would only add latency.
-        stream.set_nodelay(true).ok();
+        tcp.set_nodelay(true).ok();
+        let stream = match &security.tls {
+            None => BoxedStream(Box::new(tcp)),
+            Some(config) => {
+                let auth_failed = |reason: String| ClientError::Authentication {
+                    addr: addr.to_owned(),
+                    reason,
+                };
+                let host = addr
+                    .rsplit_once(':')
+                    .map_or(addr, |(h, _)| h)
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_owned();
+                let name = rustls_pki_types::ServerName::try_from(host)
+                    .map_err(|e| auth_failed(format!("server name: {e}")))?;
+                let tls = tokio::time::timeout(
+                    DEFAULT_REQUEST_TIMEOUT,
+                    tokio_rustls::TlsConnector::from(config.clone()).connect(name, tcp),
+                )
+                .await
+                .map_err(|_| ClientError::Timeout)?
+                .map_err(|e| auth_failed(format!("TLS handshake: {e}")))?;
+                BoxedStream(Box::new(tls))
+            }
+        };
         let mut conn = Connection {
             stream,
             addr: addr.to_owned(),
@@ -139,6 +192,9 @@ impl Connection {
             broken: false,
         };
         conn.negotiate_versions().await?;
+        if let Some(login) = &security.sasl {
+            super::sasl::login(&mut conn, login).await?;
+        }
         Ok(conn)
     }
 
@@ -274,7 +330,7 @@ impl Connection {
         self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
         let frame = encode_request(correlation_id, Some(&self.client_id), version, &req)?;
         self.broken = true;
-        tokio::time::timeout(self.request_timeout, self.stream.write_all(&frame))
+        tokio::time::timeout(self.request_timeout, self.stream.0.write_all(&frame))
             .await
             .map_err(|_| ClientError::Timeout)?
             .map_err(ClientError::Send)?;
@@ -302,10 +358,11 @@ impl Connection {
         self.broken = true;
         let response = tokio::time::timeout(limit, async {
             self.stream
+                .0
                 .write_all(&frame)
                 .await
                 .map_err(ClientError::Send)?;
-            read_frame(&mut self.stream, MAX_RESPONSE_SIZE)
+            read_frame(&mut self.stream.0, MAX_RESPONSE_SIZE)
                 .await
                 .map_err(ClientError::Receive)?
                 .ok_or(ClientError::Closed)

@@ -16,6 +16,8 @@ mod groups;
 mod quorum;
 mod reassign;
 mod records;
+mod sasl;
+mod security;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -39,6 +41,7 @@ pub use self::{
     quorum::{QuorumDescription, QuorumListener, QuorumReplica, METADATA_TOPIC},
     reassign::{OngoingReassignment, ReassignTarget, ReassignmentResult},
     records::{decode_records, encode_batch, next_fetch_offset, OwnedRecord},
+    security::{ClientSecurity, SaslLogin, SecurityPropertyError},
 };
 use crate::error::ClientError;
 
@@ -121,6 +124,8 @@ pub struct ClusterMetadata {
 pub struct Client {
     bootstrap: Vec<String>,
     client_id: String,
+    /// TLS and SASL for every connection.
+    security: ClientSecurity,
     /// Connections by broker node id, opened on first use.
     conns: HashMap<i32, Connection>,
     /// A connection to a bootstrap address, used until Metadata names the
@@ -144,6 +149,16 @@ impl Client {
         bootstrap: &str,
         client_id: &str,
     ) -> Result<Self, ClientError> {
+        Self::connect_secure(bootstrap, client_id, ClientSecurity::default()).await
+    }
+
+    /// Like [`Client::connect_with_client_id`], every connection secured as
+    /// `security` says (TLS, SASL).
+    pub async fn connect_secure(
+        bootstrap: &str,
+        client_id: &str,
+        security: ClientSecurity,
+    ) -> Result<Self, ClientError> {
         let list: Vec<String> = bootstrap
             .split(',')
             .map(str::trim)
@@ -156,6 +171,7 @@ impl Client {
         let mut client = Client {
             bootstrap: list,
             client_id: client_id.to_owned(),
+            security,
             conns: HashMap::new(),
             bootstrap_conn: None,
             brokers: BTreeMap::new(),
@@ -278,7 +294,8 @@ impl Client {
             let broker = self.brokers.get(&node_id).ok_or_else(|| {
                 ClientError::Protocol(format!("broker {node_id} is not in the cluster metadata"))
             })?;
-            let conn = Connection::connect_with_client_id(&broker.addr(), &self.client_id).await?;
+            let conn =
+                Connection::connect_secure(&broker.addr(), &self.client_id, &self.security).await?;
             self.conns.insert(node_id, conn);
         }
         Ok(self.conns.get_mut(&node_id).expect("inserted above"))
@@ -312,7 +329,7 @@ impl Client {
             }
         }
         for addr in &self.bootstrap {
-            match Connection::connect_with_client_id(addr, &self.client_id).await {
+            match Connection::connect_secure(addr, &self.client_id, &self.security).await {
                 Ok(c) => return Ok(self.bootstrap_conn.insert(c)),
                 Err(e) => {
                     tracing::debug!(%addr, error = %e, "bootstrap broker unreachable");
