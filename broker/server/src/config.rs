@@ -554,6 +554,15 @@ impl BrokerConfig {
             ));
         };
         let controller = self.listeners.remove(at);
+        if controller.protocol != SecurityProtocol::Plaintext {
+            // Refused rather than served in clear text while the user asked
+            // for TLS or SASL: the quorum's gRPC has neither yet.
+            return Err(invalid(
+                "listener.security.protocol.map",
+                &format!("{name}:{}", controller.protocol),
+                "the controller listener must be PLAINTEXT: the controller quorum's traffic does not support TLS or SASL yet".into(),
+            ));
+        }
         if self.listeners.is_empty() {
             return Err(invalid(
                 "listeners",

@@ -135,3 +135,49 @@ fn cluster_settings_take_the_controller_listener() {
     ])
     .contains("no listener"));
 }
+
+#[test]
+fn secured_controller_and_inter_broker_listeners_are_refused_for_now() {
+    let listener = |name: &str, port: u16, protocol| ListenerConfig {
+        name: name.into(),
+        addr: format!("127.0.0.1:{port}").parse().unwrap(),
+        advertised: None,
+        protocol,
+    };
+    let cluster = |listeners: Vec<ListenerConfig>, extra: &[(&str, &str)]| {
+        let mut raw: BTreeMap<String, String> = [
+            (
+                "controller.quorum.voters",
+                "0@127.0.0.1:9093,1@h1:9093,2@h2:9093",
+            ),
+            ("controller.listener.names", "CONTROLLER"),
+            ("ssl.keystore.location", "/certs/broker.pem"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        raw.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        BrokerConfig::new(0, listeners, PathBuf::from("/x"), None, raw)
+            .unwrap_err()
+            .to_string()
+    };
+    let err = cluster(
+        vec![
+            listener("PLAINTEXT", 9092, SecurityProtocol::Plaintext),
+            listener("CONTROLLER", 9093, SecurityProtocol::Ssl),
+        ],
+        &[],
+    );
+    assert!(
+        err.contains("controller listener must be PLAINTEXT"),
+        "{err}"
+    );
+    let err = cluster(
+        vec![
+            listener("INTERNAL", 9092, SecurityProtocol::Ssl),
+            listener("CONTROLLER", 9093, SecurityProtocol::Plaintext),
+        ],
+        &[],
+    );
+    assert!(err.contains("inter.broker.listener.name"), "{err}");
+}
