@@ -84,12 +84,24 @@ fn cluster_id(cluster: &DevCluster, id: i32) -> String {
     md.cluster_id.expect("a cluster id").to_string()
 }
 
-/// `directory.id` of broker `id`'s data directory.
+/// `directory.id` of broker `id`'s data directory. A broker that just
+/// restarted on an empty directory may be listening before it has
+/// formatted it, so this waits (bounded) for the file.
 fn directory_id(cluster: &DevCluster, id: i32) -> String {
     let path = cluster
         .data_dir()
         .join(format!("broker-{id}/data/meta.properties"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let text = loop {
+        match std::fs::read_to_string(&path) {
+            Ok(text) if text.contains("directory.id=") => break text,
+            Ok(_) | Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
+            Ok(text) => break text,
+            Err(e) => panic!("{}: {e}", path.display()),
+        }
+    };
     text.lines()
         .find_map(|l| l.strip_prefix("directory.id="))
         .expect("directory.id")
