@@ -71,15 +71,19 @@ fn refused(bootstrap: &str, props: serde_json::Value) -> serde_json::Value {
 }
 
 fn failed_authentications(broker: &BrokerProcess, listener: &str) -> f64 {
-    let (_, body) = metrics::http_get(&broker.metrics_addr(), "/metrics").expect("scrape");
-    metrics::find(
-        &metrics::parse_samples(&body),
+    metric(
+        broker,
         "kafka_server_socket_server_metrics_failed_authentication_total",
         &[("listener", listener)],
     )
-    .iter()
-    .map(|s| s.value)
-    .sum()
+}
+
+fn metric(broker: &BrokerProcess, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let (_, body) = metrics::http_get(&broker.metrics_addr(), "/metrics").expect("scrape");
+    metrics::find(&metrics::parse_samples(&body), name, labels)
+        .iter()
+        .map(|s| s.value)
+        .sum()
 }
 
 /// Waits (bounded) for SCRAM users given with `--add-scram` to be stored.
@@ -594,14 +598,6 @@ fn sasl_handshake_v0_sends_raw_tokens() {
     let response = conn.send(&handshake, 1).unwrap();
     assert_eq!(response.error_code, 34);
     assert!(conn.metadata(None).is_ok());
-}
-
-fn metric(broker: &BrokerProcess, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let (_, body) = metrics::http_get(&broker.metrics_addr(), "/metrics").expect("scrape");
-    metrics::find(&metrics::parse_samples(&body), name, labels)
-        .iter()
-        .map(|s| s.value)
-        .sum()
 }
 
 /// KIP-368: with a 2 s session lifetime, librdkafka re-authenticates on

@@ -163,7 +163,7 @@ impl Authenticator {
     }
 
     fn handshake(&mut self, frame: &Bytes, version: i16, correlation_id: i32) -> Step {
-        let RequestKind::SaslHandshake(request) = decode(frame) else {
+        let Some(RequestKind::SaslHandshake(request)) = decode(frame) else {
             return Step::Close("malformed SaslHandshake".into());
         };
         let reauthenticating =
@@ -225,7 +225,7 @@ impl Authenticator {
         correlation_id: i32,
         lookup: CredentialLookup<'_>,
     ) -> Step {
-        let RequestKind::SaslAuthenticate(request) = decode(frame) else {
+        let Some(RequestKind::SaslAuthenticate(request)) = decode(frame) else {
             return Step::Close("malformed SaslAuthenticate".into());
         };
         let respond = |error: Option<(ResponseError, &str)>, bytes: Vec<u8>, lifetime: i64| {
@@ -406,12 +406,11 @@ fn illegal_state(key: ApiKey, version: i16, correlation_id: i32) -> Bytes {
     encode(key, version, correlation_id, body)
 }
 
-fn decode(frame: &Bytes) -> RequestKind {
-    match rivulet_wire::request::decode_request(frame.clone()) {
-        Ok(r) => r.body,
-        // Anything that is not the expected request is treated as malformed.
-        Err(_) => RequestKind::ApiVersions(Default::default()),
-    }
+/// The request body, or `None` when it does not decode.
+fn decode(frame: &Bytes) -> Option<RequestKind> {
+    rivulet_wire::request::decode_request(frame.clone())
+        .ok()
+        .map(|r| r.body)
 }
 
 fn encode(key: ApiKey, version: i16, correlation_id: i32, body: ResponseKind) -> Bytes {

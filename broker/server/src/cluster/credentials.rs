@@ -9,6 +9,30 @@ use crate::{
     security::scram::{ScramCredential, ScramMechanism},
 };
 
+/// The image's form of a credential (the same fields; the types live in
+/// crates that do not know each other).
+fn to_record(c: &ScramCredential) -> ScramCredentialRecord {
+    ScramCredentialRecord {
+        salt: c.salt.clone(),
+        stored_key: c.stored_key.clone(),
+        server_key: c.server_key.clone(),
+        iterations: c.iterations,
+    }
+}
+
+/// The metadata record that sets (`Some`) or deletes (`None`) one credential.
+fn alter_command(
+    user: &str,
+    mechanism: ScramMechanism,
+    credential: Option<&ScramCredential>,
+) -> MetadataCommand {
+    MetadataCommand::AlterScramCredential {
+        user: user.to_string(),
+        mechanism: mechanism.kafka_type(),
+        credential: credential.map(to_record),
+    }
+}
+
 impl Cluster {
     /// A user's credential for `mechanism`, from the applied image.
     pub fn scram_credential(
@@ -34,19 +58,8 @@ impl Cluster {
         changes: Vec<(ScramMechanism, Option<ScramCredential>)>,
     ) -> Result<(), ApiError> {
         let commands: Vec<MetadataCommand> = changes
-            .into_iter()
-            .map(
-                |(mechanism, credential)| MetadataCommand::AlterScramCredential {
-                    user: user.to_string(),
-                    mechanism: mechanism.kafka_type(),
-                    credential: credential.map(|c| ScramCredentialRecord {
-                        salt: c.salt,
-                        stored_key: c.stored_key,
-                        server_key: c.server_key,
-                        iterations: c.iterations,
-                    }),
-                },
-            )
+            .iter()
+            .map(|(mechanism, credential)| alter_command(user, *mechanism, credential.as_ref()))
             .collect();
         let command = match <[MetadataCommand; 1]>::try_from(commands) {
             Ok([one]) => one,
@@ -68,18 +81,7 @@ impl Cluster {
         }
         let commands = credentials
             .iter()
-            .map(
-                |(user, mechanism, c)| MetadataCommand::AlterScramCredential {
-                    user: user.clone(),
-                    mechanism: mechanism.kafka_type(),
-                    credential: Some(ScramCredentialRecord {
-                        salt: c.salt.clone(),
-                        stored_key: c.stored_key.clone(),
-                        server_key: c.server_key.clone(),
-                        iterations: c.iterations,
-                    }),
-                },
-            )
+            .map(|(user, mechanism, c)| alter_command(user, *mechanism, Some(c)))
             .collect();
         self.propose(MetadataCommand::Batch(commands)).await?;
         Ok(true)
