@@ -31,6 +31,9 @@ pub struct Metrics {
     /// Failed TLS handshakes and SASL authentications, by listener and
     /// mechanism (`SSL` for the handshake).
     pub failed_authentications: IntCounterVec,
+    /// Requests refused by the ACL authorizer, by operation and resource
+    /// type (Kafka's names, e.g. `WRITE`, `TOPIC`).
+    pub authorization_denials: IntCounterVec,
 
     /// Open client connections.
     pub connections: IntGauge,
@@ -329,6 +332,12 @@ impl Metrics {
                 "kafka_server_socket_server_metrics_failed_authentication_total",
                 "Failed TLS handshakes and SASL authentications, by listener and mechanism",
                 &["listener", "mechanism"],
+            ),
+            authorization_denials: counter(
+                &r,
+                "kafka_server_authorizer_denied_total",
+                "Requests refused by the ACL authorizer, by operation and resource type",
+                &["operation", "resource_type"],
             ),
             connections: gauge(
                 &r,

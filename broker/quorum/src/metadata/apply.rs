@@ -185,6 +185,8 @@ impl ClusterMetadata {
                 mechanism,
                 credential,
             } => self.alter_scram(user, *mechanism, credential.as_ref()),
+            MetadataCommand::CreateAcls(acls) => self.create_acls(acls),
+            MetadataCommand::DeleteAcls(acls) => self.delete_acls(acls),
         }
     }
 

@@ -105,6 +105,12 @@ pub enum MetadataCommand {
         /// The new credential, or `None` to delete it.
         credential: Option<super::ScramCredentialRecord>,
     },
+    /// Add ACLs (CreateAcls): all of them, or none when one is invalid.
+    /// Adding an ACL that exists changes nothing, as in Kafka.
+    CreateAcls(Vec<super::acl::AclBinding>),
+    /// Remove these exact ACLs (DeleteAcls resolves its filters against the
+    /// image first); ones already gone are skipped.
+    DeleteAcls(Vec<super::acl::AclBinding>),
     /// Several commands applied atomically: all of them or none.
     Batch(Vec<MetadataCommand>),
 }
@@ -229,6 +235,9 @@ pub enum ApplyError {
     /// A malformed credential alteration (UNACCEPTABLE_CREDENTIAL).
     #[error("invalid SCRAM credential: {0}")]
     InvalidScram(String),
+    /// A malformed ACL (INVALID_REQUEST).
+    #[error(transparent)]
+    InvalidAcl(#[from] super::acl::AclError),
 }
 
 /// The answer to a command, as stored next to the entry's offset.

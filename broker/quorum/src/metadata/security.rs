@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
+    acl::{self, AclBinding},
     command::{ApplyError, ApplyOutcome, ApplyResult},
     types::ClusterMetadata,
 };
@@ -69,6 +70,34 @@ impl ClusterMetadata {
                 Ok(ApplyOutcome::Applied)
             }
         }
+    }
+}
+
+impl ClusterMetadata {
+    /// Adds ACLs: every one is validated first, so an invalid one adds
+    /// none. Existing ones are left as they are.
+    pub(super) fn create_acls(&mut self, acls: &[AclBinding]) -> ApplyResult {
+        for binding in acls {
+            acl::validate(binding)?;
+        }
+        let before = self.acls.len();
+        self.acls.extend(acls.iter().cloned());
+        Ok(if self.acls.len() == before {
+            ApplyOutcome::Unchanged
+        } else {
+            ApplyOutcome::Applied
+        })
+    }
+
+    /// Removes these exact ACLs; ones already gone are skipped (a
+    /// concurrent DeleteAcls may have taken them).
+    pub(super) fn delete_acls(&mut self, acls: &[AclBinding]) -> ApplyResult {
+        let removed = acls.iter().filter(|a| self.acls.remove(a)).count();
+        Ok(if removed == 0 {
+            ApplyOutcome::Unchanged
+        } else {
+            ApplyOutcome::Applied
+        })
     }
 }
 
@@ -141,5 +170,50 @@ mod tests {
         let md: ClusterMetadata =
             serde_json::from_str(r#"{"offset":3,"brokers":{},"topics":{}}"#).unwrap();
         assert!(md.scram.is_empty());
+        assert!(md.acls.is_empty());
+    }
+
+    fn binding(principal: &str, name: &str) -> AclBinding {
+        use acl::{Operation, PatternType, Permission, ResourceType};
+        AclBinding {
+            resource_type: ResourceType::Topic,
+            resource_name: name.into(),
+            pattern_type: PatternType::Prefixed,
+            principal: principal.into(),
+            host: "*".into(),
+            operation: Operation::Read,
+            permission: Permission::Allow,
+        }
+    }
+
+    #[test]
+    fn acls_are_added_once_and_deleted_exactly() {
+        let mut md = ClusterMetadata::default();
+        let alice = binding("User:alice", "orders-");
+        let bob = binding("User:bob", "orders-");
+        let create = MetadataCommand::CreateAcls(vec![alice.clone(), bob.clone()]);
+        assert_eq!(md.apply(1, &create), Ok(ApplyOutcome::Applied));
+        assert_eq!(md.apply(2, &create), Ok(ApplyOutcome::Unchanged));
+        assert_eq!(md.acls.len(), 2);
+        let delete = MetadataCommand::DeleteAcls(vec![alice.clone()]);
+        assert_eq!(md.apply(3, &delete), Ok(ApplyOutcome::Applied));
+        assert_eq!(md.apply(4, &delete), Ok(ApplyOutcome::Unchanged));
+        assert_eq!(md.acls.iter().collect::<Vec<_>>(), vec![&bob]);
+        let json = serde_json::to_string(&md).unwrap();
+        let back: ClusterMetadata = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.acls, md.acls, "ACLs survive a snapshot");
+    }
+
+    #[test]
+    fn one_invalid_acl_adds_none() {
+        let mut md = ClusterMetadata::default();
+        let good = binding("User:alice", "orders-");
+        let bad = binding("alice", "orders-");
+        let result = md.apply(1, &MetadataCommand::CreateAcls(vec![good, bad]));
+        assert!(
+            matches!(result, Err(ApplyError::InvalidAcl(_))),
+            "{result:?}"
+        );
+        assert!(md.acls.is_empty());
     }
 }

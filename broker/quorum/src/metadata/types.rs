@@ -4,7 +4,7 @@
 //! Everything is kept in `BTreeMap`s so that iterating, serializing (for
 //! snapshots) and comparing is deterministic across replicas of the log.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -139,6 +139,9 @@ pub struct ClusterMetadata {
     /// SCRAM credentials by user, then by Kafka's mechanism code.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub scram: BTreeMap<String, BTreeMap<i8, super::ScramCredentialRecord>>,
+    /// Every ACL, for the authorizer and DescribeAcls.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub acls: BTreeSet<super::acl::AclBinding>,
 }
 
 impl ClusterMetadata {

@@ -9,8 +9,10 @@ use kafka_protocol::{
     protocol::VersionRange,
 };
 
+mod acls;
 mod alter_partition_reassignments;
 mod api_versions;
+mod authz;
 mod configs;
 mod create_partitions;
 mod create_topics;
@@ -84,6 +86,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::RemoveRaftVoter, 0, 0),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
     // Answered by the connection's authenticator, never dispatched.
     (ApiKey::SaslHandshake, 0, 1),
     (ApiKey::SaslAuthenticate, 0, 2),
@@ -109,8 +114,27 @@ pub struct RequestContext<'a> {
     pub principal: &'a crate::security::Principal,
 }
 
-/// Runs the handler for one request.
+/// Runs the handler for one request, after the authorization checks
+/// (which may answer it themselves or adjust the handler's answer).
 pub async fn dispatch(
+    broker: &Node,
+    header: &RequestHeader,
+    body: RequestKind,
+    ctx: &RequestContext<'_>,
+) -> Option<ResponseKind> {
+    let (body, patch) = match authz::check(broker, header, body, ctx) {
+        authz::Checked::Answer(response) => return Some(response),
+        authz::Checked::Run(body, patch) => (body, patch),
+    };
+    let mut response = run(broker, header, body, ctx).await;
+    if let (Some(response), Some(patch)) = (response.as_mut(), patch) {
+        patch(response);
+    }
+    response
+}
+
+/// The handler of `body`.
+async fn run(
     broker: &Node,
     header: &RequestHeader,
     body: RequestKind,
@@ -215,6 +239,9 @@ pub async fn dispatch(
         RequestKind::AlterUserScramCredentials(r) => {
             ResponseKind::AlterUserScramCredentials(scram_credentials::alter(broker, r).await)
         }
+        RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(acls::create(broker, r).await),
+        RequestKind::DescribeAcls(r) => ResponseKind::DescribeAcls(acls::describe(broker, r)),
+        RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(acls::delete(broker, r).await),
         // The connection checks `supported_versions` before decoding, so
         // nothing else reaches this point.
         _ => return None,
@@ -265,6 +292,9 @@ pub fn api_name(key: ApiKey) -> &'static str {
         ApiKey::DescribeUserScramCredentials => "DescribeUserScramCredentials",
         ApiKey::AlterUserScramCredentials => "AlterUserScramCredentials",
         ApiKey::SaslAuthenticate => "SaslAuthenticate",
+        ApiKey::CreateAcls => "CreateAcls",
+        ApiKey::DescribeAcls => "DescribeAcls",
+        ApiKey::DeleteAcls => "DeleteAcls",
         _ => "Other",
     }
 }

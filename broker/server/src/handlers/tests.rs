@@ -29,13 +29,13 @@ use crate::{
 
 /// A broker (id 0) over an in-memory log in which brokers `others` are
 /// registered and live too; the group coordinator's task runs.
-struct Harness {
-    node: Node,
+pub(super) struct Harness {
+    pub(super) node: Node,
     _dir: tempfile::TempDir,
     _stop: tokio::sync::watch::Sender<bool>,
 }
 
-fn harness(others: &[i32], configs: &[(&str, &str)]) -> Harness {
+pub(super) fn harness(others: &[i32], configs: &[(&str, &str)]) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let raw: BTreeMap<String, String> = configs
         .iter()
@@ -96,7 +96,12 @@ fn harness(others: &[i32], configs: &[(&str, &str)]) -> Harness {
 }
 
 /// Creates `name` with explicit replica lists (and topic configs).
-async fn create(node: &Node, name: &str, assignments: &[&[i32]], configs: &[(&str, &str)]) {
+pub(super) async fn create(
+    node: &Node,
+    name: &str,
+    assignments: &[&[i32]],
+    configs: &[(&str, &str)],
+) {
     let new = NewTopic {
         name: name.to_string(),
         partitions: -1,
@@ -113,11 +118,11 @@ async fn create(node: &Node, name: &str, assignments: &[&[i32]], configs: &[(&st
         .unwrap_or_else(|e| panic!("create {name}: {e:?}"));
 }
 
-fn name(s: &str) -> TopicName {
+pub(super) fn name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
 }
 
-fn produce_request(topic: &str, partitions: &[i32], acks: i16) -> ProduceRequest {
+pub(super) fn produce_request(topic: &str, partitions: &[i32], acks: i16) -> ProduceRequest {
     ProduceRequest::default()
         .with_acks(acks)
         .with_timeout_ms(5000)

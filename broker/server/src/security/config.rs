@@ -101,6 +101,9 @@ pub struct SecurityConfig {
     pub listeners: BTreeMap<String, ListenerSecurity>,
     /// `sasl.mechanism.inter.broker.protocol` (default PLAIN, as Kafka's).
     pub inter_broker_mechanism: Option<SaslMechanism>,
+    /// The ACL authorizer's settings; `None` when `authorizer.class.name`
+    /// is unset and every request is allowed.
+    pub authorizer: Option<std::sync::Arc<super::authz::AuthorizerConfig>>,
 }
 
 impl SecurityConfig {
@@ -145,6 +148,7 @@ pub fn is_security_key(key: &str) -> bool {
             key,
             "security.inter.broker.protocol" | "connections.max.reauth.ms"
         )
+        || super::authz::KEYS.contains(&key)
 }
 
 /// Features of Kafka's security that Rivulet refuses rather than ignores:
@@ -202,7 +206,10 @@ pub fn parse(
             return Err(error(key, format!("there is no listener named {listener}")));
         }
     }
-    let mut config = SecurityConfig::default();
+    let mut config = SecurityConfig {
+        authorizer: super::authz::parse(raw)?.map(std::sync::Arc::new),
+        ..SecurityConfig::default()
+    };
     if let Some(v) = raw.get("sasl.mechanism.inter.broker.protocol") {
         config.inter_broker_mechanism =
             Some(SaslMechanism::parse(v.trim()).ok_or_else(|| {

@@ -7,6 +7,7 @@
 //! TLS handshake and the SASL exchange, and the composition root owns the
 //! task that reloads certificates.
 
+pub mod authz;
 pub mod config;
 pub mod jaas;
 pub mod plain;
