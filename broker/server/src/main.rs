@@ -48,6 +48,8 @@ enum Command {
     Quorum(cli::quorum::QuorumArgs),
     /// Add, list and remove SCRAM users.
     User(cli::user::UserArgs),
+    /// Add, list and remove ACLs.
+    Acl(cli::acl::AclArgs),
 }
 
 #[derive(clap::Args)]
@@ -118,6 +120,7 @@ fn main() -> ExitCode {
             Command::Format(args) => cli::format::run(args),
             Command::Quorum(args) => cli::quorum::run(args).await,
             Command::User(args) => cli::user::run(args).await,
+            Command::Acl(args) => cli::acl::run(args).await,
         }
     });
     match result {

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+pub mod acl;
 pub mod bench;
 pub mod consume;
 pub mod dev;
