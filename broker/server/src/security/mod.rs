@@ -8,6 +8,7 @@
 //! task that reloads certificates.
 
 pub mod config;
+pub mod inter_broker;
 pub mod jaas;
 pub mod plain;
 pub mod principal;
