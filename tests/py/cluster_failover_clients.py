@@ -45,6 +45,9 @@ from crash import read_acked as read_acked_file
 from group_offsets import consumer as group_consumer
 
 KEYS = 48
+# Client properties (JSON) added to the stream producer's and the verifying
+# consumer's: the security of a secured cluster.
+EXTRA_PROPS = json.loads(os.environ.get("KAFKA_CLIENT_PROPS") or "{}")
 
 
 def log(msg):
@@ -89,6 +92,7 @@ def stream(bootstrap, topic, first_seq, acked_file, stop_file):
         "statistics.interval.ms": 200,
         "stats_cb": on_stats,
         "error_cb": on_error,
+        **EXTRA_PROPS,
     })
     out = open(acked_file, "w", encoding="utf-8")
 
@@ -171,6 +175,7 @@ def verify(bootstrap, topic, partitions, acked_files):
         "enable.auto.commit": False,
         "auto.offset.reset": "error",
         "enable.partition.eof": True,
+        **EXTRA_PROPS,
     })
     stored = {}
     where = {}

@@ -1,5 +1,6 @@
 //! A throwaway PKI for TLS tests, made with rcgen: a CA, the broker's
-//! certificate (for 127.0.0.1 and localhost), client certificates, and the
+//! certificate (for 127.0.0.1 and localhost), brokers' peer certificates
+//! (server and client in one), client certificates, and the
 //! bad cases (a client of another CA, an expired client).
 //!
 //! Files are PEM, as Kafka's PEM settings take them: the broker's keystore
@@ -61,6 +62,23 @@ impl TestPki {
 
     /// A server certificate for 127.0.0.1 and localhost, as `name.*`.
     pub fn server(&self, name: &str) -> CertFiles {
+        self.host_cert(name, vec![ExtendedKeyUsagePurpose::ServerAuth])
+    }
+
+    /// A broker's certificate for 127.0.0.1 and localhost, for servers and
+    /// clients both: what a broker presents on its listeners and, as a
+    /// client, to other brokers (replication, the controller quorum).
+    pub fn peer(&self, name: &str) -> CertFiles {
+        self.host_cert(
+            name,
+            vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+        )
+    }
+
+    fn host_cert(&self, name: &str, usages: Vec<ExtendedKeyUsagePurpose>) -> CertFiles {
         let mut params =
             CertificateParams::new(vec!["localhost".to_string()]).expect("server params");
         params
@@ -69,7 +87,7 @@ impl TestPki {
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, name);
         params.distinguished_name = dn;
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.extended_key_usages = usages;
         self.issue(name, params)
     }
 

@@ -43,6 +43,7 @@ pub struct DevClusterBuilder {
     brokers: usize,
     voters: Option<usize>,
     configs: Vec<String>,
+    args: Vec<String>,
     ready_timeout: Duration,
 }
 
@@ -56,6 +57,12 @@ impl DevClusterBuilder {
     /// Adds a `--config key=value` for every broker.
     pub fn config(mut self, key: &str, value: &str) -> Self {
         self.configs.push(format!("{key}={value}"));
+        self
+    }
+
+    /// Adds a `dev` argument (e.g. `--add-scram`, `--command-config`).
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.args.push(arg.to_string());
         self
     }
 
@@ -171,6 +178,7 @@ impl DevCluster {
             brokers,
             voters: None,
             configs: Vec::new(),
+            args: Vec::new(),
             ready_timeout: READY_TIMEOUT,
         }
     }
@@ -411,6 +419,7 @@ impl DevCluster {
         for kv in &self.options.configs {
             cmd.args(["--config", kv]);
         }
+        cmd.args(&self.options.args);
         let stderr = OpenOptions::new()
             .create(true)
             .append(true)

@@ -54,6 +54,9 @@ pub struct QuorumConfig {
     pub keep_after_snapshot: u64,
     /// Snapshot bytes per InstallSnapshot call. Default 1 MiB.
     pub snapshot_chunk_size: u64,
+    /// TLS for the gRPC listener and for calls to peers (the controller
+    /// listener's SSL); `None` is clear text.
+    pub tls: Option<crate::network::SharedTls>,
 }
 
 impl QuorumConfig {
@@ -76,6 +79,7 @@ impl QuorumConfig {
             snapshot_every: 5000,
             keep_after_snapshot: 1000,
             snapshot_chunk_size: 1024 * 1024,
+            tls: None,
         }
     }
 

@@ -150,6 +150,9 @@ pub struct ClusterConfig {
     /// Kafka's `inter.broker.listener.name`: the listener followers fetch
     /// from (default: the first listener).
     pub inter_broker_listener: String,
+    /// The controller listener's name and protocol, in a cluster (its
+    /// security is the quorum's TLS); `None` for a single broker.
+    pub controller_listener: Option<(String, SecurityProtocol)>,
     /// `cluster.id` (`--cluster-id`): the cluster this broker belongs to.
     /// An unformatted data directory is formatted as a member of it; a
     /// directory of another cluster is refused.
@@ -307,6 +310,7 @@ impl BrokerConfig {
                 controller_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
                 controller_advertised: String::new(),
                 inter_broker_listener: String::new(),
+                controller_listener: None,
                 cluster_id: None,
                 bootstrap: false,
                 single: true,
@@ -318,6 +322,7 @@ impl BrokerConfig {
         let mut voters = None;
         let mut controller_names: Vec<String> = Vec::new();
         let mut inter_broker = None;
+        let mut inter_broker_protocol = None;
         let mut cluster_id = None;
         let mut bootstrap = false;
         let mut topic_defaults = BTreeMap::new();
@@ -413,6 +418,13 @@ impl BrokerConfig {
                         .collect()
                 }
                 "inter.broker.listener.name" => inter_broker = Some(value.trim().to_string()),
+                // Kafka's older way to name the inter-broker listener: the
+                // one named after the protocol.
+                "security.inter.broker.protocol" => {
+                    let protocol = SecurityProtocol::parse(value)
+                        .ok_or_else(|| invalid("not PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"))?;
+                    inter_broker_protocol = Some(protocol.name().to_string());
+                }
                 "cluster.id" => {
                     let id = value.trim();
                     if id.is_empty()
@@ -485,6 +497,17 @@ impl BrokerConfig {
         config.topic_defaults = TopicConfig::default()
             .with_overrides(&topic_defaults)
             .map_err(ConfigError::TopicDefault)?;
+        let inter_broker =
+            match (inter_broker, inter_broker_protocol) {
+                (Some(_), Some(protocol)) => return Err(ConfigError::InvalidValue {
+                    key: "security.inter.broker.protocol".into(),
+                    value: protocol,
+                    reason:
+                        "set inter.broker.listener.name or security.inter.broker.protocol, not both"
+                            .into(),
+                }),
+                (name, protocol) => name.or(protocol),
+            };
         config.cluster =
             config.split_controller_listener(voters, &controller_names, inter_broker)?;
         config.cluster.cluster_id = cluster_id;
@@ -493,20 +516,16 @@ impl BrokerConfig {
             .listeners
             .iter()
             .map(|l| (l.name.clone(), l.protocol))
+            .chain(config.cluster.controller_listener.clone())
             .collect();
         config.security = crate::security::config::parse(&raw, &protocols)?;
+        if let Some((name, _)) = &config.cluster.controller_listener {
+            config.security.secure_controller_listener(&raw, name)?;
+        }
         if !config.cluster.single {
-            let inter = &config.cluster.inter_broker_listener;
-            let protocol = config.security.listener(inter).protocol;
-            if protocol != SecurityProtocol::Plaintext {
-                return Err(ConfigError::InvalidValue {
-                    key: "inter.broker.listener.name".into(),
-                    value: inter.clone(),
-                    reason: format!(
-                        "replication over a {protocol} listener is not supported yet; name a PLAINTEXT listener for inter-broker traffic"
-                    ),
-                });
-            }
+            config
+                .security
+                .inter_broker_login(&config.cluster.inter_broker_listener)?;
         }
         config.raw = raw;
         Ok(config)
@@ -554,15 +573,6 @@ impl BrokerConfig {
             ));
         };
         let controller = self.listeners.remove(at);
-        if controller.protocol != SecurityProtocol::Plaintext {
-            // Refused rather than served in clear text while the user asked
-            // for TLS or SASL: the quorum's gRPC has neither yet.
-            return Err(invalid(
-                "listener.security.protocol.map",
-                &format!("{name}:{}", controller.protocol),
-                "the controller listener must be PLAINTEXT: the controller quorum's traffic does not support TLS or SASL yet".into(),
-            ));
-        }
         if self.listeners.is_empty() {
             return Err(invalid(
                 "listeners",
@@ -595,6 +605,7 @@ impl BrokerConfig {
             controller_addr: controller.addr,
             controller_advertised,
             inter_broker_listener,
+            controller_listener: Some((controller.name.clone(), controller.protocol)),
             cluster_id: None,
             bootstrap: false,
             single: false,
@@ -610,6 +621,7 @@ impl BrokerConfig {
             controller_addr: addr,
             controller_advertised: addr.to_string(),
             inter_broker_listener: self.listeners[0].name.clone(),
+            controller_listener: None,
             cluster_id: None,
             bootstrap: false,
             single: true,

@@ -379,6 +379,7 @@ mod tests {
             controller_addr: "127.0.0.1:0".parse().unwrap(),
             controller_advertised: "127.0.0.1:0".into(),
             inter_broker_listener: "PLAINTEXT".into(),
+            controller_listener: None,
             cluster_id: cluster_id.map(str::to_owned),
             bootstrap,
             single,

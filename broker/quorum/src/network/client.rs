@@ -15,17 +15,18 @@ use openraft::{
     },
 };
 
-use super::{Method, RpcClient, TransportError};
+use super::{Method, RpcClient, SharedTls, TransportError};
 use crate::raft_types::{Node, NodeId, TypeConfig};
 
 /// Creates a [`PeerClient`] per replication target, addressed by the
 /// `addr` of its membership entry.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NetworkFactory {
     id: NodeId,
     cluster_id: String,
     connect_timeout: Duration,
     rpc_timeout: Duration,
+    tls: Option<SharedTls>,
 }
 
 impl NetworkFactory {
@@ -36,12 +37,14 @@ impl NetworkFactory {
         cluster_id: &str,
         connect_timeout: Duration,
         rpc_timeout: Duration,
+        tls: Option<SharedTls>,
     ) -> Self {
         Self {
             id,
             cluster_id: cluster_id.to_owned(),
             connect_timeout,
             rpc_timeout,
+            tls,
         }
     }
 }
@@ -54,7 +57,12 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             id: self.id,
             target,
             node: node.clone(),
-            rpc: RpcClient::new(&node.addr, &self.cluster_id, self.connect_timeout),
+            rpc: RpcClient::new(
+                &node.addr,
+                &self.cluster_id,
+                self.connect_timeout,
+                self.tls.as_ref(),
+            ),
             rpc_timeout: self.rpc_timeout,
         }
     }

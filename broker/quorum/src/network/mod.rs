@@ -13,6 +13,7 @@
 mod client;
 mod join;
 mod server;
+mod tls;
 mod voters;
 
 use std::time::Duration;
@@ -21,6 +22,8 @@ pub use client::{NetworkFactory, PeerClient};
 pub(crate) use join::{JoinRefused, JoinReply, JoinRequest};
 use serde::{de::DeserializeOwned, Serialize};
 pub(crate) use server::{ProposeReply, QuorumService};
+pub(crate) use tls::incoming as tls_incoming;
+pub use tls::{QuorumTls, SharedTls, ALPN_H2};
 use tonic::{
     codegen::http::uri::PathAndQuery,
     transport::{Channel, Endpoint},
@@ -136,13 +139,23 @@ pub(crate) struct RpcClient {
 }
 
 impl RpcClient {
-    /// A client of the peer at `addr` (`host:port`).
-    pub(crate) fn new(addr: &str, cluster_id: &str, connect_timeout: Duration) -> Self {
+    /// A client of the peer at `addr` (`host:port`), over TLS when `tls`
+    /// is given.
+    pub(crate) fn new(
+        addr: &str,
+        cluster_id: &str,
+        connect_timeout: Duration,
+        tls: Option<&SharedTls>,
+    ) -> Self {
+        // `http` even over TLS: the connector does the TLS, and tonic must
+        // not try to (it is built without its own TLS).
         let channel = Endpoint::from_shared(format!("http://{addr}"))
             .map(|e| {
-                e.connect_timeout(connect_timeout)
-                    .tcp_nodelay(true)
-                    .connect_lazy()
+                let e = e.connect_timeout(connect_timeout).tcp_nodelay(true);
+                match tls {
+                    None => e.connect_lazy(),
+                    Some(tls) => e.connect_with_connector_lazy(tls::Connector::new(tls.clone())),
+                }
             })
             .map_err(|e| e.to_string());
         Self {

@@ -46,7 +46,7 @@ use crate::{
     liveness::BrokerLiveness,
     log_store::LogStore,
     metadata::ClusterMetadata,
-    network::{NetworkFactory, QuorumService, RpcClient},
+    network::{tls_incoming, NetworkFactory, QuorumService, RpcClient},
     raft_types::{Node, NodeId, TypeConfig},
     state_machine::StateMachineStore,
 };
@@ -90,6 +90,7 @@ pub async fn new_raft_node(config: QuorumConfig) -> Result<QuorumNode, QuorumErr
         &config.cluster_id,
         config.connect_timeout,
         config.rpc_timeout,
+        config.tls.clone(),
     );
     let raft = Raft::new(
         config.node_id,
@@ -132,15 +133,25 @@ pub async fn new_raft_node(config: QuorumConfig) -> Result<QuorumNode, QuorumErr
         admitted.clone(),
         commit_index.clone(),
     );
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let tls = config.tls.clone();
     let server = tokio::spawn(async move {
         let stopped = async {
             let _ = stop_rx.await;
         };
-        if let Err(e) = Server::builder()
-            .serve_with_incoming_shutdown(service, incoming, stopped)
-            .await
-        {
+        let served = match tls {
+            None => {
+                let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+                Server::builder()
+                    .serve_with_incoming_shutdown(service, incoming, stopped)
+                    .await
+            }
+            Some(tls) => {
+                Server::builder()
+                    .serve_with_incoming_shutdown(service, tls_incoming(listener, tls), stopped)
+                    .await
+            }
+        };
+        if let Err(e) = served {
             tracing::error!(error = %e, "quorum gRPC server failed");
         }
     });

@@ -123,7 +123,12 @@ impl QuorumNode {
         clients
             .entry(addr.to_owned())
             .or_insert_with(|| {
-                RpcClient::new(addr, &self.config.cluster_id, self.config.connect_timeout)
+                RpcClient::new(
+                    addr,
+                    &self.config.cluster_id,
+                    self.config.connect_timeout,
+                    self.config.tls.as_ref(),
+                )
             })
             .clone()
     }

@@ -19,7 +19,7 @@ use kafka_protocol::{
     protocol::StrBytes,
     ResponseError,
 };
-use rivulet_wire::client::Connection;
+use rivulet_wire::{client::Connection, error::ClientError};
 
 use super::{Cluster, FollowTarget};
 use crate::{
@@ -43,6 +43,8 @@ type Key = (String, i32);
 /// Fetches from `leader` until nothing is followed from it.
 pub(super) async fn run(cluster: Arc<Cluster>, leader: i32) {
     let mut conn: Option<Connection> = None;
+    // Whether a failed login was reported since the last connection.
+    let mut warned = false;
     // Where to fetch from instead of the log end, after the leader's log
     // start moved past this replica's end.
     let mut skip_to: BTreeMap<Key, i64> = BTreeMap::new();
@@ -57,7 +59,7 @@ pub(super) async fn run(cluster: Arc<Cluster>, leader: i32) {
         }
         let c = match conn.as_mut().filter(|c| !c.is_broken()) {
             Some(c) => c,
-            None => match connect(&cluster, leader).await {
+            None => match connect(&cluster, leader, &mut warned).await {
                 Some(c) => conn.insert(c),
                 None => {
                     tokio::time::sleep(BACKOFF).await;
@@ -88,7 +90,10 @@ pub(super) async fn run(cluster: Arc<Cluster>, leader: i32) {
     }
 }
 
-async fn connect(cluster: &Cluster, leader: i32) -> Option<Connection> {
+/// Connects to `leader`'s inter-broker listener with this broker's
+/// security there (TLS verified against the advertised host, SASL login).
+/// An authentication failure is a warning: it does not heal by retrying.
+async fn connect(cluster: &Cluster, leader: i32, warned: &mut bool) -> Option<Connection> {
     let image = cluster.image();
     let registration = image.brokers.get(&leader)?;
     let endpoint = registration
@@ -97,8 +102,17 @@ async fn connect(cluster: &Cluster, leader: i32) -> Option<Connection> {
         .or_else(|| registration.endpoints.values().next())?;
     let addr = format!("{}:{}", endpoint.host, endpoint.port);
     let client_id = format!("rivulet-replica-{}", cluster.node_id);
-    match Connection::connect_with_client_id(&addr, &client_id).await {
-        Ok(c) => Some(c),
+    let security = cluster.peer.client_security();
+    match Connection::connect_secure(&addr, &client_id, &security).await {
+        Ok(c) => {
+            *warned = false;
+            Some(c)
+        }
+        Err(e @ ClientError::Authentication { .. }) if !*warned => {
+            *warned = true;
+            tracing::warn!(leader, %addr, error = %e, "cannot authenticate to the leader; retrying");
+            None
+        }
         Err(e) => {
             tracing::debug!(leader, %addr, error = %e, "cannot reach leader");
             None

@@ -15,6 +15,7 @@ mod applier;
 mod credentials;
 mod fetcher;
 pub mod legacy;
+pub mod peer;
 pub mod replication;
 pub mod source;
 
@@ -45,6 +46,9 @@ pub enum ClusterError {
     /// The quorum node could not start.
     #[error("start the controller quorum node: {0}")]
     Quorum(#[from] QuorumError),
+    /// This broker's certificates as a client of other brokers.
+    #[error(transparent)]
+    PeerTls(#[from] peer::PeerTlsError),
     /// A single broker whose metadata log is gone.
     #[error(
         "the metadata log of single-broker cluster {cluster_id} in {dir} is missing: restore \
@@ -116,6 +120,8 @@ pub struct Cluster {
     joining: Mutex<Option<String>>,
     /// Partitions followed, by (topic, partition).
     follow: Mutex<BTreeMap<(String, i32), FollowTarget>>,
+    /// How fetchers connect to leaders (TLS, SASL login).
+    pub(crate) peer: peer::PeerSecurity,
     /// One fetcher task per leader broker.
     fetchers: Mutex<BTreeMap<i32, JoinHandle<()>>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -140,6 +146,11 @@ impl Cluster {
         quorum.cluster_id = identity.meta.cluster_id.clone();
         quorum.directory_id = identity.meta.directory_id;
         quorum.founder = identity.founder;
+        quorum.tls = peer::quorum_tls(
+            &broker.config,
+            broker.metrics.failed_authentications.clone(),
+        )?;
+        let peer = peer::PeerSecurity::inter_broker(&broker.config)?;
         let node = Arc::new(rivulet_quorum::new_raft_node(quorum).await?);
         if config.single && !identity.founder && !node.has_membership() {
             // Nobody else holds this cluster's metadata: joining would
@@ -176,6 +187,7 @@ impl Cluster {
             Some(node.clone()),
             image.clone(),
             identity.meta.cluster_id.clone(),
+            peer,
         );
         let joiner = tokio::spawn(join(
             cluster.clone(),
@@ -212,6 +224,7 @@ impl Cluster {
         quorum: Option<Arc<QuorumNode>>,
         image: watch::Receiver<Arc<ClusterMetadata>>,
         cluster_id: String,
+        peer: peer::PeerSecurity,
     ) -> Arc<Cluster> {
         let config = broker.config.cluster.clone();
         Arc::new(Cluster {
@@ -228,6 +241,7 @@ impl Cluster {
             applied: watch::channel(Arc::new(ClusterMetadata::default())).0,
             joining: Mutex::new(None),
             follow: Mutex::new(BTreeMap::new()),
+            peer,
             fetchers: Mutex::new(BTreeMap::new()),
             tasks: Mutex::new(Vec::new()),
         })
@@ -245,7 +259,14 @@ impl Cluster {
         use rivulet_quorum::metadata::{ApplyOutcome, MetadataCommand};
         use source::MetadataSource;
         let cluster_id = identity::legacy_cluster_id(&broker.config.cluster.voters);
-        let cluster = Cluster::new(broker, log.clone(), None, log.watch(), cluster_id);
+        let cluster = Cluster::new(
+            broker,
+            log.clone(),
+            None,
+            log.watch(),
+            cluster_id,
+            peer::PeerSecurity::default(),
+        );
         let incarnation = uuid::Uuid::new_v4();
         let (_, outcome) = log
             .apply(&MetadataCommand::RegisterBroker {

@@ -137,7 +137,7 @@ fn cluster_settings_take_the_controller_listener() {
 }
 
 #[test]
-fn secured_controller_and_inter_broker_listeners_are_refused_for_now() {
+fn secured_controller_and_inter_broker_listeners_are_checked_for_what_peers_need() {
     let listener = |name: &str, port: u16, protocol| ListenerConfig {
         name: name.into(),
         addr: format!("127.0.0.1:{port}").parse().unwrap(),
@@ -158,26 +158,61 @@ fn secured_controller_and_inter_broker_listeners_are_refused_for_now() {
         .collect();
         raw.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         BrokerConfig::new(0, listeners, PathBuf::from("/x"), None, raw)
-            .unwrap_err()
-            .to_string()
     };
-    let err = cluster(
+    let err = |r: Result<BrokerConfig, ConfigError>| r.unwrap_err().to_string();
+    let secured = || {
+        vec![
+            listener("INTERNAL", 9092, SecurityProtocol::SaslSsl),
+            listener("CONTROLLER", 9093, SecurityProtocol::Ssl),
+        ]
+    };
+    let trust = ("ssl.truststore.location", "/certs/ca.pem");
+    let login = (
+        "listener.name.internal.scram-sha-512.sasl.jaas.config",
+        "org.apache.kafka.common.security.scram.ScramLoginModule required \
+         username=\"broker\" password=\"s\";",
+    );
+    let ok = cluster(secured(), &[trust, login]).unwrap();
+    let controller = ok.security.listener("CONTROLLER").tls.unwrap();
+    assert_eq!(
+        controller.client_auth,
+        crate::security::tls::ClientAuth::Required
+    );
+    assert_eq!(
+        ok.cluster.controller_listener,
+        Some(("CONTROLLER".into(), SecurityProtocol::Ssl))
+    );
+    let e = err(cluster(secured(), &[login]));
+    assert!(e.contains("truststore"), "{e}");
+    let e = err(cluster(secured(), &[trust]));
+    assert!(e.contains("username"), "{e}");
+    let e = err(cluster(
         vec![
             listener("PLAINTEXT", 9092, SecurityProtocol::Plaintext),
-            listener("CONTROLLER", 9093, SecurityProtocol::Ssl),
+            listener("CONTROLLER", 9093, SecurityProtocol::SaslSsl),
         ],
-        &[],
-    );
-    assert!(
-        err.contains("controller listener must be PLAINTEXT"),
-        "{err}"
-    );
-    let err = cluster(
+        &[trust],
+    ));
+    assert!(e.contains("not SASL"), "{e}");
+    // Kafka's older name: the listener named after the protocol.
+    let by_protocol = cluster(
         vec![
-            listener("INTERNAL", 9092, SecurityProtocol::Ssl),
+            listener("PLAINTEXT", 9092, SecurityProtocol::Plaintext),
+            listener("SSL", 9094, SecurityProtocol::Ssl),
             listener("CONTROLLER", 9093, SecurityProtocol::Plaintext),
         ],
-        &[],
-    );
-    assert!(err.contains("inter.broker.listener.name"), "{err}");
+        &[trust, ("security.inter.broker.protocol", "ssl")],
+    )
+    .unwrap();
+    assert_eq!(by_protocol.cluster.inter_broker_listener, "SSL");
+    let e = err(cluster(
+        secured(),
+        &[
+            trust,
+            login,
+            ("security.inter.broker.protocol", "SSL"),
+            ("inter.broker.listener.name", "INTERNAL"),
+        ],
+    ));
+    assert!(e.contains("not both"), "{e}");
 }

@@ -99,7 +99,9 @@ pub struct ListenerSecurity {
 pub struct SecurityConfig {
     /// By listener name.
     pub listeners: BTreeMap<String, ListenerSecurity>,
-    /// `sasl.mechanism.inter.broker.protocol` (default PLAIN, as Kafka's).
+    /// `sasl.mechanism.inter.broker.protocol`; without it, the first
+    /// mechanism of the inter-broker listener this broker has a login for
+    /// (Kafka's default, GSSAPI, is not served).
     pub inter_broker_mechanism: Option<SaslMechanism>,
     /// The ACL authorizer's settings; `None` when `authorizer.class.name`
     /// is unset and every request is allowed.

@@ -9,6 +9,7 @@
 
 pub mod authz;
 pub mod config;
+pub mod inter_broker;
 pub mod jaas;
 pub mod plain;
 pub mod principal;

@@ -8,6 +8,11 @@
 //! symlink. New connections get the new certificate; established ones keep
 //! the session they negotiated. A half-written or broken update is refused
 //! and the previous certificate stays in use.
+//!
+//! The same context also makes the broker's *client* side for traffic to
+//! other brokers on this listener (replication, the controller quorum): the
+//! listener's certificate becomes the client certificate, and the peer's
+//! certificate is verified against the truststore and the host dialled.
 
 use std::{
     os::unix::fs::MetadataExt,
@@ -16,7 +21,10 @@ use std::{
     time::SystemTime,
 };
 
-use rustls::{server::WebPkiClientVerifier, RootCertStore, ServerConfig, SupportedProtocolVersion};
+use rustls::{
+    server::WebPkiClientVerifier, ClientConfig, RootCertStore, ServerConfig,
+    SupportedProtocolVersion,
+};
 use rustls_pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
 
 use super::principal::MappingRules;
@@ -120,8 +128,19 @@ type Stamp = Vec<(PathBuf, Option<(u64, u64, SystemTime)>)>;
 /// A listener's live TLS configuration, reloadable.
 pub struct TlsContext {
     settings: TlsSettings,
-    current: RwLock<Arc<ServerConfig>>,
+    /// ALPN protocols offered on both sides (`h2` for the quorum's gRPC;
+    /// none for Kafka, which has no ALPN name).
+    alpn: Vec<Vec<u8>>,
+    current: RwLock<Configs>,
     stamp: Mutex<Stamp>,
+}
+
+/// What one load of the files produced.
+#[derive(Clone)]
+struct Configs {
+    server: Arc<ServerConfig>,
+    /// `None` without a truststore: a peer cannot be verified.
+    client: Option<Arc<ClientConfig>>,
 }
 
 impl std::fmt::Debug for TlsContext {
@@ -135,23 +154,43 @@ impl std::fmt::Debug for TlsContext {
 impl TlsContext {
     /// Loads the certificates now (so a broken setting fails the start).
     pub fn load(settings: TlsSettings) -> Result<Self, TlsError> {
+        Self::load_with_alpn(settings, Vec::new())
+    }
+
+    /// Like [`TlsContext::load`], offering `alpn` protocols on both sides.
+    pub fn load_with_alpn(settings: TlsSettings, alpn: Vec<Vec<u8>>) -> Result<Self, TlsError> {
         let stamp = stamp(&settings);
-        let config = build(&settings)?;
+        let configs = build_both(&settings, &alpn)?;
         Ok(TlsContext {
             settings,
-            current: RwLock::new(Arc::new(config)),
+            alpn,
+            current: RwLock::new(configs),
             stamp: Mutex::new(stamp),
         })
     }
 
-    /// The configuration new connections use.
-    pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
-        let config = self
-            .current
+    fn current(&self) -> Configs {
+        self.current
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        tokio_rustls::TlsAcceptor::from(config)
+            .clone()
+    }
+
+    /// The configuration new connections use.
+    pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        tokio_rustls::TlsAcceptor::from(self.server_config())
+    }
+
+    /// The server configuration new connections use.
+    pub fn server_config(&self) -> Arc<ServerConfig> {
+        self.current().server
+    }
+
+    /// The configuration for connecting to another broker as this one:
+    /// the listener's certificate as client certificate, the peer verified
+    /// against the truststore. `None` without a truststore.
+    pub fn client_config(&self) -> Option<Arc<ClientConfig>> {
+        self.current().client
     }
 
     /// The settings this context was loaded from.
@@ -170,8 +209,8 @@ impl TlsContext {
                 return Ok(false);
             }
         }
-        let config = build(&self.settings)?;
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+        let configs = build_both(&self.settings, &self.alpn)?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = configs;
         *self.stamp.lock().unwrap_or_else(|e| e.into_inner()) = now;
         Ok(true)
     }
@@ -280,6 +319,42 @@ pub fn protocol_versions(versions: &[TlsVersion]) -> Vec<&'static SupportedProto
 /// The ring provider, the one rustls backend the workspace builds.
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn build_both(settings: &TlsSettings, alpn: &[Vec<u8>]) -> Result<Configs, TlsError> {
+    let mut server = build(settings)?;
+    server.alpn_protocols = alpn.to_vec();
+    let client = match &settings.truststore {
+        Some(trust) => {
+            let mut client = build_client(settings, trust)?;
+            client.alpn_protocols = alpn.to_vec();
+            Some(Arc::new(client))
+        }
+        None => None,
+    };
+    Ok(Configs {
+        server: Arc::new(server),
+        client,
+    })
+}
+
+/// The client side: the peer's chain must lead to the truststore and name
+/// the host dialled (rustls's WebPKI verifier, Kafka's
+/// `ssl.endpoint.identification.algorithm=https`).
+fn build_client(settings: &TlsSettings, trust: &TrustSource) -> Result<ClientConfig, TlsError> {
+    let (chain, key) = key_pair(&settings.keystore)?;
+    ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&protocol_versions(&settings.versions))
+        .map_err(|source| TlsError::Rustls {
+            what: "ssl.enabled.protocols",
+            source,
+        })?
+        .with_root_certificates(trust_roots(trust)?)
+        .with_client_auth_cert(chain, key)
+        .map_err(|source| TlsError::Rustls {
+            what: "ssl.keystore: the key does not fit the certificate",
+            source,
+        })
 }
 
 fn build(settings: &TlsSettings) -> Result<ServerConfig, TlsError> {

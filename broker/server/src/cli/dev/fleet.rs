@@ -11,7 +11,7 @@ use std::{
 };
 
 use anyhow::{bail, Context};
-use rivulet_wire::client::Client;
+use rivulet_wire::client::{Client, ClientSecurity, DEFAULT_CLIENT_ID};
 use tokio::{
     process::{Child, Command},
     signal::unix::{signal, Signal, SignalKind},
@@ -78,6 +78,8 @@ pub(super) async fn wait_ready(
     fleet: &mut Fleet,
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + plan.ready_timeout;
+    let security =
+        ClientSecurity::from_properties(&plan.client_properties).context("--command-config")?;
     let want: BTreeSet<u32> = (0..plan.brokers).collect();
     let mut last_seen: BTreeMap<u32, String> = BTreeMap::new();
     let mut waiting: BTreeSet<u32> = want.clone();
@@ -92,7 +94,7 @@ pub(super) async fn wait_ready(
         }
         for id in waiting.clone() {
             let addr = plan.addr(records[id as usize].kafka_port);
-            match probe(&addr).await {
+            match probe(&addr, &security).await {
                 Ok(seen) if seen.is_superset(&want) => {
                     waiting.remove(&id);
                 }
@@ -130,8 +132,9 @@ pub(super) async fn wait_ready(
 }
 
 /// The broker ids that the broker at `addr` lists in Metadata.
-async fn probe(addr: &str) -> Result<BTreeSet<u32>, String> {
-    match tokio::time::timeout(PROBE_TIMEOUT, Client::connect(addr)).await {
+async fn probe(addr: &str, security: &ClientSecurity) -> Result<BTreeSet<u32>, String> {
+    let connect = Client::connect_secure(addr, DEFAULT_CLIENT_ID, security.clone());
+    match tokio::time::timeout(PROBE_TIMEOUT, connect).await {
         Ok(Ok(client)) => Ok(client
             .brokers()
             .filter_map(|b| u32::try_from(b.node_id).ok())

@@ -36,6 +36,8 @@ pub struct DevPlan {
     pub ready_timeout: Duration,
     /// `--add-scram` values for every broker.
     pub add_scram: Vec<String>,
+    /// `--command-config`: the client properties of the readiness probe.
+    pub client_properties: BTreeMap<String, String>,
     /// The cluster id: the one the directory's brokers were formatted
     /// with, or a new one for a new cluster.
     pub cluster_id: String,
@@ -55,6 +57,17 @@ impl DevPlan {
         if args.host.is_empty() {
             bail!("--host must not be empty");
         }
+        let client_properties = match &args.command_config {
+            None => BTreeMap::new(),
+            Some(path) => {
+                let text =
+                    fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+                let props = crate::cli::parse_properties(&text);
+                rivulet_wire::client::ClientSecurity::from_properties(&props)
+                    .with_context(|| format!("--command-config {}", path.display()))?;
+                props
+            }
+        };
         Ok(DevPlan {
             brokers: args.brokers,
             voters,
@@ -63,6 +76,7 @@ impl DevPlan {
             overrides: parse_kv(&args.configs, "--config")?,
             ready_timeout: Duration::from_secs(args.ready_timeout),
             add_scram: args.add_scram.clone(),
+            client_properties,
             cluster_id: String::new(),
             new_cluster: true,
         })
@@ -434,6 +448,7 @@ mod tests {
                 .collect(),
             ready_timeout: Duration::from_secs(60),
             add_scram: Vec::new(),
+            client_properties: BTreeMap::new(),
             cluster_id: "dev-test".to_string(),
             new_cluster: true,
         }

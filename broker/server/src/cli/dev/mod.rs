@@ -66,6 +66,11 @@ pub struct DevArgs {
     /// once while the cluster has no credential).
     #[arg(long = "add-scram", value_name = "MECHANISM=[name=..,password=..]")]
     pub add_scram: Vec<String>,
+    /// Client properties (`security.protocol`, `ssl.*`, `sasl.*`) with which
+    /// `dev` checks that the brokers are ready, when their first listener is
+    /// secured (as other commands' --command-config).
+    #[arg(long = "command-config", value_name = "FILE")]
+    pub command_config: Option<PathBuf>,
     /// Seconds to wait for every broker to see the whole cluster.
     #[arg(
         long,
