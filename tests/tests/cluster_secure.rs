@@ -3,7 +3,8 @@
 //! `broker`, leaders' certificates verified against the CA and the
 //! advertised host) and the controller quorum over mutual TLS. Clients use
 //! SASL_SSL too (confluent-kafka with librdkafka's defaults: acks=all,
-//! idempotence).
+//! idempotence). ACLs are on, with the brokers' user `broker` a super user,
+//! as a Kafka cluster with an authorizer runs.
 //!
 //! A partition leader is killed with `kill -9` under the producer: no
 //! acknowledged record is lost or duplicated, and the restarted broker
@@ -90,6 +91,12 @@ fn start_cluster(pki: &TestPki, dir: &Path) -> DevCluster {
         ("replica.lag.time.max.ms", "4000"),
         ("offsets.topic.num.partitions", "3"),
         ("auto.leader.rebalance.enable", "false"),
+        // ACLs on: followers fetch as `broker`, which must be let in.
+        (
+            "authorizer.class.name",
+            "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        ),
+        ("super.users", "User:broker;User:alice"),
     ];
     configs
         .iter()
