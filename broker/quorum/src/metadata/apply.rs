@@ -185,6 +185,11 @@ impl ClusterMetadata {
                 mechanism,
                 credential,
             } => self.alter_scram(user, *mechanism, credential.as_ref()),
+            MetadataCommand::AlterClientQuota {
+                entity,
+                set,
+                remove,
+            } => self.alter_quota(entity, set, remove),
         }
     }
 

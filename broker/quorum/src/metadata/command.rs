@@ -105,6 +105,15 @@ pub enum MetadataCommand {
         /// The new credential, or `None` to delete it.
         credential: Option<super::ScramCredentialRecord>,
     },
+    /// Set and remove client quota keys of one entity (AlterClientQuotas).
+    AlterClientQuota {
+        /// The user and/or client id the quotas apply to.
+        entity: super::QuotaEntity,
+        /// Keys to set.
+        set: BTreeMap<String, super::QuotaValue>,
+        /// Keys to remove.
+        remove: BTreeSet<String>,
+    },
     /// Several commands applied atomically: all of them or none.
     Batch(Vec<MetadataCommand>),
 }
@@ -229,6 +238,10 @@ pub enum ApplyError {
     /// A malformed credential alteration (UNACCEPTABLE_CREDENTIAL).
     #[error("invalid SCRAM credential: {0}")]
     InvalidScram(String),
+    /// A malformed client quota alteration (INVALID_REQUEST); the message
+    /// is Kafka's.
+    #[error("{0}")]
+    InvalidQuota(String),
 }
 
 /// The answer to a command, as stored next to the entry's offset.

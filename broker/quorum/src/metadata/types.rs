@@ -139,6 +139,13 @@ pub struct ClusterMetadata {
     /// SCRAM credentials by user, then by Kafka's mechanism code.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub scram: BTreeMap<String, BTreeMap<i8, super::ScramCredentialRecord>>,
+    /// Client quotas by entity (absent from images of older releases).
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        with = "super::quota::as_pairs"
+    )]
+    pub quotas: super::quota::QuotaMap,
 }
 
 impl ClusterMetadata {
