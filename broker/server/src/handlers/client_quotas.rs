@@ -11,9 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use kafka_protocol::{
     messages::{
-        alter_client_quotas_request, alter_client_quotas_response, describe_client_quotas_request,
-        describe_client_quotas_response, AlterClientQuotasRequest, AlterClientQuotasResponse,
-        DescribeClientQuotasRequest, DescribeClientQuotasResponse,
+        alter_client_quotas_request, alter_client_quotas_response, describe_client_quotas_response,
+        AlterClientQuotasRequest, AlterClientQuotasResponse, DescribeClientQuotasRequest,
+        DescribeClientQuotasResponse,
     },
     protocol::StrBytes,
     ResponseError,
@@ -244,7 +244,7 @@ pub async fn alter(node: &Node, request: AlterClientQuotasRequest) -> AlterClien
 
 #[cfg(test)]
 mod tests {
-    use describe_client_quotas_request::ComponentData;
+    use kafka_protocol::messages::describe_client_quotas_request::ComponentData;
     use rivulet_quorum::metadata::{ClusterMetadata, PRODUCER_BYTE_RATE};
 
     use super::*;
