@@ -48,6 +48,8 @@ enum Command {
     Quorum(cli::quorum::QuorumArgs),
     /// Add, list and remove SCRAM users.
     User(cli::user::UserArgs),
+    /// Set and describe client quotas (byte rates, request percentage).
+    Quota(cli::quota::QuotaArgs),
 }
 
 #[derive(clap::Args)]
@@ -118,6 +120,7 @@ fn main() -> ExitCode {
             Command::Format(args) => cli::format::run(args),
             Command::Quorum(args) => cli::quorum::run(args).await,
             Command::User(args) => cli::user::run(args).await,
+            Command::Quota(args) => cli::quota::run(args).await,
         }
     });
     match result {
