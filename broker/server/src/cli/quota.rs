@@ -58,7 +58,7 @@ enum QuotaCommand {
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         consumer_byte_rate: Option<u64>,
         /// Percentage of one request handler thread (e.g. 200 for two).
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         request_percentage: Option<f64>,
         /// Remove this quota key (repeatable).
         #[arg(long = "delete", value_name = "KEY")]

@@ -161,6 +161,7 @@ pub fn describe(node: &Node, request: DescribeClientQuotasRequest) -> DescribeCl
         Err(message) => {
             response.error_code = ResponseError::InvalidRequest.code();
             response.error_message = Some(StrBytes::from_string(message));
+            response.entries = None;
         }
     }
     response
