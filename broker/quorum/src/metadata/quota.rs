@@ -35,6 +35,10 @@ pub const QUOTA_KEYS: &[(&str, bool)] = &[
     (REQUEST_PERCENTAGE, false),
 ];
 
+/// Kafka quota keys Rivulet does not enforce, refused with their own
+/// message rather than stored and ignored.
+const NOT_ENFORCED: &[&str] = &["controller_mutation_rate", "connection_creation_rate"];
+
 /// One component of an entity: a name, or the default for every name
 /// without its own quota (Kafka's `<default>`, a null name on the wire).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -98,6 +102,9 @@ impl Eq for QuotaValue {}
 /// Checks one quota key and value as Kafka does; the message is Kafka's.
 pub fn validate_quota(key: &str, value: f64) -> Result<(), String> {
     let Some(&(_, integral)) = QUOTA_KEYS.iter().find(|(k, _)| *k == key) else {
+        if NOT_ENFORCED.contains(&key) {
+            return Err(format!("Quota {key} is not supported by this broker"));
+        }
         return Err(format!("Invalid configuration key {key}"));
     };
     if !value.is_finite() || value <= 0.0 {
@@ -269,6 +276,10 @@ mod tests {
         assert_eq!(
             refused(&mut md, set(app.clone(), "bogus", 1.0)),
             "Invalid configuration key bogus"
+        );
+        assert_eq!(
+            refused(&mut md, set(app.clone(), "controller_mutation_rate", 1.0)),
+            "Quota controller_mutation_rate is not supported by this broker"
         );
         assert_eq!(
             refused(&mut md, set(app.clone(), CONSUMER_BYTE_RATE, -1.0)),
