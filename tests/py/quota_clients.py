@@ -26,23 +26,26 @@ from common import Deadline, check, emit, fail
 RECORD = 10_000
 
 
+def conf(opts, throttles, errors, extra):
+    """Client settings: this client id; throttle times and errors kept."""
+    settings = {
+        "bootstrap.servers": opts["bootstrap"],
+        "client.id": opts["client_id"],
+        "throttle_cb": lambda event: throttles.append(event.throttle_time * 1000),
+        "error_cb": errors.append,
+    }
+    settings.update(extra)
+    return settings
+
+
 def produce(opts):
     throttles = []
     errors = []
-    producer = Producer(
-        {
-            "bootstrap.servers": opts["bootstrap"],
-            "client.id": opts["client_id"],
-            "linger.ms": 5,
-            # Produce requests of 128 kB instead of 1 MB: with a 1 MB/s
-            # quota each request is then a small part of a second's worth,
-            # so the rate the client reaches shows the quota, not the
-            # rounding of a few large requests.
-            "batch.size": 131072,
-            "throttle_cb": lambda event: throttles.append(event.throttle_time * 1000),
-            "error_cb": errors.append,
-        }
-    )
+    # Produce requests of 128 kB instead of 1 MB: with a 1 MB/s quota each
+    # request is then a small part of a second's worth, so the rate the
+    # client reaches shows the quota, not the rounding of a few large
+    # requests.
+    producer = Producer(conf(opts, throttles, errors, {"linger.ms": 5, "batch.size": 131072}))
     count = opts["bytes"] // RECORD
     payload = b"q" * RECORD
     delivered = []
@@ -72,17 +75,12 @@ def produce(opts):
 def consume(opts):
     throttles = []
     errors = []
-    consumer = Consumer(
-        {
-            "bootstrap.servers": opts["bootstrap"],
-            "client.id": opts["client_id"],
-            "group.id": opts["client_id"] + "-group",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            "throttle_cb": lambda event: throttles.append(event.throttle_time * 1000),
-            "error_cb": errors.append,
-        }
-    )
+    extra = {
+        "group.id": opts["client_id"] + "-group",
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+    }
+    consumer = Consumer(conf(opts, throttles, errors, extra))
     consumer.subscribe([opts["topic"]])
     want = opts["bytes"] // RECORD
     got = 0

@@ -89,22 +89,18 @@ fn byte_rate_quotas_slow_down_only_their_client() {
     let topic = unique_topic("quota");
     broker.create_topic(&topic, 1, &[]);
     let rate = MIB.to_string();
-    cli_ok(
+    set_quota(
         &broker,
         &[
-            "quota",
-            "set",
             "--client-id",
             "slow-producer",
             "--producer-byte-rate",
             &rate,
         ],
     );
-    cli_ok(
+    set_quota(
         &broker,
         &[
-            "quota",
-            "set",
             "--client-id",
             "slow-consumer",
             "--consumer-byte-rate",
@@ -145,6 +141,13 @@ fn byte_rate_quotas_slow_down_only_their_client() {
     assert!(throttled(&broker, "fetch") > 0.0);
 }
 
+#[track_caller]
+fn set_quota(broker: &BrokerProcess, args: &[&str]) {
+    let mut all = vec!["quota", "set"];
+    all.extend_from_slice(args);
+    cli_ok(broker, &all);
+}
+
 fn describe(broker: &BrokerProcess, args: &[&str]) -> serde_json::Value {
     let mut all = vec!["quota", "describe", "--json"];
     all.extend_from_slice(args);
@@ -154,22 +157,13 @@ fn describe(broker: &BrokerProcess, args: &[&str]) -> serde_json::Value {
 #[test]
 fn quotas_are_described_with_filters_and_survive_a_restart() {
     let mut broker = broker();
-    cli_ok(
+    set_quota(
         &broker,
-        &[
-            "quota",
-            "set",
-            "--user",
-            "alice",
-            "--producer-byte-rate",
-            "2048",
-        ],
+        &["--user", "alice", "--producer-byte-rate", "2048"],
     );
-    cli_ok(
+    set_quota(
         &broker,
         &[
-            "quota",
-            "set",
             "--user",
             "alice",
             "--client-id",
@@ -178,21 +172,13 @@ fn quotas_are_described_with_filters_and_survive_a_restart() {
             "4096",
         ],
     );
-    cli_ok(
+    set_quota(
         &broker,
-        &[
-            "quota",
-            "set",
-            "--user-default",
-            "--request-percentage",
-            "150.5",
-        ],
+        &["--user-default", "--request-percentage", "150.5"],
     );
-    cli_ok(
+    set_quota(
         &broker,
         &[
-            "quota",
-            "set",
             "--client-id-default",
             "--producer-byte-rate",
             "10",
@@ -200,21 +186,13 @@ fn quotas_are_described_with_filters_and_survive_a_restart() {
             "20",
         ],
     );
-    cli_ok(
+    set_quota(
         &broker,
-        &[
-            "quota",
-            "set",
-            "--client-id-default",
-            "--delete",
-            "consumer_byte_rate",
-        ],
+        &["--client-id-default", "--delete", "consumer_byte_rate"],
     );
-    cli_ok(
+    set_quota(
         &broker,
         &[
-            "quota",
-            "set",
             "--client-id",
             "dry",
             "--producer-byte-rate",

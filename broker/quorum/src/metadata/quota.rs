@@ -74,6 +74,15 @@ pub struct QuotaEntity {
 }
 
 impl QuotaEntity {
+    /// An entity from the wire's nullable names: an outer `None` leaves
+    /// the component out, `Some(None)` is its default.
+    pub fn of(user: Option<Option<&str>>, client_id: Option<Option<&str>>) -> Self {
+        QuotaEntity {
+            user: user.map(QuotaName::from_wire),
+            client_id: client_id.map(QuotaName::from_wire),
+        }
+    }
+
     /// Checks what Kafka checks of an entity; the message is Kafka's.
     pub fn validate(&self) -> Result<(), String> {
         if self.user.is_none() && self.client_id.is_none() {
@@ -210,13 +219,6 @@ mod tests {
     use super::*;
     use crate::metadata::MetadataCommand;
 
-    fn entity(user: Option<Option<&str>>, client: Option<Option<&str>>) -> QuotaEntity {
-        QuotaEntity {
-            user: user.map(QuotaName::from_wire),
-            client_id: client.map(QuotaName::from_wire),
-        }
-    }
-
     fn set(e: QuotaEntity, key: &str, value: f64) -> MetadataCommand {
         MetadataCommand::AlterClientQuota {
             entity: e,
@@ -236,7 +238,7 @@ mod tests {
     #[test]
     fn quotas_are_set_replaced_and_removed() {
         let mut md = ClusterMetadata::default();
-        let app = entity(None, Some(Some("app")));
+        let app = QuotaEntity::of(None, Some(Some("app")));
         assert_eq!(
             md.apply(1, &set(app.clone(), PRODUCER_BYTE_RATE, 1024.0)),
             Ok(ApplyOutcome::Applied)
@@ -268,7 +270,7 @@ mod tests {
     #[test]
     fn bad_quotas_are_refused_with_kafkas_messages() {
         let mut md = ClusterMetadata::default();
-        let app = entity(None, Some(Some("app")));
+        let app = QuotaEntity::of(None, Some(Some("app")));
         let refused = |md: &mut ClusterMetadata, c| match md.apply(1, &c) {
             Err(ApplyError::InvalidQuota(m)) => m,
             other => panic!("{other:?}"),
@@ -290,13 +292,20 @@ mod tests {
             "producer_byte_rate cannot be a fractional value."
         );
         assert_eq!(
-            refused(&mut md, set(entity(None, None), PRODUCER_BYTE_RATE, 1.0)),
+            refused(
+                &mut md,
+                set(QuotaEntity::of(None, None), PRODUCER_BYTE_RATE, 1.0)
+            ),
             "Invalid empty client quota entity"
         );
         assert_eq!(
             refused(
                 &mut md,
-                set(entity(Some(Some("")), None), PRODUCER_BYTE_RATE, 1.0)
+                set(
+                    QuotaEntity::of(Some(Some("")), None),
+                    PRODUCER_BYTE_RATE,
+                    1.0
+                )
             ),
             "Empty user not supported"
         );
@@ -307,14 +316,14 @@ mod tests {
     fn the_most_specific_entity_wins_in_kip_55_order() {
         let mut md = ClusterMetadata::default();
         let entities = [
-            entity(Some(Some("alice")), Some(Some("app"))),
-            entity(Some(Some("alice")), Some(None)),
-            entity(Some(Some("alice")), None),
-            entity(Some(None), Some(Some("app"))),
-            entity(Some(None), Some(None)),
-            entity(Some(None), None),
-            entity(None, Some(Some("app"))),
-            entity(None, Some(None)),
+            QuotaEntity::of(Some(Some("alice")), Some(Some("app"))),
+            QuotaEntity::of(Some(Some("alice")), Some(None)),
+            QuotaEntity::of(Some(Some("alice")), None),
+            QuotaEntity::of(Some(None), Some(Some("app"))),
+            QuotaEntity::of(Some(None), Some(None)),
+            QuotaEntity::of(Some(None), None),
+            QuotaEntity::of(None, Some(Some("app"))),
+            QuotaEntity::of(None, Some(None)),
         ];
         for (i, e) in entities.iter().enumerate() {
             md.apply(1, &set(e.clone(), PRODUCER_BYTE_RATE, (i + 1) as f64))
@@ -328,7 +337,11 @@ mod tests {
         assert_eq!(md.client_quota("alice", "app", PRODUCER_BYTE_RATE), None);
         md.apply(
             3,
-            &set(entity(None, Some(Some("app"))), CONSUMER_BYTE_RATE, 5.0),
+            &set(
+                QuotaEntity::of(None, Some(Some("app"))),
+                CONSUMER_BYTE_RATE,
+                5.0,
+            ),
         )
         .unwrap();
         assert_eq!(md.client_quota("bob", "other", CONSUMER_BYTE_RATE), None);
@@ -341,7 +354,7 @@ mod tests {
         md.apply(
             1,
             &set(
-                entity(Some(None), Some(Some("app"))),
+                QuotaEntity::of(Some(None), Some(Some("app"))),
                 PRODUCER_BYTE_RATE,
                 1e6,
             ),

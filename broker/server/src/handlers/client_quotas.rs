@@ -250,13 +250,6 @@ mod tests {
 
     use super::*;
 
-    fn entity(user: Option<Option<&str>>, client: Option<Option<&str>>) -> QuotaEntity {
-        QuotaEntity {
-            user: user.map(QuotaName::from_wire),
-            client_id: client.map(QuotaName::from_wire),
-        }
-    }
-
     fn component(kind: &str, match_type: i8, name: Option<&str>) -> ComponentData {
         ComponentData::default()
             .with_entity_type(StrBytes::from_string(kind.into()))
@@ -268,11 +261,11 @@ mod tests {
     fn image() -> ClusterMetadata {
         let mut md = ClusterMetadata::default();
         let entities = [
-            entity(Some(Some("alice")), None),
-            entity(Some(None), None),
-            entity(Some(Some("alice")), Some(Some("app"))),
-            entity(None, Some(Some("app"))),
-            entity(None, Some(None)),
+            QuotaEntity::of(Some(Some("alice")), None),
+            QuotaEntity::of(Some(None), None),
+            QuotaEntity::of(Some(Some("alice")), Some(Some("app"))),
+            QuotaEntity::of(None, Some(Some("app"))),
+            QuotaEntity::of(None, Some(None)),
         ];
         for e in entities {
             let command = MetadataCommand::AlterClientQuota {
@@ -313,21 +306,24 @@ mod tests {
         assert_eq!(
             described(vec![component("user", MATCH_EXACT, Some("alice"))], false).unwrap(),
             vec![
-                entity(Some(Some("alice")), None),
-                entity(Some(Some("alice")), Some(Some("app")))
+                QuotaEntity::of(Some(Some("alice")), None),
+                QuotaEntity::of(Some(Some("alice")), Some(Some("app")))
             ]
         );
         assert_eq!(
             described(vec![component("user", MATCH_EXACT, Some("alice"))], true).unwrap(),
-            vec![entity(Some(Some("alice")), None)]
+            vec![QuotaEntity::of(Some(Some("alice")), None)]
         );
         assert_eq!(
             described(vec![component("user", MATCH_DEFAULT, None)], true).unwrap(),
-            vec![entity(Some(None), None)]
+            vec![QuotaEntity::of(Some(None), None)]
         );
         assert_eq!(
             described(vec![component("client-id", MATCH_SPECIFIED, None)], true).unwrap(),
-            vec![entity(None, Some(None)), entity(None, Some(Some("app")))]
+            vec![
+                QuotaEntity::of(None, Some(None)),
+                QuotaEntity::of(None, Some(Some("app")))
+            ]
         );
         assert_eq!(
             described(vec![component("client-id", MATCH_SPECIFIED, None)], false)
@@ -409,7 +405,7 @@ mod tests {
         else {
             panic!("{ok:?}");
         };
-        assert_eq!(e, entity(Some(None), Some(Some("app"))));
+        assert_eq!(e, QuotaEntity::of(Some(None), Some(Some("app"))));
         assert_eq!(set.len(), 1);
         assert!(remove.contains("consumer_byte_rate"));
         let err = |components: &[(&str, Option<&str>)], ops: &[(&str, f64, bool)]| {

@@ -7,7 +7,7 @@ use kafka_protocol::messages::{
     fetch_response::{FetchableTopicResponse, PartitionData},
     BrokerId, FetchRequest, FetchResponse, ProduceRequest, ProduceResponse,
 };
-use rivulet_quorum::metadata::{MetadataCommand, QuotaEntity, QuotaName, QuotaValue};
+use rivulet_quorum::metadata::{MetadataCommand, QuotaEntity, QuotaValue};
 
 use super::*;
 use crate::metrics::Metrics;
@@ -15,10 +15,7 @@ use crate::metrics::Metrics;
 fn image(client: &str, key: &str, value: f64) -> ClusterMetadata {
     let mut md = ClusterMetadata::default();
     let command = MetadataCommand::AlterClientQuota {
-        entity: QuotaEntity {
-            user: None,
-            client_id: Some(QuotaName::Name(client.into())),
-        },
+        entity: QuotaEntity::of(None, Some(Some(client))),
         set: [(key.to_string(), QuotaValue(value))].into(),
         remove: BTreeSet::new(),
     };
