@@ -218,6 +218,8 @@ pub struct Broker {
     pub config: BrokerConfig,
     /// Metric families.
     pub metrics: Metrics,
+    /// Client quota rates, judged on every answered request.
+    pub quotas: crate::quota::QuotaManager,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     /// The persisted metadata; its lock also serializes topic changes.
     meta: Mutex<Meta>,
@@ -316,9 +318,11 @@ impl Broker {
         let meta = meta_store::load_or_create(&config.data_dir, config.node_id)?;
         let restored_hws = crate::hw_checkpoint::read(&config.data_dir);
         let next_pid = meta.producer_id_block_end;
+        let quotas = crate::quota::QuotaManager::new(config.quota_window, metrics.quotas.clone());
         let broker = Broker {
             config,
             metrics,
+            quotas,
             topics: RwLock::new(BTreeMap::new()),
             meta: Mutex::new(meta),
             next_producer_id: Mutex::new(next_pid),

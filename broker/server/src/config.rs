@@ -63,6 +63,8 @@ pub struct BrokerConfig {
     pub offsets_retention_check_interval: Duration,
     /// Kafka's `offset.metadata.max.bytes` (default 4096).
     pub offset_metadata_max_bytes: usize,
+    /// How client quota rates are measured.
+    pub quota_window: QuotaWindow,
     /// Replication settings (all brokers, meaningful in a cluster).
     pub replication: ReplicationConfig,
     /// The controller quorum this broker belongs to. Without
@@ -81,6 +83,24 @@ pub struct BrokerConfig {
         crate::security::scram::ScramMechanism,
         crate::security::scram::ScramCredential,
     )>,
+}
+
+/// The sampled window client quota rates are measured over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaWindow {
+    /// Kafka's `quota.window.num` (default 11): samples kept.
+    pub samples: u32,
+    /// Kafka's `quota.window.size.seconds` (default 1): length of a sample.
+    pub sample: Duration,
+}
+
+impl Default for QuotaWindow {
+    fn default() -> Self {
+        QuotaWindow {
+            samples: 11,
+            sample: Duration::from_secs(1),
+        }
+    }
 }
 
 /// Replication and controller timing, Kafka's names and defaults.
@@ -303,6 +323,7 @@ impl BrokerConfig {
             offsets_retention: Duration::from_secs(10_080 * 60),
             offsets_retention_check_interval: Duration::from_millis(600_000),
             offset_metadata_max_bytes: 4096,
+            quota_window: QuotaWindow::default(),
             replication: ReplicationConfig::default(),
             // Set from the voters (or to a cluster of one) below.
             cluster: ClusterConfig {
@@ -406,6 +427,14 @@ impl BrokerConfig {
                 }
                 "offset.metadata.max.bytes" => {
                     config.offset_metadata_max_bytes = parse_non_negative(value, &invalid)? as usize
+                }
+                "quota.window.num" => {
+                    config.quota_window.samples = u32::try_from(parse_positive(value, &invalid)?)
+                        .map_err(|_| invalid("too large"))?
+                }
+                "quota.window.size.seconds" => {
+                    config.quota_window.sample =
+                        Duration::from_secs(parse_positive(value, &invalid)? as u64)
                 }
                 "controller.quorum.voters" => {
                     voters = Some(parse_voters(value).map_err(|r| invalid(&r))?)

@@ -25,6 +25,7 @@ use tokio::{
 use crate::{
     authenticate::{Authenticator, Step},
     handlers::{self, Node},
+    quota,
     security::{principal, tls::TlsContext, ListenerSecurity, Principal},
 };
 
@@ -170,6 +171,7 @@ async fn serve_stream<S>(
         if let Some(mechanism) = auth.take_failure() {
             failed_authentication(&broker, &listener.name, mechanism.name());
         }
+        let mut throttle = quota::Throttle::default();
         let outcome = match step {
             Step::Serve => {
                 let ctx = handlers::RequestContext {
@@ -177,7 +179,12 @@ async fn serve_stream<S>(
                     peer: peer.map(|p| p.ip()),
                     principal: auth.principal(),
                 };
-                handle_frame(&broker, frame, &ctx).await
+                handle_frame(&broker, frame, &ctx)
+                    .await
+                    .map(|(bytes, verdict)| {
+                        throttle = verdict;
+                        bytes
+                    })
             }
             Step::Respond(bytes) => Ok(Some(bytes)),
             Step::RespondAndClose(bytes, reason) => {
@@ -191,6 +198,17 @@ async fn serve_stream<S>(
                 break;
             }
         };
+        // KIP-219: a throttled client's connection reads nothing more for
+        // the throttle time, after the answer (or before it, for clients
+        // too old to throttle themselves).
+        let (delay, mute) = if throttle.delay_response {
+            (throttle.time, Duration::ZERO)
+        } else {
+            (Duration::ZERO, throttle.time)
+        };
+        if !delay.is_zero() && !pause(delay, &mut shutdown).await {
+            break;
+        }
         match outcome {
             Ok(Some(bytes)) => {
                 if let Err(e) = writer.write_all(&bytes).await {
@@ -208,8 +226,19 @@ async fn serve_stream<S>(
                 break;
             }
         }
+        if !mute.is_zero() && !pause(mute, &mut shutdown).await {
+            break;
+        }
     }
     let _ = writer.shutdown().await;
+}
+
+/// Waits `time`; false if shutdown came first.
+async fn pause(time: Duration, shutdown: &mut tokio::sync::watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(time) => true,
+        _ = shutdown.changed() => false,
+    }
 }
 
 fn close(broker: &Node, peer: Option<std::net::SocketAddr>, e: ConnectionError) {
@@ -221,13 +250,13 @@ fn close(broker: &Node, peer: Option<std::net::SocketAddr>, e: ConnectionError) 
     tracing::info!(peer = ?peer, error = %e, "closing connection");
 }
 
-/// Decodes, handles and encodes one request; `Ok(None)` when Kafka sends
-/// no response (acks=0).
+/// Decodes, handles and encodes one request; `None` when Kafka sends no
+/// response (acks=0). Comes with the client quotas' verdict.
 async fn handle_frame(
     broker: &Node,
     frame: bytes::Bytes,
     ctx: &handlers::RequestContext<'_>,
-) -> Result<Option<bytes::Bytes>, ConnectionError> {
+) -> Result<(Option<bytes::Bytes>, quota::Throttle), ConnectionError> {
     let started = Instant::now();
     let info = peek_header(&frame)
         .ok_or_else(|| ConnectionError::Request("frame too short for a request header".into()))?;
@@ -241,7 +270,7 @@ async fn handle_frame(
             // KIP-511: answer a too-new ApiVersions in v0 so the client can retry.
             let body = ResponseKind::ApiVersions(handlers::unsupported_version_response());
             return encode_response(info.correlation_id, api_key, 0, &body)
-                .map(Some)
+                .map(|bytes| (Some(bytes), quota::Throttle::default()))
                 .map_err(|e| ConnectionError::Request(e.to_string()));
         }
         return Err(ConnectionError::Request(format!(
@@ -252,13 +281,29 @@ async fn handle_frame(
                 .unwrap_or_else(|| "none".into())
         )));
     }
-    let request = decode_request(frame).map_err(|e| ConnectionError::Request(e.to_string()))?;
+    let request_bytes = frame.len();
+    let mut request = decode_request(frame).map_err(|e| ConnectionError::Request(e.to_string()))?;
     // Handles resolved once per API when the broker started.
     let api = broker.metrics.api(info.api_key);
     if let Some(api) = api {
         api.requests.inc();
     }
-    let response = handlers::dispatch(broker, &request.header, request.body, ctx).await;
+    let facts = quota::RequestFacts::new(
+        api_key,
+        info.api_version,
+        request.header.client_id.as_deref(),
+        &request.body,
+        request_bytes,
+    );
+    let image = broker.cluster.image();
+    let user = &ctx.principal.name;
+    broker
+        .quotas
+        .prepare(&image, &facts, user, &mut request.body);
+    let mut response = handlers::dispatch(broker, &request.header, request.body, ctx).await;
+    let throttle = broker
+        .quotas
+        .judge(&image, &facts, user, started.elapsed(), response.as_mut());
     let encoded = match response {
         Some(body) => Some(
             encode_response(info.correlation_id, api_key, info.api_version, &body).map_err(
@@ -270,5 +315,5 @@ async fn handle_frame(
     if let Some(api) = api {
         api.time.observe(started.elapsed().as_secs_f64());
     }
-    Ok(encoded)
+    Ok((encoded, throttle))
 }

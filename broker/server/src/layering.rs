@@ -44,6 +44,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("identity", 2),
     ("parallel", 1),
     ("security", 1),
+    ("quota", 2),
 ];
 
 /// Upward imports that predate the rule: (from, to). None are left.

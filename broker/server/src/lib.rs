@@ -27,6 +27,7 @@ pub mod meta_store;
 pub mod metrics;
 pub mod parallel;
 pub mod partition;
+pub mod quota;
 pub mod security;
 pub mod server;
 pub mod topic_config;

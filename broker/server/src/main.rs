@@ -50,6 +50,8 @@ enum Command {
     User(cli::user::UserArgs),
     /// Add, list and remove ACLs.
     Acl(cli::acl::AclArgs),
+    /// Set and describe client quotas (byte rates, request percentage).
+    Quota(cli::quota::QuotaArgs),
 }
 
 #[derive(clap::Args)]
@@ -121,6 +123,7 @@ fn main() -> ExitCode {
             Command::Quorum(args) => cli::quorum::run(args).await,
             Command::User(args) => cli::user::run(args).await,
             Command::Acl(args) => cli::acl::run(args).await,
+            Command::Quota(args) => cli::quota::run(args).await,
         }
     });
     match result {

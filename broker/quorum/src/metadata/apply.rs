@@ -187,6 +187,11 @@ impl ClusterMetadata {
             } => self.alter_scram(user, *mechanism, credential.as_ref()),
             MetadataCommand::CreateAcls(acls) => self.create_acls(acls),
             MetadataCommand::DeleteAcls(acls) => self.delete_acls(acls),
+            MetadataCommand::AlterClientQuota {
+                entity,
+                set,
+                remove,
+            } => self.alter_quota(entity, set, remove),
         }
     }
 

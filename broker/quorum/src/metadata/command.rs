@@ -111,6 +111,15 @@ pub enum MetadataCommand {
     /// Remove these exact ACLs (DeleteAcls resolves its filters against the
     /// image first); ones already gone are skipped.
     DeleteAcls(Vec<super::acl::AclBinding>),
+    /// Set and remove client quota keys of one entity (AlterClientQuotas).
+    AlterClientQuota {
+        /// The user and/or client id the quotas apply to.
+        entity: super::QuotaEntity,
+        /// Keys to set.
+        set: BTreeMap<String, super::QuotaValue>,
+        /// Keys to remove.
+        remove: BTreeSet<String>,
+    },
     /// Several commands applied atomically: all of them or none.
     Batch(Vec<MetadataCommand>),
 }
@@ -238,6 +247,10 @@ pub enum ApplyError {
     /// A malformed ACL (INVALID_REQUEST).
     #[error(transparent)]
     InvalidAcl(#[from] super::acl::AclError),
+    /// A malformed client quota alteration (INVALID_REQUEST); the message
+    /// is Kafka's.
+    #[error("{0}")]
+    InvalidQuota(String),
 }
 
 /// The answer to a command, as stored next to the entry's offset.

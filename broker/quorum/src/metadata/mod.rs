@@ -10,6 +10,7 @@ mod command;
 mod partition;
 #[cfg(test)]
 mod partition_tests;
+mod quota;
 mod security;
 #[cfg(test)]
 mod tests;
@@ -17,6 +18,10 @@ mod types;
 
 pub use command::{
     ApplyError, ApplyOutcome, ApplyResult, LeaderChange, MetadataCommand, PartitionChange,
+};
+pub use quota::{
+    precedence, validate_quota, QuotaEntity, QuotaMap, QuotaName, QuotaValue, CONSUMER_BYTE_RATE,
+    ENTITY_CLIENT_ID, ENTITY_USER, PRODUCER_BYTE_RATE, QUOTA_KEYS, REQUEST_PERCENTAGE,
 };
 pub use security::ScramCredentialRecord;
 pub use types::{

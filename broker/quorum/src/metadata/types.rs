@@ -142,6 +142,13 @@ pub struct ClusterMetadata {
     /// Every ACL, for the authorizer and DescribeAcls.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub acls: BTreeSet<super::acl::AclBinding>,
+    /// Client quotas by entity (absent from images of older releases).
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        with = "super::quota::as_pairs"
+    )]
+    pub quotas: super::quota::QuotaMap,
 }
 
 impl ClusterMetadata {

@@ -14,6 +14,7 @@ pub mod format;
 pub mod group;
 pub mod produce;
 pub mod quorum;
+pub mod quota;
 pub mod topic;
 pub mod user;
 

@@ -14,6 +14,7 @@ mod data;
 mod fake_broker;
 mod groups;
 mod quorum;
+mod quotas;
 mod reassign;
 mod records;
 mod sasl;
@@ -39,6 +40,7 @@ pub use self::{
         MemberDescription, CONSUMER_PROTOCOL_TYPE, COORDINATOR_WAIT,
     },
     quorum::{QuorumDescription, QuorumListener, QuorumReplica, METADATA_TOPIC},
+    quotas::{QuotaComponent, QuotaEntry, QuotaMatch},
     reassign::{OngoingReassignment, ReassignTarget, ReassignmentResult},
     records::{decode_records, encode_batch, next_fetch_offset, OwnedRecord},
     security::{ClientSecurity, SaslLogin, SecurityPropertyError},

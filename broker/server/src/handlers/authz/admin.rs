@@ -4,16 +4,18 @@
 
 use kafka_protocol::{
     messages::{
+        alter_client_quotas_response,
         alter_configs_response::AlterConfigsResourceResponse as AlterResult,
         alter_user_scram_credentials_response::AlterUserScramCredentialsResult,
         describe_configs_response::DescribeConfigsResult,
         elect_leaders_response::{PartitionResult, ReplicaElectionResult},
         incremental_alter_configs_response::AlterConfigsResourceResponse as IncrementalResult,
-        AddRaftVoterResponse, AlterPartitionReassignmentsResponse,
+        AddRaftVoterResponse, AlterClientQuotasResponse, AlterPartitionReassignmentsResponse,
         AlterUserScramCredentialsResponse, CreateAclsResponse, DeleteAclsResponse,
-        DescribeAclsResponse, DescribeQuorumResponse, DescribeUserScramCredentialsResponse,
-        ElectLeadersResponse, InitProducerIdResponse, ListPartitionReassignmentsResponse,
-        ProducerId, RemoveRaftVoterResponse, RequestKind, ResponseKind,
+        DescribeAclsResponse, DescribeClientQuotasResponse, DescribeQuorumResponse,
+        DescribeUserScramCredentialsResponse, ElectLeadersResponse, InitProducerIdResponse,
+        ListPartitionReassignmentsResponse, ProducerId, RemoveRaftVoterResponse, RequestKind,
+        ResponseKind,
     },
     protocol::StrBytes,
     ResponseError,
@@ -331,6 +333,46 @@ pub fn check(access: &Access, body: RequestKind, version: i16) -> Checked {
                 )
             },
         ),
+        RequestKind::DescribeClientQuotas(r) if access.enabled() => cluster_only(
+            access,
+            Operation::DescribeConfigs,
+            RequestKind::DescribeClientQuotas(r),
+            || {
+                ResponseKind::DescribeClientQuotas(
+                    DescribeClientQuotasResponse::default()
+                        .with_error_code(code(CLUSTER_DENIED))
+                        .with_error_message(message())
+                        .with_entries(None),
+                )
+            },
+        ),
+        RequestKind::AlterClientQuotas(r) if access.enabled() => {
+            if access.allows_cluster(Operation::AlterConfigs) {
+                return Checked::Run(RequestKind::AlterClientQuotas(r), None);
+            }
+            let entries = r
+                .entries
+                .into_iter()
+                .map(|e| {
+                    alter_client_quotas_response::EntryData::default()
+                        .with_error_code(code(CLUSTER_DENIED))
+                        .with_error_message(message())
+                        .with_entity(
+                            e.entity
+                                .into_iter()
+                                .map(|d| {
+                                    alter_client_quotas_response::EntityData::default()
+                                        .with_entity_type(d.entity_type)
+                                        .with_entity_name(d.entity_name)
+                                })
+                                .collect(),
+                        )
+                })
+                .collect();
+            Checked::Answer(ResponseKind::AlterClientQuotas(
+                AlterClientQuotasResponse::default().with_entries(entries),
+            ))
+        }
         other => Checked::Run(other, None),
     }
 }

@@ -390,3 +390,37 @@ async fn without_an_authorizer_acl_apis_are_disabled_and_everything_is_allowed()
         .fold(0, |b, c| b | (1 << c));
     assert_eq!(ops, all);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quotas_need_configs_rights_on_the_cluster() {
+    use kafka_protocol::messages::{
+        alter_client_quotas_request::{EntityData, EntryData, OpData},
+        AlterClientQuotasRequest,
+    };
+    let h = secured();
+    let request = || {
+        RequestKind::AlterClientQuotas(AlterClientQuotasRequest::default().with_entries(vec![
+            EntryData::default()
+                .with_entity(vec![EntityData::default()
+                    .with_entity_type(s("client-id"))
+                    .with_entity_name(Some(s("app")))])
+                .with_ops(vec![OpData::default()
+                    .with_key(s("producer_byte_rate"))
+                    .with_value(1024.0)]),
+        ]))
+    };
+    let code = |resp: ResponseKind| match resp {
+        ResponseKind::AlterClientQuotas(r) => r.entries[0].error_code,
+        _ => panic!(),
+    };
+    assert_eq!(
+        code(call(&h, "alice", ApiKey::AlterClientQuotas, 1, request()).await),
+        ResponseError::ClusterAuthorizationFailed.code()
+    );
+    assert!(h.node.cluster.image().quotas.is_empty());
+    assert_eq!(
+        code(call(&h, "admin", ApiKey::AlterClientQuotas, 1, request()).await),
+        0
+    );
+    assert_eq!(h.node.cluster.image().quotas.len(), 1);
+}
