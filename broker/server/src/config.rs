@@ -65,6 +65,8 @@ pub struct BrokerConfig {
     pub offset_metadata_max_bytes: usize,
     /// How client quota rates are measured.
     pub quota_window: QuotaWindow,
+    /// The transaction coordinator's settings.
+    pub transactions: TransactionConfig,
     /// Replication settings (all brokers, meaningful in a cluster).
     pub replication: ReplicationConfig,
     /// The controller quorum this broker belongs to. Without
@@ -261,8 +263,6 @@ const ACCEPTED_IGNORED: &[&str] = &[
     "num.io.threads",
     "socket.send.buffer.bytes",
     "socket.receive.buffer.bytes",
-    "transaction.state.log.replication.factor",
-    "transaction.state.log.min.isr",
     "log.message.format.version",
     "inter.broker.protocol.version",
     "log.message.downconversion.enable",
@@ -324,6 +324,7 @@ impl BrokerConfig {
             offsets_retention_check_interval: Duration::from_millis(600_000),
             offset_metadata_max_bytes: 4096,
             quota_window: QuotaWindow::default(),
+            transactions: TransactionConfig::default(),
             replication: ReplicationConfig::default(),
             // Set from the voters (or to a cluster of one) below.
             cluster: ClusterConfig {
@@ -510,6 +511,9 @@ impl BrokerConfig {
                 }
                 "follower.replication.throttled.rate" => {
                     config.replication.reassignment_throttle = parse_non_negative(value, &invalid)?
+                }
+                k if transactions::KEYS.contains(&k) => {
+                    config.transactions.set(k, value, &invalid)?
                 }
                 k if ACCEPTED_IGNORED.contains(&k) => {}
                 k if crate::security::config::is_security_key(k) => {}
@@ -726,3 +730,6 @@ fn parse_bool(value: &str, invalid: &dyn Fn(&str) -> ConfigError) -> Result<bool
 
 #[cfg(test)]
 mod tests;
+mod transactions;
+
+pub use transactions::TransactionConfig;

@@ -33,6 +33,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("http", 8),
     ("handlers", 7),
     ("group", 6),
+    ("txn", 6),
     ("cluster", 5),
     ("broker", 4),
     ("partition", 3),

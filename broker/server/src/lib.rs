@@ -31,3 +31,4 @@ pub mod quota;
 pub mod security;
 pub mod server;
 pub mod topic_config;
+pub mod txn;

@@ -69,6 +69,8 @@ pub struct Metrics {
     pub groups: GroupMetrics,
     /// Client quota throttling.
     pub quotas: QuotaMetrics,
+    /// The transaction coordinator's families.
+    pub txns: TxnMetrics,
 }
 
 /// Client quota throttling, by quota type (`produce`, `fetch`, `request`).
@@ -172,6 +174,51 @@ impl GroupMetrics {
                 "kafka_consumergroup_current_offset",
                 "The group's committed offset",
                 gtp,
+            ),
+        }
+    }
+}
+
+/// The transaction coordinator's metric families.
+#[derive(Clone)]
+pub struct TxnMetrics {
+    /// `kafka_coordinator_transaction_open_transactions`: transactions open
+    /// (Ongoing) at this coordinator, as of the last expiry check.
+    pub open: IntGauge,
+    /// `kafka_coordinator_transaction_commits_total`.
+    pub commits: IntCounter,
+    /// `kafka_coordinator_transaction_aborts_total` (by clients, timeouts
+    /// and fencing).
+    pub aborts: IntCounter,
+    /// `kafka_coordinator_transaction_expired_total`: aborted for running
+    /// past `transaction.timeout.ms`.
+    pub expired: IntCounter,
+}
+
+impl TxnMetrics {
+    fn register(r: &Registry) -> Self {
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("valid metric");
+            r.register(Box::new(c.clone())).expect("unique metric");
+            c
+        };
+        TxnMetrics {
+            open: gauge(
+                r,
+                "kafka_coordinator_transaction_open_transactions",
+                "Transactions open at this coordinator",
+            ),
+            commits: counter(
+                "kafka_coordinator_transaction_commits_total",
+                "Transactions committed by this coordinator",
+            ),
+            aborts: counter(
+                "kafka_coordinator_transaction_aborts_total",
+                "Transactions aborted by this coordinator (by clients, timeouts and fencing)",
+            ),
+            expired: counter(
+                "kafka_coordinator_transaction_expired_total",
+                "Transactions aborted for running past their timeout",
             ),
         }
     }
@@ -449,6 +496,7 @@ impl Metrics {
             ),
             groups: GroupMetrics::register(&r),
             quotas: QuotaMetrics::register(&r),
+            txns: TxnMetrics::register(&r),
             registry: r,
         }
     }

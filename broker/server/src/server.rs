@@ -118,10 +118,16 @@ pub async fn run(
         broker.metrics.groups.clone(),
         cluster.clone(),
     ));
+    let txns = Arc::new(crate::txn::TxnCoordinator::new(
+        broker.config.transactions.clone(),
+        cluster.clone(),
+        broker.metrics.txns.clone(),
+    ));
     let node = Arc::new(crate::handlers::Node {
         broker: broker.clone(),
         cluster: cluster.clone(),
         groups: groups.clone(),
+        txns: txns.clone(),
     });
     // Metrics and readiness answer while the broker waits to serve, so a
     // broker that cannot reach its quorum is seen up but not ready.
@@ -146,6 +152,7 @@ pub async fn run(
         ));
     }
     background.spawn(crate::group::run(groups, stop_rx.clone()));
+    background.spawn(txns.run(stop_rx.clone()));
     on_ready(&Bound {
         kafka,
         listeners,

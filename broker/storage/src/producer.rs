@@ -22,6 +22,10 @@ use crate::{
 /// requests in flight, so a retry is always among the last five.
 pub const MAX_CACHED_BATCHES: usize = 5;
 
+/// Kafka's `RecordBatch.NO_SEQUENCE`: the base sequence of batches a
+/// coordinator writes on a producer's behalf.
+pub const NO_SEQUENCE: i32 = -1;
+
 /// Where one remembered batch landed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BatchMetadata {
@@ -156,6 +160,12 @@ impl<'a> ProducerAppend<'a> {
             return Ok(SequenceCheck::Append);
         };
         let found = header.base_sequence;
+        if found == NO_SEQUENCE && header.producer_epoch >= entry.epoch {
+            // Written by a coordinator (transactional offset commits), not
+            // by the producer: no sequence to check (Kafka's coordinator
+            // origin).
+            return Ok(SequenceCheck::Append);
+        }
         if header.producer_epoch < entry.epoch {
             return Err(StorageError::InvalidProducerEpoch {
                 producer_id,
@@ -235,6 +245,10 @@ fn record_into(entry: &mut ProducerEntry, header: &BatchHeader) {
         entry.epoch = header.producer_epoch;
         entry.batches.clear();
     }
+    if header.base_sequence == NO_SEQUENCE {
+        // A coordinator's batch: it moves the epoch, not the sequences.
+        return;
+    }
     entry.batches.push_back(BatchMetadata {
         first_sequence: header.base_sequence,
         last_sequence: header.last_sequence(),
@@ -259,6 +273,19 @@ mod tests {
 
     fn check(state: &ProducerStateManager, h: &BatchHeader) -> Result<SequenceCheck, StorageError> {
         ProducerAppend::new(state).check(h)
+    }
+
+    #[test]
+    fn coordinator_batches_without_sequences_always_append() {
+        let mut state = ProducerStateManager::new();
+        for offset in [0, 3, 6] {
+            let h = header(9, 2, NO_SEQUENCE, 3, offset);
+            assert!(matches!(check(&state, &h), Ok(SequenceCheck::Append)));
+            state.record(&h);
+        }
+        assert_eq!(state.get(9).map(|e| e.epoch), Some(2));
+        // An older epoch is still fenced.
+        assert!(check(&state, &header(9, 1, NO_SEQUENCE, 1, 9)).is_err());
     }
 
     #[test]

@@ -94,27 +94,19 @@ pub(super) async fn run(cluster: Arc<Cluster>, leader: i32) {
 /// security there (TLS verified against the advertised host, SASL login).
 /// An authentication failure is a warning: it does not heal by retrying.
 async fn connect(cluster: &Cluster, leader: i32, warned: &mut bool) -> Option<Connection> {
-    let image = cluster.image();
-    let registration = image.brokers.get(&leader)?;
-    let endpoint = registration
-        .endpoints
-        .get(&cluster.config.inter_broker_listener)
-        .or_else(|| registration.endpoints.values().next())?;
-    let addr = format!("{}:{}", endpoint.host, endpoint.port);
     let client_id = format!("rivulet-replica-{}", cluster.node_id);
-    let security = cluster.peer.client_security();
-    match Connection::connect_secure(&addr, &client_id, &security).await {
+    match cluster.connect_peer(leader, &client_id).await {
         Ok(c) => {
             *warned = false;
             Some(c)
         }
         Err(e @ ClientError::Authentication { .. }) if !*warned => {
             *warned = true;
-            tracing::warn!(leader, %addr, error = %e, "cannot authenticate to the leader; retrying");
+            tracing::warn!(leader, error = %e, "cannot authenticate to the leader; retrying");
             None
         }
         Err(e) => {
-            tracing::debug!(leader, %addr, error = %e, "cannot reach leader");
+            tracing::debug!(leader, error = %e, "cannot reach leader");
             None
         }
     }

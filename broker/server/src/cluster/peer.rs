@@ -140,3 +140,35 @@ pub fn quorum_tls(
         failed,
     }))))
 }
+
+impl super::Cluster {
+    /// Connects to broker `id`'s inter-broker listener with this broker's
+    /// security there (TLS verified against the advertised host, SASL
+    /// login): replication and the transaction coordinator's markers.
+    pub async fn connect_peer(
+        &self,
+        id: i32,
+        client_id: &str,
+    ) -> Result<rivulet_wire::client::Connection, rivulet_wire::ClientError> {
+        let image = self.image();
+        let endpoint = image.brokers.get(&id).and_then(|registration| {
+            registration
+                .endpoints
+                .get(&self.config.inter_broker_listener)
+                .or_else(|| registration.endpoints.values().next())
+                .cloned()
+        });
+        let Some(endpoint) = endpoint else {
+            return Err(rivulet_wire::ClientError::Connect {
+                addr: format!("broker {id}"),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "the broker is not registered",
+                ),
+            });
+        };
+        let addr = format!("{}:{}", endpoint.host, endpoint.port);
+        let security = self.peer.client_security();
+        rivulet_wire::client::Connection::connect_secure(&addr, client_id, &security).await
+    }
+}

@@ -42,21 +42,55 @@ pub type StoreRecord = (RecordKey, Option<Bytes>);
 
 /// Encodes records as one batch (offsets from 0; the log assigns real ones).
 pub fn encode_batch(records: &[StoreRecord], now_ms: i64) -> Bytes {
+    let records: Vec<(Bytes, Option<Bytes>)> = records
+        .iter()
+        .map(|(key, value)| (key.encode(), value.clone()))
+        .collect();
+    encode_raw_batch(&records, now_ms)
+}
+
+/// Encodes (key, value) records as one uncompressed v2 batch without a
+/// producer (offsets from 0; the log assigns real ones).
+pub fn encode_raw_batch(records: &[(Bytes, Option<Bytes>)], now_ms: i64) -> Bytes {
+    encode_producer_batch(records, None, now_ms)
+}
+
+/// Offset records of a transaction: one transactional batch of producer
+/// (id, epoch), without a sequence (Kafka's coordinator-written batches).
+pub fn encode_txn_batch(
+    records: &[StoreRecord],
+    producer_id: i64,
+    producer_epoch: i16,
+    now_ms: i64,
+) -> Bytes {
+    let records: Vec<(Bytes, Option<Bytes>)> = records
+        .iter()
+        .map(|(key, value)| (key.encode(), value.clone()))
+        .collect();
+    encode_producer_batch(&records, Some((producer_id, producer_epoch)), now_ms)
+}
+
+fn encode_producer_batch(
+    records: &[(Bytes, Option<Bytes>)],
+    producer: Option<(i64, i16)>,
+    now_ms: i64,
+) -> Bytes {
+    let (producer_id, producer_epoch) = producer.unwrap_or((-1, -1));
     let records: Vec<Record> = records
         .iter()
         .enumerate()
         .map(|(i, (key, value))| Record {
-            transactional: false,
+            transactional: producer.is_some(),
             control: false,
             delete_horizon: false,
             partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
+            producer_id,
+            producer_epoch,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
             sequence: -1,
             timestamp: now_ms,
-            key: Some(key.encode()),
+            key: Some(key.clone()),
             value: value.clone(),
             headers: Default::default(),
         })
@@ -83,9 +117,14 @@ pub fn append(
     Ok(info.last_offset + 1)
 }
 
+/// Offsets committed in a transaction, by producer id, until its marker.
+pub type PendingOffsets = std::collections::HashMap<i64, Vec<(String, (String, i32), OffsetValue)>>;
+
 /// Everything one partition holds: the last group metadata and offsets per key.
 #[derive(Debug, Default)]
 pub struct Loaded {
+    /// Offsets of transactions with no marker yet (TxnOffsetCommit).
+    pub pending: PendingOffsets,
     /// Group metadata by group id.
     pub groups: BTreeMap<String, GroupValue>,
     /// Committed offsets by group id, topic and partition.
@@ -158,6 +197,57 @@ impl Loaded {
 /// Reads a whole `__consumer_offsets` partition.
 pub fn load(partition: &Partition) -> Result<Loaded, LoadError> {
     let mut loaded = Loaded::default();
+    read_records(partition, |record| {
+        if record.control {
+            // A transaction marker: its offsets count (commit) or vanish.
+            let commit = record.key.as_ref().is_some_and(|k| is_commit_marker(k));
+            if let Some(offsets) = loaded.pending.remove(&record.producer_id) {
+                if commit {
+                    for (group, tp, value) in offsets {
+                        loaded.offsets.entry(group).or_default().insert(tp, value);
+                    }
+                }
+            }
+            return;
+        }
+        let Some(key) = record.key else { return };
+        match RecordKey::decode(key) {
+            Ok(RecordKey::Offset {
+                group,
+                topic,
+                partition,
+            }) if record.transactional && record.producer_id >= 0 => {
+                match record.value.map(OffsetValue::decode) {
+                    Some(Ok(v)) => loaded.pending.entry(record.producer_id).or_default().push((
+                        group,
+                        (topic, partition),
+                        v,
+                    )),
+                    _ => tracing::warn!(group, "skipping a transactional offset record"),
+                }
+            }
+            Ok(key) => loaded.apply(key, record.value),
+            Err(e) => {
+                tracing::warn!(offset = record.offset, error = %e, "skipping record with unknown key")
+            }
+        }
+    })?;
+    Ok(loaded)
+}
+
+/// Whether a control record's key is a COMMIT marker (version i16, type
+/// i16: 0 abort, 1 commit).
+pub fn is_commit_marker(key: &[u8]) -> bool {
+    key.len() >= 4 && i16::from_be_bytes([key[2], key[3]]) == 1
+}
+
+/// Calls `f` on every record of a partition up to its high watermark, in
+/// offset order (coordinators load their internal topics with it).
+/// Undecodable batches are skipped with a warning.
+pub fn read_records(
+    partition: &Partition,
+    mut f: impl FnMut(kafka_protocol::records::Record),
+) -> Result<(), LoadError> {
     let (mut offset, end) = {
         let log = partition.read_log();
         (log.log_start_offset(), log.log_end_offset())
@@ -187,20 +277,7 @@ pub fn load(partition: &Partition) -> Result<Loaded, LoadError> {
             at += total;
             offset = base + i64::from(delta) + 1;
             match RecordBatchDecoder::decode(&mut batch) {
-                Ok(set) => {
-                    for record in set.records {
-                        if record.control {
-                            continue;
-                        }
-                        let Some(key) = record.key else { continue };
-                        match RecordKey::decode(key) {
-                            Ok(key) => loaded.apply(key, record.value),
-                            Err(e) => {
-                                tracing::warn!(offset = record.offset, error = %e, "skipping record with unknown key")
-                            }
-                        }
-                    }
-                }
+                Ok(set) => set.records.into_iter().for_each(&mut f),
                 Err(e) => tracing::warn!(offset = base, error = %e, "skipping undecodable batch"),
             }
         }
@@ -208,7 +285,7 @@ pub fn load(partition: &Partition) -> Result<Loaded, LoadError> {
             break;
         }
     }
-    Ok(loaded)
+    Ok(())
 }
 
 /// The metadata record of a group: its value, or a tombstone once it is Dead.

@@ -6,7 +6,7 @@
 
 use std::{ops::Deref, sync::Arc};
 
-use crate::{broker::Broker, cluster::Cluster, group::Coordinator};
+use crate::{broker::Broker, cluster::Cluster, group::Coordinator, txn::TxnCoordinator};
 
 /// The handles of a running broker.
 pub struct Node {
@@ -16,6 +16,8 @@ pub struct Node {
     pub cluster: Arc<Cluster>,
     /// Consumer groups and committed offsets.
     pub groups: Arc<Coordinator>,
+    /// Transactional ids and their transactions.
+    pub txns: Arc<TxnCoordinator>,
 }
 
 impl Deref for Node {

@@ -1,6 +1,8 @@
 //! OffsetFetch: a group's committed offsets, for one group (v1-v7) or many
-//! (v8+). `require_stable` needs nothing extra: without transactions no
-//! offset commit is ever pending.
+//! (v8+). With `require_stable` (v7+), a partition whose offset a
+//! transaction has committed but not yet completed answers
+//! UNSTABLE_OFFSET_COMMIT, so the consumer retries instead of starting
+//! from an offset that may still change.
 
 use kafka_protocol::{
     messages::{
@@ -34,8 +36,25 @@ fn fields(o: Option<CommittedOffset>) -> (i64, i32, StrBytes) {
     }
 }
 
+/// The committed offset as reported, or UNSTABLE_OFFSET_COMMIT while a
+/// transaction holds a newer one and the client asked for stable offsets.
+fn stable(
+    broker: &Node,
+    require_stable: bool,
+    group: &str,
+    topic: &str,
+    partition: i32,
+    o: Option<CommittedOffset>,
+) -> (Option<CommittedOffset>, Option<ResponseError>) {
+    if require_stable && broker.groups.has_pending(group, topic, partition) {
+        return (None, Some(ResponseError::UnstableOffsetCommit));
+    }
+    (o, None)
+}
+
 /// Answers OffsetFetch.
 pub fn handle(broker: &Node, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+    let require_stable = req.require_stable;
     if version >= 8 {
         let groups = req
             .groups
@@ -56,12 +75,21 @@ pub fn handle(broker: &Node, req: OffsetFetchRequest, version: i16) -> OffsetFet
                                 let partitions = parts
                                     .into_iter()
                                     .map(|(p, o)| {
+                                        let (o, error) = stable(
+                                            broker,
+                                            require_stable,
+                                            &g.group_id,
+                                            &name,
+                                            p,
+                                            o,
+                                        );
                                         let (offset, epoch, metadata) = fields(o);
                                         OffsetFetchResponsePartitions::default()
                                             .with_partition_index(p)
                                             .with_committed_offset(offset)
                                             .with_committed_leader_epoch(epoch)
                                             .with_metadata(Some(metadata))
+                                            .with_error_code(super::code(error))
                                     })
                                     .collect();
                                 OffsetFetchResponseTopics::default()
@@ -100,13 +128,14 @@ pub fn handle(broker: &Node, req: OffsetFetchRequest, version: i16) -> OffsetFet
             let partitions = parts
                 .into_iter()
                 .map(|(p, o)| {
+                    let (o, unstable) = stable(broker, require_stable, group_id, &name, p, o);
                     let (offset, epoch, metadata) = fields(o);
                     OffsetFetchResponsePartition::default()
                         .with_partition_index(p)
                         .with_committed_offset(offset)
                         .with_committed_leader_epoch(if version >= 5 { epoch } else { -1 })
                         .with_metadata(Some(metadata))
-                        .with_error_code(super::code(partition_error))
+                        .with_error_code(super::code(partition_error.or(unstable)))
                 })
                 .collect();
             OffsetFetchResponseTopic::default()

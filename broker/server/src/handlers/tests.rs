@@ -83,9 +83,16 @@ pub(super) fn harness(others: &[i32], configs: &[(&str, &str)]) -> Harness {
         cluster.clone(),
     ));
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let txns = Arc::new(crate::txn::TxnCoordinator::new(
+        broker.config.transactions.clone(),
+        cluster.clone(),
+        broker.metrics.txns.clone(),
+    ));
+    tokio::spawn(txns.clone().run(stopped.clone()));
     tokio::spawn(crate::group::run(groups.clone(), stopped));
     Harness {
         node: Node {
+            txns,
             broker,
             cluster,
             groups,

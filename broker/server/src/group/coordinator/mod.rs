@@ -46,6 +46,7 @@ mod offsets;
 mod outbox;
 mod ownership;
 mod protocol;
+mod txn_offsets;
 
 pub use admin::GroupSummary;
 pub use background::run;
@@ -140,6 +141,9 @@ pub struct Coordinator {
     metrics: GroupMetrics,
     /// The metadata image (who leads `__consumer_offsets`) and topic admin.
     cluster: Arc<crate::cluster::Cluster>,
+    /// Offsets committed in open transactions, by producer id: written to
+    /// `__consumer_offsets` but visible only once the COMMIT marker lands.
+    pending: Mutex<txn_offsets::Pending>,
 }
 
 impl Coordinator {
@@ -159,6 +163,7 @@ impl Coordinator {
             timers: Mutex::new(BTreeSet::new()),
             wake: Notify::new(),
             metrics,
+            pending: Mutex::default(),
         }
     }
 

@@ -167,7 +167,10 @@ impl Coordinator {
         let index = partition.index as usize;
         let loaded = tokio::task::spawn_blocking(move || store::load(&partition)).await;
         let groups = match loaded {
-            Ok(Ok(l)) => l.into_groups(now_ms()),
+            Ok(Ok(mut l)) => {
+                self.restore_pending(std::mem::take(&mut l.pending));
+                l.into_groups(now_ms())
+            }
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "loading consumer groups failed; the partition's groups start empty");
                 Vec::new()

@@ -32,6 +32,7 @@ mod groups;
 #[cfg(test)]
 mod tests;
 mod topics;
+mod txn;
 
 /// A change to the handler's response: the errors of what was taken out
 /// of the request, or a filter of what may not be seen.
@@ -213,6 +214,13 @@ pub fn check(
         RequestKind::DescribeGroups(r) => groups::describe_groups(&access, r),
         RequestKind::DeleteGroups(r) => groups::delete_groups(&access, r),
         RequestKind::OffsetDelete(r) => groups::offset_delete(&access, r),
+        r @ (RequestKind::AddPartitionsToTxn(_)
+        | RequestKind::AddOffsetsToTxn(_)
+        | RequestKind::EndTxn(_)
+        | RequestKind::TxnOffsetCommit(_)
+        | RequestKind::DescribeTransactions(_)
+        | RequestKind::ListTransactions(_)
+        | RequestKind::WriteTxnMarkers(_)) => txn::check(&access, r),
         other => admin::check(&access, other, v),
     }
 }
