@@ -9,6 +9,27 @@ use kafka_protocol::{
     protocol::VersionRange,
 };
 
+/// The [`CommitPartition`](crate::group::coordinator::CommitPartition)s of
+/// an OffsetCommit or TxnOffsetCommit request's topics (the same fields).
+macro_rules! commit_partitions {
+    ($topics:expr) => {
+        $topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(|p| crate::group::coordinator::CommitPartition {
+                        topic: t.name.to_string(),
+                        partition: p.partition_index,
+                        offset: p.committed_offset,
+                        leader_epoch: p.committed_leader_epoch,
+                        metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                    })
+            })
+            .collect::<Vec<_>>()
+    };
+}
+
 mod acls;
 mod alter_partition_reassignments;
 mod api_versions;

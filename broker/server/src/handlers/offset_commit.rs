@@ -15,19 +15,7 @@ use crate::group::coordinator::CommitPartition;
 /// Answers OffsetCommit.
 pub async fn handle(broker: &Node, req: OffsetCommitRequest) -> OffsetCommitResponse {
     let group_id = req.group_id.to_string();
-    let parts: Vec<CommitPartition> = req
-        .topics
-        .iter()
-        .flat_map(|t| {
-            t.partitions.iter().map(|p| CommitPartition {
-                topic: t.name.to_string(),
-                partition: p.partition_index,
-                offset: p.committed_offset,
-                leader_epoch: p.committed_leader_epoch,
-                metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
-            })
-        })
-        .collect();
+    let parts: Vec<CommitPartition> = commit_partitions!(req.topics);
     let results = if group_id.is_empty() {
         vec![Some(ResponseError::InvalidGroupId); parts.len()]
     } else {

@@ -11,19 +11,7 @@ use crate::group::coordinator::CommitPartition;
 
 /// Answers TxnOffsetCommit.
 pub async fn handle(node: &Node, r: TxnOffsetCommitRequest) -> TxnOffsetCommitResponse {
-    let parts: Vec<CommitPartition> = r
-        .topics
-        .iter()
-        .flat_map(|t| {
-            t.partitions.iter().map(|p| CommitPartition {
-                topic: t.name.to_string(),
-                partition: p.partition_index,
-                offset: p.committed_offset,
-                leader_epoch: p.committed_leader_epoch,
-                metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
-            })
-        })
-        .collect();
+    let parts: Vec<CommitPartition> = commit_partitions!(r.topics);
     let mut results = node
         .groups
         .txn_commit(

@@ -31,7 +31,42 @@ pub struct CommitPartition {
     pub metadata: Option<String>,
 }
 
+/// A validated offset: its record, and its entry in the group's offsets.
+pub(super) type Accepted = (store::StoreRecord, ((String, i32), CommittedOffset));
+
 impl Coordinator {
+    /// Checks one partition of an OffsetCommit or TxnOffsetCommit: it must
+    /// exist in the cluster (wherever its replicas are: the coordinator
+    /// need not host it) and its metadata fit `offset.metadata.max.bytes`.
+    pub(super) fn offset_to_commit(
+        &self,
+        group_id: &str,
+        p: &CommitPartition,
+        now: i64,
+    ) -> Result<Accepted, ResponseError> {
+        let known = self
+            .cluster
+            .broker()
+            .topic(&p.topic)
+            .is_some_and(|t| t.has_partition(p.partition));
+        let metadata = p.metadata.clone().unwrap_or_default();
+        if !known {
+            return Err(ResponseError::UnknownTopicOrPartition);
+        }
+        if metadata.len() > self.config.max_metadata_bytes {
+            return Err(ResponseError::OffsetMetadataTooLarge);
+        }
+        let value = CommittedOffset {
+            offset: p.offset,
+            leader_epoch: p.leader_epoch,
+            metadata,
+            commit_timestamp: now,
+            expire_timestamp: None,
+        };
+        let record = store::offset_record(group_id, &p.topic, p.partition, Some(&value.to_value()));
+        Ok((record, ((p.topic.clone(), p.partition), value)))
+    }
+
     /// OffsetCommit: one result per partition, in order.
     pub async fn commit(
         &self,
@@ -64,34 +99,14 @@ impl Coordinator {
             let mut records = Vec::new();
             let mut accepted = Vec::new();
             for p in &parts {
-                // Whether the partition exists in the cluster, wherever its
-                // replicas are: the coordinator need not host it.
-                let known = broker
-                    .topic(&p.topic)
-                    .is_some_and(|t| t.has_partition(p.partition));
-                let metadata = p.metadata.clone().unwrap_or_default();
-                let error = if !known {
-                    Some(ResponseError::UnknownTopicOrPartition)
-                } else if metadata.len() > self.config.max_metadata_bytes {
-                    Some(ResponseError::OffsetMetadataTooLarge)
-                } else {
-                    let value = CommittedOffset {
-                        offset: p.offset,
-                        leader_epoch: p.leader_epoch,
-                        metadata,
-                        commit_timestamp: now,
-                        expire_timestamp: None,
-                    };
-                    records.push(store::offset_record(
-                        group_id,
-                        &p.topic,
-                        p.partition,
-                        Some(&value.to_value()),
-                    ));
-                    accepted.push(((p.topic.clone(), p.partition), value));
-                    None
-                };
-                results.push(error);
+                results.push(match self.offset_to_commit(group_id, p, now) {
+                    Ok((record, entry)) => {
+                        records.push(record);
+                        accepted.push(entry);
+                        None
+                    }
+                    Err(e) => Some(e),
+                });
             }
             if self.write(group_id, &records, &mut out) {
                 self.metrics.offset_commits.inc_by(accepted.len() as u64);

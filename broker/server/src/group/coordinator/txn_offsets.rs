@@ -59,30 +59,13 @@ impl Coordinator {
         let mut records = Vec::new();
         let mut accepted = Vec::new();
         for p in &parts {
-            let known = broker
-                .topic(&p.topic)
-                .is_some_and(|t| t.has_partition(p.partition));
-            let metadata = p.metadata.clone().unwrap_or_default();
-            results.push(if !known {
-                Some(ResponseError::UnknownTopicOrPartition)
-            } else if metadata.len() > self.config.max_metadata_bytes {
-                Some(ResponseError::OffsetMetadataTooLarge)
-            } else {
-                let value = CommittedOffset {
-                    offset: p.offset,
-                    leader_epoch: p.leader_epoch,
-                    metadata,
-                    commit_timestamp: now,
-                    expire_timestamp: None,
-                };
-                records.push(store::offset_record(
-                    group_id,
-                    &p.topic,
-                    p.partition,
-                    Some(&value.to_value()),
-                ));
-                accepted.push(((group_id.to_string(), p.topic.clone(), p.partition), value));
-                None
+            results.push(match self.offset_to_commit(group_id, p, now) {
+                Ok((record, (tp, value))) => {
+                    records.push(record);
+                    accepted.push(((group_id.to_string(), tp.0, tp.1), value));
+                    None
+                }
+                Err(e) => Some(e),
             });
         }
         if records.is_empty() {
