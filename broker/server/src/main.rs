@@ -50,6 +50,8 @@ enum Command {
     User(cli::user::UserArgs),
     /// Add, list and remove ACLs.
     Acl(cli::acl::AclArgs),
+    /// List and describe transactions; abort a hanging one.
+    Transactions(cli::transactions::TransactionsArgs),
     /// Set and describe client quotas (byte rates, request percentage).
     Quota(cli::quota::QuotaArgs),
 }
@@ -123,6 +125,7 @@ fn main() -> ExitCode {
             Command::Quorum(args) => cli::quorum::run(args).await,
             Command::User(args) => cli::user::run(args).await,
             Command::Acl(args) => cli::acl::run(args).await,
+            Command::Transactions(args) => cli::transactions::run(args).await,
             Command::Quota(args) => cli::quota::run(args).await,
         }
     });

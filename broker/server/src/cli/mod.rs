@@ -16,6 +16,7 @@ pub mod produce;
 pub mod quorum;
 pub mod quota;
 pub mod topic;
+pub mod transactions;
 pub mod user;
 
 /// Where the client commands connect.

@@ -1,8 +1,8 @@
 //! FindCoordinator: the broker that leads a group's `__consumer_offsets`
-//! partition coordinates it.
-//! `__consumer_offsets` is created on first use (and waited for, bounded,
-//! so the first answer already names a coordinator). Transactions are not
-//! supported, so transaction coordinators are never available.
+//! partition coordinates it, and the leader of a transactional id's
+//! `__transaction_state` partition coordinates its transactions. Both
+//! topics are created on first use (and waited for, bounded, so the first
+//! answer already names a coordinator).
 
 use kafka_protocol::{
     messages::{
@@ -27,13 +27,26 @@ fn locate(
     key_type: i8,
     key: &str,
 ) -> Result<(i32, String, u16), (ResponseError, &'static str)> {
-    match key_type {
-        KEY_TYPE_GROUP => {}
+    let not_available = (
+        ResponseError::CoordinatorNotAvailable,
+        "the coordinator's partition has no leader",
+    );
+    let (topic, p) = match key_type {
+        KEY_TYPE_GROUP => {
+            broker
+                .groups
+                .ensure_topic()
+                .map_err(|e| (e, "the offsets topic is not available"))?;
+            (crate::group::OFFSETS_TOPIC, broker.groups.partition_of(key))
+        }
         KEY_TYPE_TRANSACTION => {
-            return Err((
-                ResponseError::CoordinatorNotAvailable,
-                "transactions are not supported",
-            ))
+            if broker.topic(crate::txn::TRANSACTION_TOPIC).is_none() {
+                return Err((
+                    ResponseError::CoordinatorNotAvailable,
+                    "the transaction state topic is being created",
+                ));
+            }
+            (crate::txn::TRANSACTION_TOPIC, broker.txns.partition_of(key))
         }
         _ => {
             return Err((
@@ -41,21 +54,11 @@ fn locate(
                 "unknown coordinator key type",
             ))
         }
-    }
-    broker
-        .groups
-        .ensure_topic()
-        .map_err(|e| (e, "the offsets topic is not available"))?;
-    let not_available = (
-        ResponseError::CoordinatorNotAvailable,
-        "the group's offsets partition has no leader",
-    );
+    };
     let cluster = &broker.cluster;
-    // The coordinator is the leader of the group's offsets partition.
-    let p = broker.groups.partition_of(key);
     let leader = cluster
         .image()
-        .partition(crate::group::OFFSETS_TOPIC, p)
+        .partition(topic, p)
         .and_then(|state| state.leader);
     let leader = leader.ok_or(not_available)?;
     cluster
@@ -75,6 +78,9 @@ pub async fn handle(
 ) -> FindCoordinatorResponse {
     if req.key_type == KEY_TYPE_GROUP && broker.topic(crate::group::OFFSETS_TOPIC).is_none() {
         broker.groups.create_offsets_topic().await;
+    }
+    if req.key_type == KEY_TYPE_TRANSACTION {
+        broker.txns.ensure_topic().await;
     }
     if version >= 4 {
         let coordinators = req

@@ -389,40 +389,25 @@ impl TxnCoordinator {
     }
 
     fn spawn_create_topic(&self) {
-        if self.creating.swap(true, Ordering::AcqRel) {
-            return;
+        tokio::spawn(create_topic(
+            self.cluster.clone(),
+            self.creating.clone(),
+            self.config.clone(),
+        ));
+    }
+
+    /// Creates `__transaction_state` if it does not exist (first use) and
+    /// waits for it, bounded; FindCoordinator does this so that its first
+    /// answer already names a coordinator.
+    pub async fn ensure_topic(&self) {
+        if self.cluster.broker().topic(TRANSACTION_TOPIC).is_none() {
+            create_topic(
+                self.cluster.clone(),
+                self.creating.clone(),
+                self.config.clone(),
+            )
+            .await;
         }
-        let cluster = self.cluster.clone();
-        let creating = self.creating.clone();
-        let config = self.config.clone();
-        tokio::spawn(async move {
-            let broker = cluster.broker();
-            let live = cluster.image().live_brokers().count() as i16;
-            let replication_factor = config.replication_factor.min(live.max(1));
-            let new = NewTopic {
-                name: TRANSACTION_TOPIC.to_string(),
-                partitions: config.partitions,
-                replication_factor,
-                assignments: None,
-                configs: [
-                    ("cleanup.policy", "compact".to_string()),
-                    ("segment.bytes", config.segment_bytes.to_string()),
-                    (
-                        "min.insync.replicas",
-                        config.min_isr.min(replication_factor).to_string(),
-                    ),
-                ]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect(),
-            };
-            if let Err(e) = cluster.create_topic(broker, new, false).await {
-                if e.code != ResponseError::TopicAlreadyExists {
-                    tracing::warn!(error = %e.message, "creating __transaction_state failed");
-                }
-            }
-            creating.store(false, Ordering::Release);
-        });
     }
 
     /// Follows leadership of `__transaction_state` partitions: loads the
@@ -571,4 +556,38 @@ impl TxnCoordinator {
             }
         }
     }
+}
+
+/// Creates `__transaction_state` with its replication factor capped at the
+/// live brokers; one creation at a time (`creating`), a lost race is fine.
+async fn create_topic(cluster: Arc<Cluster>, creating: Arc<AtomicBool>, config: TransactionConfig) {
+    if creating.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let broker = cluster.broker();
+    let live = cluster.image().live_brokers().count() as i16;
+    let replication_factor = config.replication_factor.min(live.max(1));
+    let new = NewTopic {
+        name: TRANSACTION_TOPIC.to_string(),
+        partitions: config.partitions,
+        replication_factor,
+        assignments: None,
+        configs: [
+            ("cleanup.policy", "compact".to_string()),
+            ("segment.bytes", config.segment_bytes.to_string()),
+            (
+                "min.insync.replicas",
+                config.min_isr.min(replication_factor).to_string(),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect(),
+    };
+    if let Err(e) = cluster.create_topic(broker, new, false).await {
+        if e.code != ResponseError::TopicAlreadyExists {
+            tracing::warn!(error = %e.message, "creating __transaction_state failed");
+        }
+    }
+    creating.store(false, Ordering::Release);
 }

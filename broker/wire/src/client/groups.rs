@@ -51,6 +51,8 @@ const MAX_BACKOFF: Duration = Duration::from_millis(500);
 
 /// FindCoordinator's key type for consumer groups.
 const KEY_TYPE_GROUP: i8 = 0;
+/// FindCoordinator's key type of a transactional id.
+const KEY_TYPE_TRANSACTION: i8 = 1;
 /// The first FindCoordinator version with batched `coordinator_keys`.
 const FIRST_BATCHED_FIND_COORDINATOR: i16 = 4;
 /// The first OffsetFetch version with the batched `groups` form.
@@ -246,9 +248,19 @@ impl Client {
     /// coordinator missing from the cached metadata is learnt from the
     /// answer, so the next request can reach it.
     pub async fn find_coordinator(&mut self, group: &str) -> Result<i32, ClientError> {
+        self.find_coordinator_of(group, KEY_TYPE_GROUP).await
+    }
+
+    /// The node id of transactional id `id`'s transaction coordinator
+    /// (waits like [`Client::find_coordinator`]).
+    pub async fn find_transaction_coordinator(&mut self, id: &str) -> Result<i32, ClientError> {
+        self.find_coordinator_of(id, KEY_TYPE_TRANSACTION).await
+    }
+
+    async fn find_coordinator_of(&mut self, group: &str, key_type: i8) -> Result<i32, ClientError> {
         let mut backoff = Backoff::new();
         loop {
-            match self.find_coordinator_once(group).await {
+            match self.find_coordinator_once(group, key_type).await {
                 Err(e) if coordinator_loading(&e) => {
                     tracing::debug!(%group, error = %e, "coordinator not ready");
                     if !backoff.pause().await {
@@ -260,7 +272,11 @@ impl Client {
         }
     }
 
-    async fn find_coordinator_once(&mut self, group: &str) -> Result<i32, ClientError> {
+    async fn find_coordinator_once(
+        &mut self,
+        group: &str,
+        key_type: i8,
+    ) -> Result<i32, ClientError> {
         let conn = self.any_connection().await?;
         let version = conn.version_for::<FindCoordinatorRequest>()?;
         let mut request = FindCoordinatorRequest::default();
@@ -272,7 +288,11 @@ impl Client {
             request.key = str_bytes(group);
         }
         if version >= 1 {
-            request.key_type = KEY_TYPE_GROUP;
+            request.key_type = key_type;
+        } else if key_type != KEY_TYPE_GROUP {
+            return Err(ClientError::Protocol(
+                "FindCoordinator v0 finds only group coordinators".into(),
+            ));
         }
         let response = conn.send_with_version(request, version).await?;
         let (node_id, host, port) = if version >= FIRST_BATCHED_FIND_COORDINATOR {
