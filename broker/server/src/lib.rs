@@ -28,6 +28,8 @@ pub mod metrics;
 pub mod parallel;
 pub mod partition;
 pub mod quota;
+pub mod scrape;
 pub mod security;
+pub mod series;
 pub mod server;
 pub mod topic_config;
