@@ -24,6 +24,7 @@ pub mod groups;
 pub mod kafka;
 pub mod metrics;
 pub mod process;
+pub mod prometheus;
 pub mod segments;
 pub mod tools;
 

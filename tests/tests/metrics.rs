@@ -110,8 +110,18 @@ fn promtool_accepts_the_metrics() {
         Some(body.as_bytes()),
         Duration::from_secs(30),
     );
+    // Kafka's (and Strimzi's dashboards') name for connections per listener
+    // ends in `_count`, which promtool's linter reserves for histograms; it
+    // is kept on purpose (docs/monitoring.md). Any other complaint fails.
+    let problems: Vec<&str> = out
+        .stdout
+        .lines()
+        .chain(out.stderr.lines())
+        .filter(|l| !l.trim().is_empty())
+        .filter(|l| !l.starts_with("kafka_server_socket_server_metrics_connection_count "))
+        .collect();
     assert!(
-        out.status.success(),
+        problems.is_empty() && out.status.code().is_some_and(|c| c == 0 || c == 3),
         "promtool check metrics failed ({})\n{}{}",
         out.status,
         out.stdout,

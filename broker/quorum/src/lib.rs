@@ -29,4 +29,7 @@ pub mod state_machine;
 pub use config::{ControllerConfig, QuorumConfig};
 pub use error::QuorumError;
 pub use liveness::BrokerLiveness;
-pub use node::{new_raft_node, BrokerInfo, BrokerLifecycle, QuorumMetrics, QuorumNode, QuorumRole};
+pub use node::{
+    new_raft_node, BrokerInfo, BrokerLifecycle, CommitLatency, QuorumMetrics, QuorumNode,
+    QuorumRole, COMMIT_LATENCY,
+};

@@ -44,6 +44,10 @@ pub struct BrokerConfig {
     /// Rivulet's `acks.all.fsync`, default true: on a single-replica cluster
     /// "written by every in-sync replica" can only mean "on disk".
     pub acks_all_fsync: bool,
+    /// `metrics.partition.series.max` (default 10000; 0 turns them off):
+    /// most partitions that get per-partition metric series on this broker,
+    /// so clusters with many partitions keep a bounded scrape.
+    pub metrics_partition_series_max: usize,
     /// Topic config defaults from broker-level `log.*` keys.
     pub topic_defaults: TopicConfig,
     /// Kafka's `group.initial.rebalance.delay.ms` (default 3000): how long a
@@ -315,6 +319,7 @@ impl BrokerConfig {
             retention_check_interval: Duration::from_millis(300_000),
             cleaner_backoff: Duration::from_millis(15_000),
             acks_all_fsync: true,
+            metrics_partition_series_max: 10_000,
             topic_defaults: TopicConfig::default(),
             group_initial_rebalance_delay: Duration::from_millis(3000),
             group_min_session_timeout: Duration::from_millis(6000),
@@ -401,6 +406,10 @@ impl BrokerConfig {
                         Duration::from_millis(parse_positive(value, &invalid)? as u64)
                 }
                 "acks.all.fsync" => config.acks_all_fsync = parse_bool(value, &invalid)?,
+                "metrics.partition.series.max" => {
+                    config.metrics_partition_series_max =
+                        parse_non_negative(value, &invalid)? as usize
+                }
                 "group.initial.rebalance.delay.ms" => {
                     config.group_initial_rebalance_delay =
                         Duration::from_millis(parse_non_negative(value, &invalid)?)

@@ -211,6 +211,7 @@ async fn serve_stream<S>(
         }
         match outcome {
             Ok(Some(bytes)) => {
+                let sending = Instant::now();
                 if let Err(e) = writer.write_all(&bytes).await {
                     close(&broker, peer, ConnectionError::Write(e));
                     break;
@@ -218,6 +219,9 @@ async fn serve_stream<S>(
                 if let Err(e) = writer.flush().await {
                     close(&broker, peer, ConnectionError::Write(e));
                     break;
+                }
+                if let Some(m) = api.and_then(|(key, _, _)| broker.metrics.api(key as i16)) {
+                    m.send_time.observe(sending.elapsed().as_secs_f64());
                 }
             }
             Ok(None) => {}
@@ -300,7 +304,23 @@ async fn handle_frame(
     broker
         .quotas
         .prepare(&image, &facts, user, &mut request.body);
-    let mut response = handlers::dispatch(broker, &request.header, request.body, ctx).await;
+    let handling = Instant::now();
+    if let Some(api) = api {
+        api.queue_time.observe((handling - started).as_secs_f64());
+    }
+    let (mut response, remote) = crate::metrics::measure_remote_wait(handlers::dispatch(
+        broker,
+        &request.header,
+        request.body,
+        ctx,
+    ))
+    .await;
+    if let Some(api) = api {
+        let handled = handling.elapsed();
+        api.remote_time.observe(remote.as_secs_f64());
+        api.local_time
+            .observe(handled.saturating_sub(remote).as_secs_f64());
+    }
     let throttle = broker
         .quotas
         .judge(&image, &facts, user, started.elapsed(), response.as_mut());

@@ -10,7 +10,7 @@ use hyper::{body::Bytes, server::conn::http1, service::service_fn, Request, Resp
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::handlers::Node;
+use crate::{handlers::Node, scrape::Scraper};
 
 /// Serves `/metrics` on `listener` until `shutdown` fires.
 pub async fn serve(
@@ -18,6 +18,7 @@ pub async fn serve(
     listener: TcpListener,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
+    let scraper = Arc::new(Scraper::default());
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -30,10 +31,12 @@ pub async fn serve(
             _ = shutdown.changed() => return,
         };
         let broker = broker.clone();
+        let scraper = scraper.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req: Request<hyper::body::Incoming>| {
                 let broker = broker.clone();
-                async move { Ok::<_, Infallible>(respond(&broker, req.uri().path())) }
+                let scraper = scraper.clone();
+                async move { Ok::<_, Infallible>(respond(&broker, &scraper, req.uri().path())) }
             });
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -42,7 +45,7 @@ pub async fn serve(
     }
 }
 
-fn respond(broker: &Node, path: &str) -> Response<Full<Bytes>> {
+fn respond(broker: &Node, scraper: &Scraper, path: &str) -> Response<Full<Bytes>> {
     if path == "/ready" {
         let (status, body) = match broker.cluster.readiness() {
             Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
@@ -59,6 +62,7 @@ fn respond(broker: &Node, path: &str) -> Response<Full<Bytes>> {
     }
     if path == "/metrics" {
         broker.groups.refresh_metrics();
+        scraper.refresh(broker);
         Response::builder()
             .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
             .body(Full::new(Bytes::from(broker.metrics.render())))

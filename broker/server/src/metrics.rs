@@ -5,10 +5,14 @@
 //! [`PartitionMetrics`]) and kept beside the data they describe: the produce
 //! and fetch paths bump an atomic, they never look a label set up.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
+
+pub use crate::series::ScrapeSeries;
 
 /// Every broker metric family.
 pub struct Metrics {
@@ -37,6 +41,9 @@ pub struct Metrics {
 
     /// Open client connections.
     pub connections: IntGauge,
+    /// Open client connections by listener, under Kafka's name
+    /// (`kafka_server_socket_server_metrics_connection_count{listener}`).
+    pub connection_count: IntGaugeVec,
     /// Partitions hosted.
     pub partition_count: IntGauge,
     /// Partitions led (all of them, on a single broker).
@@ -57,8 +64,9 @@ pub struct Metrics {
     pub isr_expands: IntCounter,
     /// Largest lag (messages) of a partition this broker follows.
     pub max_follower_lag: IntGauge,
-    /// Raft role of this node: 0 unattached, 1 follower, 2 candidate, 3 leader, 4 learner.
-    pub raft_state: IntGauge,
+    /// Raft role of this node, as Kafka's JMX exporter shows it: 1 on the
+    /// series whose `current_state` label is the role, 0 on the others.
+    pub raft_state: IntGaugeVec,
     /// Raft term.
     pub raft_term: IntGauge,
     /// Highest committed metadata offset.
@@ -71,7 +79,16 @@ pub struct Metrics {
     pub quotas: QuotaMetrics,
     /// The transaction coordinator's families.
     pub txns: TxnMetrics,
+    /// Families computed when Prometheus scrapes.
+    pub series: ScrapeSeries,
+    /// Most partitions that get per-partition series (`metrics.partition.series.max`).
+    partition_series_max: AtomicUsize,
+    /// Partitions holding per-partition log series now.
+    partition_series: AtomicUsize,
 }
+
+/// The Raft roles under Kafka's `current-state` names.
+pub const RAFT_STATES: [&str; 5] = ["leader", "candidate", "follower", "observer", "unattached"];
 
 /// Client quota throttling, by quota type (`produce`, `fetch`, `request`).
 #[derive(Clone)]
@@ -131,6 +148,13 @@ pub struct GroupMetrics {
     pub lag: IntGaugeVec,
     /// `kafka_consumergroup_current_offset{consumergroup,topic,partition}`.
     pub committed: IntGaugeVec,
+    /// `kafka_consumergroup_lag_sum{consumergroup,topic}`: lag over the
+    /// topic's partitions (kept when per-partition series are limited).
+    pub lag_sum: IntGaugeVec,
+    /// `kafka_consumergroup_members{consumergroup}`.
+    pub members: IntGaugeVec,
+    /// Whether per-partition series (`lag`, `committed`) are exported.
+    pub per_partition: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl GroupMetrics {
@@ -175,6 +199,19 @@ impl GroupMetrics {
                 "The group's committed offset",
                 gtp,
             ),
+            lag_sum: gauge_vec(
+                r,
+                "kafka_consumergroup_lag_sum",
+                "Lag of the group summed over the topic's partitions",
+                &["consumergroup", "topic"],
+            ),
+            members: gauge_vec(
+                r,
+                "kafka_consumergroup_members",
+                "Members of the group",
+                &["consumergroup"],
+            ),
+            per_partition: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
         }
     }
 }
@@ -224,6 +261,31 @@ impl TxnMetrics {
     }
 }
 
+tokio::task_local! {
+    /// Time the current request spent waiting on others, for the
+    /// `remotetime` phase; set up by the connection around each request.
+    static REMOTE_WAIT: std::cell::Cell<std::time::Duration>;
+}
+
+/// Runs `request` and returns its output with the remote wait it reported
+/// through [`add_remote_wait`].
+pub async fn measure_remote_wait<F: std::future::Future>(
+    request: F,
+) -> (F::Output, std::time::Duration) {
+    REMOTE_WAIT
+        .scope(std::cell::Cell::new(std::time::Duration::ZERO), async {
+            let out = request.await;
+            (out, REMOTE_WAIT.with(std::cell::Cell::get))
+        })
+        .await
+}
+
+/// Adds `waited` to the current request's remote wait (a no-op outside
+/// [`measure_remote_wait`]).
+pub fn add_remote_wait(waited: std::time::Duration) {
+    let _ = REMOTE_WAIT.try_with(|w| w.set(w.get() + waited));
+}
+
 /// Per-API handles.
 pub struct ApiMetrics {
     /// `kafka_network_requestmetrics_requests_total{request}`.
@@ -231,6 +293,19 @@ pub struct ApiMetrics {
     /// `kafka_network_requestmetrics_totaltime_seconds{request}`: from a
     /// request's arrival to its response being ready.
     pub time: prometheus::Histogram,
+    /// `kafka_network_requestmetrics_requestqueuetime_seconds{request}`:
+    /// from the frame read to its handler starting (decode and quota
+    /// checks: requests wait in no queue, a connection's task runs them).
+    pub queue_time: prometheus::Histogram,
+    /// `kafka_network_requestmetrics_localtime_seconds{request}`: handling,
+    /// minus the remote wait.
+    pub local_time: prometheus::Histogram,
+    /// `kafka_network_requestmetrics_remotetime_seconds{request}`: waiting
+    /// on other replicas (acks=all) or for data (a long-polling fetch).
+    pub remote_time: prometheus::Histogram,
+    /// `kafka_network_requestmetrics_responsesendtime_seconds{request}`:
+    /// writing the response to the socket.
+    pub send_time: prometheus::Histogram,
 }
 
 /// Per-topic handles.
@@ -263,6 +338,8 @@ pub struct PartitionMetrics {
     pub end_offset: IntGauge,
     /// `kafka_log_log_numlogsegments`.
     pub segments: IntGauge,
+    /// `kafka_log_logflushstats_logflush_seconds` (shared by all partitions).
+    pub flush: prometheus::Histogram,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -316,12 +393,43 @@ impl Metrics {
             "Requests handled, by API",
             &["request"],
         );
+        let phase = |name: &str, help: &str| {
+            let h = HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(vec![
+                    0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0,
+                ]),
+                &["request"],
+            )
+            .expect("valid metric");
+            r.register(Box::new(h.clone())).expect("unique metric");
+            h
+        };
+        let queue_time = phase(
+            "kafka_network_requestmetrics_requestqueuetime_seconds",
+            "Time from a request's frame being read to its handler starting, by API",
+        );
+        let local_time = phase(
+            "kafka_network_requestmetrics_localtime_seconds",
+            "Time the handler worked on a request, without remote waits, by API",
+        );
+        let remote_time = phase(
+            "kafka_network_requestmetrics_remotetime_seconds",
+            "Time a request waited on other replicas (acks=all) or for data (fetch), by API",
+        );
+        let send_time = phase(
+            "kafka_network_requestmetrics_responsesendtime_seconds",
+            "Time writing a response to the socket, by API",
+        );
         let apis = apis
             .iter()
             .map(|&(key, name)| {
                 let handles = ApiMetrics {
                     requests: requests.with_label_values(&[name]),
                     time: request_time.with_label_values(&[name]),
+                    queue_time: queue_time.with_label_values(&[name]),
+                    local_time: local_time.with_label_values(&[name]),
+                    remote_time: remote_time.with_label_values(&[name]),
+                    send_time: send_time.with_label_values(&[name]),
                 };
                 (key, handles)
             })
@@ -436,6 +544,12 @@ impl Metrics {
                 "kafka_server_socketservermetrics_connections",
                 "Open client connections",
             ),
+            connection_count: gauge_vec(
+                &r,
+                "kafka_server_socket_server_metrics_connection_count",
+                "Open client connections, by listener",
+                &["listener"],
+            ),
             partition_count: gauge(
                 &r,
                 "kafka_server_replicamanager_partitioncount",
@@ -474,11 +588,19 @@ impl Metrics {
                 "kafka_server_replicafetchermanager_maxlag",
                 "Largest lag in messages of a partition this broker follows",
             ),
-            raft_state: gauge(
-                &r,
-                "kafka_server_raftmetrics_current_state",
-                "Raft role: 0 unattached, 1 follower, 2 candidate, 3 leader, 4 learner",
-            ),
+            raft_state: {
+                let g = gauge_vec(
+                    &r,
+                    "kafka_server_raftmetrics_current_state",
+                    "1 on the series labelled with this node's Raft role (current_state), else 0",
+                    &["current_state"],
+                );
+                for state in RAFT_STATES {
+                    g.with_label_values(&[state])
+                        .set(i64::from(state == "unattached"));
+                }
+                g
+            },
             raft_term: gauge(
                 &r,
                 "kafka_server_raftmetrics_current_epoch",
@@ -497,6 +619,9 @@ impl Metrics {
             groups: GroupMetrics::register(&r),
             quotas: QuotaMetrics::register(&r),
             txns: TxnMetrics::register(&r),
+            series: ScrapeSeries::register(&r),
+            partition_series_max: AtomicUsize::new(usize::MAX),
+            partition_series: AtomicUsize::new(0),
             registry: r,
         }
     }
@@ -519,14 +644,53 @@ impl Metrics {
         }
     }
 
+    /// Limits per-partition series to `max` partitions (Kafka has no such
+    /// knob; clusters with many partitions need one). Beyond it, partitions
+    /// get handles that are not exported, and per-partition group series
+    /// are off (`kafka_consumergroup_lag_sum` stays).
+    pub fn set_partition_series_max(&self, max: usize) {
+        self.partition_series_max.store(max, Ordering::Relaxed);
+        self.groups
+            .per_partition
+            .store(max > 0, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The limit set by [`Metrics::set_partition_series_max`].
+    pub fn partition_series_max(&self) -> usize {
+        self.partition_series_max.load(Ordering::Relaxed)
+    }
+
+    /// Sets the Raft role series: 1 for `state` (one of [`RAFT_STATES`]).
+    pub fn set_raft_state(&self, state: &str) {
+        for s in RAFT_STATES {
+            self.raft_state
+                .with_label_values(&[s])
+                .set(i64::from(s == state));
+        }
+    }
+
     /// Handles for one partition.
     pub fn partition(&self, topic: &str, partition: i32) -> PartitionMetrics {
         let p = partition.to_string();
+        let taken = self.partition_series.fetch_add(1, Ordering::Relaxed);
+        if taken >= self.partition_series_max() {
+            self.partition_series.fetch_sub(1, Ordering::Relaxed);
+            self.series.partition_series_dropped.inc();
+            let detached = |name| IntGauge::new(name, "not exported").expect("valid metric");
+            return PartitionMetrics {
+                size: detached("kafka_log_log_size"),
+                start_offset: detached("kafka_log_log_logstartoffset"),
+                end_offset: detached("kafka_log_log_logendoffset"),
+                segments: detached("kafka_log_log_numlogsegments"),
+                flush: self.series.log_flush.clone(),
+            };
+        }
         PartitionMetrics {
             size: self.log_size.with_label_values(&[topic, &p]),
             start_offset: self.log_start_offset.with_label_values(&[topic, &p]),
             end_offset: self.log_end_offset.with_label_values(&[topic, &p]),
             segments: self.segments.with_label_values(&[topic, &p]),
+            flush: self.series.log_flush.clone(),
         }
     }
 
@@ -545,6 +709,9 @@ impl Metrics {
         }
         for p in 0..partitions {
             let p = p.to_string();
+            if self.log_size.remove_label_values(&[topic, &p]).is_ok() {
+                self.partition_series.fetch_sub(1, Ordering::Relaxed);
+            }
             for vec in [
                 &self.log_size,
                 &self.log_start_offset,

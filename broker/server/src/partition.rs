@@ -445,9 +445,11 @@ impl Partition {
         // the fsync, and the next waiter's fsync covers them all.
         let handle = self.read_log().sync_handle()?;
         let end = handle.end_offset();
+        let timer = self.metrics.flush.start_timer();
         tokio::task::spawn_blocking(move || handle.sync())
             .await
             .expect("fsync does not panic")?;
+        timer.observe_duration();
         self.flushed_to.fetch_max(end, Ordering::AcqRel);
         Ok(())
     }

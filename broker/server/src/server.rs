@@ -81,6 +81,7 @@ pub async fn run(
     let runtimes = listener_runtimes(&config)?;
     let metrics_addr = config.metrics_addr;
     let metrics = crate::metrics::Metrics::new(&crate::handlers::api_names());
+    metrics.set_partition_series_max(config.metrics_partition_series_max);
     let broker = tokio::task::spawn_blocking(move || Broker::open(config, metrics))
         .await
         .expect("opening the broker does not panic")?;
@@ -190,9 +191,15 @@ pub async fn run(
         let node = node.clone();
         let stop = stop_rx.clone();
         connections.spawn(async move {
+            let by_listener = node
+                .metrics
+                .connection_count
+                .with_label_values(&[&*listener.name]);
             node.metrics.connections.inc();
+            by_listener.inc();
             connection::serve(node.clone(), stream, listener, stop).await;
             node.metrics.connections.dec();
+            by_listener.dec();
             drop(permit);
         });
         // Reap finished connection tasks so the set does not grow forever.

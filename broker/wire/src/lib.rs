@@ -11,6 +11,8 @@
 //!   known kafka-protocol decoder defect (hostile array lengths) from
 //!   aborting the process. Binaries that decode untrusted input install it.
 //! - [`batch`]: a zero-copy view of RecordBatch v2 headers.
+//! - [`process`]: the process's CPU, memory, file descriptors and disk I/O
+//!   from `/proc`, for the `process_*` series of both binaries.
 //! - [`client`]: a small async client (admin, produce, fetch) for the CLI,
 //!   the operator, tests and benchmarks.
 //!
@@ -23,6 +25,7 @@ pub mod batch;
 pub mod client;
 pub mod error;
 pub mod frame;
+pub mod process;
 pub mod request;
 pub mod scram;
 pub mod uuid_text;

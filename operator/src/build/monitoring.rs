@@ -61,7 +61,12 @@ pub fn build_monitor(cluster: &ValidatedCluster, apis: MonitorApis) -> Option<Dy
     let mut labels = metrics.monitor_labels.clone();
     labels.extend(cluster.labels());
     meta.labels = Some(labels);
-    let endpoint = json!({ "port": "metrics", "path": "/metrics", "interval": "30s" });
+    let endpoint = json!({
+        "port": "metrics",
+        "path": "/metrics",
+        "interval": "30s",
+        "relabelings": relabelings(&cluster.name),
+    });
     let selector = json!({ "matchLabels": cluster.selector_labels() });
     let spec = if api == SERVICE_MONITOR {
         // The headless Service carries the selector labels too.
@@ -76,6 +81,21 @@ pub fn build_monitor(cluster: &ValidatedCluster, apis: MonitorApis) -> Option<Dy
     .data(json!({ "spec": spec }));
     object.metadata = meta;
     Some(object)
+}
+
+/// The target labels dashboards and alerts filter on, beside the
+/// `namespace` and `pod` the Prometheus operator adds: `cluster`, and the
+/// names Strimzi's dashboards use (`kubernetes_pod_name`,
+/// `strimzi_io_cluster`, `strimzi_io_name`), so those work unchanged.
+fn relabelings(cluster: &str) -> serde_json::Value {
+    json!([
+        { "targetLabel": "cluster", "replacement": cluster, "action": "replace" },
+        { "sourceLabels": ["__meta_kubernetes_pod_name"], "targetLabel": "kubernetes_pod_name",
+          "action": "replace" },
+        { "targetLabel": "strimzi_io_cluster", "replacement": cluster, "action": "replace" },
+        { "targetLabel": "strimzi_io_name", "replacement": format!("{cluster}-kafka"),
+          "action": "replace" },
+    ])
 }
 
 #[cfg(test)]
@@ -97,6 +117,9 @@ mod tests {
         assert_eq!(types.api_version, "monitoring.coreos.com/v1");
         assert_eq!(monitor.metadata.labels.as_ref().unwrap()["release"], "prom");
         assert_eq!(monitor.data["spec"]["endpoints"][0]["port"], "metrics");
+        let relabel = &monitor.data["spec"]["endpoints"][0]["relabelings"];
+        assert_eq!(relabel[0]["targetLabel"], "cluster");
+        assert_eq!(relabel[0]["replacement"], "demo");
         assert_eq!(
             monitor.data["spec"]["selector"]["matchLabels"]["app.kubernetes.io/instance"],
             "demo"

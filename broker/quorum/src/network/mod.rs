@@ -180,6 +180,7 @@ impl RpcClient {
             json: serde_json::to_vec(request)?,
             data,
         };
+        CHANNEL_STATS.sent(payload.json.len() + payload.data.len());
         let unreachable = |status: tonic::Status| TransportError::Unreachable {
             addr: self.addr.clone(),
             status: Box::new(status),
@@ -218,6 +219,57 @@ impl RpcClient {
                 addr: self.addr.clone(),
                 timeout,
             })??;
-        Ok(serde_json::from_slice(&response.into_inner().json)?)
+        let response = response.into_inner();
+        CHANNEL_STATS.received(response.json.len() + response.data.len());
+        Ok(serde_json::from_slice(&response.json)?)
+    }
+}
+
+/// Counters of this process's quorum RPCs as a client, for Kafka's
+/// `raft-channel-metrics`. Process-wide: a broker process runs one quorum
+/// node (tests that run several in one process see their sum).
+pub static CHANNEL_STATS: ChannelStats = ChannelStats::new();
+
+/// Requests sent, responses received and their payload bytes.
+#[derive(Debug)]
+pub struct ChannelStats {
+    requests: std::sync::atomic::AtomicU64,
+    responses: std::sync::atomic::AtomicU64,
+    bytes_out: std::sync::atomic::AtomicU64,
+    bytes_in: std::sync::atomic::AtomicU64,
+}
+
+impl ChannelStats {
+    const fn new() -> Self {
+        use std::sync::atomic::AtomicU64;
+        ChannelStats {
+            requests: AtomicU64::new(0),
+            responses: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+        }
+    }
+
+    fn sent(&self, bytes: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.requests.fetch_add(1, Relaxed);
+        self.bytes_out.fetch_add(bytes as u64, Relaxed);
+    }
+
+    fn received(&self, bytes: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.responses.fetch_add(1, Relaxed);
+        self.bytes_in.fetch_add(bytes as u64, Relaxed);
+    }
+
+    /// (requests sent, responses received, bytes sent, bytes received).
+    pub fn totals(&self) -> (u64, u64, u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.requests.load(Relaxed),
+            self.responses.load(Relaxed),
+            self.bytes_out.load(Relaxed),
+            self.bytes_in.load(Relaxed),
+        )
     }
 }

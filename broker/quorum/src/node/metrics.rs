@@ -2,7 +2,7 @@
 //! registry: the Raft state, and the controller gauges Kafka dashboards
 //! read (`kafka_controller_kafkacontroller_*`), derived from the image.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use openraft::{Raft, ServerState};
 use tokio::sync::watch;
@@ -43,6 +43,8 @@ pub struct QuorumMetrics {
     pub term: u64,
     /// The leader it knows of.
     pub leader_id: Option<NodeId>,
+    /// The candidate this node voted for in the current term.
+    pub voted_for: Option<NodeId>,
     /// Highest log index known committed (0 if none).
     pub commit_index: u64,
     /// Highest log index in the local log (0 if none).
@@ -89,6 +91,7 @@ impl QuorumNode {
             active_controller_count: u8::from(role == QuorumRole::Leader),
             term: m.current_term,
             leader_id: m.current_leader,
+            voted_for: m.vote.leader_id().voted_for(),
             commit_index: self.commit_index.load(Ordering::Relaxed),
             last_log_index: m.last_log_index.unwrap_or(0),
             last_applied: m.last_applied.map_or(0, |id| id.index),
@@ -103,6 +106,46 @@ impl QuorumNode {
                 .filter(|p| p.leader != p.preferred_leader())
                 .count(),
         }
+    }
+}
+
+/// How long this process's metadata proposals took to commit and apply,
+/// for Kafka's `commit-latency-avg`/`-max`. Process-wide, like the
+/// transport's channel counters: a broker process runs one quorum node.
+pub static COMMIT_LATENCY: CommitLatency = CommitLatency::new();
+
+/// Count, sum and maximum of commit latencies, in microseconds.
+#[derive(Debug)]
+pub struct CommitLatency {
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+    max_micros: AtomicU64,
+}
+
+impl CommitLatency {
+    const fn new() -> Self {
+        CommitLatency {
+            count: AtomicU64::new(0),
+            sum_micros: AtomicU64::new(0),
+            max_micros: AtomicU64::new(0),
+        }
+    }
+
+    /// Records one committed proposal.
+    pub fn observe(&self, took: std::time::Duration) {
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+        self.max_micros.fetch_max(micros, Ordering::Relaxed);
+    }
+
+    /// (commits, total seconds, longest seconds) so far.
+    pub fn totals(&self) -> (u64, f64, f64) {
+        (
+            self.count.load(Ordering::Relaxed),
+            self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            self.max_micros.load(Ordering::Relaxed) as f64 / 1e6,
+        )
     }
 }
 

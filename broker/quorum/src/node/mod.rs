@@ -28,7 +28,7 @@ use std::{
 };
 
 pub use lifecycle::{BrokerInfo, BrokerLifecycle};
-pub use metrics::{QuorumMetrics, QuorumRole};
+pub use metrics::{CommitLatency, QuorumMetrics, QuorumRole, COMMIT_LATENCY};
 use openraft::{
     error::{InitializeError, RaftError},
     Raft, ServerState,

@@ -101,11 +101,15 @@ impl QuorumNode {
         deadline: Instant,
     ) -> Result<Result<CommandResponse, ForwardToLeader<NodeId, Node>>, QuorumError> {
         let timeout = self.config.propose_timeout;
+        let started = Instant::now();
         let written = tokio::time::timeout_at(deadline, self.raft.client_write(command.clone()))
             .await
             .map_err(|_| QuorumError::ProposeTimeout(timeout))?;
         match written {
-            Ok(response) => Ok(Ok(response.data)),
+            Ok(response) => {
+                super::metrics::COMMIT_LATENCY.observe(started.elapsed());
+                Ok(Ok(response.data))
+            }
             Err(RaftError::Fatal(f)) => Err(QuorumError::Fatal(Box::new(f))),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Ok(Err(f)),
             Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {

@@ -416,12 +416,12 @@ impl Cluster {
         let metrics = &broker.metrics;
         let leader = m.role == rivulet_quorum::QuorumRole::Leader;
         metrics.active_controller.set(i64::from(leader));
-        metrics.raft_state.set(match m.role {
-            rivulet_quorum::QuorumRole::Follower => 1,
-            rivulet_quorum::QuorumRole::Candidate => 2,
-            rivulet_quorum::QuorumRole::Leader => 3,
-            rivulet_quorum::QuorumRole::Learner => 4,
-            rivulet_quorum::QuorumRole::Shutdown => 0,
+        metrics.set_raft_state(match m.role {
+            rivulet_quorum::QuorumRole::Follower => "follower",
+            rivulet_quorum::QuorumRole::Candidate => "candidate",
+            rivulet_quorum::QuorumRole::Leader => "leader",
+            rivulet_quorum::QuorumRole::Learner => "observer",
+            rivulet_quorum::QuorumRole::Shutdown => "unattached",
         });
         metrics.raft_term.set(m.term as i64);
         metrics.raft_commit_index.set(m.commit_index as i64);

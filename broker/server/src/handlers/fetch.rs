@@ -70,11 +70,13 @@ pub async fn handle(broker: &Node, req: FetchRequest, version: i16) -> FetchResp
         let (responses, total, had_error) = collect(&req, &topics, version, follower);
         let done =
             total >= min_bytes || had_error || Instant::now() >= deadline || broker.is_stopping();
-        if done
-            || tokio::time::timeout_at(deadline, woken(&mut topology, &mut wakers))
-                .await
-                .is_err()
-        {
+        let timed_out = !done && {
+            let parked = Instant::now();
+            let woke = tokio::time::timeout_at(deadline, woken(&mut topology, &mut wakers)).await;
+            crate::metrics::add_remote_wait(parked.elapsed());
+            woke.is_err()
+        };
+        if done || timed_out {
             let (responses, _, _) = if done {
                 (responses, total, had_error)
             } else {

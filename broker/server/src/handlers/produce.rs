@@ -211,7 +211,10 @@ async fn acknowledged(broker: &Node, a: &Appended, deadline: Instant) -> Result<
         }
     }
     let left = deadline.saturating_duration_since(Instant::now());
-    if !a.partition.wait_for_hw(a.end, left).await {
+    let waiting = Instant::now();
+    let replicated = a.partition.wait_for_hw(a.end, left).await;
+    crate::metrics::add_remote_wait(waiting.elapsed());
+    if !replicated {
         let code = if a.partition.replica().is_leader() && !broker.is_stopping() {
             ResponseError::RequestTimedOut
         } else {

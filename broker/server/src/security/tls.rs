@@ -216,6 +216,22 @@ impl TlsContext {
     }
 }
 
+/// When the leaf certificate of `settings`' keystore expires, in seconds
+/// since the Unix epoch, read from the files as they are now (the metric
+/// follows a rotation without waiting for a reload). `None` when the
+/// keystore cannot be read or parsed.
+pub fn certificate_expiry(settings: &TlsSettings) -> Option<i64> {
+    use x509_cert::der::Decode;
+    let pem = match &settings.keystore {
+        KeySource::File(path) => std::fs::read(path).ok()?,
+        KeySource::Inline { chain, .. } => chain.clone().into_bytes(),
+    };
+    let leaf = certificates(&pem, "keystore").ok()?.into_iter().next()?;
+    let cert = x509_cert::Certificate::from_der(leaf.as_ref()).ok()?;
+    let not_after = cert.tbs_certificate.validity.not_after.to_unix_duration();
+    i64::try_from(not_after.as_secs()).ok()
+}
+
 fn files(settings: &TlsSettings) -> Vec<&Path> {
     let mut files = Vec::new();
     if let KeySource::File(p) = &settings.keystore {

@@ -13,11 +13,13 @@
 //! A broker that dies is reported, never restarted: fault tests kill brokers
 //! on purpose and restart them themselves from the `args` in `cluster.json`.
 //!
-//! [`layout`] decides what goes where (ports, configs, files) and `fleet`
-//! runs and watches the processes; this file is the sequence.
+//! [`layout`] decides what goes where (ports, configs, files), `fleet`
+//! runs and watches the processes and `prometheus` writes a scrape config
+//! for them; this file is the sequence.
 
 mod fleet;
 pub mod layout;
+mod prometheus;
 
 use std::{
     fs,
@@ -157,6 +159,9 @@ async fn start(
         brokers: records.to_vec(),
     };
     write_cluster_file(&plan.dir, &file)?;
+    let scrape = plan.dir.join(prometheus::PROMETHEUS_FILE);
+    fs::write(&scrape, prometheus::prometheus_config(plan, records))
+        .with_context(|| format!("write {}", scrape.display()))?;
     eprintln!(
         "rivulet dev: started {} in {}, waiting for every broker to list every broker",
         brokers(plan.brokers),
@@ -193,6 +198,10 @@ fn describe(plan: &DevPlan, records: &[BrokerRecord]) {
     eprintln!(
         "  cluster description: {}",
         plan.dir.join(CLUSTER_FILE).display()
+    );
+    eprintln!(
+        "  Prometheus scrape config: {} (docs/monitoring.md)",
+        plan.dir.join(prometheus::PROMETHEUS_FILE).display()
     );
     eprintln!("Ctrl-C to stop.");
 }

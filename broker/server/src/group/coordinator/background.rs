@@ -1,7 +1,11 @@
 //! The coordinator's background task and the periodic work it drives:
 //! firing group timers, expiring committed offsets and refreshing metrics.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{
+    collections::BTreeMap,
+    sync::{atomic::Ordering, Arc},
+    time::Duration,
+};
 
 use tokio::sync::watch;
 
@@ -85,24 +89,40 @@ impl Coordinator {
         let mut offsets = 0i64;
         self.metrics.lag.reset();
         self.metrics.committed.reset();
+        self.metrics.lag_sum.reset();
+        self.metrics.members.reset();
+        let per_partition = self.metrics.per_partition.load(Ordering::Relaxed);
         for slot in slots {
             let s = lock(&slot);
             *by_state.entry(s.group.state).or_default() += 1;
             offsets += s.group.offsets.len() as i64;
+            let group = s.group.id.as_str();
+            self.metrics
+                .members
+                .with_label_values(&[group])
+                .set(s.group.members.len() as i64);
+            let mut lag_by_topic: BTreeMap<&str, i64> = BTreeMap::new();
             for ((topic, p), o) in &s.group.offsets {
                 let Some(partition) = broker.topic(topic).and_then(|t| t.partition(*p)) else {
                     continue;
                 };
-                let end = partition.high_watermark();
-                let labels = [s.group.id.as_str(), topic.as_str(), &p.to_string()];
-                self.metrics
-                    .lag
-                    .with_label_values(&labels)
-                    .set((end - o.offset).max(0));
+                let lag = (partition.high_watermark() - o.offset).max(0);
+                *lag_by_topic.entry(topic.as_str()).or_default() += lag;
+                if !per_partition {
+                    continue;
+                }
+                let labels = [group, topic.as_str(), &p.to_string()];
+                self.metrics.lag.with_label_values(&labels).set(lag);
                 self.metrics
                     .committed
                     .with_label_values(&labels)
                     .set(o.offset);
+            }
+            for (topic, lag) in lag_by_topic {
+                self.metrics
+                    .lag_sum
+                    .with_label_values(&[group, topic])
+                    .set(lag);
             }
         }
         for (state, n) in by_state {
