@@ -8,6 +8,7 @@ use kafka_protocol::{
         alter_configs_response::AlterConfigsResourceResponse as AlterResult,
         alter_user_scram_credentials_response::AlterUserScramCredentialsResult,
         describe_configs_response::DescribeConfigsResult,
+        describe_producers_response,
         elect_leaders_response::{PartitionResult, ReplicaElectionResult},
         incremental_alter_configs_response::AlterConfigsResourceResponse as IncrementalResult,
         AddRaftVoterResponse, AlterClientQuotasResponse, AlterPartitionReassignmentsResponse,
@@ -15,7 +16,7 @@ use kafka_protocol::{
         DescribeAclsResponse, DescribeClientQuotasResponse, DescribeQuorumResponse,
         DescribeUserScramCredentialsResponse, ElectLeadersResponse, InitProducerIdResponse,
         ListPartitionReassignmentsResponse, ProducerId, RemoveRaftVoterResponse, RequestKind,
-        ResponseKind,
+        ResponseKind, WriteTxnMarkersRequest, WriteTxnMarkersResponse,
     },
     protocol::StrBytes,
     ResponseError,
@@ -373,8 +374,66 @@ pub fn check(access: &Access, body: RequestKind, version: i16) -> Checked {
                 AlterClientQuotasResponse::default().with_entries(entries),
             ))
         }
+        RequestKind::WriteTxnMarkers(r) if access.enabled() => {
+            if access.allows_cluster(Operation::ClusterAction) {
+                return Checked::Run(RequestKind::WriteTxnMarkers(r), None);
+            }
+            Checked::Answer(ResponseKind::WriteTxnMarkers(txn_markers_denied(r)))
+        }
+        RequestKind::DescribeProducers(mut r) if access.enabled() => {
+            let (kept, denied): (Vec<_>, Vec<_>) = r
+                .topics
+                .into_iter()
+                .partition(|t| access.allows(Operation::Read, ResourceType::Topic, &t.name));
+            r.topics = kept;
+            let denied = denied
+                .into_iter()
+                .map(|t| {
+                    let partitions = t.partition_indexes.iter().map(|&i| {
+                        describe_producers_response::PartitionResponse::default()
+                            .with_partition_index(i)
+                            .with_error_code(code(ResponseError::TopicAuthorizationFailed))
+                    });
+                    describe_producers_response::TopicResponse::default()
+                        .with_name(t.name)
+                        .with_partitions(partitions.collect())
+                })
+                .collect();
+            append(
+                RequestKind::DescribeProducers(r),
+                denied,
+                |response, denied| {
+                    if let ResponseKind::DescribeProducers(resp) = response {
+                        resp.topics.extend(denied);
+                    }
+                },
+            )
+        }
         other => Checked::Run(other, None),
     }
+}
+
+/// WriteTxnMarkers refused: CLUSTER_AUTHORIZATION_FAILED everywhere.
+fn txn_markers_denied(r: WriteTxnMarkersRequest) -> WriteTxnMarkersResponse {
+    use kafka_protocol::messages::write_txn_markers_response::{
+        WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
+    };
+    let markers = r.markers.into_iter().map(|m| {
+        let topics = m.topics.into_iter().map(|t| {
+            let partitions = t.partition_indexes.iter().map(|&i| {
+                WritableTxnMarkerPartitionResult::default()
+                    .with_partition_index(i)
+                    .with_error_code(code(CLUSTER_DENIED))
+            });
+            WritableTxnMarkerTopicResult::default()
+                .with_name(t.name)
+                .with_partitions(partitions.collect())
+        });
+        WritableTxnMarkerResult::default()
+            .with_producer_id(m.producer_id)
+            .with_topics(topics.collect())
+    });
+    WriteTxnMarkersResponse::default().with_markers(markers.collect())
 }
 
 /// Runs the request when `operation` on the cluster is allowed, otherwise
