@@ -28,6 +28,9 @@ pub struct Metrics {
     log_start_offset: IntGaugeVec,
     log_end_offset: IntGaugeVec,
     segments: IntGaugeVec,
+    lso_lag: IntGaugeVec,
+    /// Open transactions in the partitions this broker leads.
+    pub ongoing_transactions: IntGauge,
     /// Per-API request handles, by api key.
     apis: std::collections::BTreeMap<i16, ApiMetrics>,
     /// Requests that got a connection closed instead of an answer, by reason.
@@ -340,6 +343,11 @@ pub struct PartitionMetrics {
     pub segments: IntGauge,
     /// `kafka_log_logflushstats_logflush_seconds` (shared by all partitions).
     pub flush: prometheus::Histogram,
+    /// `kafka_cluster_partition_laststableoffsetlag`: high watermark minus
+    /// last stable offset.
+    pub lso_lag: IntGauge,
+    /// The broker-wide open transaction count this partition adds to.
+    pub ongoing_transactions: IntGauge,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -520,6 +528,17 @@ impl Metrics {
                 "Segments of the partition",
                 tp,
             ),
+            lso_lag: gauge_vec(
+                &r,
+                "kafka_cluster_partition_laststableoffsetlag",
+                "High watermark minus last stable offset: records held back by open transactions",
+                tp,
+            ),
+            ongoing_transactions: gauge(
+                &r,
+                "kafka_server_replicamanager_ongoingtransactions",
+                "Open transactions in the partitions this broker leads",
+            ),
             apis,
             request_errors: counter(
                 &r,
@@ -683,6 +702,8 @@ impl Metrics {
                 end_offset: detached("kafka_log_log_logendoffset"),
                 segments: detached("kafka_log_log_numlogsegments"),
                 flush: self.series.log_flush.clone(),
+                lso_lag: detached("kafka_cluster_partition_laststableoffsetlag"),
+                ongoing_transactions: self.ongoing_transactions.clone(),
             };
         }
         PartitionMetrics {
@@ -691,6 +712,8 @@ impl Metrics {
             end_offset: self.log_end_offset.with_label_values(&[topic, &p]),
             segments: self.segments.with_label_values(&[topic, &p]),
             flush: self.series.log_flush.clone(),
+            lso_lag: self.lso_lag.with_label_values(&[topic, &p]),
+            ongoing_transactions: self.ongoing_transactions.clone(),
         }
     }
 
@@ -717,6 +740,7 @@ impl Metrics {
                 &self.log_start_offset,
                 &self.log_end_offset,
                 &self.segments,
+                &self.lso_lag,
             ] {
                 let _ = vec.remove_label_values(&[topic, &p]);
             }

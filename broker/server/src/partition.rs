@@ -10,6 +10,12 @@
 //! another broker, and the high watermark is tracked separately from the log
 //! end: consumers never read past it. A single broker is a cluster of one:
 //! the same roles, with an ISR of itself.
+//!
+//! Transactions: the last stable offset (LSO) is the high watermark or the
+//! first offset of the oldest open transaction, the lower; read_committed
+//! consumers read up to it ([`Partition::read_committed`]). The
+//! transaction coordinator ends transactions with
+//! [`Partition::append_marker`].
 
 use std::{
     collections::BTreeMap,
@@ -21,7 +27,12 @@ use std::{
     time::Instant,
 };
 
-use rivulet_storage::{config::LogConfig, AppendInfo, Log, ReadResult, StorageError};
+use rivulet_storage::{
+    batch::BatchHeader,
+    config::LogConfig,
+    txn::{AbortedTxn, Marker},
+    AppendInfo, Log, ReadResult, StorageError,
+};
 use tokio::sync::watch;
 
 use crate::metrics::PartitionMetrics;
@@ -126,6 +137,28 @@ pub struct Partition {
     /// this partition, not every parked fetch of the broker.
     wake: watch::Sender<u64>,
     metrics: PartitionMetrics,
+    /// This partition's share of the broker's open-transaction gauge.
+    txn_count: TxnCount,
+}
+
+/// What a partition added to the broker-wide open-transaction gauge, taken
+/// back when the partition goes (closed, deleted or dropped).
+struct TxnCount {
+    gauge: prometheus::IntGauge,
+    reported: AtomicI64,
+}
+
+impl TxnCount {
+    fn report(&self, count: i64) {
+        let before = self.reported.swap(count, Ordering::AcqRel);
+        self.gauge.add(count - before);
+    }
+}
+
+impl Drop for TxnCount {
+    fn drop(&mut self) {
+        self.gauge.sub(*self.reported.get_mut());
+    }
 }
 
 impl Partition {
@@ -148,6 +181,10 @@ impl Partition {
             wake: watch::channel(0).0,
             log: RwLock::new(log),
             flush_lock: tokio::sync::Mutex::new(()),
+            txn_count: TxnCount {
+                gauge: metrics.ongoing_transactions.clone(),
+                reported: AtomicI64::new(0),
+            },
             metrics,
         };
         partition.update_gauges(&partition.read_log());
@@ -230,6 +267,59 @@ impl Partition {
         log.read(offset, max_bytes, hw.min(log.log_end_offset()), min_one)
     }
 
+    /// Appends a transaction marker as leader (WriteTxnMarkers) and returns
+    /// its offset: the producer's open transaction ends, committed or
+    /// aborted. Like [`Self::append`], the caller waits for the high
+    /// watermark to pass it before answering.
+    pub fn append_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        coordinator_epoch: i32,
+        now_ms: i64,
+    ) -> Result<i64, StorageError> {
+        let epoch = self.replica().leader_epoch;
+        let marker = Marker {
+            commit,
+            coordinator_epoch,
+        };
+        let mut log = self.write_log();
+        let offset = log.append_marker(producer_id, producer_epoch, marker, epoch, now_ms)?;
+        self.update_gauges(&log);
+        let end = log.log_end_offset();
+        drop(log);
+        self.advance_hw(end);
+        self.wake_fetches();
+        Ok(offset)
+    }
+
+    /// The last stable offset: read_committed consumers read below it.
+    pub fn last_stable_offset(&self) -> i64 {
+        let hw = self.high_watermark();
+        last_stable(&self.read_log(), hw)
+    }
+
+    /// Whole batches from `offset` up to the last stable offset
+    /// (read_committed consumers), with the aborted transactions that
+    /// overlap what was read, and the last stable offset used.
+    pub fn read_committed(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+    ) -> Result<(ReadResult, Vec<AbortedTxn>, i64), StorageError> {
+        let hw = self.high_watermark();
+        let log = self.read_log();
+        let lso = last_stable(&log, hw);
+        let read = log.read(offset, max_bytes, lso, min_one)?;
+        let aborted = match last_offset_in(&read.bytes) {
+            Some(last) => log.aborted_transactions(offset, last + 1),
+            None => Vec::new(),
+        };
+        Ok((read, aborted, lso))
+    }
+
     /// Whole batches from `offset`, up to the log end (followers).
     pub fn read_replica(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, StorageError> {
         let log = self.read_log();
@@ -262,6 +352,7 @@ impl Partition {
     /// Records the leading epoch and wakes every replication waiter.
     fn set_leading_epoch(&self, epoch: i32) {
         if self.leading_epoch.swap(epoch, Ordering::AcqRel) != epoch {
+            self.refresh_txn_gauges(&self.read_log());
             self.hw.send_modify(|_| {});
             self.wake_fetches();
         }
@@ -290,6 +381,7 @@ impl Partition {
             }
         });
         if moved {
+            self.refresh_txn_gauges(&self.read_log());
             self.wake_fetches();
         }
     }
@@ -488,6 +580,21 @@ impl Partition {
         self.metrics.start_offset.set(log.log_start_offset());
         self.metrics.end_offset.set(log.log_end_offset());
         self.metrics.segments.set(log.segment_count() as i64);
+        self.refresh_txn_gauges(log);
+    }
+
+    /// Refreshes the LSO lag and, while leading, this partition's open
+    /// transactions in the broker-wide count.
+    fn refresh_txn_gauges(&self, log: &Log) {
+        let hw = self.high_watermark();
+        self.metrics.lso_lag.set(hw - last_stable(log, hw));
+        let leading = self.leading_epoch.load(Ordering::Acquire) >= 0;
+        let open = if leading {
+            log.ongoing_transactions()
+        } else {
+            0
+        };
+        self.txn_count.report(open as i64);
     }
 
     /// Flushes and closes the log (clean shutdown).
@@ -505,6 +612,27 @@ impl Partition {
             .unwrap_or_else(|e| e.into_inner())
             .delete()
     }
+}
+
+/// The last stable offset of `log` under high watermark `hw`.
+fn last_stable(log: &Log, hw: i64) -> i64 {
+    let hw = hw.min(log.log_end_offset());
+    log.first_unstable_offset()
+        .map_or(hw, |first| first.min(hw))
+}
+
+/// Last offset of the last whole batch in `bytes`.
+fn last_offset_in(bytes: &[u8]) -> Option<i64> {
+    let mut at = 0;
+    let mut last = None;
+    while let Ok(header) = BatchHeader::parse(&bytes[at..]) {
+        last = Some(header.last_offset());
+        at += header.total_size().max(BatchHeader::SIZE);
+        if at >= bytes.len() {
+            break;
+        }
+    }
+    last
 }
 
 /// One uncompressed v2 batch of `n` keyed records (`k0`/`v0`, ...), for

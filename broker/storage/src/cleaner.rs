@@ -11,7 +11,13 @@
 //!   delete.retention.ms`, in the batch itself (KIP-534: attribute bit 6
 //!   set, base timestamp = horizon, record timestamp deltas re-encoded
 //!   against it), so it survives merges and needs no side file;
-//! - control batches (transaction markers) are kept as they are;
+//! - control batches (transaction markers) are kept as they are (Kafka
+//!   removes a marker once its transaction's data is gone and
+//!   delete.retention.ms has passed; keeping it costs one small batch per
+//!   transaction and partition and is always correct);
+//! - the records of an aborted transaction are all removed, and never
+//!   enter the offset map, so they cannot supersede committed values;
+//!   their batches go as emptied ones do;
 //! - a batch whose records are all gone is dropped, except the last batch
 //!   of an idempotent producer, which is kept without records (as Kafka
 //!   does) so that the producer's last sequence survives a restart.
@@ -24,7 +30,38 @@ use std::collections::HashMap;
 use crate::{
     batch::{BatchHeader, DELETE_HORIZON_FLAG},
     records::{encode_batch, DecodedBatch, RecordError, RecordView, Rewrite},
+    txn::AbortedTxn,
 };
+
+/// Offset ranges (first offset to marker) of the aborted transactions of
+/// a log, by producer id.
+#[derive(Debug, Default)]
+pub(crate) struct AbortedRanges(HashMap<i64, Vec<(i64, i64)>>);
+
+impl AbortedRanges {
+    /// The ranges of `aborted`.
+    pub(crate) fn new(aborted: &[AbortedTxn]) -> Self {
+        let mut ranges: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+        for a in aborted {
+            ranges
+                .entry(a.producer_id)
+                .or_default()
+                .push((a.first_offset, a.last_offset));
+        }
+        AbortedRanges(ranges)
+    }
+
+    /// Whether `header` is a data batch of an aborted transaction.
+    pub(crate) fn holds(&self, header: &BatchHeader) -> bool {
+        header.is_transactional()
+            && !header.is_control()
+            && self.0.get(&header.producer_id).is_some_and(|ranges| {
+                ranges
+                    .iter()
+                    .any(|&(first, last)| (first..=last).contains(&header.base_offset))
+            })
+    }
+}
 
 /// Key -> offset of the latest record with that key. Full keys, not
 /// digests as in Kafka, so a hash collision can never drop a live record;
@@ -89,12 +126,14 @@ pub(crate) enum Cleaned {
 
 /// Decides what survives of `batch` (exactly one whole batch). With
 /// `keep_empty` a batch left without records is kept as a header (the
-/// caller sets it for an idempotent producer's last batch).
+/// caller sets it for an idempotent producer's last batch). Of an
+/// `aborted` batch (an aborted transaction's) no record survives.
 pub(crate) fn clean_batch(
     batch: &[u8],
     header: BatchHeader,
     cx: &CleanContext<'_>,
     keep_empty: bool,
+    aborted: bool,
 ) -> Result<Cleaned, RecordError> {
     if header.is_control() {
         return Ok(Cleaned::Unchanged);
@@ -104,6 +143,7 @@ pub(crate) fn clean_batch(
     let horizon = header.delete_horizon();
     let horizon_passed = horizon.is_some_and(|h| cx.now_ms >= h);
     let is_live = |r: &RecordView<'_>| match r.key {
+        _ if aborted => false,
         None => true,
         Some(key) if cx.latest.get(key).is_some_and(|&latest| latest > r.offset) => false,
         Some(_) => !(r.tombstone && horizon_passed),
@@ -217,7 +257,7 @@ mod tests {
         let Cleaned::Rewritten {
             batch: out,
             removed,
-        } = clean_batch(&batch, header(&batch), &cx(&latest, 0), false).unwrap()
+        } = clean_batch(&batch, header(&batch), &cx(&latest, 0), false, false).unwrap()
         else {
             panic!("expected a rewrite")
         };
@@ -241,12 +281,12 @@ mod tests {
         let batch = keyed_batch(&[(Some("a"), Some("1"))], 0, Compression::None);
         let latest = map(&[("a", 0)]);
         assert_eq!(
-            clean_batch(&batch, header(&batch), &cx(&latest, 0), false).unwrap(),
+            clean_batch(&batch, header(&batch), &cx(&latest, 0), false, false).unwrap(),
             Cleaned::Unchanged
         );
         let newer = map(&[("a", 5)]);
         assert_eq!(
-            clean_batch(&batch, header(&batch), &cx(&newer, 0), false).unwrap(),
+            clean_batch(&batch, header(&batch), &cx(&newer, 0), false, false).unwrap(),
             Cleaned::Dropped { removed: 1 }
         );
     }
@@ -263,7 +303,7 @@ mod tests {
         let Cleaned::Rewritten {
             batch: out,
             removed: 2,
-        } = clean_batch(&batch, header(&batch), &cx(&newer, 0), true).unwrap()
+        } = clean_batch(&batch, header(&batch), &cx(&newer, 0), true, false).unwrap()
         else {
             panic!("expected an empty batch")
         };
@@ -277,6 +317,37 @@ mod tests {
     }
 
     #[test]
+    fn aborted_records_all_go_and_only_aborted_batches_are_aborted() {
+        let batch = keyed_batch_from(
+            &[(Some("a"), Some("1")), (None, Some("2"))],
+            0,
+            Compression::None,
+            (9, 0, 0),
+        );
+        let latest = map(&[("a", 0)]);
+        assert_eq!(
+            clean_batch(&batch, header(&batch), &cx(&latest, 0), false, true).unwrap(),
+            Cleaned::Dropped { removed: 2 }
+        );
+        let ranges = AbortedRanges::new(&[AbortedTxn {
+            producer_id: 9,
+            first_offset: 10,
+            last_offset: 20,
+            last_stable_offset: 21,
+        }]);
+        let mut h = header(&batch);
+        h.base_offset = 15;
+        assert!(!ranges.holds(&h), "not transactional");
+        h.attributes |= 0x10;
+        assert!(ranges.holds(&h));
+        h.base_offset = 21;
+        assert!(!ranges.holds(&h), "after the marker");
+        h.base_offset = 15;
+        h.producer_id = 8;
+        assert!(!ranges.holds(&h), "another producer");
+    }
+
+    #[test]
     fn tombstones_get_a_horizon_then_go() {
         let batch = keyed_batch(
             &[(Some("a"), None), (Some("b"), Some("1"))],
@@ -287,7 +358,7 @@ mod tests {
         let Cleaned::Rewritten {
             batch: stamped,
             removed: 0,
-        } = clean_batch(&batch, header(&batch), &cx(&latest, 1_000), false).unwrap()
+        } = clean_batch(&batch, header(&batch), &cx(&latest, 1_000), false, false).unwrap()
         else {
             panic!("expected the horizon to be stamped")
         };
@@ -303,13 +374,13 @@ mod tests {
         );
         // Before the horizon nothing changes, at it the tombstone goes.
         assert_eq!(
-            clean_batch(&stamped, h, &cx(&latest, 1_099), false).unwrap(),
+            clean_batch(&stamped, h, &cx(&latest, 1_099), false, false).unwrap(),
             Cleaned::Unchanged
         );
         let Cleaned::Rewritten {
             batch: out,
             removed: 1,
-        } = clean_batch(&stamped, h, &cx(&latest, 1_100), false).unwrap()
+        } = clean_batch(&stamped, h, &cx(&latest, 1_100), false, false).unwrap()
         else {
             panic!("expected the tombstone to go")
         };

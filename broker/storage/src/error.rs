@@ -179,6 +179,23 @@ pub enum StorageError {
         /// The batch's epoch.
         found: i16,
     },
+    /// A non-transactional batch from a producer with an open transaction.
+    #[error("producer {producer_id} has an open transaction: its writes must be transactional")]
+    InvalidTxnState {
+        /// The producer id.
+        producer_id: i64,
+    },
+    /// A transaction marker from an older coordinator than the producer's
+    /// last marker came from.
+    #[error("producer {producer_id}: coordinator epoch {found} is older than {current}")]
+    CoordinatorFenced {
+        /// The producer id.
+        producer_id: i64,
+        /// The coordinator epoch of the producer's last marker.
+        current: i32,
+        /// The marker's coordinator epoch.
+        found: i32,
+    },
 }
 
 /// Builds `map_err` closures that attach a path to an I/O error, so call

@@ -21,6 +21,8 @@ pub const LOG_EXT: &str = "log";
 pub const INDEX_EXT: &str = "index";
 /// Extension of time index files.
 pub const TIME_INDEX_EXT: &str = "timeindex";
+/// Extension of aborted-transaction indexes (`index/txn.rs`).
+pub const TXN_INDEX_EXT: &str = "txnindex";
 /// Extension of producer state snapshots (`<offset>.snapshot`, as in Kafka).
 pub const SNAPSHOT_EXT: &str = "snapshot";
 /// Suffix of files being deleted; leftovers are removed on open.

@@ -58,6 +58,7 @@ mod segment;
 mod snapshot;
 #[cfg(test)]
 mod test_util;
+pub mod txn;
 mod writeback;
 
 use bytes::Bytes;

@@ -1,4 +1,5 @@
-//! Idempotent-producer state: the last batches of every producer id.
+//! Idempotent and transactional producer state: the last batches of every
+//! producer id and the transaction each one has open.
 //!
 //! Kafka's idempotence lets a producer retry a batch without creating a
 //! duplicate: each batch carries (producer id, epoch, base sequence), and the
@@ -6,16 +7,23 @@
 //! A retry of one of them is answered with its original offsets; a gap or
 //! reordering of sequences is refused so the producer can fail loudly.
 //!
+//! A transactional batch (attributes bit 4) opens a transaction for its
+//! producer if none is open, at the batch's base offset; the producer's
+//! next transaction marker (`txn.rs`) closes it. The open transactions'
+//! first offsets are kept ordered, because the oldest one bounds the last
+//! stable offset that read_committed consumers read up to.
+//!
 //! The log snapshots this state at segment rolls and on clean close
 //! (`snapshot.rs`) and on open restores it from the newest snapshot plus the
 //! batch headers after it; appends stage their changes in
 //! [`ProducerAppend`] and commit only after the write succeeded.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use crate::{
     batch::{wrapping_sequence_add, BatchHeader},
     error::StorageError,
+    txn::{AbortedTxn, Marker},
 };
 
 /// Batches remembered per producer; Kafka producers keep at most five
@@ -40,12 +48,39 @@ pub struct BatchMetadata {
 }
 
 /// What the log knows about one producer id.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProducerEntry {
     /// Newest epoch seen.
     pub epoch: i16,
-    /// Last batches of that epoch, oldest first.
+    /// Last batches of that epoch, oldest first (none after a marker that
+    /// bumped the epoch).
     pub batches: VecDeque<BatchMetadata>,
+    /// Epoch of the coordinator that wrote the producer's last marker, -1
+    /// before any: markers from an older coordinator are refused.
+    pub coordinator_epoch: i32,
+    /// First offset of the producer's open transaction, if one is open.
+    pub current_txn_first_offset: Option<i64>,
+    /// Max timestamp of the producer's last batch or marker, -1 if unknown.
+    pub last_timestamp: i64,
+}
+
+impl Default for ProducerEntry {
+    fn default() -> Self {
+        ProducerEntry {
+            epoch: 0,
+            batches: VecDeque::new(),
+            coordinator_epoch: -1,
+            current_txn_first_offset: None,
+            last_timestamp: -1,
+        }
+    }
+}
+
+impl ProducerEntry {
+    /// Sequence of the last record written, -1 if none is remembered.
+    pub fn last_sequence(&self) -> i32 {
+        self.batches.back().map_or(-1, |b| b.last_sequence)
+    }
 }
 
 /// Verdict on one incoming batch.
@@ -61,6 +96,9 @@ pub enum SequenceCheck {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProducerStateManager {
     producers: HashMap<i64, ProducerEntry>,
+    /// (first offset, producer id) of every open transaction, so the
+    /// oldest is at hand for the last stable offset.
+    ongoing: BTreeSet<(i64, i64)>,
 }
 
 impl ProducerStateManager {
@@ -87,6 +125,18 @@ impl ProducerStateManager {
     /// Forgets every producer (before a rebuild).
     pub fn clear(&mut self) {
         self.producers.clear();
+        self.ongoing.clear();
+    }
+
+    /// First offset of the oldest open transaction: the last stable offset
+    /// cannot pass it.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.ongoing.first().map(|&(offset, _)| offset)
+    }
+
+    /// Number of open transactions.
+    pub fn ongoing_transactions(&self) -> usize {
+        self.ongoing.len()
     }
 
     /// Every tracked producer with its entry, in no particular order.
@@ -96,36 +146,120 @@ impl ProducerStateManager {
 
     /// Restores a producer's entry as a snapshot recorded it.
     pub(crate) fn insert(&mut self, producer_id: i64, entry: ProducerEntry) {
-        self.producers.insert(producer_id, entry);
+        let old = self.producers.insert(producer_id, entry);
+        let old_txn = old.and_then(|e| e.current_txn_first_offset);
+        self.sync_ongoing(producer_id, old_txn);
+    }
+
+    /// Brings `ongoing` in line with the entry of `producer_id` after it
+    /// changed from having `old_txn` open.
+    fn sync_ongoing(&mut self, producer_id: i64, old_txn: Option<i64>) {
+        let new_txn = self
+            .producers
+            .get(&producer_id)
+            .and_then(|e| e.current_txn_first_offset);
+        if old_txn != new_txn {
+            if let Some(first) = old_txn {
+                self.ongoing.remove(&(first, producer_id));
+            }
+            if let Some(first) = new_txn {
+                self.ongoing.insert((first, producer_id));
+            }
+        }
     }
 
     /// Forgets cached batches that start below `offset` and producers left
-    /// with none. After older segments were deleted, this turns state built
-    /// from the whole history into what a walk of the batches from `offset`
-    /// on builds: each entry caches a run of its producer's newest batches,
-    /// so dropping a prefix of the log drops a prefix of the run.
+    /// with none and no open transaction. After older segments were
+    /// deleted, this turns state built from the whole history into what a
+    /// walk of the batches from `offset` on builds: each entry caches a run
+    /// of its producer's newest batches, so dropping a prefix of the log
+    /// drops a prefix of the run. An open transaction stays open (as in
+    /// Kafka, the last stable offset is then held at the log start offset)
+    /// until its marker comes, which a walk could not know.
     pub(crate) fn retain_from(&mut self, offset: i64) {
         self.producers.retain(|_, entry| {
             entry.batches.retain(|b| b.first_offset >= offset);
-            !entry.batches.is_empty()
+            !entry.batches.is_empty() || entry.current_txn_first_offset.is_some()
         });
     }
 
-    /// The highest offset of any cached batch, if any.
+    /// The highest offset any cached batch or open transaction refers to.
     pub(crate) fn last_offset(&self) -> Option<i64> {
-        self.producers
+        let batches = self
+            .producers
             .values()
             .filter_map(|entry| entry.batches.back())
-            .map(|b| b.last_offset)
-            .max()
+            .map(|b| b.last_offset);
+        batches.chain(self.ongoing.last().map(|&(o, _)| o)).max()
     }
 
-    /// Records a batch already in the log (offsets assigned) without checks;
-    /// used when rebuilding state from the log and to commit appends.
+    /// Records a data batch already in the log (offsets assigned) without
+    /// checks; used when rebuilding state from the log and on followers.
     pub fn record(&mut self, header: &BatchHeader) {
-        if let Some(entry) = tracked(header) {
-            record_into(self.producers.entry(entry).or_default(), header);
+        if let Some(producer_id) = tracked(header) {
+            let entry = self.producers.entry(producer_id).or_default();
+            let old_txn = entry.current_txn_first_offset;
+            record_into(entry, header);
+            self.sync_ongoing(producer_id, old_txn);
         }
+    }
+
+    /// Checks a marker the coordinator asks to write: refused if its
+    /// producer epoch is older than the producer's (Kafka's
+    /// INVALID_PRODUCER_EPOCH) or its coordinator epoch older than the
+    /// last marker's (TRANSACTION_COORDINATOR_FENCED).
+    pub fn check_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+    ) -> Result<(), StorageError> {
+        let Some(entry) = self.producers.get(&producer_id) else {
+            return Ok(());
+        };
+        if producer_epoch < entry.epoch {
+            return Err(StorageError::InvalidProducerEpoch {
+                producer_id,
+                current: entry.epoch,
+                found: producer_epoch,
+            });
+        }
+        if coordinator_epoch < entry.coordinator_epoch {
+            return Err(StorageError::CoordinatorFenced {
+                producer_id,
+                current: entry.coordinator_epoch,
+                found: coordinator_epoch,
+            });
+        }
+        Ok(())
+    }
+
+    /// Records a marker already in the log (`header` is its control batch):
+    /// the producer's open transaction ends. Returns the aborted-index
+    /// entry when it aborted a transaction that wrote here, with the last
+    /// stable offset as it is once this one is closed.
+    pub fn end_transaction(&mut self, header: &BatchHeader, marker: Marker) -> Option<AbortedTxn> {
+        if header.producer_id < 0 {
+            return None;
+        }
+        let producer_id = header.producer_id;
+        let entry = self.producers.entry(producer_id).or_default();
+        if header.producer_epoch > entry.epoch {
+            entry.epoch = header.producer_epoch;
+            entry.batches.clear();
+        }
+        entry.coordinator_epoch = marker.coordinator_epoch;
+        entry.last_timestamp = header.max_timestamp;
+        let first = entry.current_txn_first_offset.take();
+        self.sync_ongoing(producer_id, first);
+        let first_offset = first.filter(|_| !marker.commit)?;
+        let last_offset = header.base_offset;
+        Some(AbortedTxn {
+            producer_id,
+            first_offset,
+            last_offset,
+            last_stable_offset: self.first_unstable_offset().unwrap_or(last_offset + 1),
+        })
     }
 }
 
@@ -172,6 +306,10 @@ impl<'a> ProducerAppend<'a> {
                 current: entry.epoch,
                 found: header.producer_epoch,
             });
+        }
+        if !header.is_transactional() && entry.current_txn_first_offset.is_some() {
+            // Kafka's INVALID_TXN_STATE: a plain write inside a transaction.
+            return Err(StorageError::InvalidTxnState { producer_id });
         }
         if header.producer_epoch > entry.epoch {
             // A bumped epoch restarts sequences at 0.
@@ -229,7 +367,9 @@ pub struct StagedProducers(HashMap<i64, ProducerEntry>);
 impl StagedProducers {
     /// Applies the changes.
     pub fn commit(self, state: &mut ProducerStateManager) {
-        state.producers.extend(self.0);
+        for (producer_id, entry) in self.0 {
+            state.insert(producer_id, entry);
+        }
     }
 }
 
@@ -244,6 +384,10 @@ fn record_into(entry: &mut ProducerEntry, header: &BatchHeader) {
     if entry.epoch != header.producer_epoch {
         entry.epoch = header.producer_epoch;
         entry.batches.clear();
+    }
+    entry.last_timestamp = header.max_timestamp;
+    if header.is_transactional() && entry.current_txn_first_offset.is_none() {
+        entry.current_txn_first_offset = Some(header.base_offset);
     }
     if header.base_sequence == NO_SEQUENCE {
         // A coordinator's batch: it moves the epoch, not the sequences.

@@ -1,4 +1,5 @@
-//! One segment: a `.log` file of batches plus its `.index` and `.timeindex`.
+//! One segment: a `.log` file of batches plus its `.index`, `.timeindex`
+//! and `.txnindex` (aborted transactions whose marker it holds).
 //!
 //! A segment knows its own byte size, next offset and largest timestamp so
 //! the log never has to walk it for those. It checks itself on open:
@@ -25,9 +26,13 @@ use tracing::{info, warn};
 use crate::{
     batch::{check_crc, BatchHeader},
     error::StorageError,
-    files::{remove_file, segment_path, DELETED_SUFFIX, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT},
-    index::{IndexState, OffsetIndex, TimeIndex},
+    files::{
+        remove_file, segment_path, DELETED_SUFFIX, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT,
+        TXN_INDEX_EXT,
+    },
+    index::{IndexState, OffsetIndex, TimeIndex, TxnIndex, TxnIndexState},
     scan::{BatchScanner, Scanned},
+    txn::AbortedTxn,
     writeback::{WriteBehind, SEGMENT_TUNING},
 };
 
@@ -51,6 +56,10 @@ pub(crate) struct Segment {
     size: u64,
     index: OffsetIndex,
     time_index: TimeIndex,
+    /// Aborted transactions whose marker is in this segment.
+    txn_index: TxnIndex,
+    /// The `.txnindex` was missing or damaged on open: the log rebuilds it.
+    txn_index_lost: bool,
     /// Offset after the last batch; the log end offset for the active segment.
     next_offset: i64,
     /// Largest batch max timestamp in the segment, -1 when none.
@@ -74,11 +83,12 @@ impl Segment {
         base_offset: i64,
         index_bytes: usize,
     ) -> Result<Segment, StorageError> {
-        for ext in [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT] {
+        for ext in [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT, TXN_INDEX_EXT] {
             // A stale file from a truncated-away segment must not leak in.
             remove_file(&segment_path(dir, base_offset, ext))?;
         }
         let mut segment = Segment::open_files(dir, base_offset)?.0;
+        segment.txn_index_lost = false;
         segment.activate(index_bytes)?;
         Ok(segment)
     }
@@ -110,6 +120,8 @@ impl Segment {
             segment.activate(index_bytes)?;
             segment.rolling_since_ms = segment.first_timestamp()?;
         }
+        // Entries past a torn tail that recovery cut describe lost markers.
+        segment.txn_index.truncate_from(segment.next_offset)?;
         Ok(segment)
     }
 
@@ -133,6 +145,8 @@ impl Segment {
             OffsetIndex::open(&segment_path(dir, base_offset, INDEX_EXT), base_offset)?;
         let (time_index, time_state) =
             TimeIndex::open(&segment_path(dir, base_offset, TIME_INDEX_EXT), base_offset)?;
+        let (txn_index, txn_state) =
+            TxnIndex::open(&segment_path(dir, base_offset, TXN_INDEX_EXT))?;
         let segment = Segment {
             base_offset,
             log_path,
@@ -140,6 +154,8 @@ impl Segment {
             size,
             index,
             time_index,
+            txn_index,
+            txn_index_lost: txn_state != TxnIndexState::Valid,
             next_offset: base_offset,
             max_timestamp: -1,
             offset_of_max_timestamp: -1,
@@ -399,7 +415,8 @@ impl Segment {
         };
         self.set_log_len(cut)?;
         self.size = cut;
-        self.rebuild(interval)
+        self.rebuild(interval)?;
+        self.txn_index.truncate_from(self.next_offset)
     }
 
     /// Preallocates the indexes so the segment can take appends.
@@ -421,6 +438,7 @@ impl Segment {
         self.time_index.trim()?;
         self.index.flush()?;
         self.time_index.flush()?;
+        self.txn_index.flush()?;
         self.write_behind.sealed(&self.log_path, self.size);
         Ok(())
     }
@@ -452,10 +470,50 @@ impl Segment {
         std::fs::rename(&self.log_path, &deleted).map_err(StorageError::delete(&self.log_path))?;
         let index_path = self.index.path().to_path_buf();
         let time_path = self.time_index.path().to_path_buf();
+        let txn_path = self.txn_index.path().to_path_buf();
         drop(self);
         remove_file(&index_path)?;
         remove_file(&time_path)?;
+        remove_file(&txn_path)?;
         remove_file(&deleted)
+    }
+
+    /// Aborted transactions whose marker is in this segment, in order.
+    pub(crate) fn aborted_txns(&self) -> &[AbortedTxn] {
+        self.txn_index.entries()
+    }
+
+    /// Records a transaction aborted by a marker just appended here.
+    pub(crate) fn append_aborted(&mut self, entry: AbortedTxn) -> Result<(), StorageError> {
+        self.txn_index.append(entry)
+    }
+
+    /// Whether the `.txnindex` was missing or damaged when opened and has
+    /// not been rebuilt since.
+    pub(crate) fn txn_index_lost(&self) -> bool {
+        self.txn_index_lost
+    }
+
+    /// Sets the entries for markers at or after `from` to `rebuilt` (from
+    /// a walk of the log), keeping those before.
+    pub(crate) fn rebuild_aborted_from(
+        &mut self,
+        from: i64,
+        rebuilt: &[AbortedTxn],
+    ) -> Result<(), StorageError> {
+        if self.txn_index.rebuild_from(from, rebuilt)? {
+            info!(path = %self.txn_index.path().display(), from, entries = rebuilt.len(), "rebuilt aborted transaction index");
+        }
+        if from <= self.base_offset {
+            self.txn_index_lost = false;
+        }
+        Ok(())
+    }
+
+    /// Replaces every entry (a compacted segment taking over its sources').
+    pub(crate) fn replace_aborted(&mut self, entries: Vec<AbortedTxn>) -> Result<(), StorageError> {
+        self.txn_index_lost = false;
+        self.txn_index.replace(entries)
     }
 
     /// First offset the segment may hold.

@@ -11,21 +11,28 @@
 //! fsync keeps them consistent with each other. When the log takes,
 //! keeps and uses snapshots is in `log/snapshots.rs`.
 //!
-//! Format, version 1, big-endian like Kafka's:
+//! Format, version 2, big-endian like Kafka's:
 //!
 //! ```text
 //! magic       4 bytes "RVPS"
-//! version     u16     1
+//! version     u16     2
 //! crc         u32     CRC-32C of everything after this field
 //! offset      i64     the offset in the file name
 //! producers   u32     count, then per producer, in increasing id order:
 //!   producer id   i64
 //!   epoch         i16
-//!   batches       u8  1 to 5, then per batch, oldest first:
+//!   coordinator epoch  i32  of its last transaction marker, -1 if none
+//!   txn first offset   i64  first offset of its open transaction, or -1
+//!   last timestamp     i64  of its last batch or marker, -1 if unknown
+//!   batches       u8  0 to 5, then per batch, oldest first:
 //!     first sequence i32, last sequence i32, first offset i64, last offset i64
 //! epochs      u32     count, then per entry, oldest first:
 //!   epoch i32, start offset i64
 //! ```
+//!
+//! Version 1 (before transactions) lacks the three producer fields after
+//! the epoch and has 1 to 5 batches; it is still read, as a producer
+//! without a marker or an open transaction.
 //!
 //! Decoding checks more than the CRC: the offset must match the file name,
 //! producers and batches must be ordered, every batch must end below the
@@ -45,8 +52,10 @@ use crate::{
 
 /// First bytes of every snapshot file.
 const MAGIC: &[u8; 4] = b"RVPS";
-/// Format version written and read.
-const VERSION: u16 = 1;
+/// Format version written.
+const VERSION: u16 = 2;
+/// The version before transactions, still read.
+const VERSION_1: u16 = 1;
 /// Magic, version and CRC: the bytes the CRC does not cover.
 const HEADER_LEN: usize = 10;
 
@@ -81,7 +90,7 @@ pub(crate) fn encode(
     let mut ids: Vec<(i64, &ProducerEntry)> = producers.iter().collect();
     ids.sort_unstable_by_key(|&(id, _)| id);
     let entries = epochs.entries();
-    let mut out = Vec::with_capacity(HEADER_LEN + 16 + ids.len() * 131 + entries.len() * 12);
+    let mut out = Vec::with_capacity(HEADER_LEN + 16 + ids.len() * 151 + entries.len() * 12);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_be_bytes());
     out.extend_from_slice(&[0; 4]); // CRC, filled in below
@@ -90,6 +99,10 @@ pub(crate) fn encode(
     for (id, entry) in ids {
         out.extend_from_slice(&id.to_be_bytes());
         out.extend_from_slice(&entry.epoch.to_be_bytes());
+        out.extend_from_slice(&entry.coordinator_epoch.to_be_bytes());
+        let txn = entry.current_txn_first_offset.unwrap_or(-1);
+        out.extend_from_slice(&txn.to_be_bytes());
+        out.extend_from_slice(&entry.last_timestamp.to_be_bytes());
         out.push(entry.batches.len() as u8);
         for b in &entry.batches {
             out.extend_from_slice(&b.first_sequence.to_be_bytes());
@@ -111,7 +124,11 @@ pub(crate) fn encode(
 /// Decodes a snapshot that its file name says was taken at `offset`.
 pub(crate) fn decode(bytes: &[u8], offset: i64) -> Result<Snapshot, SnapshotError> {
     let mut r = Reader(bytes);
-    if r.take::<4>()? != *MAGIC || u16::from_be_bytes(r.take()?) != VERSION {
+    if r.take::<4>()? != *MAGIC {
+        return Err(SnapshotError::Version);
+    }
+    let version = u16::from_be_bytes(r.take()?);
+    if version != VERSION && version != VERSION_1 {
         return Err(SnapshotError::Version);
     }
     let crc = u32::from_be_bytes(r.take()?);
@@ -132,8 +149,22 @@ pub(crate) fn decode(bytes: &[u8], offset: i64) -> Result<Snapshot, SnapshotErro
         }
         previous_id = id;
         let epoch = i16::from_be_bytes(r.take()?);
+        let mut entry = ProducerEntry {
+            epoch,
+            ..ProducerEntry::default()
+        };
+        if version != VERSION_1 {
+            entry.coordinator_epoch = r.i32()?;
+            let txn = r.i64()?;
+            if txn < -1 || txn >= offset {
+                return Err(SnapshotError::Malformed("transaction first offset"));
+            }
+            entry.current_txn_first_offset = (txn >= 0).then_some(txn);
+            entry.last_timestamp = r.i64()?;
+        }
         let count = usize::from(u8::from_be_bytes(r.take()?));
-        if !(1..=MAX_CACHED_BATCHES).contains(&count) {
+        let least = usize::from(version == VERSION_1);
+        if !(least..=MAX_CACHED_BATCHES).contains(&count) {
             return Err(SnapshotError::Malformed("cached batch count"));
         }
         let mut batches = VecDeque::with_capacity(count);
@@ -154,7 +185,8 @@ pub(crate) fn decode(bytes: &[u8], offset: i64) -> Result<Snapshot, SnapshotErro
             previous_last = batch.last_offset;
             batches.push_back(batch);
         }
-        producers.insert(id, ProducerEntry { epoch, batches });
+        entry.batches = batches;
+        producers.insert(id, entry);
     }
     let mut entries = Vec::new();
     for _ in 0..r.u32()? {
@@ -320,9 +352,9 @@ mod tests {
             decode(&bytes, 101),
             Err(SnapshotError::Malformed(_))
         ));
-        let mut v2 = bytes.clone();
-        v2[5] = 2;
-        assert!(matches!(decode(&v2, 100), Err(SnapshotError::Version)));
+        let mut v3 = bytes.clone();
+        v3[5] = 3;
+        assert!(matches!(decode(&v3, 100), Err(SnapshotError::Version)));
     }
 
     #[test]
@@ -342,7 +374,7 @@ mod tests {
         // Producer ids out of order: swap the first two producers' ids.
         let mut bytes = encode(100, &producers, &epochs);
         let first_id = HEADER_LEN + 12;
-        let second_id = first_id + 8 + 2 + 1 + 24;
+        let second_id = first_id + 8 + 2 + 20 + 1 + 24;
         let (a, b) = (bytes[first_id + 7], bytes[second_id + 7]);
         (bytes[first_id + 7], bytes[second_id + 7]) = (b, a);
         reseal(&mut bytes);
@@ -350,6 +382,54 @@ mod tests {
             decode(&bytes, 100),
             Err(SnapshotError::Malformed("producer ids out of order"))
         ));
+    }
+
+    #[test]
+    fn transactions_round_trip_and_version_1_still_reads() {
+        let (mut producers, epochs) = sample();
+        let mut open = BatchHeader::parse(&crate::test_util::transactional(7, 1, 0, 2)).unwrap();
+        open.base_offset = 90;
+        producers.record(&open);
+        let marker_only = ProducerEntry {
+            epoch: 4,
+            coordinator_epoch: 9,
+            last_timestamp: 55,
+            ..ProducerEntry::default()
+        };
+        producers.insert(8, marker_only.clone());
+        let snapshot = decode(&encode(100, &producers, &epochs), 100).unwrap();
+        assert_eq!(snapshot.producers, producers);
+        assert_eq!(snapshot.producers.first_unstable_offset(), Some(90));
+        assert_eq!(snapshot.producers.get(8), Some(&marker_only));
+        // A transaction open at or past the snapshot offset is nonsense.
+        assert!(matches!(
+            decode(&encode(91, &producers, &epochs), 91),
+            Err(SnapshotError::Malformed(_))
+        ));
+
+        // Version 1: the same producers without the transaction fields.
+        let (producers, epochs) = sample();
+        let mut v1 = encode(100, &producers, &epochs);
+        v1[5] = 1;
+        let mut at = HEADER_LEN + 12;
+        for _ in 0..3 {
+            v1.drain(at + 10..at + 30);
+            let batches = usize::from(v1[at + 10]);
+            at += 11 + batches * 24;
+        }
+        reseal(&mut v1);
+        let mut expected = ProducerStateManager::new();
+        for (id, entry) in producers.iter() {
+            let last_timestamp = -1;
+            expected.insert(
+                id,
+                ProducerEntry {
+                    last_timestamp,
+                    ..entry.clone()
+                },
+            );
+        }
+        assert_eq!(decode(&v1, 100).unwrap().producers, expected);
     }
 
     #[test]

@@ -155,3 +155,12 @@ pub(crate) fn decode_records(bytes: &[u8]) -> Vec<Decoded> {
         .map(|r| (r.offset, r.timestamp, text(&r.key), text(&r.value)))
         .collect()
 }
+
+/// A transactional batch from producer `pid`/`epoch` starting at `seq`.
+pub(crate) fn transactional(pid: i64, epoch: i16, seq: i32, records: i32) -> Vec<u8> {
+    let mut buf = idempotent(pid, epoch, seq, records);
+    buf[21..23].copy_from_slice(&0x10i16.to_be_bytes());
+    let crc = crc32c::crc32c(&buf[21..]);
+    buf[17..21].copy_from_slice(&crc.to_be_bytes());
+    buf
+}

@@ -7,21 +7,23 @@
 //! which clients take as "send full requests", as Kafka allows.
 //!
 //! Only a partition's leader serves fetches. Consumers read up to the high
-//! watermark; followers (a replica id >= 0) read up to the log end, and
-//! their fetch offset tells the leader how far they have replicated.
+//! watermark, or with isolation_level 1 (read_committed) up to the last
+//! stable offset, and then also get the aborted transactions overlapping
+//! what they read; followers (a replica id >= 0) read up to the log end,
+//! and their fetch offset tells the leader how far they have replicated.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::{
     messages::{
-        fetch_response::{FetchableTopicResponse, PartitionData},
-        FetchRequest, FetchResponse, TopicName,
+        fetch_response::{AbortedTransaction, FetchableTopicResponse, PartitionData},
+        FetchRequest, FetchResponse, ProducerId, TopicName,
     },
     protocol::StrBytes,
     ResponseError,
 };
-use rivulet_storage::StorageError;
+use rivulet_storage::{txn::AbortedTxn, ReadResult, StorageError};
 use tokio::time::Instant;
 
 use super::Node;
@@ -193,6 +195,7 @@ fn collect(
     let mut total = 0usize;
     let mut had_error = false;
     let mut responses = Vec::with_capacity(req.topics.len());
+    let read_committed = follower.is_none() && req.isolation_level == 1;
     for (t, topic) in req.topics.iter().zip(topics) {
         let mut partitions = Vec::with_capacity(t.partitions.len());
         for p in &t.partitions {
@@ -218,19 +221,35 @@ fn collect(
             let limit = (p.partition_max_bytes.max(0) as usize).min(remaining);
             // KIP-74: the first batch of the response is returned even if it
             // is larger than the limits, so a large batch can never wedge a consumer.
-            let read = match follower {
-                Some(_) => partition.read_replica(p.fetch_offset, limit),
-                None => partition.read(p.fetch_offset, limit, total == 0),
+            let with_lso = |read| (read, None, partition.last_stable_offset());
+            let read: Result<Served, StorageError> = match follower {
+                Some(_) => partition.read_replica(p.fetch_offset, limit).map(with_lso),
+                None if read_committed => partition
+                    .read_committed(p.fetch_offset, limit, total == 0)
+                    .map(|(read, aborted, lso)| (read, Some(aborted), lso)),
+                None => partition
+                    .read(p.fetch_offset, limit, total == 0)
+                    .map(with_lso),
             };
             match read {
-                Ok(read) => {
+                Ok((read, aborted, lso)) => {
                     let hw = partition.high_watermark();
                     total += read.bytes.len();
                     remaining = remaining.saturating_sub(read.bytes.len());
+                    let aborted = aborted.map(|list| {
+                        list.iter()
+                            .map(|a| {
+                                AbortedTransaction::default()
+                                    .with_producer_id(ProducerId(a.producer_id))
+                                    .with_first_offset(a.first_offset)
+                            })
+                            .collect()
+                    });
                     partitions.push(
                         resp.with_high_watermark(hw)
-                            .with_last_stable_offset(hw)
+                            .with_last_stable_offset(lso)
                             .with_log_start_offset(read.log_start_offset)
+                            .with_aborted_transactions(aborted)
                             .with_records(Some(read.bytes)),
                     );
                 }
@@ -261,6 +280,10 @@ fn collect(
     }
     (responses, total, had_error)
 }
+
+/// A read with its aborted transactions (read_committed only) and the
+/// last stable offset to report.
+type Served = (ReadResult, Option<Vec<AbortedTxn>>, i64);
 
 fn count_bytes_out(responses: &[FetchableTopicResponse], topics: &[Option<std::sync::Arc<Topic>>]) {
     for (resp, topic) in responses.iter().zip(topics) {

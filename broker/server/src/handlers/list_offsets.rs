@@ -1,6 +1,7 @@
 //! ListOffsets: earliest (-2), latest (-1), max timestamp (-3, v7+), or the
 //! first offset whose record timestamp is at or after a given time, found
-//! through the time index and then refined to the exact record.
+//! through the time index and then refined to the exact record. With
+//! isolation_level 1 (read_committed) latest is the last stable offset.
 
 use kafka_protocol::{
     messages::{
@@ -17,9 +18,13 @@ use crate::partition::Partition;
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
+/// Internal target: latest for read_committed (never sent by clients, who
+/// send LATEST with isolation_level 1).
+const LAST_STABLE: i64 = i64::MIN;
 
 /// Answers ListOffsets.
 pub fn handle(broker: &Node, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+    let read_committed = req.isolation_level == 1;
     let topics = req
         .topics
         .into_iter()
@@ -64,7 +69,11 @@ pub fn handle(broker: &Node, req: ListOffsetsRequest, version: i16) -> ListOffse
                     if p.timestamp == MAX_TIMESTAMP && version < 7 {
                         return resp.with_error_code(ResponseError::UnsupportedVersion.code());
                     }
-                    match lookup(&partition, p.timestamp) {
+                    let target = match p.timestamp {
+                        LATEST if read_committed => LAST_STABLE,
+                        other => other,
+                    };
+                    match lookup(&partition, target) {
                         // leader_epoch exists from v4 on; the encoder refuses it earlier.
                         Ok((offset, ts)) if version >= 4 => resp
                             .with_offset(offset)
@@ -93,6 +102,10 @@ fn lookup(partition: &Partition, target: i64) -> Result<(i64, i64), ResponseErro
     let log = partition.read_log();
     match target {
         LATEST => Ok((hw.min(log.log_end_offset()), -1)),
+        LAST_STABLE => {
+            drop(log);
+            Ok((partition.last_stable_offset(), -1))
+        }
         EARLIEST => Ok((log.log_start_offset(), -1)),
         MAX_TIMESTAMP => {
             let Some((ts, batch_offset)) = log.max_timestamp() else {

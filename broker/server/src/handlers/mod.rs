@@ -43,6 +43,7 @@ mod delete_records;
 mod delete_topics;
 mod describe_cluster;
 mod describe_groups;
+mod describe_producers;
 mod elect_leaders;
 mod fetch;
 mod find_coordinator;
@@ -66,9 +67,12 @@ mod sync_group;
 #[cfg(test)]
 mod tests;
 mod transactions;
+#[cfg(test)]
+mod txn_data_tests;
 mod txn_offset_commit;
 #[cfg(test)]
 mod txn_tests;
+mod write_txn_markers;
 
 pub use api_versions::unsupported_version_response;
 pub use node::Node;
@@ -123,6 +127,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteAcls, 1, 3),
     (ApiKey::DescribeClientQuotas, 0, 1),
     (ApiKey::AlterClientQuotas, 0, 1),
+    (ApiKey::WriteTxnMarkers, 1, 1),
+    (ApiKey::DescribeProducers, 0, 0),
     // Answered by the connection's authenticator, never dispatched.
     (ApiKey::SaslHandshake, 0, 1),
     (ApiKey::SaslAuthenticate, 0, 2),
@@ -298,6 +304,12 @@ async fn run(
         RequestKind::AlterClientQuotas(r) => {
             ResponseKind::AlterClientQuotas(client_quotas::alter(broker, r).await)
         }
+        RequestKind::WriteTxnMarkers(r) => {
+            ResponseKind::WriteTxnMarkers(write_txn_markers::handle(broker, r).await)
+        }
+        RequestKind::DescribeProducers(r) => {
+            ResponseKind::DescribeProducers(describe_producers::handle(broker, r))
+        }
         // The connection checks `supported_versions` before decoding, so
         // nothing else reaches this point.
         _ => return None,
@@ -359,6 +371,8 @@ pub fn api_name(key: ApiKey) -> &'static str {
         ApiKey::DeleteAcls => "DeleteAcls",
         ApiKey::DescribeClientQuotas => "DescribeClientQuotas",
         ApiKey::AlterClientQuotas => "AlterClientQuotas",
+        ApiKey::WriteTxnMarkers => "WriteTxnMarkers",
+        ApiKey::DescribeProducers => "DescribeProducers",
         _ => "Other",
     }
 }

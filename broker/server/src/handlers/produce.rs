@@ -10,6 +10,14 @@
 //! Only the leader takes writes (NOT_LEADER_OR_FOLLOWER elsewhere), and
 //! acks=all is refused with NOT_ENOUGH_REPLICAS while the ISR is smaller
 //! than min.insync.replicas. acks=0 gets no response at all, as in Kafka.
+//!
+//! Transactional batches (attributes bit 4) are taken from a request that
+//! names its transactional id (whether that id may write is the
+//! authorizer's and the transaction coordinator's business); the log opens
+//! the producer's transaction and refuses a fenced (older) epoch with
+//! INVALID_PRODUCER_EPOCH and a plain write inside an open transaction
+//! with INVALID_TXN_STATE. Control batches are written only by the
+//! transaction coordinator, through WriteTxnMarkers.
 
 use std::sync::Arc;
 
@@ -25,7 +33,7 @@ use kafka_protocol::{
     ResponseError,
 };
 use rivulet_storage::{
-    batch::{validate_batches, BatchError},
+    batch::{validate_batches, BatchError, BatchHeader},
     rewrite::{self, Recompressed},
     StorageError,
 };
@@ -80,11 +88,17 @@ struct Appended {
 /// Answers Produce (`None` for acks=0).
 pub async fn handle(broker: &Node, req: ProduceRequest, _version: i16) -> Option<ProduceResponse> {
     let acks = req.acks;
-    if req.transactional_id.is_some() {
+    let transactional = req
+        .topic_data
+        .iter()
+        .flat_map(|t| &t.partition_data)
+        .any(|p| p.records.as_deref().is_some_and(has_transactional_batch));
+    if transactional && req.transactional_id.is_none() {
+        // As Kafka: transactional records need the id they are written under.
         return Some(refuse_all(
             req,
             ResponseError::TransactionalIdAuthorizationFailed,
-            "transactions are not supported",
+            "transactional records without a transactional id",
         ));
     }
     if !(-1..=1).contains(&acks) {
@@ -282,10 +296,16 @@ fn validate(records: &[u8], config: &TopicConfig) -> Result<u64, Refusal> {
                 ),
             ));
         }
-        if h.is_transactional() || h.is_control() {
+        if h.is_control() {
             return Err(Refusal::with_message(
                 ResponseError::InvalidRecord,
-                "transactional batches are not supported",
+                "control batches are written by the transaction coordinator only",
+            ));
+        }
+        if h.is_transactional() && h.producer_id < 0 {
+            return Err(Refusal::with_message(
+                ResponseError::InvalidRecord,
+                "a transactional batch needs a producer id",
             ));
         }
         count += h.records_count as u64;
@@ -330,12 +350,26 @@ fn storage_error(e: StorageError) -> Refusal {
     let code = match &e {
         StorageError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
         StorageError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+        StorageError::InvalidTxnState { .. } => ResponseError::InvalidTxnState,
         _ => ResponseError::KafkaStorageError,
     };
     if code == ResponseError::KafkaStorageError {
         tracing::warn!(error = %e, "append failed");
     }
     Refusal::with_message(code, e.to_string())
+}
+
+/// Whether any batch header in `records` is transactional (a malformed
+/// buffer ends the walk; validation refuses it later).
+fn has_transactional_batch(records: &[u8]) -> bool {
+    let mut at = 0;
+    while let Some(Ok(header)) = records.get(at..).map(BatchHeader::parse) {
+        if header.is_transactional() {
+            return true;
+        }
+        at += header.total_size().max(BatchHeader::SIZE);
+    }
+    false
 }
 
 fn refuse_all(req: ProduceRequest, code: ResponseError, message: &str) -> ProduceResponse {

@@ -20,6 +20,7 @@
 
 mod offset;
 mod time;
+mod txn;
 #[cfg(test)]
 mod zero_timestamp_tests;
 
@@ -30,7 +31,11 @@ use std::{
 
 use memmap2::MmapMut;
 
-pub(crate) use self::{offset::OffsetIndex, time::TimeIndex};
+pub(crate) use self::{
+    offset::OffsetIndex,
+    time::TimeIndex,
+    txn::{TxnIndex, TxnIndexState},
+};
 use crate::error::StorageError;
 
 /// What opening an index file found, so the segment can decide whether it

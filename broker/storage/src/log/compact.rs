@@ -24,6 +24,15 @@
 //! swap's last offset may survive such a crash; they hold records the swap
 //! does not, so the log stays correct, only less compact until next time.
 //!
+//! Transactions: nothing at or past the first unstable offset (the oldest
+//! open transaction) is cleaned or decides what is superseded, since it
+//! may still abort; records of aborted transactions (found through the
+//! aborted indexes) are removed and never supersede anything; markers
+//! stay. A cleaned segment takes over the aborted-index entries of the
+//! segments it replaced; the originals' `.txnindex` files go with them,
+//! so a crash before the new one is written leaves it missing, and open
+//! rebuilds it from the log.
+//!
 //! The first dirty offset and the earliest pending delete horizon are
 //! persisted in `cleaner-offset-checkpoint` so [`Log::needs_compaction`]
 //! can tell after a restart whether a run is due.
@@ -40,11 +49,12 @@ use tracing::{info, warn};
 use super::Log;
 use crate::{
     batch::BatchHeader,
-    cleaner::{clean_batch, index_keys, CleanContext, Cleaned, OffsetMap},
+    cleaner::{clean_batch, index_keys, AbortedRanges, CleanContext, Cleaned, OffsetMap},
     error::StorageError,
     files::{
         parse_segment_file_name, remove_file, segment_path, sync_dir, write_cleaner_checkpoint,
         CleanerCheckpoint, CLEANED_SUFFIX, INDEX_EXT, LOG_EXT, SWAP_SUFFIX, TIME_INDEX_EXT,
+        TXN_INDEX_EXT,
     },
     scan::{BatchScanner, Scanned},
     segment::{OpenMode, Segment},
@@ -99,6 +109,7 @@ impl Log {
         if !self.config.compact {
             return Ok(stats);
         }
+        let upper_bound = upper_bound.min(self.first_unstable_offset().unwrap_or(i64::MAX));
         let cleanable = self.cleanable_bases(now_ms, upper_bound);
         let Some(&last) = cleanable.last() else {
             return Ok(stats);
@@ -109,7 +120,8 @@ impl Log {
             .next()
             .expect("the active segment follows the cleanable ones")
             .0;
-        let map = self.build_offset_map(upper_bound)?;
+        let aborted = AbortedRanges::new(&self.all_aborted_transactions());
+        let map = self.build_offset_map(upper_bound, &aborted)?;
         let sizes: BTreeMap<i64, u64> = cleanable
             .iter()
             .map(|base| (*base, self.segments[base].size()))
@@ -118,7 +130,7 @@ impl Log {
         let mut replaced = BTreeSet::new();
         let mut horizon: Option<i64> = None;
         for group in self.group_segments(&cleanable) {
-            let outcome = self.clean_group(&group, &map, now_ms)?;
+            let outcome = self.clean_group(&group, &map, &aborted, now_ms)?;
             stats.records_removed += outcome.records_removed;
             horizon = min_some(horizon, outcome.horizon);
             if outcome.replaced {
@@ -134,7 +146,7 @@ impl Log {
             .collect();
         for group in self.group_segments(&cleaned) {
             if group.len() > 1 {
-                let outcome = self.clean_group(&group, &map, now_ms)?;
+                let outcome = self.clean_group(&group, &map, &aborted, now_ms)?;
                 stats.records_removed += outcome.records_removed;
                 replaced.extend(group);
             }
@@ -234,14 +246,20 @@ impl Log {
             .collect()
     }
 
-    /// Key -> latest offset over every segment, for records below `upper_bound`.
-    fn build_offset_map(&self, upper_bound: i64) -> Result<OffsetMap, StorageError> {
+    /// Key -> latest offset over every segment, for records below
+    /// `upper_bound` that no aborted transaction wrote.
+    fn build_offset_map(
+        &self,
+        upper_bound: i64,
+        aborted: &AbortedRanges,
+    ) -> Result<OffsetMap, StorageError> {
         let mut map = OffsetMap::new();
         for segment in self.segments.values() {
             let mut scan = segment.scanner_from(0);
             loop {
                 match scan.next_batch()? {
                     Scanned::Batch(_, h) if h.base_offset >= upper_bound => return Ok(map),
+                    Scanned::Batch(_, h) if aborted.holds(&h) => {}
                     Scanned::Batch(pos, h) => {
                         let bytes = scan.bytes(pos, h.total_size())?;
                         if let Err(e) = index_keys(bytes, h, upper_bound, &mut map) {
@@ -288,11 +306,12 @@ impl Log {
         &mut self,
         group: &[i64],
         map: &OffsetMap,
+        aborted: &AbortedRanges,
         now_ms: i64,
     ) -> Result<GroupOutcome, StorageError> {
         let first = group[0];
         let cleaned = with_suffix(&segment_path(&self.dir, first, LOG_EXT), CLEANED_SUFFIX);
-        let written = self.write_cleaned(group, map, now_ms, &cleaned);
+        let written = self.write_cleaned(group, map, aborted, now_ms, &cleaned);
         let (mut outcome, changed) = match written {
             Ok(written) => written,
             Err(e) => {
@@ -310,6 +329,10 @@ impl Log {
         let swap = with_suffix(&segment_path(&self.dir, first, LOG_EXT), SWAP_SUFFIX);
         fs::rename(&cleaned, &swap).map_err(StorageError::delete(&cleaned))?;
         sync_dir(&self.dir)?;
+        let aborted_txns: Vec<_> = group
+            .iter()
+            .flat_map(|base| self.segments[base].aborted_txns().iter().copied())
+            .collect();
         for base in group {
             #[cfg(test)]
             {
@@ -328,7 +351,8 @@ impl Log {
             self.config.index_interval_bytes,
             self.config.segment_index_bytes,
         );
-        let segment = Segment::open(&self.dir, first, OpenMode::Sealed, interval, index_bytes)?;
+        let mut segment = Segment::open(&self.dir, first, OpenMode::Sealed, interval, index_bytes)?;
+        segment.replace_aborted(aborted_txns)?;
         outcome.replaced = true;
         self.segments.insert(first, segment);
         Ok(outcome)
@@ -340,6 +364,7 @@ impl Log {
         &self,
         group: &[i64],
         map: &OffsetMap,
+        aborted: &AbortedRanges,
         now_ms: i64,
         path: &Path,
     ) -> Result<(GroupOutcome, bool), StorageError> {
@@ -367,7 +392,8 @@ impl Log {
                 };
                 let bytes = scan.bytes(pos, header.total_size())?;
                 let keep_empty = self.must_keep_empty(&header);
-                let kept = match clean_batch(bytes, header, &cx, keep_empty) {
+                let is_aborted = aborted.holds(&header);
+                let kept = match clean_batch(bytes, header, &cx, keep_empty, is_aborted) {
                     Ok(Cleaned::Unchanged) => Some((bytes, header)),
                     Ok(Cleaned::Rewritten { ref batch, removed }) => {
                         changed = true;
@@ -458,7 +484,7 @@ pub(super) fn complete_interrupted_swaps(dir: &Path) -> Result<(), StorageError>
                     .and_then(parse_segment_file_name)
                     .is_some_and(|(b, ext)| {
                         (base..=last).contains(&b)
-                            && [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT].contains(&ext)
+                            && [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT, TXN_INDEX_EXT].contains(&ext)
                     });
             if original {
                 remove_file(&entry.path())?;

@@ -5,7 +5,9 @@
 //! removes data (retention, DeleteRecords, truncation), `compact.rs` keeps
 //! the latest record per key (log compaction), `replica.rs` appends batches
 //! fetched from the leader and answers leader epoch queries, `snapshots.rs`
-//! snapshots producer state and the epoch cache and restores them on open.
+//! snapshots producer state and the epoch cache and restores them on open,
+//! `txn.rs` appends transaction markers and answers the last stable offset
+//! and aborted-transaction queries.
 
 mod compact;
 #[cfg(test)]
@@ -28,6 +30,9 @@ mod snapshot_tests;
 mod snapshots;
 #[cfg(test)]
 mod tests;
+mod txn;
+#[cfg(test)]
+mod txn_tests;
 
 use std::{
     collections::BTreeMap,
@@ -60,8 +65,8 @@ pub struct Log {
     segments: BTreeMap<i64, Segment>,
     /// First offset visible to readers; persisted in `log-start-offset`.
     log_start_offset: i64,
-    /// Idempotent producers' recent batches; snapshotted at rolls and on
-    /// close, restored on open (`snapshots.rs`).
+    /// Idempotent producers' recent batches and open transactions;
+    /// snapshotted at rolls and on close, restored on open (`snapshots.rs`).
     producers: ProducerStateManager,
     /// First offset of each leader epoch, for OffsetsForLeaderEpoch; kept
     /// in the same snapshots.
@@ -215,7 +220,7 @@ impl Log {
         self.segments.len()
     }
 
-    /// Idempotent producer state (for diagnostics and future transactions).
+    /// Producer state: idempotent sequences and open transactions.
     pub fn producers(&self) -> &ProducerStateManager {
         &self.producers
     }
@@ -228,7 +233,11 @@ impl Log {
     /// nothing is appended and the duplicate's original offsets are returned
     /// with `duplicate` set, as Kafka does. Sequence gaps fail with
     /// [`StorageError::OutOfOrderSequence`], stale epochs with
-    /// [`StorageError::InvalidProducerEpoch`]; nothing is written then.
+    /// [`StorageError::InvalidProducerEpoch`], a plain batch from a
+    /// producer with an open transaction with
+    /// [`StorageError::InvalidTxnState`]; nothing is written then. A
+    /// transactional batch opens its producer's transaction if none is
+    /// open. Control batches are not taken here ([`Log::append_marker`]).
     pub fn append(
         &mut self,
         buf: &mut [u8],

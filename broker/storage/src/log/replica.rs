@@ -5,8 +5,10 @@
 //! A follower stores the leader's batches byte for byte: offsets and
 //! partition leader epochs were assigned by the leader, and the leader
 //! already checked producer sequences. The follower still records producer
-//! state and leader epochs from the headers, so that it can become leader
-//! and go on deduplicating retries and answering OffsetsForLeaderEpoch.
+//! state (open transactions included), transaction markers (into its
+//! aborted index) and leader epochs from the headers, so that it can
+//! become leader and go on deduplicating retries, serving read_committed
+//! fetches and answering OffsetsForLeaderEpoch.
 //!
 //! Fetching needs nothing new: [`Log::read`] with `upper_bound` set to the
 //! log end offset serves followers, and with the high watermark serves
@@ -78,8 +80,15 @@ impl Log {
             let run = &headers[from..one_segment_run_end(&headers, from)];
             let len = run.iter().map(BatchHeader::total_size).sum::<usize>();
             self.write_replicated(&buf[at..at + len], run, now_ms)?;
+            let mut batch_at = at;
             for header in run {
-                self.producers.record(header);
+                if header.is_control() {
+                    let batch = &buf[batch_at..batch_at + header.total_size()];
+                    self.note_control_batch(header, batch)?;
+                } else {
+                    self.producers.record(header);
+                }
+                batch_at += header.total_size();
                 self.epochs
                     .assign(header.partition_leader_epoch, header.base_offset);
                 records += header.records_count as u64;

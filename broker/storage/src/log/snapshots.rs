@@ -27,6 +27,13 @@
 //! offset, so the result is the same. Truncation rebuilds producer state
 //! the same way.
 //!
+//! The same walk rebuilds the aborted-transaction indexes of the batches
+//! it reads (`txn.rs`): after a crash the active segment's `.txnindex` may
+//! lack entries, or hold entries of markers recovery cut. When a segment's
+//! `.txnindex` was missing or damaged, the walk starts from the first
+//! segment instead of a snapshot, since only the producer state at that
+//! segment's start tells which transactions its markers closed.
+//!
 //! Compaction never touches snapshots, as Kafka's cleaner does not. A
 //! snapshot describes the batches as they were appended; compaction then
 //! removes records and drops emptied batches, but keeps each producer's
@@ -49,6 +56,7 @@ use crate::{
     producer::ProducerStateManager,
     scan::Scanned,
     snapshot::{self, Snapshot},
+    txn::{parse_marker, AbortedTxn, Marker},
 };
 
 /// Snapshots kept per partition: when the newest is unusable (damaged, or
@@ -64,6 +72,8 @@ pub(super) struct BatchState {
     pub snapshot: Option<i64>,
     /// Batch headers read.
     pub walked: u64,
+    /// Aborted-index entries of the markers the walk read.
+    pub aborted: Vec<AbortedTxn>,
 }
 
 impl Log {
@@ -74,8 +84,14 @@ impl Log {
         let (first, end) = (self.first_segment_base(), self.log_end_offset());
         let offsets = snapshot::list(&self.dir)?;
         self.delete_snapshots(&offsets, |offset| offset < first || offset > end)?;
-        let snapshot = self.newest_usable_snapshot(&offsets);
+        let snapshot = if self.aborted_index_lost() {
+            warn!(dir = %self.dir.display(), "aborted transaction index lost; walking every batch");
+            None
+        } else {
+            self.newest_usable_snapshot(&offsets)
+        };
         let state = self.rebuild_batch_state(snapshot)?;
+        self.apply_rebuilt_aborted(state.snapshot.unwrap_or(i64::MIN), &state.aborted)?;
         self.producers = state.producers;
         self.epochs = state.epochs;
         Ok((state.snapshot, state.walked))
@@ -88,7 +104,9 @@ impl Log {
         let offsets = snapshot::list(&self.dir)?;
         self.delete_snapshots(&offsets, |offset| offset > end)?;
         let snapshot = self.newest_usable_snapshot(&offsets);
-        self.producers = self.rebuild_batch_state(snapshot)?.producers;
+        let state = self.rebuild_batch_state(snapshot)?;
+        self.apply_rebuilt_aborted(state.snapshot.unwrap_or(i64::MIN), &state.aborted)?;
+        self.producers = state.producers;
         Ok(())
     }
 
@@ -186,8 +204,12 @@ impl Log {
             snapshot.map_or_else(Default::default, |s| (s.producers, s.epochs));
         // Retention may have deleted the segments some batches were in.
         producers.retain_from(self.first_segment_base());
-        let walked = self.walk_batches_from(from.unwrap_or(i64::MIN), |header| {
-            producers.record(header);
+        let mut aborted = Vec::new();
+        let walked = self.walk_batches_from(from.unwrap_or(i64::MIN), |header, marker| {
+            match marker {
+                Some(marker) => aborted.extend(producers.end_transaction(header, marker)),
+                None => producers.record(header),
+            }
             epochs.assign(header.partition_leader_epoch, header.base_offset);
         })?;
         let Some(walked) = walked else {
@@ -202,17 +224,19 @@ impl Log {
             epochs,
             snapshot: from,
             walked,
+            aborted,
         })
     }
 
     /// Calls `visit` with every batch header at or after `from`, oldest
-    /// first, and returns how many there were; `None` if a batch starts
-    /// below `from` and ends at or after it, so that no state describes
-    /// exactly the batches below `from`.
+    /// first, with the marker of a transaction marker batch (whose record
+    /// is read for it), and returns how many there were; `None` if a batch
+    /// starts below `from` and ends at or after it, so that no state
+    /// describes exactly the batches below `from`.
     fn walk_batches_from(
         &self,
         from: i64,
-        mut visit: impl FnMut(&BatchHeader),
+        mut visit: impl FnMut(&BatchHeader, Option<Marker>),
     ) -> Result<Option<u64>, StorageError> {
         let first = self
             .segments
@@ -226,8 +250,8 @@ impl Log {
                 match segment.find_batch(from)? {
                     None => continue,
                     Some((_, header, _)) if header.base_offset < from => return Ok(None),
-                    Some((_, header, scan)) => {
-                        visit(&header);
+                    Some((pos, header, mut scan)) => {
+                        visit(&header, marker_at(&mut scan, pos, &header)?);
                         walked += 1;
                         scan
                     }
@@ -237,8 +261,8 @@ impl Log {
             };
             loop {
                 match scan.next_batch()? {
-                    Scanned::Batch(_, header) => {
-                        visit(&header);
+                    Scanned::Batch(pos, header) => {
+                        visit(&header, marker_at(&mut scan, pos, &header)?);
                         walked += 1;
                     }
                     Scanned::End => break,
@@ -256,4 +280,17 @@ impl Log {
             .next()
             .expect("a log always has a segment")
     }
+}
+
+/// The transaction marker of the batch at `pos`, if it is a control batch
+/// holding one.
+fn marker_at(
+    scan: &mut crate::scan::BatchScanner<'_>,
+    pos: u64,
+    header: &BatchHeader,
+) -> Result<Option<Marker>, StorageError> {
+    if !header.is_control() {
+        return Ok(None);
+    }
+    Ok(parse_marker(scan.bytes(pos, header.total_size())?))
 }

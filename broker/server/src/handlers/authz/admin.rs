@@ -8,6 +8,7 @@ use kafka_protocol::{
         alter_configs_response::AlterConfigsResourceResponse as AlterResult,
         alter_user_scram_credentials_response::AlterUserScramCredentialsResult,
         describe_configs_response::DescribeConfigsResult,
+        describe_producers_response,
         elect_leaders_response::{PartitionResult, ReplicaElectionResult},
         incremental_alter_configs_response::AlterConfigsResourceResponse as IncrementalResult,
         AddRaftVoterResponse, AlterClientQuotasResponse, AlterPartitionReassignmentsResponse,
@@ -372,6 +373,35 @@ pub fn check(access: &Access, body: RequestKind, version: i16) -> Checked {
             Checked::Answer(ResponseKind::AlterClientQuotas(
                 AlterClientQuotasResponse::default().with_entries(entries),
             ))
+        }
+        RequestKind::DescribeProducers(mut r) if access.enabled() => {
+            let (kept, denied): (Vec<_>, Vec<_>) = r
+                .topics
+                .into_iter()
+                .partition(|t| access.allows(Operation::Read, ResourceType::Topic, &t.name));
+            r.topics = kept;
+            let denied = denied
+                .into_iter()
+                .map(|t| {
+                    let partitions = t.partition_indexes.iter().map(|&i| {
+                        describe_producers_response::PartitionResponse::default()
+                            .with_partition_index(i)
+                            .with_error_code(code(ResponseError::TopicAuthorizationFailed))
+                    });
+                    describe_producers_response::TopicResponse::default()
+                        .with_name(t.name)
+                        .with_partitions(partitions.collect())
+                })
+                .collect();
+            append(
+                RequestKind::DescribeProducers(r),
+                denied,
+                |response, denied| {
+                    if let ResponseKind::DescribeProducers(resp) = response {
+                        resp.topics.extend(denied);
+                    }
+                },
+            )
         }
         other => Checked::Run(other, None),
     }
