@@ -65,12 +65,18 @@ def create_topics(opts, names, partitions, rf=1):
 def read_all(opts, topics, isolation, expect=None, idle=3.0, limit=60):
     """Every record of `topics` from the start: {(topic, partition): [values]}."""
     consumer = Consumer(conf(opts, {
-        "group.id": f"{opts['prefix']}reader-{random.random()}",
+        "group.id": f"{opts['prefix']}reader",
         "auto.offset.reset": "earliest",
         "enable.auto.commit": False,
         "isolation.level": isolation,
     }))
-    consumer.subscribe(topics)
+    # Assigned, not subscribed: no group join to wait for.
+    assignment = []
+    for t in topics:
+        md = consumer.list_topics(t, timeout=30)
+        for p in md.topics[t].partitions:
+            assignment.append(TopicPartition(t, p, -2))
+    consumer.assign(assignment)
     got = {}
     count = 0
     deadline = Deadline(limit)
@@ -206,6 +212,9 @@ def ctp_worker(opts):
     consumer = Consumer(conf(opts, {
         "group.id": p + "ctp", "auto.offset.reset": "earliest",
         "enable.auto.commit": False, "isolation.level": "read_committed",
+        # A killed worker's membership ends soon, so its successor gets
+        # the partitions quickly (the broker's minimum).
+        "session.timeout.ms": 6000,
     }))
     consumer.subscribe([p + "in"])
     producer = txn_producer(opts, p + "ctp-tx")
@@ -272,6 +281,43 @@ def ctp(opts):
     emit({"records": records, "kills": kills, "output": len(values)})
 
 
+def committer(opts):
+    """Commits transactions of 10 records until the broker goes away,
+    printing {"txn": n} after each acknowledged commit."""
+    topic = opts["prefix"] + "k"
+    create_topics(opts, [topic], 3)
+    producer = txn_producer(opts, opts["prefix"] + "committer",
+                            {"transaction.timeout.ms": 5000, "message.timeout.ms": 5000})
+    n = 0
+    try:
+        while True:
+            producer.begin_transaction()
+            for i in range(10):
+                producer.produce(topic, value=f"t{n}-{i}".encode(), partition=i % 3)
+            producer.commit_transaction(10)
+            print(json.dumps({"txn": n}), flush=True)
+            n += 1
+    except KafkaException as e:
+        print(f"stopped after {n} commits: {e}", file=sys.stderr, flush=True)
+    os._exit(0)
+
+
+def verify_committer(opts):
+    """Every acknowledged transaction is whole, none is partial."""
+    topic = opts["prefix"] + "k"
+    acked = opts["acked"]
+    got = read_all(opts, [topic], "read_committed", expect=acked * 10, idle=3.0, limit=120)
+    per_txn = {}
+    values = [v for vs in got.values() for v in vs]
+    for v in values:
+        n = int(v[1:].split("-")[0])
+        per_txn[n] = per_txn.get(n, 0) + 1
+    missing = sum(10 - per_txn.get(n, 0) for n in range(acked))
+    torn = sorted(n for n, c in per_txn.items() if c != 10)
+    check_eq(len(values), len(set(values)), "no duplicates")
+    emit({"acked": acked, "missing": missing, "torn": len(torn), "visible_txns": len(per_txn)})
+
+
 def aiokafka_txn(opts):
     from aiokafka import AIOKafkaProducer
 
@@ -307,6 +353,8 @@ SCENARIOS = {
     "ctp": ctp,
     "ctp_worker": ctp_worker,
     "aiokafka": aiokafka_txn,
+    "committer": committer,
+    "verify_committer": verify_committer,
 }
 
 if __name__ == "__main__":
