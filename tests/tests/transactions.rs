@@ -93,7 +93,11 @@ fn new_producer_id(c: &mut KafkaConn) -> i64 {
 #[test]
 fn read_committed_consumers_see_only_committed_records() {
     require_py!("confluent_kafka");
-    let mut broker = BrokerProcess::start();
+    // Markers are written here as the coordinator would, for producers no
+    // coordinator knows: partition verification (KIP-890) is off.
+    let mut broker = BrokerProcess::builder()
+        .config("transaction.partition.verification.enable", "false")
+        .start();
     let topic = unique_topic("txn");
     broker.create_topic(&topic, 1, &[]);
     let mut c = broker.client();

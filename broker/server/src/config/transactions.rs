@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{parse_positive, ConfigError};
+use super::{parse_bool, parse_positive, ConfigError};
 
 /// Kafka's `transaction.*` broker settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +26,10 @@ pub struct TransactionConfig {
     /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`
     /// (default 10000): how often open transactions are checked for expiry.
     pub abort_check_interval: Duration,
+    /// `transaction.partition.verification.enable` (default true): a
+    /// leader asks the coordinator before accepting a transaction's first
+    /// batch (KIP-890 part 1).
+    pub partition_verification: bool,
 }
 
 impl Default for TransactionConfig {
@@ -38,6 +42,7 @@ impl Default for TransactionConfig {
             max_timeout_ms: 900_000,
             id_expiration_ms: 604_800_000,
             abort_check_interval: Duration::from_millis(10_000),
+            partition_verification: true,
         }
     }
 }
@@ -51,6 +56,7 @@ pub const KEYS: &[&str] = &[
     "transaction.max.timeout.ms",
     "transactional.id.expiration.ms",
     "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+    "transaction.partition.verification.enable",
 ];
 
 impl TransactionConfig {
@@ -61,6 +67,10 @@ impl TransactionConfig {
         value: &str,
         invalid: &dyn Fn(&str) -> ConfigError,
     ) -> Result<(), ConfigError> {
+        if key == "transaction.partition.verification.enable" {
+            self.partition_verification = parse_bool(value, invalid)?;
+            return Ok(());
+        }
         let v = parse_positive(value, invalid)?;
         let small = |v: i64| i32::try_from(v).map_err(|_| invalid("too large"));
         let tiny = |v: i64| i16::try_from(v).map_err(|_| invalid("too large"));

@@ -109,6 +109,12 @@ pub async fn handle(broker: &Node, req: ProduceRequest, _version: i16) -> Option
         ));
     }
     let deadline = Instant::now() + std::time::Duration::from_millis(req.timeout_ms.max(0) as u64);
+    // KIP-890 part 1: a transaction's first batch here needs its coordinator's word.
+    let verify = transactional && broker.config.transactions.partition_verification;
+    let refused = match (&req.transactional_id, verify) {
+        (Some(id), true) => super::produce_verify::refused_partitions(broker, id, &req).await,
+        _ => Default::default(),
+    };
 
     // Phase 1: append every partition of the request.
     let mut names = Vec::with_capacity(req.topic_data.len());
@@ -118,7 +124,10 @@ pub async fn handle(broker: &Node, req: ProduceRequest, _version: i16) -> Option
         let parts = t
             .partition_data
             .into_iter()
-            .map(|p| (p.index, append(topic.as_ref(), acks, p)))
+            .map(|p| match refused.get(&(t.name.to_string(), p.index)) {
+                Some(e) => (p.index, Err(Refusal::code(*e))),
+                None => (p.index, append(topic.as_ref(), acks, p)),
+            })
             .collect();
         names.push(t.name);
         outcomes.push(parts);

@@ -7,7 +7,7 @@
 use kafka_protocol::{
     messages::{
         add_partitions_to_txn_response::{
-            AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
+            self, AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
         },
         describe_transactions_response::{self, TopicData},
         list_transactions_response, AddOffsetsToTxnRequest, AddOffsetsToTxnResponse,
@@ -28,6 +28,67 @@ use crate::{
 
 fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
+}
+
+/// AddPartitionsToTxn v4 (from a partition leader, KIP-890 part 1): each
+/// transaction is verified (`verify_only`): are these partitions part of
+/// its ongoing transaction? Adding through this form (transaction version
+/// 2) is not supported and answers INVALID_REQUEST for each partition.
+pub async fn verify_partitions(
+    node: &Node,
+    r: AddPartitionsToTxnRequest,
+) -> AddPartitionsToTxnResponse {
+    let mut results = Vec::with_capacity(r.transactions.len());
+    for t in r.transactions {
+        let partitions: Vec<(String, i32)> = t
+            .topics
+            .iter()
+            .flat_map(|topic| {
+                topic
+                    .partitions
+                    .iter()
+                    .map(|p| (topic.name.to_string(), *p))
+            })
+            .collect();
+        let answers = if t.verify_only {
+            node.txns
+                .verify(
+                    &t.transactional_id,
+                    t.producer_id.0,
+                    t.producer_epoch,
+                    &partitions,
+                )
+                .await
+        } else {
+            vec![Some(ResponseError::InvalidRequest); partitions.len()]
+        };
+        let mut answers = answers.into_iter();
+        let topic_results = t
+            .topics
+            .iter()
+            .map(|topic| {
+                AddPartitionsToTxnTopicResult::default()
+                    .with_name(topic.name.clone())
+                    .with_results_by_partition(
+                        topic
+                            .partitions
+                            .iter()
+                            .map(|p| {
+                                AddPartitionsToTxnPartitionResult::default()
+                                    .with_partition_index(*p)
+                                    .with_partition_error_code(code(answers.next().flatten()))
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        results.push(
+            add_partitions_to_txn_response::AddPartitionsToTxnResult::default()
+                .with_transactional_id(t.transactional_id)
+                .with_topic_results(topic_results),
+        );
+    }
+    AddPartitionsToTxnResponse::default().with_results_by_transaction(results)
 }
 
 /// AddPartitionsToTxn v0-3: every partition gets the same answer, except

@@ -26,7 +26,7 @@ use super::{
 
 /// A transactional batch of `n` records from producer `pid` (epoch
 /// `epoch`) starting at sequence `seq`.
-fn txn_batch(pid: i64, epoch: i16, seq: i32, n: i32) -> bytes::Bytes {
+pub(super) fn txn_batch(pid: i64, epoch: i16, seq: i32, n: i32) -> bytes::Bytes {
     batch(pid, epoch, seq, n, true)
 }
 
@@ -59,7 +59,12 @@ fn batch(pid: i64, epoch: i16, seq: i32, n: i32, transactional: bool) -> bytes::
 
 /// Produces `batch` to `topic`-0 (with a transactional id unless `None`);
 /// returns (error code, base offset).
-async fn send(node: &Node, topic: &str, batch: bytes::Bytes, txn_id: Option<&str>) -> (i16, i64) {
+pub(super) async fn send(
+    node: &Node,
+    topic: &str,
+    batch: bytes::Bytes,
+    txn_id: Option<&str>,
+) -> (i16, i64) {
     let req = ProduceRequest::default()
         .with_acks(-1)
         .with_timeout_ms(5000)
@@ -126,7 +131,10 @@ async fn latest(node: &Node, topic: &str, isolation: i8) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_committed_stops_at_the_lso_and_lists_aborts() {
-    let h = harness(&[1], &[]);
+    let h = harness(
+        &[1],
+        &[("transaction.partition.verification.enable", "false")],
+    );
     let node = &h.node;
     create(node, "tx", &[&[0], &[1]], &[]).await;
     let id = Some("app");
@@ -212,7 +220,10 @@ async fn read_committed_stops_at_the_lso_and_lists_aborts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn produce_and_marker_errors_are_kafkas() {
-    let h = harness(&[1], &[]);
+    let h = harness(
+        &[1],
+        &[("transaction.partition.verification.enable", "false")],
+    );
     let node = &h.node;
     create(node, "e", &[&[0], &[1]], &[]).await;
     let id = Some("app");

@@ -219,3 +219,38 @@ async fn transactional_offsets_are_unstable_until_their_marker() {
     node.groups.complete_txn(0, 77, true);
     assert_eq!(p(offset_fetch::handle(node, fetch(true), 7)), (42, 0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transactions_first_batch_needs_the_coordinators_word() {
+    use super::txn_data_tests::{send, txn_batch};
+    let h = harness(&[], &[("transaction.state.log.num.partitions", "1")]);
+    let node = &h.node;
+    create(node, "in-txn", &[&[0]], &[]).await;
+    create(node, "not-added", &[&[0]], &[]).await;
+    let producer = init(node, "v-1").await.unwrap();
+    assert_eq!(add(node, "v-1", producer, "in-txn", &[0]).await, vec![0]);
+    let (pid, epoch) = producer;
+    assert_eq!(
+        send(node, "in-txn", txn_batch(pid, epoch, 0, 2), Some("v-1"))
+            .await
+            .0,
+        0,
+        "a partition of the ongoing transaction"
+    );
+    assert_eq!(
+        send(node, "not-added", txn_batch(pid, epoch, 0, 1), Some("v-1"))
+            .await
+            .0,
+        ResponseError::InvalidTxnState.code(),
+        "a partition never added is refused, so nothing can hang there"
+    );
+    // After the transaction is decided, a stray first batch is refused too.
+    assert_eq!(end(node, "v-1", producer, false).await, 0);
+    create(node, "late", &[&[0]], &[]).await;
+    assert_eq!(
+        send(node, "late", txn_batch(pid, epoch, 0, 1), Some("v-1"))
+            .await
+            .0,
+        ResponseError::InvalidTxnState.code()
+    );
+}

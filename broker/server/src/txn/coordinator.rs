@@ -225,6 +225,37 @@ impl TxnCoordinator {
         Ok(())
     }
 
+    /// KIP-890 part 1: whether `partitions` belong to the ongoing
+    /// transaction of `producer_id`/`producer_epoch` (a leader asks before
+    /// it accepts a transaction's first batch). One answer per partition.
+    pub async fn verify(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        partitions: &[(String, i32)],
+    ) -> Vec<Option<ResponseError>> {
+        let all = |e| vec![Some(e); partitions.len()];
+        if let Err(e) = self.serving(transactional_id) {
+            return all(e);
+        }
+        let entry = self.entry(transactional_id);
+        let current = entry.lock().await;
+        let Some(m) = current.as_ref() else {
+            return all(ResponseError::InvalidProducerIdMapping);
+        };
+        if let Err(e) = state::check_producer(m, producer_id, producer_epoch) {
+            return all(e);
+        }
+        partitions
+            .iter()
+            .map(|p| {
+                (m.state != TxnState::Ongoing || !m.partitions.contains(p))
+                    .then_some(ResponseError::InvalidTxnState)
+            })
+            .collect()
+    }
+
     /// Checks that `producer_id`/`producer_epoch` is the current producer
     /// of an open transaction that includes `partition` (TxnOffsetCommit).
     pub async fn check_in_transaction(

@@ -36,6 +36,16 @@ pub fn check(access: &Access, body: RequestKind) -> Checked {
         return Checked::Run(body, None);
     }
     match body {
+        RequestKind::AddPartitionsToTxn(r) if !r.transactions.is_empty() => {
+            // v4+: a partition leader verifying (KIP-890): brokers only.
+            if access.allows_cluster(Operation::ClusterAction) {
+                return Checked::Run(RequestKind::AddPartitionsToTxn(r), None);
+            }
+            Checked::Answer(ResponseKind::AddPartitionsToTxn(
+                AddPartitionsToTxnResponse::default()
+                    .with_error_code(code(ResponseError::ClusterAuthorizationFailed)),
+            ))
+        }
         RequestKind::AddPartitionsToTxn(r) => {
             let txn_ok = txn_allowed(access, Operation::Write, &r.v3_and_below_transactional_id);
             let denied_topics: Vec<bool> = r
