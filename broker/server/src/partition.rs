@@ -72,6 +72,9 @@ pub struct ReplicaState {
     pub followers: BTreeMap<i32, FollowerProgress>,
     /// An ISR change is being proposed; don't propose another.
     pub isr_change_pending: bool,
+    /// After a refused ISR change: no new proposal before this instant,
+    /// and how many were refused in a row (the backoff doubles).
+    pub isr_retry: Option<(std::time::Instant, u32)>,
     /// The log end when this broker became leader in this epoch: until the
     /// high watermark reaches it, the high watermark is not known yet
     /// (followers have not reported), so the true end is not answered.
@@ -90,6 +93,7 @@ impl ReplicaState {
             isr: Vec::new(),
             followers: BTreeMap::new(),
             isr_change_pending: false,
+            isr_retry: None,
             epoch_start_offset: 0,
         }
     }
@@ -696,6 +700,7 @@ pub(crate) fn leader_state(
             })
             .collect(),
         isr_change_pending: false,
+        isr_retry: None,
         epoch_start_offset: 0,
     }
 }

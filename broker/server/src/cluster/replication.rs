@@ -53,49 +53,74 @@ pub(super) async fn leader_duties(cluster: Arc<Cluster>) {
                 if out.is_empty() {
                     continue;
                 }
-                tracing::info!(topic = %topic.name, partition = partition.index, lagging = ?out, "shrinking ISR");
-                broker.metrics.isr_shrinks.inc();
-                propose_isr(&cluster, &topic.name, &partition, |isr| {
+                let proposed = propose_isr(&cluster, &topic.name, &partition, |isr| {
                     isr.retain(|id| !out.contains(id))
                 });
+                if proposed {
+                    tracing::info!(topic = %topic.name, partition = partition.index, lagging = ?out, "shrinking ISR");
+                    broker.metrics.isr_shrinks.inc();
+                }
             }
         }
     }
 }
 
-/// Proposes adding `follower` to the ISR (it caught up to the high watermark).
+/// Proposes adding `follower` to the ISR (it caught up to the high
+/// watermark). A fenced follower is not eligible (Kafka's KIP-841): the
+/// controller would refuse it, and a fenced broker that still reaches its
+/// leaders would otherwise be proposed on every fetch.
 pub fn expand_isr(cluster: &Arc<Cluster>, topic: &str, partition: &Arc<Partition>, follower: i32) {
-    tracing::info!(
-        topic,
-        partition = partition.index,
-        follower,
-        "expanding ISR"
-    );
-    cluster.broker().metrics.isr_expands.inc();
-    propose_isr(cluster, topic, partition, |isr| {
+    if !cluster.image().is_live(follower) {
+        return;
+    }
+    let proposed = propose_isr(cluster, topic, partition, |isr| {
         if !isr.contains(&follower) {
             isr.push(follower);
         }
     });
+    if proposed {
+        tracing::info!(
+            topic,
+            partition = partition.index,
+            follower,
+            "expanding ISR"
+        );
+        cluster.broker().metrics.isr_expands.inc();
+    }
+}
+
+/// The wait before proposing again after `refused` ISR changes in a row:
+/// 500 ms doubling, at most 10 s.
+fn isr_backoff(refused: u32) -> Duration {
+    Duration::from_millis(500)
+        .saturating_mul(1 << refused.min(5))
+        .min(Duration::from_secs(10))
 }
 
 /// Proposes the ISR `edit` makes of the current one, in the background;
-/// one change per partition at a time.
+/// one change per partition at a time, and after a refusal not again
+/// before a backoff. Returns whether a proposal was started.
 fn propose_isr(
     cluster: &Arc<Cluster>,
     topic: &str,
     partition: &Arc<Partition>,
     edit: impl FnOnce(&mut Vec<i32>),
-) {
+) -> bool {
     let change = {
         let mut state = partition.replica();
         if state.role != Role::Leader || state.isr_change_pending {
-            return;
+            return false;
+        }
+        if state
+            .isr_retry
+            .is_some_and(|(after, _)| Instant::now() < after)
+        {
+            return false;
         }
         let mut isr = state.isr.clone();
         edit(&mut isr);
         if isr == state.isr || isr.is_empty() {
-            return;
+            return false;
         }
         state.isr_change_pending = true;
         PartitionChange {
@@ -114,19 +139,37 @@ fn propose_isr(
             .source
             .propose(MetadataCommand::ChangePartition(change.clone()))
             .await;
-        if let Err(e) = result {
-            tracing::info!(topic = %change.topic, partition = change.partition, error = %e, "ISR change not applied");
+        let mut state = partition.replica();
+        match result {
+            Ok(_) => state.isr_retry = None,
+            Err(e) => {
+                let refused = state.isr_retry.map_or(0, |(_, n)| n) + 1;
+                state.isr_retry = Some((Instant::now() + isr_backoff(refused), refused));
+                // Logged when it starts, then only as a debug line.
+                if refused == 1 {
+                    tracing::info!(topic = %change.topic, partition = change.partition, error = %e, "ISR change not applied; backing off");
+                } else {
+                    tracing::debug!(topic = %change.topic, partition = change.partition, refused, error = %e, "ISR change not applied");
+                }
+            }
         }
         // The applied image (if any) has already updated the state; allow
         // the next change either way.
-        partition.replica().isr_change_pending = false;
+        state.isr_change_pending = false;
     });
+    true
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::partition::leader_state as state;
+
+    #[test]
+    fn refused_isr_changes_back_off_up_to_ten_seconds() {
+        let waits: Vec<u64> = (1..=7).map(|n| isr_backoff(n).as_millis() as u64).collect();
+        assert_eq!(waits, vec![1000, 2000, 4000, 8000, 10_000, 10_000, 10_000]);
+    }
 
     #[test]
     fn lagging_followers_are_those_not_caught_up_in_time() {

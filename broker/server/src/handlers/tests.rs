@@ -330,3 +330,32 @@ async fn acks_all_waits_for_the_in_sync_follower_and_its_fetch_releases_it() {
     assert_eq!((part.error_code, part.base_offset), (0, 0));
     assert_eq!(partition.high_watermark(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_follower_is_not_proposed_for_the_isr_again_and_again() {
+    let h = harness(&[1], &[]);
+    let node = &h.node;
+    create(node, "t", &[&[0, 1]], &[]).await;
+    node.cluster
+        .propose(MetadataCommand::FenceBroker { broker_id: 1 })
+        .await
+        .expect("fence broker 1");
+    let partition = node.topic("t").unwrap().partition(0).unwrap();
+    assert_eq!(
+        partition.replica().isr,
+        vec![0],
+        "the fenced follower left the ISR"
+    );
+    // The fenced broker keeps fetching and is caught up: the controller
+    // would refuse it in the ISR, so the leader must not keep asking.
+    for _ in 0..20 {
+        crate::cluster::replication::expand_isr(&node.cluster, "t", &partition, 1);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        node.metrics.isr_expands.get(),
+        0,
+        "no ISR expansion proposed"
+    );
+    assert_eq!(partition.replica().isr, vec![0]);
+}
