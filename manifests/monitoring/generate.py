@@ -29,11 +29,22 @@ CHART_FILES = ROOT / "charts/rivulet/files/monitoring"
 # are dashboard variables over the scrape labels.
 S = 'namespace=~"$namespace",cluster=~"$cluster"'
 RATE = "$__rate_interval"
+# Per-partition panels leave out Kafka's internal topics, whose many
+# partitions would drown the users' own.
+USER = ',topic!~"__.*"'
 
 
-def p(title, unit, *targets, kind="timeseries", w=8, h=7, desc=""):
-    """A panel: targets are (expr, legend) pairs."""
-    return {"title": title, "unit": unit, "targets": targets, "kind": kind, "w": w, "h": h, "desc": desc}
+# What a time series' value axis is titled when the panel does not say:
+# the unit's tick labels already carry bytes, seconds and percent; counts
+# ("short") need the panel's own word (records, partitions, ...).
+AXIS = {"Bps": "bytes/s", "bytes": "bytes", "s": "seconds", "ms": "milliseconds",
+        "percentunit": "", "ops": "per second", "reqps": "requests/s", "short": ""}
+
+
+def p(title, unit, *targets, kind="timeseries", w=8, h=7, desc="", axis=None):
+    """A panel: targets are (expr, legend) pairs; `axis` titles the value axis."""
+    return {"title": title, "unit": unit, "targets": targets, "kind": kind, "w": w, "h": h, "desc": desc,
+            "axis": AXIS[unit] if axis is None else axis}
 
 
 def stat(title, unit, expr, desc=""):
@@ -56,29 +67,36 @@ OVERVIEW = [
       (f"sum(rate(kafka_server_brokertopicmetrics_bytesin_total{{{S}}}[{RATE}]))", "in"),
       (f"sum(rate(kafka_server_brokertopicmetrics_bytesout_total{{{S}}}[{RATE}]))", "out")),
     p("Records in", "short",
-      (f"sum by (pod) (rate(kafka_server_brokertopicmetrics_messagesin_total{{{S}}}[{RATE}]))", "{{pod}}")),
+      (f"sum by (pod) (rate(kafka_server_brokertopicmetrics_messagesin_total{{{S}}}[{RATE}]))", "{{pod}}"),
+      axis="records/s"),
     p("Request latency p99", "s",
       (q99("kafka_network_requestmetrics_totaltime_seconds", "request", ',request=~"Produce|Fetch|OffsetCommit"'), "{{request}}")),
     p("Consumer lag by group", "short",
-      (f"sum by (consumergroup) (kafka_consumergroup_lag_sum{{{S}}})", "{{consumergroup}}")),
+      (f"sum by (consumergroup) (kafka_consumergroup_lag_sum{{{S}}})", "{{consumergroup}}"), axis="records"),
     p("Log dir free", "percentunit",
       (f"min by (pod) (kafka_log_logdir_free_bytes{{{S}}} / kafka_log_logdir_total_bytes{{{S}}})", "{{pod}}")),
     p("Partitions and leaders", "short",
       (f"sum by (pod) (kafka_server_replicamanager_partitioncount{{{S}}})", "partitions {{pod}}"),
-      (f"sum by (pod) (kafka_server_replicamanager_leadercount{{{S}}})", "leaders {{pod}}")),
+      (f"sum by (pod) (kafka_server_replicamanager_leadercount{{{S}}})", "leaders {{pod}}"), axis="partitions"),
 ]
 
+# The operator exports process_* series too, and its target may match the
+# variables (it has no `cluster` label, which ".*" matches): broker process
+# panels keep the targets that are brokers.
+BROKER_TARGET = f"on (job, instance) kafka_broker_info{{{S}}}"
+
 BROKERS = [
-    p("CPU", "percentunit", (f"rate(process_cpu_seconds_total{{{S}}}[{RATE}])", "{{pod}}")),
-    p("Resident memory", "bytes", (f"process_resident_memory_bytes{{{S}}}", "{{pod}}")),
-    p("Open file descriptors", "short", (f"process_open_fds{{{S}}}", "{{pod}}"),
-      (f"process_threads{{{S}}}", "threads {{pod}}")),
+    p("CPU", "percentunit", (f"rate(process_cpu_seconds_total{{{S}}}[{RATE}]) and {BROKER_TARGET}", "{{pod}}")),
+    p("Resident memory", "bytes", (f"process_resident_memory_bytes{{{S}}} and {BROKER_TARGET}", "{{pod}}")),
+    p("Open files and threads", "short", (f"process_open_fds{{{S}}} and {BROKER_TARGET}", "files {{pod}}"),
+      (f"process_threads{{{S}}} and {BROKER_TARGET}", "threads {{pod}}")),
     p("Connections by listener", "short",
-      (f"sum by (pod, listener) (kafka_server_socket_server_metrics_connection_count{{{S}}})", "{{pod}} {{listener}}")),
+      (f"sum by (pod, listener) (kafka_server_socket_server_metrics_connection_count{{{S}}})", "{{pod}} {{listener}}"),
+      axis="connections"),
     p("Worker idle ratio", "percentunit",
       (f"kafka_server_kafkarequesthandlerpool_requesthandleravgidle_percent{{{S}}}", "{{pod}}")),
     p("Requests by API", "reqps",
-      (f"sum by (request) (rate(kafka_network_requestmetrics_requests_total{{{S}}}[{RATE}]))", "{{request}}")),
+      (f"sum by (request) (rate(kafka_network_requestmetrics_requests_total{{{S}}}[{RATE}])) > 0", "{{request}}")),
     p("Produce phases p99", "s",
       (q99("kafka_network_requestmetrics_requestqueuetime_seconds", "request", ',request="Produce"'), "queue"),
       (q99("kafka_network_requestmetrics_localtime_seconds", "request", ',request="Produce"'), "local"),
@@ -93,7 +111,7 @@ BROKERS = [
     p("fsync latency p99", "s", (q99("kafka_log_logflushstats_logflush_seconds", "pod"), "{{pod}}")),
     p("fsyncs", "ops",
       (f"sum by (pod) (rate(kafka_log_logflushstats_logflush_seconds_count{{{S}}}[{RATE}]))", "{{pod}}")),
-    p("Log dir free bytes", "bytes", (f"kafka_log_logdir_free_bytes{{{S}}}", "{{pod}}"),
+    p("Log dir free bytes", "bytes", (f"kafka_log_logdir_free_bytes{{{S}}}", "free {{pod}}"),
       (f"kafka_log_logdir_size_bytes{{{S}}}", "data {{pod}}")),
 ]
 
@@ -103,31 +121,37 @@ TOPICS = [
     p("Bytes out by topic", "Bps",
       (f"sum by (topic) (rate(kafka_server_brokertopicmetrics_bytesout_total{{{S}}}[{RATE}]))", "{{topic}}")),
     p("Records in by topic", "short",
-      (f"sum by (topic) (rate(kafka_server_brokertopicmetrics_messagesin_total{{{S}}}[{RATE}]))", "{{topic}}")),
+      (f"sum by (topic) (rate(kafka_server_brokertopicmetrics_messagesin_total{{{S}}}[{RATE}]))", "{{topic}}"),
+      axis="records/s"),
     p("Log size by topic (all replicas)", "bytes",
       (f"sum by (topic) (kafka_log_log_size{{{S}}})", "{{topic}}")),
-    p("Partitions by topic", "short", (f"sum by (topic) (kafka_topic_partitions{{{S}}})", "{{topic}}")),
+    p("Partitions by topic", "short", (f"sum by (topic) (kafka_topic_partitions{{{S}}})", "{{topic}}"),
+      axis="partitions"),
     p("Failed produce / fetch requests", "reqps",
       (f"sum by (topic) (rate(kafka_server_brokertopicmetrics_failedproducerequests_total{{{S}}}[{RATE}]))", "produce {{topic}}"),
       (f"sum by (topic) (rate(kafka_server_brokertopicmetrics_failedfetchrequests_total{{{S}}}[{RATE}]))", "fetch {{topic}}")),
     p("High watermark by partition", "short",
-      (f"sum by (topic, partition) (kafka_topic_partition_current_offset{{{S}}})", "{{topic}}/{{partition}}")),
-    p("In-sync replicas by partition", "short",
-      (f"sum by (topic, partition) (kafka_topic_partition_in_sync_replica{{{S}}})", "{{topic}}/{{partition}}")),
+      (f"sum by (topic, partition) (kafka_topic_partition_current_offset{{{S}{USER}}})", "{{topic}}/{{partition}}"),
+      axis="offset", desc="Internal topics (__consumer_offsets, ...) left out."),
+    p("Smallest ISR by topic", "short",
+      (f"min by (topic) (kafka_topic_partition_in_sync_replica{{{S}}})", "{{topic}}"),
+      axis="replicas", desc="In-sync replicas of the topic's partition with the fewest."),
 ]
 
 GROUPS = [
     p("Lag by group and topic", "short",
-      (f"sum by (consumergroup, topic) (kafka_consumergroup_lag_sum{{{S}}})", "{{consumergroup}} {{topic}}"), w=12),
+      (f"sum by (consumergroup, topic) (kafka_consumergroup_lag_sum{{{S}}})", "{{consumergroup}} {{topic}}"), w=12,
+      axis="records"),
     p("Lag by partition", "short",
       (f"sum by (consumergroup, topic, partition) (kafka_consumergroup_lag{{{S}}})",
-       "{{consumergroup}} {{topic}}/{{partition}}"), w=12),
+       "{{consumergroup}} {{topic}}/{{partition}}"), w=12, axis="records"),
     p("Consumption rate", "short",
       (f"sum by (consumergroup, topic) (rate(kafka_consumergroup_current_offset{{{S}}}[{RATE}]))",
-       "{{consumergroup}} {{topic}}")),
-    p("Members", "short", (f"sum by (consumergroup) (kafka_consumergroup_members{{{S}}})", "{{consumergroup}}")),
+       "{{consumergroup}} {{topic}}"), axis="records/s"),
+    p("Members", "short", (f"sum by (consumergroup) (kafka_consumergroup_members{{{S}}})", "{{consumergroup}}"),
+      axis="members"),
     p("Groups by state", "short",
-      (f"sum by (state) (kafka_coordinator_group_groupmetadatamanager_numgroups{{{S}}})", "{{state}}")),
+      (f"sum by (state) (kafka_coordinator_group_groupmetadatamanager_numgroups{{{S}}})", "{{state}}"), axis="groups"),
     p("Rebalances and commits", "ops",
       (f"sum(rate(kafka_server_group_coordinator_metrics_group_completed_rebalance_total{{{S}}}[{RATE}]))", "rebalances"),
       (f"sum(rate(kafka_server_group_coordinator_metrics_offset_commit_total{{{S}}}[{RATE}]))", "offset commits")),
@@ -135,14 +159,14 @@ GROUPS = [
 
 REPLICATION = [
     p("Under-replicated partitions", "short",
-      (f"sum by (pod) (kafka_server_replicamanager_underreplicatedpartitions{{{S}}})", "{{pod}}")),
+      (f"sum by (pod) (kafka_server_replicamanager_underreplicatedpartitions{{{S}}})", "{{pod}}"), axis="partitions"),
     p("ISR shrinks / expands", "ops",
       (f"sum by (pod) (rate(kafka_server_replicamanager_isrshrinks_total{{{S}}}[{RATE}]))", "shrinks {{pod}}"),
       (f"sum by (pod) (rate(kafka_server_replicamanager_isrexpands_total{{{S}}}[{RATE}]))", "expands {{pod}}")),
-    p("Max follower lag", "short", (f"kafka_server_replicafetchermanager_maxlag{{{S}}}", "{{pod}}")),
+    p("Max follower lag", "short", (f"kafka_server_replicafetchermanager_maxlag{{{S}}}", "{{pod}}"), axis="records"),
     p("Reassignments", "short",
       (f"sum(kafka_server_replicamanager_reassigningpartitions{{{S}}})", "partitions reassigning"),
-      (f"sum(rivulet_reassignment_adding_replicas_pending{{{S}}})", "replicas not yet in sync")),
+      (f"sum(rivulet_reassignment_adding_replicas_pending{{{S}}})", "replicas not yet in sync"), axis="partitions"),
     p("Quorum role", "short",
       (f"max by (pod, current_state) (kafka_server_raftmetrics_current_state{{{S}}}) > 0", "{{pod}} {{current_state}}")),
     p("Quorum epoch and leader", "short",
@@ -150,7 +174,7 @@ REPLICATION = [
       (f"max(kafka_server_raftmetrics_current_leader{{{S}}})", "leader id")),
     p("Metadata log offsets", "short",
       (f"kafka_server_raftmetrics_high_watermark{{{S}}}", "committed {{pod}}"),
-      (f"kafka_server_raftmetrics_log_end_offset{{{S}}}", "applied {{pod}}")),
+      (f"kafka_server_raftmetrics_log_end_offset{{{S}}}", "applied {{pod}}"), axis="offset"),
     p("Metadata commit latency", "ms",
       (f"kafka_server_raftmetrics_commit_latency_avg{{{S}}}", "{{pod}}")),
     p("Quorum traffic", "Bps",
@@ -159,6 +183,10 @@ REPLICATION = [
 ]
 
 OP = 'namespace=~"$namespace"'
+# The operator's process series are told from the brokers' by their scrape
+# target, which also serves an operator-only series; the job name depends
+# on how it is scraped (the chart's ServiceMonitor makes it the Service's).
+OPERATOR_TARGET = f"rivulet_operator_leader{{{OP}}}"
 OPERATOR = [
     p("Reconciles", "ops",
       (f"sum by (controller) (rate(rivulet_operator_reconciles_total{{{OP}}}[{RATE}]))", "{{controller}}")),
@@ -168,10 +196,13 @@ OPERATOR = [
     p("Reconcile duration p99", "s",
       (f"histogram_quantile(0.99, sum by (controller, le) "
        f"(rate(rivulet_operator_reconcile_duration_seconds_bucket{{{OP}}}[{RATE}])))", "{{controller}}")),
-    p("Clusters by state", "short", (f"sum by (state) (rivulet_operator_clusters{{{OP}}})", "{{state}}")),
+    p("Clusters by state", "short", (f"sum by (state) (rivulet_operator_clusters{{{OP}}})", "{{state}}"),
+      axis="KafkaClusters"),
     p("Leader", "short", (f"max by (pod) (rivulet_operator_leader{{{OP}}})", "{{pod}}")),
     p("Operator memory", "bytes",
-      (f"process_resident_memory_bytes{{{OP},job=~\".*operator.*\"}}", "{{pod}}")),
+      (f"process_resident_memory_bytes{{{OP}}} and on (job, instance) {OPERATOR_TARGET}", "{{pod}}")),
+    p("Operator CPU", "percentunit",
+      (f"rate(process_cpu_seconds_total{{{OP}}}[{RATE}]) and on (job, instance) {OPERATOR_TARGET}", "{{pod}}")),
 ]
 
 DASHBOARDS = [
@@ -217,7 +248,7 @@ def panel(pid, x, y, spec):
     if spec["desc"]:
         out["description"] = spec["desc"]
     if spec["kind"] == "timeseries":
-        out["fieldConfig"]["defaults"]["custom"] = {"axisLabel": spec["unit"], "fillOpacity": 10}
+        out["fieldConfig"]["defaults"]["custom"] = {"axisLabel": spec["axis"], "fillOpacity": 10}
         out["options"] = {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
                           "tooltip": {"mode": "multi", "sort": "desc"}}
     else:

@@ -2,14 +2,17 @@
 //!
 //! Names carry the `rivulet_operator_` prefix and follow Prometheus'
 //! conventions (`_total` counters, `_seconds` durations), so
-//! `promtool check metrics` accepts the exposition.
+//! `promtool check metrics` accepts the exposition. The process's own
+//! resource use is exported under the conventional `process_*` names, the
+//! same as the broker's, read from `/proc/self` on each scrape.
 
 use std::{collections::BTreeMap, sync::Mutex, time::Instant};
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Counter, Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
+use rivulet_wire::process::ProcessStats;
 
 use crate::error::Error;
 
@@ -48,6 +51,7 @@ pub struct Metrics {
     duration: HistogramVec,
     clusters: IntGaugeVec,
     leader: IntGauge,
+    process: ProcessSeries,
     /// Last known state per `namespace/name`, so the gauge counts each
     /// cluster once however often it is reconciled.
     cluster_states: Mutex<BTreeMap<String, ClusterState>>,
@@ -115,6 +119,7 @@ impl Metrics {
         for state in ClusterState::ALL {
             clusters.with_label_values(&[state.label()]).set(0);
         }
+        let process = ProcessSeries::register(&registry);
         Metrics {
             registry,
             reconciles,
@@ -122,6 +127,7 @@ impl Metrics {
             duration,
             clusters,
             leader,
+            process,
             cluster_states: Mutex::new(BTreeMap::new()),
         }
     }
@@ -172,13 +178,91 @@ impl Metrics {
         self.leader.set(i64::from(leading));
     }
 
-    /// The text exposition format of every metric.
+    /// The text exposition format of every metric, process series read now.
     pub fn render(&self) -> String {
+        self.process.refresh();
         let mut buffer = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut buffer)
             .expect("text encoding cannot fail");
         String::from_utf8(buffer).expect("exposition is UTF-8")
+    }
+}
+
+/// The `process_*` series, under the names and help texts the broker uses
+/// (and Prometheus client libraries export), so one dashboard query covers
+/// both programs.
+struct ProcessSeries {
+    cpu_seconds: Counter,
+    resident_bytes: IntGauge,
+    virtual_bytes: IntGauge,
+    open_fds: IntGauge,
+    max_fds: IntGauge,
+    threads: IntGauge,
+    start_time: Gauge,
+}
+
+impl ProcessSeries {
+    fn register(registry: &Registry) -> Self {
+        let int = |name: &str, help: &str| {
+            let gauge = IntGauge::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(gauge.clone()))
+                .expect("metric names are unique");
+            gauge
+        };
+        let cpu_seconds = Counter::new(
+            "process_cpu_seconds_total",
+            "User and system CPU time spent in seconds",
+        )
+        .expect("valid metric");
+        let start_time = Gauge::new(
+            "process_start_time_seconds",
+            "Start time of the process since the Unix epoch in seconds",
+        )
+        .expect("valid metric");
+        for collector in [
+            Box::new(cpu_seconds.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(start_time.clone()),
+        ] {
+            registry
+                .register(collector)
+                .expect("metric names are unique");
+        }
+        ProcessSeries {
+            cpu_seconds,
+            resident_bytes: int(
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes",
+            ),
+            virtual_bytes: int(
+                "process_virtual_memory_bytes",
+                "Virtual memory size in bytes",
+            ),
+            open_fds: int("process_open_fds", "Open file descriptors"),
+            max_fds: int("process_max_fds", "Maximum number of open file descriptors"),
+            threads: int("process_threads", "Operating system threads of the process"),
+            start_time,
+        }
+    }
+
+    /// Reads `/proc/self`; without it the series keep their last values (0).
+    fn refresh(&self) {
+        let Some(p) = ProcessStats::read() else {
+            return;
+        };
+        // A counter only moves up: advance it to the kernel's total.
+        let cpu = self.cpu_seconds.get();
+        if p.cpu_seconds > cpu {
+            self.cpu_seconds.inc_by(p.cpu_seconds - cpu);
+        }
+        let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.resident_bytes.set(clamp(p.resident_bytes));
+        self.virtual_bytes.set(clamp(p.virtual_bytes));
+        self.open_fds.set(clamp(p.open_fds));
+        self.max_fds.set(clamp(p.max_fds));
+        self.threads.set(clamp(p.threads));
+        self.start_time.set(p.start_time_seconds);
     }
 }
 
@@ -231,5 +315,48 @@ mod tests {
         assert!(metrics
             .render()
             .contains("rivulet_operator_clusters{state=\"ready\"} 1"));
+    }
+
+    /// The value of an unlabelled series in an exposition.
+    fn value(text: &str, name: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.parse().ok())
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn process_series_under_the_brokers_names() {
+        let text = Metrics::new().render();
+        for name in [
+            "process_resident_memory_bytes",
+            "process_virtual_memory_bytes",
+            "process_open_fds",
+            "process_max_fds",
+            "process_threads",
+            "process_start_time_seconds",
+        ] {
+            let v = value(&text, name).unwrap_or_else(|| panic!("no {name} in\n{text}"));
+            assert!(v > 0.0, "{name} {v}");
+        }
+        assert!(
+            value(&text, "process_cpu_seconds_total").is_some(),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE process_cpu_seconds_total counter"));
+        // Each scrape reads anew: burn CPU until the kernel's count moves,
+        // and the next scrape shows it.
+        let metrics = Metrics::new();
+        let first = value(&metrics.render(), "process_cpu_seconds_total").unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while ProcessStats::read().unwrap().cpu_seconds <= first {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "CPU time stands still"
+            );
+            std::hint::black_box((0..10_000u64).sum::<u64>());
+        }
+        let second = value(&metrics.render(), "process_cpu_seconds_total").unwrap();
+        assert!(second > first, "{first} then {second}");
     }
 }

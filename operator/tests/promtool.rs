@@ -1,5 +1,6 @@
-//! The operator's `/metrics` exposition passes `promtool check metrics`
-//! (naming and help conventions). Skipped, with a message, without promtool.
+//! The operator's `/metrics` exposition, its own series and the `process_*`
+//! ones, passes `promtool check metrics` (naming and help conventions).
+//! Skipped, with a message, without promtool.
 
 use std::{
     io::Write,
@@ -29,6 +30,9 @@ fn metrics_pass_promtool() {
     assert!(text.contains(
         "rivulet_operator_reconcile_failures_total{controller=\"kafkacluster\",error=\"read\"} 1"
     ));
+    // The process series are part of what promtool checks.
+    assert!(text.contains("\nprocess_resident_memory_bytes "), "{text}");
+    assert!(text.contains("\nprocess_cpu_seconds_total "), "{text}");
 
     let child = Command::new("promtool")
         .args(["check", "metrics"])
