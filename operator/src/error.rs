@@ -54,8 +54,19 @@ pub enum Error {
         #[source]
         source: ClientError,
     },
-    /// The Topic finalizer could not be added, run or removed.
-    #[error("topic finalizer failed")]
+    /// A Kafka admin request (KafkaUser controller) failed.
+    #[error("Kafka admin request `{op}` for user {user} failed")]
+    UserAdmin {
+        /// The request, e.g. `CreateAcls`.
+        op: &'static str,
+        /// The Kafka user name.
+        user: String,
+        /// The client error, with the Kafka error code if the broker answered.
+        #[source]
+        source: ClientError,
+    },
+    /// A finalizer (Topic, KafkaUser) could not be added, run or removed.
+    #[error("finalizer failed")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
 }
 
@@ -67,7 +78,7 @@ impl Error {
             Error::Apply { .. } => "apply",
             Error::Delete { .. } => "delete",
             Error::Status { .. } => "status",
-            Error::Admin { .. } => "admin",
+            Error::Admin { .. } | Error::UserAdmin { .. } => "admin",
             Error::Finalizer(inner) => match &**inner {
                 kube::runtime::finalizer::Error::ApplyFailed(e)
                 | kube::runtime::finalizer::Error::CleanupFailed(e) => e.metric_label(),

@@ -1,9 +1,10 @@
 //! Rivulet's Kubernetes operator.
 //!
-//! Two controllers: `KafkaCluster` turns a spec into a running cluster
+//! Three controllers: `KafkaCluster` turns a spec into a running cluster
 //! (ConfigMap, Services, StatefulSet, PodDisruptionBudget, monitoring
-//! objects), `Topic` keeps a Kafka topic in shape through the admin protocol
-//! of `rivulet-wire`. Each cluster reconcile is a pipeline:
+//! objects), `Topic` keeps a Kafka topic in shape and `KafkaUser` a user's
+//! credential, ACLs and quotas, through the admin protocol of
+//! `rivulet-wire`. Each cluster reconcile is a pipeline:
 //! read -> [`validate`] (pure) -> [`build`] (pure) -> server-side apply in a
 //! fixed order -> delete orphans -> status.
 

@@ -1,5 +1,5 @@
-//! The operator process: HTTP probes and metrics, leader election, both
-//! controllers, and a graceful shutdown that finishes in-flight reconciles
+//! The operator process: HTTP probes and metrics, leader election, the
+//! controllers (KafkaCluster, Topic, KafkaUser), and a graceful shutdown that finishes in-flight reconciles
 //! and hands the lease over.
 
 use std::{
@@ -13,7 +13,7 @@ use futures::StreamExt;
 use k8s_openapi::api::{
     apps::v1::StatefulSet,
     coordination::v1::Lease,
-    core::v1::{ConfigMap, Service},
+    core::v1::{ConfigMap, Secret, Service},
 };
 use kube::{
     runtime::{watcher, Controller},
@@ -23,8 +23,8 @@ use tokio::sync::watch;
 
 use crate::{
     build::{MonitorApis, POD_MONITOR, SERVICE_MONITOR},
-    controller::{cluster, kafka::WireAdmin, topic, Context},
-    crd::{KafkaCluster, Topic},
+    controller::{cluster, kafka::WireAdmin, topic, user, Context},
+    crd::{KafkaCluster, KafkaUser, Topic},
     http::{self, Probes},
     leader::LeaseLock,
     metrics::Metrics,
@@ -231,7 +231,21 @@ pub async fn run(
                 tracing::debug!(%error, "topic controller event");
             }
         });
-    futures::future::join(cluster_controller, topic_controller).await;
+    // A user's Secret edited or deleted by hand is put back at once.
+    let users: Api<KafkaUser> = scoped(&client, config.namespace.as_deref());
+    let user_controller = Controller::new(users, watcher::Config::default())
+        .owns(
+            scoped::<Secret>(&client, config.namespace.as_deref()),
+            watcher::Config::default().labels("rivulet.dev/kind=KafkaUser"),
+        )
+        .graceful_shutdown_on(stopped(stop_rx.clone()))
+        .run(user::reconcile, user::error_policy, ctx.clone())
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "kafkauser controller event");
+            }
+        });
+    futures::future::join3(cluster_controller, topic_controller, user_controller).await;
     metrics.set_leader(false);
 
     if let Some(renewer) = renewer {

@@ -110,3 +110,41 @@ fn every_field_is_documented() {
     }
     assert!(missing.is_empty(), "undocumented fields: {missing:#?}");
 }
+
+#[test]
+fn kafkauser_crd_has_short_name_columns_and_rules() {
+    let (_, crd) = all_crds()
+        .into_iter()
+        .find(|(p, _)| *p == "kafkausers")
+        .unwrap();
+    assert_eq!(crd.spec.names.kind, "KafkaUser");
+    assert_eq!(
+        crd.spec.names.short_names.as_deref(),
+        Some(&["ku".to_string()][..])
+    );
+    let version = &crd.spec.versions[0];
+    assert!(version.subresources.as_ref().unwrap().status.is_some());
+    let columns: Vec<&str> = version
+        .additional_printer_columns
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(
+        columns,
+        ["Cluster", "Authentication", "Authorization", "Ready", "Age"]
+    );
+    let yaml = crd_yaml(&crd);
+    for text in [
+        "scram-sha-512",
+        "scram-sha-256",
+        "transactionalId",
+        "IdempotentWrite",
+        "secretKeyRef",
+        "controllerMutationRate",
+        "self == oldSelf",
+    ] {
+        assert!(yaml.contains(text), "missing {text}");
+    }
+}

@@ -25,7 +25,7 @@ const UNKNOWN_TOPIC: i16 = 3;
 /// The topic config that says how many replicas must be in sync.
 const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
 /// How long one admin conversation may take, connection included.
-const ADMIN_DEADLINE: Duration = Duration::from_secs(15);
+pub(crate) const ADMIN_DEADLINE: Duration = Duration::from_secs(15);
 
 /// What the brokers report about their cluster.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -284,7 +284,8 @@ async fn connect(bootstrap: &str) -> Result<Client, ClientError> {
     Client::connect_with_client_id(bootstrap, "rivulet-operator").await
 }
 
-async fn deadline<T>(
+/// `work`, or [`ClientError::Timeout`] after [`ADMIN_DEADLINE`].
+pub(crate) async fn deadline<T>(
     work: impl std::future::Future<Output = Result<T, ClientError>>,
 ) -> Result<T, ClientError> {
     tokio::time::timeout(ADMIN_DEADLINE, work)

@@ -18,6 +18,7 @@ pub mod scale_out;
 pub mod status;
 pub mod storage;
 pub mod topic;
+pub mod user;
 
 use std::{fmt::Debug, sync::Arc, time::Duration};
 
@@ -28,7 +29,10 @@ use kube::{
 };
 use serde::{de::DeserializeOwned, Serialize};
 
-use self::kafka::KafkaAdmin;
+use self::{
+    kafka::{KafkaAdmin, WireAdmin},
+    user::admin::UserAdmin,
+};
 use crate::{build::MonitorApis, error::Error, metrics::Metrics, validate::OperatorConfig};
 
 /// The field manager of every server-side apply the operator makes; one
@@ -49,6 +53,9 @@ pub struct Context {
     pub monitor_apis: MonitorApis,
     /// Talks to the brokers over the Kafka protocol.
     pub kafka: Arc<dyn KafkaAdmin>,
+    /// Manages Kafka users (credentials, ACLs, quotas) over the Kafka
+    /// protocol, as the cluster's administrator.
+    pub users: Arc<dyn UserAdmin>,
     /// How long a restarted broker may take to become ready before the
     /// roll stops with a Degraded condition.
     pub roll_timeout: Duration,
@@ -68,6 +75,7 @@ impl Context {
             metrics,
             monitor_apis: MonitorApis::default(),
             kafka,
+            users: Arc::new(WireAdmin),
             roll_timeout: Duration::from_secs(600),
         }
     }

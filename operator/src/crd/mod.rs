@@ -1,5 +1,5 @@
-//! The custom resources the operator serves: [`KafkaCluster`] and [`Topic`],
-//! group `rivulet.dev`, version `v1alpha1`.
+//! The custom resources the operator serves: [`KafkaCluster`], [`Topic`]
+//! and [`KafkaUser`], group `rivulet.dev`, version `v1alpha1`.
 //!
 //! The Rust types are the source of truth: `crdgen` turns them into the
 //! committed `crds/*.yaml`, and every `///` on a field becomes the text users
@@ -7,11 +7,12 @@
 
 mod cluster;
 mod topic;
+mod user;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-pub use self::{cluster::*, topic::*};
+pub use self::{cluster::*, topic::*, user::*};
 
 /// The API group of every Rivulet custom resource.
 pub const GROUP: &str = "rivulet.dev";
@@ -21,6 +22,7 @@ pub fn all_crds() -> Vec<(&'static str, CustomResourceDefinition)> {
     vec![
         ("kafkaclusters", KafkaCluster::crd()),
         ("topics", Topic::crd()),
+        ("kafkausers", KafkaUser::crd()),
     ]
 }
 

@@ -4,6 +4,7 @@
 mod quorum;
 mod reassign;
 mod topic_identity;
+mod user;
 
 use std::sync::Arc;
 
