@@ -295,12 +295,26 @@ fn bad_credentials_and_certificates_are_refused_cleanly() {
         json!({"security.protocol": "SSL", "ssl.ca.location": other.ca_file().display().to_string()}),
     );
     eprintln!("an untrusted broker certificate: {out}");
-    // A plaintext client on a TLS port.
+    // A plaintext client on a TLS port: a failed handshake, counted.
+    let before = failed_authentications(&broker, "SSL");
     let out = refused(
         &broker.listener_bootstrap("SSL"),
         json!({"security.protocol": "PLAINTEXT"}),
     );
     eprintln!("plaintext on TLS: {out}");
+    assert!(failed_authentications(&broker, "SSL") > before);
+    // A client that hangs up before or during the handshake failed
+    // nothing: not counted (Kafka counts authentication failures only).
+    let before = failed_authentications(&broker, "SSL");
+    for _ in 0..5 {
+        drop(std::net::TcpStream::connect(broker.listener_bootstrap("SSL")).unwrap());
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        failed_authentications(&broker, "SSL"),
+        before,
+        "hang-ups are not failures"
+    );
     // A plaintext client on a SASL port, skipping authentication.
     let mut conn = KafkaConn::connect(&broker.listener_bootstrap("SASL_PLAINTEXT"))
         .expect("ApiVersions is answered before authentication");

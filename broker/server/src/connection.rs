@@ -91,13 +91,19 @@ pub async fn serve(
     let accepted = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream)).await;
     let stream = match accepted {
         Ok(Ok(stream)) => stream,
-        Ok(Err(e)) => {
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+            // A TLS error (certificate, protocol): an authentication failure.
             failed_authentication(&broker, &listener.name, "SSL");
             tracing::info!(peer = ?peer, listener = %listener.name, error = %e, "TLS handshake failed");
             return;
         }
+        Ok(Err(e)) => {
+            // The client hung up (or the network did): nothing failed to
+            // authenticate, as Kafka counts it.
+            tracing::debug!(peer = ?peer, listener = %listener.name, error = %e, "connection closed during the TLS handshake");
+            return;
+        }
         Err(_) => {
-            failed_authentication(&broker, &listener.name, "SSL");
             tracing::info!(peer = ?peer, listener = %listener.name, "TLS handshake timed out");
             return;
         }
