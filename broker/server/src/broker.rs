@@ -639,21 +639,24 @@ impl Broker {
     /// Retention and segment rolling for every partition.
     pub fn housekeeping(&self) {
         let now = now_ms();
-        self.each_partition(|topic, partition| match partition.housekeeping(now) {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(
-                topic = %topic.name,
-                partition = partition.index,
-                segments = n,
-                "retention deleted segments"
-            ),
-            Err(e) => tracing::warn!(
-                topic = %topic.name,
-                partition = partition.index,
-                error = %e,
-                "retention failed"
-            ),
-        });
+        let expiration = self.config.transactions.producer_id_expiration_ms;
+        self.each_partition(
+            |topic, partition| match partition.housekeeping(now, expiration) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    topic = %topic.name,
+                    partition = partition.index,
+                    segments = n,
+                    "retention deleted segments"
+                ),
+                Err(e) => tracing::warn!(
+                    topic = %topic.name,
+                    partition = partition.index,
+                    error = %e,
+                    "retention failed"
+                ),
+            },
+        );
     }
 
     /// Runs compaction where a compacted topic has enough dirty data.

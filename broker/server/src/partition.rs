@@ -551,10 +551,15 @@ impl Partition {
     }
 
     /// Applies retention and time-based rolling; returns segments deleted.
-    pub fn housekeeping(&self, now_ms: i64) -> Result<usize, StorageError> {
+    pub fn housekeeping(
+        &self,
+        now_ms: i64,
+        producer_expiration_ms: i64,
+    ) -> Result<usize, StorageError> {
         let mut log = self.write_log();
         log.maybe_roll(now_ms)?;
         let deleted = log.apply_retention(now_ms)?;
+        log.expire_producers(now_ms.saturating_sub(producer_expiration_ms));
         self.update_gauges(&log);
         Ok(deleted)
     }

@@ -168,6 +168,17 @@ impl ProducerStateManager {
         }
     }
 
+    /// Forgets producers idle since before `cutoff_ms` (their last batch's
+    /// timestamp) with no transaction open: Kafka's
+    /// `producer.id.expiration.ms`. Returns how many were forgotten. A
+    /// forgotten producer's next batch is accepted as its first.
+    pub fn remove_expired(&mut self, cutoff_ms: i64) -> usize {
+        let before = self.producers.len();
+        self.producers
+            .retain(|_, e| e.current_txn_first_offset.is_some() || e.last_timestamp >= cutoff_ms);
+        before - self.producers.len()
+    }
+
     /// Forgets cached batches that start below `offset` and producers left
     /// with none and no open transaction. After older segments were
     /// deleted, this turns state built from the whole history into what a
@@ -417,6 +428,28 @@ mod tests {
 
     fn check(state: &ProducerStateManager, h: &BatchHeader) -> Result<SequenceCheck, StorageError> {
         ProducerAppend::new(state).check(h)
+    }
+
+    #[test]
+    fn idle_producers_expire_unless_a_transaction_is_open() {
+        let mut state = ProducerStateManager::new();
+        let mut idle = header(1, 0, 0, 1, 0);
+        idle.max_timestamp = 1_000;
+        state.record(&idle);
+        let mut recent = header(2, 0, 0, 1, 1);
+        recent.max_timestamp = 9_000;
+        state.record(&recent);
+        let mut open = header(3, 0, 0, 1, 2);
+        open.max_timestamp = 1_000;
+        open.attributes |= 0x10; // transactional
+        state.record(&open);
+        assert_eq!(state.remove_expired(5_000), 1);
+        assert!(state.get(1).is_none(), "idle since 1,000: forgotten");
+        assert!(state.get(2).is_some());
+        assert!(
+            state.get(3).is_some(),
+            "an open transaction keeps its producer"
+        );
     }
 
     #[test]

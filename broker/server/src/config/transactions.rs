@@ -30,6 +30,9 @@ pub struct TransactionConfig {
     /// leader asks the coordinator before accepting a transaction's first
     /// batch (KIP-890 part 1).
     pub partition_verification: bool,
+    /// `producer.id.expiration.ms` (default 86400000): partitions forget a
+    /// producer idle this long with no transaction open.
+    pub producer_id_expiration_ms: i64,
 }
 
 impl Default for TransactionConfig {
@@ -43,6 +46,7 @@ impl Default for TransactionConfig {
             id_expiration_ms: 604_800_000,
             abort_check_interval: Duration::from_millis(10_000),
             partition_verification: true,
+            producer_id_expiration_ms: 86_400_000,
         }
     }
 }
@@ -57,6 +61,7 @@ pub const KEYS: &[&str] = &[
     "transactional.id.expiration.ms",
     "transaction.abort.timed.out.transaction.cleanup.interval.ms",
     "transaction.partition.verification.enable",
+    "producer.id.expiration.ms",
 ];
 
 impl TransactionConfig {
@@ -81,6 +86,7 @@ impl TransactionConfig {
             "transaction.state.log.segment.bytes" => self.segment_bytes = v,
             "transaction.max.timeout.ms" => self.max_timeout_ms = small(v)?,
             "transactional.id.expiration.ms" => self.id_expiration_ms = v,
+            "producer.id.expiration.ms" => self.producer_id_expiration_ms = v,
             _ => self.abort_check_interval = Duration::from_millis(v as u64),
         }
         Ok(())

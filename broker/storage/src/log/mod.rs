@@ -220,6 +220,12 @@ impl Log {
         self.segments.len()
     }
 
+    /// Forgets producers idle since before `cutoff_ms` with no open
+    /// transaction (`producer.id.expiration.ms`); how many were forgotten.
+    pub fn expire_producers(&mut self, cutoff_ms: i64) -> usize {
+        self.producers.remove_expired(cutoff_ms)
+    }
+
     /// Producer state: idempotent sequences and open transactions.
     pub fn producers(&self) -> &ProducerStateManager {
         &self.producers
