@@ -7,16 +7,18 @@
 //! only StoredKey and ServerKey are kept by the cluster.
 
 use anyhow::{bail, Context};
-use bytes::Bytes;
 use kafka_protocol::{
     messages::{
-        alter_user_scram_credentials_request::{ScramCredentialDeletion, ScramCredentialUpsertion},
-        describe_user_scram_credentials_request::UserName,
-        AlterUserScramCredentialsRequest, DescribeUserScramCredentialsRequest,
+        alter_user_scram_credentials_request::ScramCredentialDeletion,
+        describe_user_scram_credentials_request::UserName, AlterUserScramCredentialsRequest,
+        DescribeUserScramCredentialsRequest,
     },
     protocol::StrBytes,
 };
-use rivulet_wire::{client::Client, ClientError};
+use rivulet_wire::{
+    client::{scram_upsertion, Client},
+    ClientError,
+};
 
 use super::ConnectArgs;
 use crate::security::scram::{self, ScramMechanism};
@@ -78,15 +80,8 @@ pub async fn run(args: UserArgs) -> anyhow::Result<()> {
             if password.is_empty() {
                 bail!("the password is empty");
             }
-            let mut salt = [0u8; 32];
-            getrandom::getrandom(&mut salt).context("random salt")?;
-            let salted = m.salted_password(password.as_bytes(), &salt, iterations);
-            let upsertion = ScramCredentialUpsertion::default()
-                .with_name(StrBytes::from_string(name.clone()))
-                .with_mechanism(m.kafka_type())
-                .with_iterations(iterations as i32)
-                .with_salt(Bytes::copy_from_slice(&salt))
-                .with_salted_password(Bytes::from(salted));
+            let upsertion =
+                scram_upsertion(&name, m, &password, iterations).context("random salt")?;
             alter(
                 &mut client,
                 AlterUserScramCredentialsRequest::default().with_upsertions(vec![upsertion]),

@@ -22,7 +22,33 @@ use kafka_protocol::{
 use uuid::Uuid;
 
 use super::Client;
-use crate::error::ClientError;
+use crate::{error::ClientError, scram::ScramMechanism};
+
+/// The AlterUserScramCredentials upsertion that sets `user`'s credential
+/// of `mechanism` to `password`: a fresh random 32-byte salt, and the
+/// password salted here (as Kafka's tools do), so only the salted password
+/// crosses the wire. The iteration count is not checked here.
+pub fn scram_upsertion(
+    user: &str,
+    mechanism: ScramMechanism,
+    password: &str,
+    iterations: u32,
+) -> Result<
+    kafka_protocol::messages::alter_user_scram_credentials_request::ScramCredentialUpsertion,
+    getrandom::Error,
+> {
+    let mut salt = [0u8; 32];
+    getrandom::getrandom(&mut salt)?;
+    let salted = mechanism.salted_password(password.as_bytes(), &salt, iterations);
+    Ok(
+        kafka_protocol::messages::alter_user_scram_credentials_request::ScramCredentialUpsertion::default()
+            .with_name(StrBytes::from_string(user.to_string()))
+            .with_mechanism(mechanism.kafka_type())
+            .with_iterations(i32::try_from(iterations).unwrap_or(i32::MAX))
+            .with_salt(bytes::Bytes::copy_from_slice(&salt))
+            .with_salted_password(bytes::Bytes::from(salted)),
+    )
+}
 
 /// Kafka's ConfigResource type for topics.
 const RESOURCE_TOPIC: i8 = 2;

@@ -29,7 +29,7 @@ use kafka_protocol::{
 use uuid::Uuid;
 
 pub use self::{
-    admin::{ConfigValue, CONFIG_SOURCE_DEFAULT},
+    admin::{scram_upsertion, ConfigValue, CONFIG_SOURCE_DEFAULT},
     connection::{
         decode_response, encode_request, Connection, DEFAULT_CLIENT_ID, DEFAULT_REQUEST_TIMEOUT,
         MAX_RESPONSE_SIZE,

@@ -17,14 +17,11 @@ use rivulet_wire::{
     error::ClientError,
     kafka_protocol::{
         messages::{
-            alter_user_scram_credentials_request::{
-                ScramCredentialDeletion, ScramCredentialUpsertion,
-            },
-            create_acls_request::AclCreation,
-            delete_acls_request::DeleteAclsFilter,
-            describe_user_scram_credentials_request::UserName,
-            AlterUserScramCredentialsRequest, CreateAclsRequest, DeleteAclsRequest,
-            DescribeAclsRequest, DescribeUserScramCredentialsRequest,
+            alter_user_scram_credentials_request::ScramCredentialDeletion,
+            create_acls_request::AclCreation, delete_acls_request::DeleteAclsFilter,
+            describe_user_scram_credentials_request::UserName, AlterUserScramCredentialsRequest,
+            CreateAclsRequest, DeleteAclsRequest, DescribeAclsRequest,
+            DescribeUserScramCredentialsRequest,
         },
         protocol::StrBytes,
     },
@@ -165,15 +162,9 @@ impl UserAdmin for WireAdmin {
         password: &'a str,
     ) -> BoxFuture<'a, Result<(), ClientError>> {
         Box::pin(deadline(async move {
-            let mut salt = [0u8; 32];
-            getrandom::getrandom(&mut salt).expect("the operating system has a random source");
-            let salted = mechanism.salted_password(password.as_bytes(), &salt, MIN_ITERATIONS);
-            let upsertion = ScramCredentialUpsertion::default()
-                .with_name(s(user))
-                .with_mechanism(mechanism.kafka_type())
-                .with_iterations(i32::try_from(MIN_ITERATIONS).unwrap_or(i32::MAX))
-                .with_salt(salt.to_vec().into())
-                .with_salted_password(salted.into());
+            let upsertion =
+                rivulet_wire::client::scram_upsertion(user, mechanism, password, MIN_ITERATIONS)
+                    .expect("the operating system has a random source");
             let request =
                 AlterUserScramCredentialsRequest::default().with_upsertions(vec![upsertion]);
             let response = connect(target).await?.send_any(request).await?;
