@@ -144,7 +144,11 @@ pub fn check(access: &Access, body: RequestKind, version: i16) -> Checked {
                     && !access.may_write_any_topic())
                 .then(|| {
                     // Counted once, as the check Kafka reports.
-                    access.allows_cluster(Operation::IdempotentWrite);
+                    access.count_denial(
+                        Operation::IdempotentWrite,
+                        ResourceType::Cluster,
+                        CLUSTER_RESOURCE_NAME,
+                    );
                     CLUSTER_DENIED
                 }),
             };

@@ -60,15 +60,25 @@ pub struct Access {
 impl Access {
     /// The access of a request on `ctx`'s connection.
     pub fn new(node: &Node, ctx: &RequestContext<'_>) -> Self {
+        let config = node.config.security.authorizer.clone();
+        // Principal and host are only read by decisions: without an
+        // authorizer (every request allowed) they are not built.
+        let (principal, host) = if config.is_some() {
+            (
+                ctx.principal.to_string(),
+                // ACL hosts are IP addresses as text ("10.0.0.1").
+                ctx.peer
+                    .map(|ip| ip.to_string())
+                    .unwrap_or_else(|| "unknown".into()),
+            )
+        } else {
+            Default::default()
+        };
         Access {
-            config: node.config.security.authorizer.clone(),
+            config,
             image: node.cluster.image(),
-            principal: ctx.principal.to_string(),
-            // ACL hosts are IP addresses as text ("10.0.0.1").
-            host: ctx
-                .peer
-                .map(|ip| ip.to_string())
-                .unwrap_or_else(|| "unknown".into()),
+            principal,
+            host,
             denials: node.metrics.authorization_denials.clone(),
         }
     }
@@ -107,19 +117,24 @@ impl Access {
     pub fn allows(&self, operation: Operation, resource_type: ResourceType, name: &str) -> bool {
         let allowed = self.may(operation, resource_type, name);
         if !allowed {
-            self.denials
-                .with_label_values(&[operation.name(), resource_type.name()])
-                .inc();
-            tracing::debug!(
-                principal = %self.principal,
-                host = %self.host,
-                operation = operation.name(),
-                resource_type = resource_type.name(),
-                resource = name,
-                "denied"
-            );
+            self.count_denial(operation, resource_type, name);
         }
         allowed
+    }
+
+    /// Counts (and logs at debug) a refusal already decided.
+    pub fn count_denial(&self, operation: Operation, resource_type: ResourceType, name: &str) {
+        self.denials
+            .with_label_values(&[operation.name(), resource_type.name()])
+            .inc();
+        tracing::debug!(
+            principal = %self.principal,
+            host = %self.host,
+            operation = operation.name(),
+            resource_type = resource_type.name(),
+            resource = name,
+            "denied"
+        );
     }
 
     /// [`Access::allows`] on the cluster resource.
