@@ -45,6 +45,29 @@ impl ApiError {
     }
 }
 
+/// Whether this broker may act as a partition leader now: its leader
+/// lease (see [`rivulet_quorum::BrokerLease`]) once the cluster membership
+/// installed one, always before and without one (a single-broker
+/// cluster, unit tests). Clones share it.
+#[derive(Clone, Default)]
+pub struct LeaderLease(Arc<std::sync::OnceLock<LeaseCheck>>);
+
+/// What a lease is read through.
+type LeaseCheck = Box<dyn Fn() -> bool + Send + Sync>;
+
+impl LeaderLease {
+    /// Whether leadership may be exercised now.
+    pub fn held(&self) -> bool {
+        self.0.get().is_none_or(|held| held())
+    }
+
+    /// Puts a lease in force, read through `held`; only the first one
+    /// installed counts.
+    pub fn install(&self, held: impl Fn() -> bool + Send + Sync + 'static) {
+        let _ = self.0.set(Box::new(held));
+    }
+}
+
 /// A topic hosted by this broker.
 pub struct Topic {
     /// The topic name.
@@ -62,6 +85,8 @@ pub struct Topic {
     config: RwLock<(BTreeMap<String, String>, TopicConfig)>,
     /// Metric handles, resolved once.
     pub metrics: TopicMetrics,
+    /// The broker's leader lease: without it, nothing is led here.
+    lease: LeaderLease,
 }
 
 impl Topic {
@@ -72,6 +97,7 @@ impl Topic {
         partitions: Vec<Arc<Partition>>,
         config: (BTreeMap<String, String>, TopicConfig),
         metrics: TopicMetrics,
+        lease: LeaderLease,
     ) -> Topic {
         Topic {
             name: name.to_string(),
@@ -81,6 +107,7 @@ impl Topic {
             partitions: RwLock::new(partitions.into_iter().map(|p| (p.index, p)).collect()),
             config: RwLock::new(config),
             metrics,
+            lease,
         }
     }
 
@@ -99,7 +126,9 @@ impl Topic {
     /// Kafka answers. "Exists in the cluster" is the topic's partition
     /// count from the metadata image, never "hosted here": a partition that
     /// exists but is led (or hosted) elsewhere is NOT_LEADER_OR_FOLLOWER,
-    /// which clients retry after refreshing metadata.
+    /// which clients retry after refreshing metadata. So is one led here
+    /// while the broker's leader lease has run out: the quorum may have
+    /// moved it already.
     pub fn leader_partition(
         &self,
         index: i32,
@@ -114,7 +143,7 @@ impl Topic {
         };
         {
             let replica = partition.replica();
-            if !replica.is_leader() {
+            if !replica.is_leader() || !self.lease.held() {
                 return Err(ResponseError::NotLeaderOrFollower);
             }
             if current_leader_epoch >= 0 && current_leader_epoch < replica.leader_epoch {
@@ -237,6 +266,9 @@ pub struct Broker {
     restored_hws: Mutex<crate::hw_checkpoint::HighWatermarks>,
     /// Serializes checkpoint writes (the periodic task and shutdown).
     checkpoint_lock: Mutex<()>,
+    /// Whether this broker may lead now; installed by the cluster
+    /// membership, shared with every topic.
+    pub lease: LeaderLease,
 }
 
 /// Producer ids are reserved on disk this many at a time.
@@ -331,6 +363,7 @@ impl Broker {
             bound: Mutex::new(BTreeMap::new()),
             restored_hws: Mutex::new(restored_hws),
             checkpoint_lock: Mutex::new(()),
+            lease: LeaderLease::default(),
         };
         broker.refresh_partition_gauges();
         Ok(Arc::new(broker))
@@ -390,6 +423,7 @@ impl Broker {
             Vec::new(),
             (overrides.clone(), effective),
             self.metrics.topic(name),
+            self.lease.clone(),
         ));
         topic.set_partition_count(partition_count);
         topics.insert(name.to_string(), topic.clone());
