@@ -427,6 +427,8 @@ impl Cluster {
 
     /// Refreshes the quorum and controller gauges.
     pub fn update_metrics(&self, broker: &Broker) {
+        let lease = broker.lease.held();
+        broker.metrics.leader_lease.set(i64::from(lease));
         let Some(quorum) = &self.quorum else {
             broker.refresh_partition_gauges();
             return;
