@@ -247,7 +247,60 @@ async fn ask(
 
 #[cfg(test)]
 mod tests {
+    use std::{
+        convert::Infallible,
+        task::{Context, Poll},
+    };
+
+    use tonic::{
+        body::Body,
+        codegen::{http, Service},
+    };
+
     use super::*;
+    use crate::network::Isolation;
+
+    /// A quorum service of a release without PreVote: every call is
+    /// Unimplemented, as tonic answers an unknown method.
+    #[derive(Clone)]
+    struct OldRelease;
+
+    impl Service<http::Request<Body>> for OldRelease {
+        type Response = http::Response<Body>;
+        type Error = Infallible;
+        type Future = std::future::Ready<Result<Self::Response, Infallible>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: http::Request<Body>) -> Self::Future {
+            std::future::ready(Ok(
+                tonic::Status::unimplemented("no such method").into_http()
+            ))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_peer_without_pre_vote_says_yes_and_an_unreachable_one_no() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let incoming = tonic::transport::server::TcpIncoming::from(listener);
+        tokio::spawn(tonic::transport::Server::builder().serve_with_incoming(OldRelease, incoming));
+        let request = PreVoteRequest {
+            candidate: 1,
+            last_log_id: None,
+        };
+        let timeout = Duration::from_secs(2);
+        let connect = Duration::from_millis(500);
+        let open = Isolation::default();
+        let old = RpcClient::new(&addr, "", connect, None, &open);
+        assert_eq!(ask(&old, &request, timeout).await, Ok(()));
+        let cut = Isolation::default();
+        cut.isolate();
+        let cut_off = RpcClient::new(&addr, "", connect, None, &cut);
+        assert!(ask(&cut_off, &request, timeout).await.is_err());
+    }
 
     #[test]
     fn a_campaign_waits_out_the_lease_and_the_backoff() {
