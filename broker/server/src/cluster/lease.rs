@@ -1,7 +1,10 @@
 //! Watches this broker's leader lease (see `rivulet_quorum::BrokerLease`
-//! and `broker::LeaderLease`): says so in the log when it runs out and
-//! when it is regained, and keeps the lease gauge current between
-//! scrapes. The lease itself needs no task: every check reads the clock.
+//! and `broker::LeaderLease`): publishes it, so that acks=all requests
+//! waiting on a leader whose lease ran out are answered
+//! NOT_LEADER_OR_FOLLOWER at once (the producer retries at the new leader
+//! instead of waiting out its request timeout), says so in the log when it
+//! runs out and when it is regained, and keeps the lease gauge current.
+//! The checks on the request path need no task: each reads the clock.
 
 use std::{sync::Arc, time::Duration};
 
@@ -15,7 +18,7 @@ pub(crate) async fn watch(broker: Arc<Broker>) {
     let mut held = true;
     loop {
         tokio::time::sleep(CHECK_EVERY).await;
-        let now = broker.lease.held();
+        let now = broker.lease.publish();
         broker.metrics.leader_lease.set(i64::from(now));
         if now != held {
             if now {

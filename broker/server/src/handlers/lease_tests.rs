@@ -2,11 +2,16 @@
 //! partitions it leads answer NOT_LEADER_OR_FOLLOWER to Produce, Fetch,
 //! ListOffsets and OffsetForLeaderEpoch, and Metadata reports them without
 //! a leader (keeping the leader epoch), while partitions led by others are
-//! reported as the image has them. Regained, it serves again.
+//! reported as the image has them. Regained, it serves again. An acks=all
+//! produce waiting for followers is answered NOT_LEADER_OR_FOLLOWER as
+//! soon as the lease is published as lost.
 
-use std::sync::{
-    atomic::{AtomicBool, Ordering},
-    Arc,
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
 };
 
 use kafka_protocol::{
@@ -111,4 +116,41 @@ async fn without_its_lease_a_broker_leads_nothing_until_it_is_back() {
     held.store(true, Ordering::Release);
     assert_eq!(codes(node, 0).await, [0; 4]);
     assert_eq!(leaders(node).await.0, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_acks_all_produce_ends_when_the_lease_runs_out() {
+    let h = harness(&[1], &[]);
+    let node = Arc::new(Node {
+        broker: h.node.broker.clone(),
+        cluster: h.node.cluster.clone(),
+        groups: h.node.groups.clone(),
+        txns: h.node.txns.clone(),
+    });
+    // Broker 1 is in the ISR but never fetches: acks=all waits.
+    create(&node, "t", &[&[0, 1]], &[]).await;
+    let held = Arc::new(AtomicBool::new(true));
+    let flag = held.clone();
+    node.broker
+        .lease
+        .install(move || flag.load(Ordering::Acquire));
+    let waiting = {
+        let node = node.clone();
+        tokio::spawn(async move { produce::handle(&node, produce_request("t", &[0], -1), 9).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "acks=all waits for the follower");
+    held.store(false, Ordering::Release);
+    let lost = Instant::now();
+    assert!(!node.broker.lease.publish());
+    let resp = waiting.await.unwrap().expect("acks=all answers");
+    assert!(
+        lost.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        lost.elapsed()
+    );
+    assert_eq!(
+        resp.responses[0].partition_responses[0].error_code,
+        ResponseError::NotLeaderOrFollower.code()
+    );
 }
