@@ -47,19 +47,27 @@ fn produce_code(cluster: &DevCluster, id: i32, topic: &str, partition: i32, acks
 /// Waits (briefly: it is refreshed several times a second) until broker
 /// `id`'s lease gauge reads `value`.
 fn wait_gauge(cluster: &DevCluster, id: i32, value: f64) {
-    poll_until(Duration::from_secs(3), "the lease gauge", || {
-        match metric_over(cluster, &[id], LEASE_GAUGE) {
+    poll_until(
+        Duration::from_secs(3),
+        "the lease gauge",
+        || match metric_over(cluster, &[id], LEASE_GAUGE) {
             Ok(v) if v == value => Ok(()),
             other => Err(format!("{other:?}")),
-        }
-    });
+        },
+    );
 }
 
 #[test]
 fn a_leader_without_its_quorum_stops_leading_and_resumes_when_it_returns() {
     let mut cluster = DevCluster::builder(3)
-        .config("broker.session.timeout.ms", &SESSION.as_millis().to_string())
-        .config("broker.heartbeat.interval.ms", &HEARTBEAT.as_millis().to_string())
+        .config(
+            "broker.session.timeout.ms",
+            &SESSION.as_millis().to_string(),
+        )
+        .config(
+            "broker.heartbeat.interval.ms",
+            &HEARTBEAT.as_millis().to_string(),
+        )
         .config("replica.lag.time.max.ms", "4000")
         .config("auto.leader.rebalance.enable", "false")
         .start();
@@ -88,12 +96,14 @@ fn a_leader_without_its_quorum_stops_leading_and_resumes_when_it_returns() {
     eprintln!("froze brokers {others:?}; broker {alone} leads {topic}-{partition}");
 
     // acks=1 so that a record is acknowledged for as long as it still leads.
-    let (_, took) = poll_until(BOUND, "Produce refused by the lone leader", || {
-        match produce_code(&cluster, alone, &topic, partition, 1) {
+    let (_, took) = poll_until(
+        BOUND,
+        "Produce refused by the lone leader",
+        || match produce_code(&cluster, alone, &topic, partition, 1) {
             NOT_LEADER_OR_FOLLOWER => Ok(()),
             code => Err(format!("error code {code}")),
-        }
-    });
+        },
+    );
     let lost = frozen.elapsed();
     eprintln!("broker {alone} refused to lead {lost:?} after the freeze ({took:?} polling)");
     assert!(
@@ -131,12 +141,14 @@ fn a_leader_without_its_quorum_stops_leading_and_resumes_when_it_returns() {
         }
     });
     wait_agreed_controller(&cluster, &all, BOUND);
-    poll_until(BOUND, "an acks=all record accepted again", || {
-        match produce_code(&cluster, leader, &topic, partition, -1) {
+    poll_until(
+        BOUND,
+        "an acks=all record accepted again",
+        || match produce_code(&cluster, leader, &topic, partition, -1) {
             0 => Ok(()),
             code => Err(format!("broker {leader}: error code {code}")),
-        }
-    });
+        },
+    );
     wait_gauge(&cluster, alone, 1.0);
     eprintln!(
         "serving again {:?} after the resume, partition led by {leader}",
