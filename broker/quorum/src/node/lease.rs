@@ -18,7 +18,10 @@
 //! wall-clock jump neither extends nor cuts a lease.
 
 use std::{
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
     time::Duration,
 };
 
@@ -35,20 +38,35 @@ pub(crate) fn lease_held(
 }
 
 /// When the last accepted heartbeat was sent; shared by the heartbeat task
-/// (the writer) and every [`BrokerLease`].
-#[derive(Debug, Clone, Default)]
-pub(crate) struct AcceptedHeartbeats(Arc<Mutex<Option<Instant>>>);
+/// (the writer) and every [`BrokerLease`]. Kept as nanoseconds after a
+/// base instant in an atomic (0: none yet), since every request a leader
+/// serves reads it.
+#[derive(Debug, Clone)]
+pub(crate) struct AcceptedHeartbeats(Arc<(Instant, AtomicU64)>);
+
+impl Default for AcceptedHeartbeats {
+    fn default() -> Self {
+        Self(Arc::new((Instant::now(), AtomicU64::new(0))))
+    }
+}
 
 impl AcceptedHeartbeats {
     /// Notes a heartbeat sent at `sent` as accepted (a slower, older one
     /// finishing late does not move the mark back).
     pub(crate) fn accepted(&self, sent: Instant) {
-        let mut last = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        *last = Some(last.map_or(sent, |l| l.max(sent)));
+        let (base, last) = &*self.0;
+        let nanos = sent.saturating_duration_since(*base).as_nanos();
+        // +1 keeps 0 for "none", even for a send at the base instant.
+        let mark = u64::try_from(nanos).unwrap_or(u64::MAX - 1) + 1;
+        last.fetch_max(mark, Ordering::AcqRel);
     }
 
     fn last(&self) -> Option<Instant> {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+        let (base, last) = &*self.0;
+        match last.load(Ordering::Acquire) {
+            0 => None,
+            mark => Some(*base + Duration::from_nanos(mark - 1)),
+        }
     }
 }
 

@@ -322,7 +322,8 @@ impl QuorumNode {
     /// lease, where [`leader_id`](Self::leader_id) goes on naming the last
     /// one it knew (openraft keeps an isolated leader leading).
     pub fn vouched_leader(&self) -> Option<NodeId> {
-        let m = self.raft.metrics().borrow().clone();
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
         let lease = self.config.leader_lease();
         if m.state == ServerState::Leader {
             let alone = m.membership_config.membership().voter_ids().eq([self.id]);
