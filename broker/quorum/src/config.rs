@@ -57,6 +57,9 @@ pub struct QuorumConfig {
     /// TLS for the gRPC listener and for calls to peers (the controller
     /// listener's SSL); `None` is clear text.
     pub tls: Option<crate::network::SharedTls>,
+    /// Cuts this node's quorum traffic while on (fault tests); off by
+    /// default.
+    pub isolation: crate::network::Isolation,
 }
 
 impl QuorumConfig {
@@ -80,6 +83,7 @@ impl QuorumConfig {
             keep_after_snapshot: 1000,
             snapshot_chunk_size: 1024 * 1024,
             tls: None,
+            isolation: crate::network::Isolation::default(),
         }
     }
 
@@ -95,6 +99,13 @@ impl QuorumConfig {
         self
     }
 
+    /// How long a voter that heard from a live leader refuses to help
+    /// elect another: openraft's leader lease (the longest election
+    /// timeout), which PreVote applies too.
+    pub(crate) fn leader_lease(&self) -> Duration {
+        self.election_timeout.1
+    }
+
     /// The openraft config these settings amount to.
     pub(crate) fn raft_config(&self) -> Result<Config, QuorumError> {
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
@@ -107,6 +118,11 @@ impl QuorumConfig {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every.max(1)),
             max_in_snapshot_log_to_keep: self.keep_after_snapshot,
             snapshot_max_chunk_size: self.snapshot_chunk_size,
+            // Elections are started by `node::elect` after a PreVote round
+            // (openraft 0.9 has none): a node cut off from the others must
+            // not raise its term, which would depose the leader when it
+            // rejoins.
+            enable_elect: false,
             ..Config::default()
         }
         .validate()

@@ -11,7 +11,8 @@
 //! - [`new_raft_node`] / [`QuorumNode`]: everything wired together, plus
 //!   what a broker runs on it: joining as a learner, its registration and
 //!   heartbeats ([`BrokerLifecycle`]), and the active controller's loop
-//!   (fencing on expired sessions, preferred leader rebalance).
+//!   (fencing on expired sessions, preferred leader rebalance), elections
+//!   preceded by PreVote, and a broker's leader lease ([`BrokerLease`]).
 
 mod config;
 pub mod elect_leaders;
@@ -30,6 +31,6 @@ pub use config::{ControllerConfig, QuorumConfig};
 pub use error::QuorumError;
 pub use liveness::BrokerLiveness;
 pub use node::{
-    new_raft_node, BrokerInfo, BrokerLifecycle, CommitLatency, QuorumMetrics, QuorumNode,
-    QuorumRole, COMMIT_LATENCY,
+    new_raft_node, BrokerInfo, BrokerLease, BrokerLifecycle, CommitLatency, QuorumMetrics,
+    QuorumNode, QuorumRole, COMMIT_LATENCY,
 };

@@ -150,6 +150,18 @@ impl LogStore {
         self.commit_index.clone()
     }
 
+    /// The id of the last entry in the log (or the last purged one when
+    /// the log is empty): what PreVote compares, as a vote does.
+    pub fn last_log_id(&self) -> Option<LogId> {
+        let inner = self.lock();
+        inner
+            .entries
+            .values()
+            .next_back()
+            .map(|(_, e)| *e.get_log_id())
+            .or(inner.meta.last_purged)
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock leaves consistent data (every
         // mutation is a single step after the I/O), so poisoning is ignored.
@@ -237,17 +249,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
-        let inner = self.lock();
-        let last_purged_log_id = inner.meta.last_purged;
-        let last_log_id = inner
-            .entries
-            .values()
-            .next_back()
-            .map(|(_, e)| *e.get_log_id())
-            .or(last_purged_log_id);
+        let last_purged_log_id = self.lock().meta.last_purged;
         Ok(LogState {
             last_purged_log_id,
-            last_log_id,
+            last_log_id: self.last_log_id(),
         })
     }
 

@@ -45,6 +45,68 @@ impl ApiError {
     }
 }
 
+/// Whether this broker may act as a partition leader now: its leader
+/// lease (see [`rivulet_quorum::BrokerLease`]) once the cluster membership
+/// installed one, always before and without one (a single-broker
+/// cluster, unit tests). Clones share it.
+#[derive(Clone)]
+pub struct LeaderLease(Arc<LeaseState>);
+
+struct LeaseState {
+    /// Reads the lease; none installed means always held.
+    check: std::sync::OnceLock<Box<dyn Fn() -> bool + Send + Sync>>,
+    /// The lease as last published by the membership's watch, for
+    /// requests that wait (acks=all) to end when it runs out.
+    published: watch::Sender<bool>,
+}
+
+impl Default for LeaderLease {
+    fn default() -> Self {
+        LeaderLease(Arc::new(LeaseState {
+            check: std::sync::OnceLock::new(),
+            published: watch::Sender::new(true),
+        }))
+    }
+}
+
+impl LeaderLease {
+    /// Whether leadership may be exercised now.
+    pub fn held(&self) -> bool {
+        self.0.check.get().is_none_or(|held| held())
+    }
+
+    /// Puts a lease in force, read through `held`; only the first one
+    /// installed counts.
+    pub fn install(&self, held: impl Fn() -> bool + Send + Sync + 'static) {
+        let _ = self.0.check.set(Box::new(held));
+    }
+
+    /// Publishes what [`held`](Self::held) says now, waking
+    /// [`lost`](Self::lost) waiters when it ran out.
+    pub fn publish(&self) -> bool {
+        let held = self.held();
+        self.0
+            .published
+            .send_if_modified(|was| std::mem::replace(was, held) != held);
+        held
+    }
+
+    /// Completes once the lease is published as run out (and has not
+    /// been regained since).
+    pub async fn lost(&self) {
+        let mut rx = self.0.published.subscribe();
+        loop {
+            // The sender lives as long as `self`: these cannot fail.
+            let _ = rx.wait_for(|held| !*held).await;
+            if !self.held() {
+                return;
+            }
+            // Regained since it was published: wait for the next news.
+            let _ = rx.changed().await;
+        }
+    }
+}
+
 /// A topic hosted by this broker.
 pub struct Topic {
     /// The topic name.
@@ -62,6 +124,8 @@ pub struct Topic {
     config: RwLock<(BTreeMap<String, String>, TopicConfig)>,
     /// Metric handles, resolved once.
     pub metrics: TopicMetrics,
+    /// The broker's leader lease: without it, nothing is led here.
+    lease: LeaderLease,
 }
 
 impl Topic {
@@ -72,6 +136,7 @@ impl Topic {
         partitions: Vec<Arc<Partition>>,
         config: (BTreeMap<String, String>, TopicConfig),
         metrics: TopicMetrics,
+        lease: LeaderLease,
     ) -> Topic {
         Topic {
             name: name.to_string(),
@@ -81,6 +146,7 @@ impl Topic {
             partitions: RwLock::new(partitions.into_iter().map(|p| (p.index, p)).collect()),
             config: RwLock::new(config),
             metrics,
+            lease,
         }
     }
 
@@ -99,7 +165,9 @@ impl Topic {
     /// Kafka answers. "Exists in the cluster" is the topic's partition
     /// count from the metadata image, never "hosted here": a partition that
     /// exists but is led (or hosted) elsewhere is NOT_LEADER_OR_FOLLOWER,
-    /// which clients retry after refreshing metadata.
+    /// which clients retry after refreshing metadata. So is one led here
+    /// while the broker's leader lease has run out: the quorum may have
+    /// moved it already.
     pub fn leader_partition(
         &self,
         index: i32,
@@ -114,7 +182,7 @@ impl Topic {
         };
         {
             let replica = partition.replica();
-            if !replica.is_leader() {
+            if !replica.is_leader() || !self.lease.held() {
                 return Err(ResponseError::NotLeaderOrFollower);
             }
             if current_leader_epoch >= 0 && current_leader_epoch < replica.leader_epoch {
@@ -237,6 +305,9 @@ pub struct Broker {
     restored_hws: Mutex<crate::hw_checkpoint::HighWatermarks>,
     /// Serializes checkpoint writes (the periodic task and shutdown).
     checkpoint_lock: Mutex<()>,
+    /// Whether this broker may lead now; installed by the cluster
+    /// membership, shared with every topic.
+    pub lease: LeaderLease,
 }
 
 /// Producer ids are reserved on disk this many at a time.
@@ -331,6 +402,7 @@ impl Broker {
             bound: Mutex::new(BTreeMap::new()),
             restored_hws: Mutex::new(restored_hws),
             checkpoint_lock: Mutex::new(()),
+            lease: LeaderLease::default(),
         };
         broker.refresh_partition_gauges();
         Ok(Arc::new(broker))
@@ -390,6 +462,7 @@ impl Broker {
             Vec::new(),
             (overrides.clone(), effective),
             self.metrics.topic(name),
+            self.lease.clone(),
         ));
         topic.set_partition_count(partition_count);
         topics.insert(name.to_string(), topic.clone());

@@ -55,6 +55,8 @@ pub struct Metrics {
     pub under_replicated: IntGauge,
     /// 1 on the active controller.
     pub active_controller: IntGauge,
+    /// 1 while this broker's leader lease is held (always on one broker).
+    pub leader_lease: IntGauge,
     /// Led partitions whose ISR is below min.insync.replicas.
     pub under_min_isr: IntGauge,
     /// Partitions without a leader (reported by the active controller).
@@ -366,6 +368,10 @@ fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> In
     g
 }
 
+const LEASE_HELP: &str =
+    "1 while this broker may lead partitions: the quorum accepted a heartbeat \
+     within broker.session.timeout.ms";
+
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     let g = IntGauge::new(name, help).expect("valid metric");
     registry
@@ -590,6 +596,11 @@ impl Metrics {
                 "kafka_server_replicamanager_underminisrpartitioncount",
                 "Led partitions with fewer in-sync replicas than min.insync.replicas",
             ),
+            leader_lease: {
+                let g = gauge(&r, "kafka_server_replicamanager_leaderlease", LEASE_HELP);
+                g.set(1);
+                g
+            },
             offline_partitions: gauge(
                 &r,
                 "kafka_controller_kafkacontroller_offlinepartitionscount",

@@ -15,7 +15,7 @@ use openraft::{
     },
 };
 
-use super::{Method, RpcClient, SharedTls, TransportError};
+use super::{Isolation, Method, RpcClient, SharedTls, TransportError};
 use crate::raft_types::{Node, NodeId, TypeConfig};
 
 /// Creates a [`PeerClient`] per replication target, addressed by the
@@ -27,17 +27,20 @@ pub struct NetworkFactory {
     connect_timeout: Duration,
     rpc_timeout: Duration,
     tls: Option<SharedTls>,
+    isolation: Isolation,
 }
 
 impl NetworkFactory {
     /// A factory for node `id`. Each RPC is bounded by `rpc_timeout` (or
-    /// openraft's own deadline when shorter).
+    /// openraft's own deadline when shorter). Calls fail as unreachable
+    /// while `isolation` is on.
     pub fn new(
         id: NodeId,
         cluster_id: &str,
         connect_timeout: Duration,
         rpc_timeout: Duration,
         tls: Option<SharedTls>,
+        isolation: Isolation,
     ) -> Self {
         Self {
             id,
@@ -45,6 +48,7 @@ impl NetworkFactory {
             connect_timeout,
             rpc_timeout,
             tls,
+            isolation,
         }
     }
 }
@@ -62,6 +66,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
                 &self.cluster_id,
                 self.connect_timeout,
                 self.tls.as_ref(),
+                &self.isolation,
             ),
             rpc_timeout: self.rpc_timeout,
         }

@@ -1,8 +1,9 @@
 //! The quorum's gRPC transport.
 //!
-//! One service, `rivulet.quorum.v1.Quorum`, with nine unary methods
-//! (AppendEntries, Vote, InstallSnapshot, Propose, AddLearner, and the
-//! voter set's Describe, AddVoter, RemoveVoter, Elect). Every call carries the
+//! One service, `rivulet.quorum.v1.Quorum`, with ten unary methods
+//! (AppendEntries, Vote, InstallSnapshot, Propose, AddLearner, the voter
+//! set's Describe, AddVoter, RemoveVoter, Elect, and PreVote, see
+//! [`pre_vote`]). Every call carries the
 //! caller's cluster id as metadata and every method the
 //! same protobuf message, [`RpcPayload`]: openraft's request or result as
 //! JSON in field 1, and raw snapshot bytes in field 2 (kept out of the JSON,
@@ -11,7 +12,9 @@
 //! terms it is `message RpcPayload { bytes json = 1; bytes data = 2; }`.
 
 mod client;
+mod fault;
 mod join;
+pub(crate) mod pre_vote;
 mod server;
 mod tls;
 mod voters;
@@ -19,9 +22,10 @@ mod voters;
 use std::time::Duration;
 
 pub use client::{NetworkFactory, PeerClient};
+pub use fault::Isolation;
 pub(crate) use join::{JoinRefused, JoinReply, JoinRequest};
 use serde::{de::DeserializeOwned, Serialize};
-pub(crate) use server::{ProposeReply, QuorumService};
+pub(crate) use server::{ProposeReply, QuorumService, ServiceParts};
 pub(crate) use tls::incoming as tls_incoming;
 pub use tls::{QuorumTls, SharedTls, ALPN_H2};
 use tonic::{
@@ -65,10 +69,11 @@ pub(crate) enum Method {
     AddVoter,
     RemoveVoter,
     Elect,
+    PreVote,
 }
 
 impl Method {
-    pub(crate) const ALL: [Method; 9] = [
+    pub(crate) const ALL: [Method; 10] = [
         Method::AppendEntries,
         Method::Vote,
         Method::InstallSnapshot,
@@ -78,6 +83,7 @@ impl Method {
         Method::AddVoter,
         Method::RemoveVoter,
         Method::Elect,
+        Method::PreVote,
     ];
 
     pub(crate) fn path(self) -> &'static str {
@@ -91,6 +97,7 @@ impl Method {
             Method::AddVoter => "/rivulet.quorum.v1.Quorum/AddVoter",
             Method::RemoveVoter => "/rivulet.quorum.v1.Quorum/RemoveVoter",
             Method::Elect => "/rivulet.quorum.v1.Quorum/Elect",
+            Method::PreVote => "/rivulet.quorum.v1.Quorum/PreVote",
         }
     }
 }
@@ -136,6 +143,8 @@ pub(crate) struct RpcClient {
     /// Sent as [`CLUSTER_ID_HEADER`] with every call.
     cluster_id: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
     channel: Result<Channel, String>,
+    /// While on, calls fail as unreachable without being sent.
+    isolation: Isolation,
 }
 
 impl RpcClient {
@@ -146,6 +155,7 @@ impl RpcClient {
         cluster_id: &str,
         connect_timeout: Duration,
         tls: Option<&SharedTls>,
+        isolation: &Isolation,
     ) -> Self {
         // `http` even over TLS: the connector does the TLS, and tonic must
         // not try to (it is built without its own TLS).
@@ -165,6 +175,7 @@ impl RpcClient {
                 tonic::metadata::MetadataValue::from_static("invalid-cluster-id")
             }),
             channel,
+            isolation: isolation.clone(),
         }
     }
 
@@ -185,6 +196,11 @@ impl RpcClient {
             addr: self.addr.clone(),
             status: Box::new(status),
         };
+        if self.isolation.is_isolated() {
+            return Err(unreachable(tonic::Status::unavailable(
+                "this node is isolated from its peers",
+            )));
+        }
         let channel = self
             .channel
             .clone()

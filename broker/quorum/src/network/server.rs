@@ -31,10 +31,12 @@ use tonic::{
 
 use super::{
     join::{self, JoinRefused, JoinReply},
+    pre_vote::{self, PreVoteReply, PreVoteRequest},
     voters::{self, QuorumState, VoterChange, VotersRefused, VotersReply},
-    Method, RpcPayload, CLUSTER_ID_HEADER, INCONSISTENT_CLUSTER_ID, MAX_MESSAGE_SIZE,
+    Isolation, Method, RpcPayload, CLUSTER_ID_HEADER, INCONSISTENT_CLUSTER_ID, MAX_MESSAGE_SIZE,
 };
 use crate::{
+    log_store::LogStore,
     metadata::MetadataCommand,
     raft_types::{CommandResponse, Node, NodeId, TypeConfig},
 };
@@ -61,22 +63,36 @@ pub(crate) struct QuorumService {
     admitted: Arc<AtomicBool>,
     /// The commit index, for DescribeQuorum's high watermark.
     commit_index: Arc<AtomicU64>,
+    /// The log, whose last id PreVote compares.
+    log: LogStore,
+    /// The leader lease PreVote honours.
+    lease: Duration,
+    /// While on, every call is refused (fault tests).
+    isolation: Isolation,
+}
+
+/// What the quorum service is built from, besides Raft.
+pub(crate) struct ServiceParts {
+    pub propose_timeout: Duration,
+    pub cluster_id: String,
+    pub admitted: Arc<AtomicBool>,
+    pub commit_index: Arc<AtomicU64>,
+    pub log: LogStore,
+    pub lease: Duration,
+    pub isolation: Isolation,
 }
 
 impl QuorumService {
-    pub(crate) fn new(
-        raft: Raft<TypeConfig>,
-        propose_timeout: Duration,
-        cluster_id: &str,
-        admitted: Arc<AtomicBool>,
-        commit_index: Arc<AtomicU64>,
-    ) -> Self {
+    pub(crate) fn new(raft: Raft<TypeConfig>, parts: ServiceParts) -> Self {
         Self {
             raft,
-            propose_timeout,
-            cluster_id: cluster_id.into(),
-            admitted,
-            commit_index,
+            propose_timeout: parts.propose_timeout,
+            cluster_id: parts.cluster_id.into(),
+            admitted: parts.admitted,
+            commit_index: parts.commit_index,
+            log: parts.log,
+            lease: parts.lease,
+            isolation: parts.isolation,
         }
     }
 }
@@ -130,9 +146,15 @@ impl UnaryService<RpcPayload> for Handler {
             cluster_id,
             admitted,
             commit_index,
+            log,
+            lease,
+            isolation,
         } = self.service.clone();
         let method = self.method;
         Box::pin(async move {
+            if isolation.is_isolated() {
+                return Err(Status::unavailable("this node is isolated from its peers"));
+            }
             check_cluster_id(&request, &cluster_id)?;
             let payload = request.into_inner();
             let json = match method {
@@ -182,6 +204,13 @@ impl UnaryService<RpcPayload> for Handler {
                         Ok(()) => Ok(()),
                         Err(e) => Err(VotersRefused::Unavailable(e.to_string())),
                     };
+                    encode(&reply)?
+                }
+                Method::PreVote => {
+                    let request: PreVoteRequest = decode(&payload.json)?;
+                    let voting = admitted.load(Ordering::Acquire);
+                    let reply: PreVoteReply =
+                        pre_vote::answer(&raft, &log, voting, lease, &request).await;
                     encode(&reply)?
                 }
                 Method::AddVoter | Method::RemoveVoter => {

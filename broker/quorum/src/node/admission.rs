@@ -40,20 +40,19 @@ pub(crate) fn admitted(
     }
 }
 
-/// Follows `raft`'s metrics and keeps `flag` (read by the Vote handler)
-/// and openraft's election switch in line with [`admitted`].
+/// Follows `raft`'s metrics and keeps `flag` (read by the Vote and
+/// PreVote handlers and by the election task, `elect.rs`) in line with
+/// [`admitted`].
 pub(crate) fn follow(
     raft: &Raft<TypeConfig>,
     flag: Arc<AtomicBool>,
     directory_id: Uuid,
     founder: bool,
 ) {
-    let raft = raft.clone();
     let mut metrics = raft.metrics();
-    let apply = move |raft: &Raft<TypeConfig>, m: &RaftMetrics<NodeId, Node>| {
+    let apply = move |m: &RaftMetrics<NodeId, Node>| {
         let now = admitted(m, directory_id, founder);
         if flag.swap(now, Ordering::AcqRel) != now {
-            raft.runtime_config().elect(now);
             if now {
                 tracing::info!(node_id = m.id, "this node votes in the quorum");
             } else {
@@ -64,14 +63,13 @@ pub(crate) fn follow(
             }
         }
     };
-    // The flag starts true, as openraft's election switch does; `apply`
-    // acts (and logs) only on a change.
+    // The flag starts true; `apply` acts (and logs) only on a change.
     let first = metrics.borrow_and_update().clone();
-    apply(&raft, &first);
+    apply(&first);
     tokio::spawn(async move {
         while metrics.changed().await.is_ok() {
             let m = metrics.borrow_and_update().clone();
-            apply(&raft, &m);
+            apply(&m);
         }
     });
 }

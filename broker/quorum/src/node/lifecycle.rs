@@ -6,6 +6,9 @@
 //! incarnation took the id) makes it register again. Everything else
 //! (timeouts, elections, an unreachable leader) is retried.
 //!
+//! Heartbeats the quorum accepted (and this node's image applied) renew
+//! the broker's leader lease ([`BrokerLifecycle::lease`], see `lease.rs`).
+//!
 //! The task holds the node weakly: it ends with [`BrokerLifecycle`] (drop
 //! or `stop`), with the node's shutdown, or when the node is dropped.
 
@@ -18,7 +21,10 @@ use std::{
 use tokio::{sync::watch, task::JoinHandle};
 use uuid::Uuid;
 
-use super::QuorumNode;
+use super::{
+    lease::{AcceptedHeartbeats, BrokerLease},
+    QuorumNode,
+};
 use crate::{
     error::QuorumError,
     metadata::{ApplyError, ApplyOutcome, BrokerId, ClusterMetadata, Endpoint, MetadataCommand},
@@ -47,6 +53,8 @@ pub struct BrokerLifecycle {
     epoch: watch::Receiver<Option<u64>>,
     metadata: watch::Receiver<Arc<ClusterMetadata>>,
     node: Weak<QuorumNode>,
+    /// Send times of accepted heartbeats, for the lease.
+    accepted: AcceptedHeartbeats,
     task: JoinHandle<()>,
 }
 
@@ -64,12 +72,14 @@ impl QuorumNode {
         let broker_id = registration.broker_id;
         let incarnation_id = Uuid::new_v4();
         let (epoch_tx, epoch) = watch::channel(None);
+        let accepted = AcceptedHeartbeats::default();
         let heartbeats = Heartbeats {
             broker_id,
             info: registration,
             incarnation_id,
             interval: heartbeat_interval,
             epoch: epoch_tx,
+            accepted: accepted.clone(),
         };
         let task = tokio::spawn(heartbeats.run(Arc::downgrade(self), self.stopped.subscribe()));
         BrokerLifecycle {
@@ -78,6 +88,7 @@ impl QuorumNode {
             epoch,
             metadata: self.metadata(),
             node: Arc::downgrade(self),
+            accepted,
             task,
         }
     }
@@ -98,6 +109,13 @@ impl BrokerLifecycle {
     /// registering anew.
     pub fn broker_epoch(&self) -> Option<u64> {
         *self.epoch.borrow()
+    }
+
+    /// The broker's leader lease against `session_timeout` (the
+    /// controller's `broker.session.timeout.ms`): held while a heartbeat
+    /// the quorum accepted was sent less than that long ago.
+    pub fn lease(&self, session_timeout: Duration) -> BrokerLease {
+        BrokerLease::new(self.accepted.clone(), session_timeout)
     }
 
     /// Waits until this node's image shows the broker registered with the
@@ -172,6 +190,8 @@ struct Heartbeats {
     interval: Duration,
     /// The current broker epoch, published to [`BrokerLifecycle`].
     epoch: watch::Sender<Option<u64>>,
+    /// Where accepted heartbeats are noted.
+    accepted: AcceptedHeartbeats,
 }
 
 /// What to do after one registration or heartbeat.
@@ -208,8 +228,22 @@ impl Heartbeats {
             broker_id: self.broker_id,
             broker_epoch,
         };
+        let sent = tokio::time::Instant::now();
         match node.propose(heartbeat).await {
-            Ok(_) => Next::After(self.interval),
+            Ok(offset) => {
+                // Counted once this node's image shows it (and so what
+                // preceded it, such as this broker's fencing).
+                match node
+                    .wait_for_offset(offset, node.config.propose_timeout)
+                    .await
+                {
+                    Ok(_) => self.accepted.accepted(sent),
+                    Err(e) => {
+                        tracing::warn!(broker_id = self.broker_id, error = %e, "image lags an accepted heartbeat");
+                    }
+                }
+                Next::After(self.interval)
+            }
             Err(QuorumError::Rejected {
                 source:
                     source @ (ApplyError::UnknownBroker(_) | ApplyError::StaleBrokerEpoch { .. }),

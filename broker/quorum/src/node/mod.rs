@@ -7,11 +7,15 @@
 //! - `learner.rs`: brokers that are not voters joining as learners;
 //! - `lifecycle.rs`: a broker's registration and heartbeats;
 //! - `controller.rs`: the active controller's loop (fencing, rebalancing);
+//! - `elect.rs`: elections, each after a PreVote round;
+//! - `lease.rs`: a broker's leader lease;
 //! - `metrics.rs`: Raft and image gauges for Prometheus.
 
 mod admission;
 mod controller;
+mod elect;
 mod learner;
+mod lease;
 mod lifecycle;
 mod metrics;
 mod propose;
@@ -27,6 +31,7 @@ use std::{
     time::Duration,
 };
 
+pub use lease::BrokerLease;
 pub use lifecycle::{BrokerInfo, BrokerLifecycle};
 pub use metrics::{CommitLatency, QuorumMetrics, QuorumRole, COMMIT_LATENCY};
 use openraft::{
@@ -46,7 +51,7 @@ use crate::{
     liveness::BrokerLiveness,
     log_store::LogStore,
     metadata::ClusterMetadata,
-    network::{tls_incoming, NetworkFactory, QuorumService, RpcClient},
+    network::{tls_incoming, NetworkFactory, QuorumService, RpcClient, ServiceParts},
     raft_types::{Node, NodeId, TypeConfig},
     state_machine::StateMachineStore,
 };
@@ -64,6 +69,8 @@ pub struct QuorumNode {
     leader: watch::Receiver<Option<NodeId>>,
     /// Whether this node may vote (see `admission`).
     admitted: Arc<AtomicBool>,
+    /// When a leader was last heard, kept by the election task.
+    contact: elect::LeaderContact,
     local_addr: SocketAddr,
     /// Clients of leaders (and voters) that proposals and joins were sent
     /// to, by address, so that each reuses one HTTP/2 connection.
@@ -81,6 +88,7 @@ pub struct QuorumNode {
 pub async fn new_raft_node(config: QuorumConfig) -> Result<QuorumNode, QuorumError> {
     let raft_config = Arc::new(config.raft_config()?);
     let log_store = LogStore::open(&config.data_dir.join("log")).map_err(QuorumError::OpenLog)?;
+    let log_reader = log_store.clone();
     let commit_index = log_store.commit_index();
     let (state_machine, metadata) = StateMachineStore::open(&config.data_dir.join("state"))
         .map_err(QuorumError::OpenStateMachine)?;
@@ -91,6 +99,7 @@ pub async fn new_raft_node(config: QuorumConfig) -> Result<QuorumNode, QuorumErr
         config.connect_timeout,
         config.rpc_timeout,
         config.tls.clone(),
+        config.isolation.clone(),
     );
     let raft = Raft::new(
         config.node_id,
@@ -128,10 +137,15 @@ pub async fn new_raft_node(config: QuorumConfig) -> Result<QuorumNode, QuorumErr
     admission::follow(&raft, admitted.clone(), config.directory_id, config.founder);
     let service = QuorumService::new(
         raft.clone(),
-        config.propose_timeout,
-        &config.cluster_id,
-        admitted.clone(),
-        commit_index.clone(),
+        ServiceParts {
+            propose_timeout: config.propose_timeout,
+            cluster_id: config.cluster_id.clone(),
+            admitted: admitted.clone(),
+            commit_index: commit_index.clone(),
+            log: log_reader.clone(),
+            lease: config.leader_lease(),
+            isolation: config.isolation.clone(),
+        },
     );
     let tls = config.tls.clone();
     let server = tokio::spawn(async move {
@@ -157,6 +171,18 @@ pub async fn new_raft_node(config: QuorumConfig) -> Result<QuorumNode, QuorumErr
     });
     tracing::info!(node_id = config.node_id, %local_addr, "quorum node started");
     let leader = metrics::follow_leader(&raft);
+    let contact = elect::LeaderContact::default();
+    let stopped = watch::Sender::new(false);
+    let elections = elect::Elections {
+        id: config.node_id,
+        raft: raft.clone(),
+        log: log_reader,
+        config: config.clone(),
+        admitted: admitted.clone(),
+        contact: contact.clone(),
+        clients: HashMap::new(),
+    };
+    tokio::spawn(elections.run(stopped.subscribe()));
     Ok(QuorumNode {
         id: config.node_id,
         config,
@@ -166,9 +192,10 @@ pub async fn new_raft_node(config: QuorumConfig) -> Result<QuorumNode, QuorumErr
         liveness,
         leader,
         admitted,
+        contact,
         local_addr,
         forward_clients: Mutex::new(HashMap::new()),
-        stopped: watch::Sender::new(false),
+        stopped,
         server: Mutex::new(Some((stop_tx, server))),
     })
 }
@@ -286,6 +313,31 @@ impl QuorumNode {
     /// combined mode a broker id), `None` during elections.
     pub fn leader_id(&self) -> Option<NodeId> {
         self.raft.metrics().borrow().current_leader
+    }
+
+    /// The leader this node can vouch for: itself while leading with a
+    /// quorum's acknowledgement within the leader lease (always, as the
+    /// only voter), another node while heard from within the lease. A
+    /// node cut off from the quorum stops naming a leader after about one
+    /// lease, where [`leader_id`](Self::leader_id) goes on naming the last
+    /// one it knew (openraft keeps an isolated leader leading).
+    pub fn vouched_leader(&self) -> Option<NodeId> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let lease = self.config.leader_lease();
+        if m.state == ServerState::Leader {
+            let alone = m.membership_config.membership().voter_ids().eq([self.id]);
+            let acked = m
+                .millis_since_quorum_ack
+                .is_some_and(|ms| Duration::from_millis(ms) <= lease);
+            return (alone || acked).then_some(self.id);
+        }
+        let leader = m.current_leader.filter(|&l| l != self.id)?;
+        // The contact is refreshed once per heartbeat interval.
+        let within = lease + self.config.heartbeat_interval;
+        self.contact
+            .heard_within(tokio::time::Instant::now(), within)
+            .then_some(leader)
     }
 
     /// Follows [`leader_id`](Self::leader_id): the receiver is notified only

@@ -132,6 +132,7 @@ impl QuorumNode {
                     &self.config.cluster_id,
                     self.config.connect_timeout,
                     self.config.tls.as_ref(),
+                    &self.config.isolation,
                 )
             })
             .clone()

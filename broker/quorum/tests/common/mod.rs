@@ -66,9 +66,19 @@ pub async fn start_with(
 
 /// Starts voters `1..=addrs.len()` and bootstraps them together.
 pub async fn start_voters(addrs: &[SocketAddr], dir: &Path) -> Vec<Arc<QuorumNode>> {
+    start_voters_with(addrs, dir, |_, _| {}).await
+}
+
+/// Like [`start_voters`], each node's config adjusted by `tweak(id, ..)`.
+pub async fn start_voters_with(
+    addrs: &[SocketAddr],
+    dir: &Path,
+    tweak: impl Fn(u64, &mut QuorumConfig),
+) -> Vec<Arc<QuorumNode>> {
     let mut nodes = Vec::new();
     for (id, addr) in (1..).zip(addrs) {
-        nodes.push(Arc::new(start_with(id, *addr, dir, |_| {}).await));
+        let node = start_with(id, *addr, dir, |c| tweak(id, c)).await;
+        nodes.push(Arc::new(node));
     }
     let voters = voter_map(addrs);
     let bootstraps: Vec<_> = nodes

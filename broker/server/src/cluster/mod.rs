@@ -8,12 +8,15 @@
 //! tasks copy data from leaders, and the leader side ([`replication`])
 //! tracks followers, moves high watermarks and proposes ISR changes. Admin
 //! requests ([`admin`]) only propose metadata commands; their effects
-//! arrive through the same image.
+//! arrive through the same image. A broker of a multi-broker cluster leads
+//! only while it holds its leader lease (heartbeats accepted by the quorum
+//! within the session timeout); `lease` watches it.
 
 pub mod admin;
 mod applier;
 mod credentials;
 mod fetcher;
+mod lease;
 pub mod legacy;
 pub mod peer;
 pub mod replication;
@@ -209,11 +212,19 @@ impl Cluster {
             },
             replication.broker_heartbeat_interval,
         );
+        if !config.single {
+            // A broker cut off from the quorum stops leading within a
+            // session timeout, before the controller moves its
+            // leaderships; a single broker is its own quorum.
+            let lease = lifecycle.lease(replication.broker_session_timeout);
+            broker.lease.install(move || lease.held());
+        }
         let _ = cluster.incarnation.set(lifecycle.incarnation_id());
         *lock(&cluster.lifecycle) = Some(lifecycle);
         let applier = tokio::spawn(applier::run(cluster.clone(), image));
         let leader_duties = tokio::spawn(replication::leader_duties(cluster.clone()));
-        lock(&cluster.tasks).extend([joiner, controller, applier, leader_duties]);
+        let lease = tokio::spawn(lease::watch(broker.clone()));
+        lock(&cluster.tasks).extend([joiner, controller, applier, leader_duties, lease]);
         Ok(cluster)
     }
 
@@ -401,13 +412,23 @@ impl Cluster {
         self.quorum.as_ref()
     }
 
-    /// The active controller's id, if known.
+    /// The active controller's id, if known and vouched for: in a quorum
+    /// of several, only while this node hears from it (or, as the
+    /// controller, is acknowledged by a quorum) within the leader lease,
+    /// so that a broker cut off from the others sends clients elsewhere.
     pub fn controller_id(&self) -> Option<i32> {
-        self.source.controller_id()
+        match &self.quorum {
+            Some(quorum) if !self.config.single => quorum
+                .vouched_leader()
+                .and_then(|id| i32::try_from(id).ok()),
+            _ => self.source.controller_id(),
+        }
     }
 
     /// Refreshes the quorum and controller gauges.
     pub fn update_metrics(&self, broker: &Broker) {
+        let lease = broker.lease.held();
+        broker.metrics.leader_lease.set(i64::from(lease));
         let Some(quorum) = &self.quorum else {
             broker.refresh_partition_gauges();
             return;

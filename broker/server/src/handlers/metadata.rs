@@ -28,8 +28,16 @@ fn error_entry(name: Option<TopicName>, id: Uuid, err: ResponseError) -> Metadat
         .with_topic_authorized_operations(i32::MIN)
 }
 
-/// A topic's entry from the cluster metadata image.
-fn image_entry(image: &ClusterMetadata, topic: &TopicMetadata) -> MetadataResponseTopic {
+/// A topic's entry from the cluster metadata image. Partitions led by
+/// `unvouched` (this broker, when its leader lease ran out) are answered
+/// without a leader, as LEADER_NOT_AVAILABLE with the image's leader
+/// epoch: clients keep asking for metadata, and those that already know a
+/// newer epoch from another broker ignore this answer.
+fn image_entry(
+    image: &ClusterMetadata,
+    topic: &TopicMetadata,
+    unvouched: Option<i32>,
+) -> MetadataResponseTopic {
     let ids = |v: &[i32]| v.iter().map(|&id| BrokerId(id)).collect::<Vec<_>>();
     let partitions = topic
         .partitions
@@ -41,7 +49,8 @@ fn image_entry(image: &ClusterMetadata, topic: &TopicMetadata) -> MetadataRespon
                 .copied()
                 .filter(|&id| !image.is_live(id))
                 .collect();
-            let error = if p.leader.is_none() {
+            let leader = p.leader.filter(|&l| Some(l) != unvouched);
+            let error = if leader.is_none() {
                 ResponseError::LeaderNotAvailable.code()
             } else {
                 0
@@ -49,7 +58,7 @@ fn image_entry(image: &ClusterMetadata, topic: &TopicMetadata) -> MetadataRespon
             MetadataResponsePartition::default()
                 .with_error_code(error)
                 .with_partition_index(index)
-                .with_leader_id(BrokerId(p.leader.unwrap_or(-1)))
+                .with_leader_id(BrokerId(leader.unwrap_or(-1)))
                 .with_leader_epoch(p.leader_epoch)
                 .with_replica_nodes(ids(&p.replicas))
                 .with_isr_nodes(ids(&p.isr))
@@ -98,11 +107,12 @@ pub async fn handle(
         }
     }
     let image = cluster.image();
+    let unvouched = (!broker.lease.held()).then_some(cluster.node_id);
     let topics = match requested {
         None => image
             .topics
             .values()
-            .map(|t| image_entry(&image, t))
+            .map(|t| image_entry(&image, t, unvouched))
             .collect(),
         Some(list) => {
             let mut seen = BTreeMap::new();
@@ -110,7 +120,7 @@ pub async fn handle(
                 let entry = match t.name {
                     Some(name) => {
                         if let Some(topic) = image.topics.get(name.as_str()) {
-                            image_entry(&image, topic)
+                            image_entry(&image, topic, unvouched)
                         } else if let Err(e) = validate_topic_name(&name) {
                             error_entry(Some(name.clone()), Uuid::nil(), e.code)
                         } else if may_create {
@@ -128,7 +138,7 @@ pub async fn handle(
                         }
                     }
                     None => match image.topic_by_id(t.topic_id) {
-                        Some(topic) => image_entry(&image, topic),
+                        Some(topic) => image_entry(&image, topic, unvouched),
                         None => error_entry(None, t.topic_id, ResponseError::UnknownTopicId),
                     },
                 };

@@ -50,6 +50,8 @@ mod find_coordinator;
 mod heartbeat;
 mod init_producer_id;
 mod join_group;
+#[cfg(test)]
+mod lease_tests;
 mod leave_group;
 mod list_groups;
 mod list_offsets;

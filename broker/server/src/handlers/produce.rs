@@ -235,10 +235,15 @@ async fn acknowledged(broker: &Node, a: &Appended, deadline: Instant) -> Result<
     }
     let left = deadline.saturating_duration_since(Instant::now());
     let waiting = Instant::now();
-    let replicated = a.partition.wait_for_hw(a.end, left).await;
+    // A leader whose lease runs out cannot vouch for the write any more.
+    let replicated = tokio::select! {
+        replicated = a.partition.wait_for_hw(a.end, left) => replicated,
+        () = broker.lease.lost() => false,
+    };
     crate::metrics::add_remote_wait(waiting.elapsed());
     if !replicated {
-        let code = if a.partition.replica().is_leader() && !broker.is_stopping() {
+        let leads = a.partition.replica().is_leader() && broker.lease.held();
+        let code = if leads && !broker.is_stopping() {
             ResponseError::RequestTimedOut
         } else {
             ResponseError::NotLeaderOrFollower
