@@ -15,6 +15,7 @@
 //! `SKIPPED: ...` and returns.
 
 pub mod broker;
+pub mod chaos;
 pub mod certs;
 pub mod cluster;
 pub mod cluster_admin;
@@ -23,6 +24,7 @@ pub mod cluster_faults;
 pub mod groups;
 pub mod kafka;
 pub mod metrics;
+pub mod netns;
 pub mod process;
 pub mod prometheus;
 pub mod segments;

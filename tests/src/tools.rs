@@ -115,6 +115,11 @@ fn debian_package(tool: &str) -> &str {
     }
 }
 
+/// Whether the program `name` is on `PATH` (no skipping, no panic).
+pub fn on_path(name: &str) -> bool {
+    find_on_path(name).is_some()
+}
+
 fn find_on_path(name: &str) -> Option<PathBuf> {
     let path = env::var_os("PATH")?;
     env::split_paths(&path)
