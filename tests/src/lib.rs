@@ -15,8 +15,8 @@
 //! `SKIPPED: ...` and returns.
 
 pub mod broker;
-pub mod chaos;
 pub mod certs;
+pub mod chaos;
 pub mod cluster;
 pub mod cluster_admin;
 pub mod cluster_checks;

@@ -95,7 +95,14 @@ impl PrivateNet {
         }
         sh(&["ip", "link", "set", "lo", "up"])?;
         sh(&["ip", "link", "add", BRIDGE, "type", "bridge"])?;
-        sh(&["ip", "addr", "add", &format!("{CLIENT_ADDR}/24"), "dev", BRIDGE])?;
+        sh(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{CLIENT_ADDR}/24"),
+            "dev",
+            BRIDGE,
+        ])?;
         sh(&["ip", "link", "set", BRIDGE, "up"])?;
         let run = NEXT_NET.fetch_add(1, Ordering::Relaxed);
         let mut net = PrivateNet {
@@ -247,7 +254,10 @@ impl PrivateNet {
         for ns in &self.namespaces {
             in_ns(
                 ns,
-                &["nft", "flush chain inet chaos input; flush chain inet chaos output"],
+                &[
+                    "nft",
+                    "flush chain inet chaos input; flush chain inet chaos output",
+                ],
             )?;
             // No queue is not an error.
             let _ = in_ns(ns, &["tc", "qdisc", "del", "dev", "eth0", "root"]);
@@ -258,7 +268,16 @@ impl PrivateNet {
     /// The nftables rules of node `i` (for failure messages).
     pub fn rules(&self, i: usize) -> String {
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", self.namespace(i), "nft", "list", "table", "inet", "chaos"]);
+        cmd.args([
+            "netns",
+            "exec",
+            self.namespace(i),
+            "nft",
+            "list",
+            "table",
+            "inet",
+            "chaos",
+        ]);
         cmd.output()
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_else(|e| format!("(nft list failed: {e})"))

@@ -13,18 +13,23 @@
 use std::time::Duration;
 
 use rivulet_tests::{
-    chaos::{run, Fault, RunOptions, RunReport, Schedule},
-    chaos::faults::Step,
+    chaos::{faults::Step, run, Fault, RunOptions, RunReport, Schedule},
     cluster_faults::{fault_seed, SEED_ENV},
     netns::PrivateNet,
     require_py,
 };
 
-/// Whether this machine can build private networks; prints why not.
-fn netns_or_skip() -> bool {
+/// One campaign cluster at a time: three brokers, two producers and a
+/// group each, on two cores, are already timing-sensitive enough.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Whether this machine can build private networks (prints why not), and
+/// this test's turn.
+fn netns_or_skip() -> Option<std::sync::MutexGuard<'static, ()>> {
     match PrivateNet::available() {
-        Ok(()) => true,
-        Err(why) if std::env::var_os("CI").is_some() => panic!("CI needs network namespaces: {why}"),
+        Err(why) if std::env::var_os("CI").is_some() => {
+            panic!("CI needs network namespaces: {why}")
+        }
         Err(why) => {
             eprintln!("SKIPPED: {why}");
             false
@@ -85,9 +90,9 @@ fn single(fault: Fault, hold: Duration) -> Schedule {
 #[test]
 fn short_random_runs_keep_every_promise() {
     require_py!("confluent_kafka");
-    if !netns_or_skip() {
+    let Some(_turn) = netns_or_skip() else {
         return;
-    }
+    };
     let seed = fault_seed();
     eprintln!("fault seed {seed} (replay with {SEED_ENV}={seed})");
     let report = run(&options(seed, Duration::from_secs(25), None)).expect("run the campaign");
@@ -100,14 +105,17 @@ fn short_random_runs_keep_every_promise() {
 #[test]
 fn an_isolated_leader_lets_clients_move_to_the_majority() {
     require_py!("confluent_kafka");
-    if !netns_or_skip() {
+    let Some(_turn) = netns_or_skip() else {
         return;
-    }
+    };
     let hold = Duration::from_secs(20);
     let schedule = single(Fault::IsolateLeader { partition: 0 }, hold);
     let report = run(&options(1, hold * 2, Some(schedule))).expect("run the scenario");
     assert_clean(&report);
-    assert!(!report.availability.is_empty(), "the isolated broker led nothing");
+    assert!(
+        !report.availability.is_empty(),
+        "the isolated broker led nothing"
+    );
     assert!(
         report.stale_claims.is_empty(),
         "an isolated broker kept claiming leadership: {:?}",
@@ -127,9 +135,9 @@ fn an_isolated_leader_lets_clients_move_to_the_majority() {
 #[test]
 fn a_healed_broker_rejoins_without_a_controller_gap() {
     require_py!("confluent_kafka");
-    if !netns_or_skip() {
+    let Some(_turn) = netns_or_skip() else {
         return;
-    }
+    };
     let hold = Duration::from_secs(15);
     let schedule = single(Fault::IsolateBystander, hold);
     let report = run(&options(2, hold * 2, Some(schedule))).expect("run the scenario");

@@ -96,7 +96,8 @@ impl NetCluster {
         let data = home.join("data");
         fs::create_dir_all(&data).map_err(|e| format!("create {}: {e}", data.display()))?;
         let addr = PrivateNet::node_addr(id);
-        let listeners = format!("PLAINTEXT://{addr}:{KAFKA_PORT},CONTROLLER://{addr}:{CONTROLLER_PORT}");
+        let listeners =
+            format!("PLAINTEXT://{addr}:{KAFKA_PORT},CONTROLLER://{addr}:{CONTROLLER_PORT}");
         let roles = if id < voters {
             "broker,controller"
         } else {
@@ -172,7 +173,10 @@ impl NetCluster {
             .arg("--config-file")
             .arg(&broker.config_file)
             .args(["--metrics-addr", &metrics])
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err)
@@ -234,7 +238,10 @@ impl NetCluster {
 
     /// Broker `id`'s metrics URL.
     pub fn metrics_url(&self, id: usize) -> String {
-        format!("http://{}:{METRICS_PORT}/metrics", PrivateNet::node_addr(id))
+        format!(
+            "http://{}:{METRICS_PORT}/metrics",
+            PrivateNet::node_addr(id)
+        )
     }
 
     /// A raw connection to broker `id`, retrying for up to `timeout`.
@@ -296,7 +303,10 @@ impl NetCluster {
         let text = fs::read_to_string(&self.brokers[id].log_file).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         let from = lines.len().saturating_sub(40);
-        format!("--- broker {id} log (tail) ---\n{}", lines[from..].join("\n"))
+        format!(
+            "--- broker {id} log (tail) ---\n{}",
+            lines[from..].join("\n")
+        )
     }
 
     /// Everything broker `id` logged, across restarts.

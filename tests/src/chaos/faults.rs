@@ -80,7 +80,10 @@ impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Fault::IsolateLeader { partition } => {
-                write!(f, "isolate the leader of partition {partition} from the brokers")
+                write!(
+                    f,
+                    "isolate the leader of partition {partition} from the brokers"
+                )
             }
             Fault::IsolateController => f.write_str("isolate the controller from the brokers"),
             Fault::IsolateBystander => {
@@ -237,7 +240,14 @@ impl Schedule {
 impl fmt::Display for Schedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (n, s) in self.steps.iter().enumerate() {
-            writeln!(f, "  {}. after {:?}: {} for {:?}", n + 1, s.gap, s.fault, s.hold)?;
+            writeln!(
+                f,
+                "  {}. after {:?}: {} for {:?}",
+                n + 1,
+                s.gap,
+                s.fault,
+                s.hold
+            )?;
         }
         Ok(())
     }
@@ -268,6 +278,10 @@ mod tests {
                 }
             }
         }
-        assert_eq!(kinds.len(), Fault::KINDS.len(), "every kind is drawn: {kinds:?}");
+        assert_eq!(
+            kinds.len(),
+            Fault::KINDS.len(),
+            "every kind is drawn: {kinds:?}"
+        );
     }
 }

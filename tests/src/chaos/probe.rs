@@ -98,7 +98,11 @@ pub fn first_answer<T>(
 /// Whether the whole cluster agrees it is healthy: every broker answers,
 /// names the same controller, and reports every partition of `topic` with a
 /// leader and a full ISR. `Err` says what is still missing.
-pub fn converged(cluster: &mut NetCluster, topic: &str, partitions_wanted: usize) -> Result<(), String> {
+pub fn converged(
+    cluster: &mut NetCluster,
+    topic: &str,
+    partitions_wanted: usize,
+) -> Result<(), String> {
     let ids = cluster.ids();
     let mut controllers = BTreeMap::new();
     for &id in &ids {
@@ -114,7 +118,10 @@ pub fn converged(cluster: &mut NetCluster, topic: &str, partitions_wanted: usize
         if parts.len() != partitions_wanted {
             return Err(format!("broker {id} reports {} partitions", parts.len()));
         }
-        if let Some((p, info)) = parts.iter().find(|(_, i)| i.leader < 0 || !i.fully_in_sync()) {
+        if let Some((p, info)) = parts
+            .iter()
+            .find(|(_, i)| i.leader < 0 || !i.fully_in_sync())
+        {
             return Err(format!("broker {id}: partition {p} is {info:?}"));
         }
     }
@@ -166,7 +173,8 @@ pub fn watch_controller(cluster: &NetCluster, ids: &[usize], window: Duration) -
     let mut gap_since: Option<Instant> = None;
     while started.elapsed() < window {
         let sample = Instant::now();
-        let views: Vec<Result<i32, String>> = ids.iter().map(|&id| controller(cluster, id)).collect();
+        let views: Vec<Result<i32, String>> =
+            ids.iter().map(|&id| controller(cluster, id)).collect();
         let agreed = match views.first() {
             Some(Ok(c)) if *c >= 0 && views.iter().all(|v| v.as_ref() == Ok(c)) => Some(*c),
             _ => None,
@@ -219,7 +227,11 @@ impl fmt::Display for Availability {
                 self.kind,
                 self.node,
                 self.partition,
-                if self.before_heal { "" } else { " (only after healing)" }
+                if self.before_heal {
+                    ""
+                } else {
+                    " (only after healing)"
+                }
             ),
             None => write!(
                 f,
@@ -255,11 +267,17 @@ impl Isolation {
     pub fn stale_claims(&self, lease: f64) -> Option<String> {
         let held = self.healed - self.cut;
         match &self.last_claims {
-            Ok((led, controller)) if held > lease && (!led.is_empty() || *controller) => Some(format!(
-                "broker {} cut off for {held:.1} s still claimed to lead partitions {led:?}{}",
-                self.node,
-                if *controller { " and to be the controller" } else { "" }
-            )),
+            Ok((led, controller)) if held > lease && (!led.is_empty() || *controller) => {
+                Some(format!(
+                    "broker {} cut off for {held:.1} s still claimed to lead partitions {led:?}{}",
+                    self.node,
+                    if *controller {
+                        " and to be the controller"
+                    } else {
+                        ""
+                    }
+                ))
+            }
             _ => None,
         }
     }
@@ -275,7 +293,10 @@ pub fn availability(isolations: &[Isolation], acked_files: &[&Path]) -> Vec<Avai
     let mut acks: BTreeMap<i32, Vec<f64>> = BTreeMap::new();
     for file in acked_files {
         let text = std::fs::read_to_string(file).unwrap_or_default();
-        for row in text.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()) {
+        for row in text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        {
             if let (Some(p), Some(t)) = (row["p"].as_i64(), row["t"].as_f64()) {
                 acks.entry(p as i32).or_default().push(t);
             }
@@ -324,11 +345,17 @@ mod tests {
             last_claims: Ok((vec![1], false)),
         };
         assert!(iso.stale_claims(5.0).is_some());
-        assert!(iso.stale_claims(15.0).is_none(), "a cut shorter than the lease proves nothing");
+        assert!(
+            iso.stale_claims(15.0).is_none(),
+            "a cut shorter than the lease proves nothing"
+        );
         let got = availability(&[iso], &[file.as_path()]);
         assert_eq!(got[0].gap.map(|g| (g * 10.0).round()), Some(40.0));
         assert!(got[0].before_heal);
-        assert!(!got[1].before_heal, "partition 1 came back only after the heal");
+        assert!(
+            !got[1].before_heal,
+            "partition 1 came back only after the heal"
+        );
         assert_eq!(got[2].gap, None);
     }
 }

@@ -110,7 +110,11 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, String> {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    let voters = if opts.brokers >= 5 { 5 } else { opts.brokers.min(3) };
+    let voters = if opts.brokers >= 5 {
+        5
+    } else {
+        opts.brokers.min(3)
+    };
     let mut cluster = NetCluster::start(opts.brokers, voters, &configs)?;
     let bootstrap = cluster.bootstrap();
     say(&format!("cluster up: {bootstrap}"));
@@ -132,13 +136,20 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, String> {
         .map(|w| {
             let acked = file(&format!("acked-{w}.jsonl"));
             let args = ["produce", &bootstrap, TOPIC, &parts, w, &acked, &stop];
-            Background::spawn(&mut py_command(SCRIPT, &args), &dir, &format!("produce-{w}"))
+            Background::spawn(
+                &mut py_command(SCRIPT, &args),
+                &dir,
+                &format!("produce-{w}"),
+            )
         })
         .collect();
     let mut members: Vec<Background> = MEMBERS
         .iter()
         .map(|m| {
-            let (seen, commits) = (file(&format!("seen-{m}.jsonl")), file(&format!("commits-{m}.jsonl")));
+            let (seen, commits) = (
+                file(&format!("seen-{m}.jsonl")),
+                file(&format!("commits-{m}.jsonl")),
+            );
             let args = ["group", &bootstrap, TOPIC, GROUP, m, &seen, &commits, &stop];
             Background::spawn(&mut py_command(SCRIPT, &args), &dir, &format!("group-{m}"))
         })
@@ -172,7 +183,9 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, String> {
         } else {
             say("healed");
         }
-        if let Err(e) = probe::wait_converged(&mut cluster, TOPIC, opts.partitions as usize, RECOVERY) {
+        if let Err(e) =
+            probe::wait_converged(&mut cluster, TOPIC, opts.partitions as usize, RECOVERY)
+        {
             say(&format!("not yet converged, going on: {e}"));
         }
     }
@@ -189,9 +202,9 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, String> {
     }
     match probe::wait_converged(&mut cluster, TOPIC, opts.partitions as usize, CONVERGE) {
         Ok(took) => report.converged_in = Some(took),
-        Err(e) => report
-            .violations
-            .push(format!("the cluster did not converge within {CONVERGE:?} of healing: {e}")),
+        Err(e) => report.violations.push(format!(
+            "the cluster did not converge within {CONVERGE:?} of healing: {e}"
+        )),
     }
     say("healed and settled; stopping the clients");
 
@@ -201,9 +214,9 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, String> {
         report.acked += summary["acked"].as_u64().unwrap_or(0);
         report.failed += summary["failed"].as_u64().unwrap_or(0);
         match summary["fatal"].as_array() {
-            Some(fatal) if !fatal.is_empty() => report
-                .violations
-                .push(format!("an idempotent producer hit a fatal error: {fatal:?}")),
+            Some(fatal) if !fatal.is_empty() => report.violations.push(format!(
+                "an idempotent producer hit a fatal error: {fatal:?}"
+            )),
             Some(_) => {}
             None => report.violations.push(format!(
                 "a producer gave no summary: {}",
@@ -212,7 +225,9 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, String> {
         }
     }
     for m in &mut members {
-        report.read += finish(m, Duration::from_secs(60))["read"].as_u64().unwrap_or(0);
+        report.read += finish(m, Duration::from_secs(60))["read"]
+            .as_u64()
+            .unwrap_or(0);
     }
     let list = |prefix: &str, names: &[&str]| {
         names
@@ -221,9 +236,16 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, String> {
             .collect::<Vec<_>>()
             .join(",")
     };
-    let (acked, seen, commits) = (list("acked", &WRITERS), list("seen", &MEMBERS), list("commits", &MEMBERS));
+    let (acked, seen, commits) = (
+        list("acked", &WRITERS),
+        list("seen", &MEMBERS),
+        list("commits", &MEMBERS),
+    );
     let verify = run_cmd(
-        &mut py_command(SCRIPT, &["verify", &bootstrap, TOPIC, &parts, &acked, &seen, &commits]),
+        &mut py_command(
+            SCRIPT,
+            &["verify", &bootstrap, TOPIC, &parts, &acked, &seen, &commits],
+        ),
         None,
         Duration::from_secs(300),
     );
@@ -231,11 +253,17 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, String> {
     if !verify.status.success() {
         report.violations.push(verify.stderr.trim().to_string());
     }
-    let acked_paths: Vec<PathBuf> = WRITERS.iter().map(|w| dir.join(format!("acked-{w}.jsonl"))).collect();
+    let acked_paths: Vec<PathBuf> = WRITERS
+        .iter()
+        .map(|w| dir.join(format!("acked-{w}.jsonl")))
+        .collect();
     let acked_refs: Vec<&Path> = acked_paths.iter().map(PathBuf::as_path).collect();
     report.availability = probe::availability(&isolations, &acked_refs);
     let lease = 2.0 * SESSION_TIMEOUT_MS as f64 / 1000.0;
-    report.stale_claims = isolations.iter().filter_map(|i| i.stale_claims(lease)).collect();
+    report.stale_claims = isolations
+        .iter()
+        .filter_map(|i| i.stale_claims(lease))
+        .collect();
     report.elapsed = started.elapsed();
     if !report.violations.is_empty() || std::env::var_os("RIVULET_TEST_KEEP").is_some() {
         report.kept = Some(cluster.keep_dir());
@@ -255,7 +283,8 @@ fn hold(
         let ids = probe::answering(c);
         probe::first_answer(c, &ids, |c, id| probe::partitions(c, id, TOPIC))
     };
-    let led_by = |view: &Result<BTreeMap<i32, crate::cluster_checks::PartitionInfo>, String>, node: usize| {
+    let led_by = |view: &Result<BTreeMap<i32, crate::cluster_checks::PartitionInfo>, String>,
+                  node: usize| {
         view.as_ref()
             .map(|parts| {
                 parts
@@ -322,7 +351,11 @@ fn hold(
                 Fault::Flap { .. } => Err("flapping".to_string()),
                 _ => probe::claims(cluster, node, TOPIC),
             };
-            let majority: Vec<usize> = cluster.ids().into_iter().filter(|i| !minority.contains(i)).collect();
+            let majority: Vec<usize> = cluster
+                .ids()
+                .into_iter()
+                .filter(|i| !minority.contains(i))
+                .collect();
             cluster.net().heal()?;
             let healed = probe::mono_now();
             let watch = probe::watch_controller(cluster, &majority, REJOIN_WATCH);
@@ -338,13 +371,19 @@ fn hold(
             Ok(Some((iso, watch)))
         }
         Fault::OneWay { from, to } => {
-            cluster.net().drop_one_way(Endpoint::Node(*from), Endpoint::Node(*to))?;
+            cluster
+                .net()
+                .drop_one_way(Endpoint::Node(*from), Endpoint::Node(*to))?;
             thread::sleep(hold);
             cluster.net().heal().map(|()| None)
         }
         Fault::Lossy { a, b, percent } => {
-            cluster.net().lossy_one_way(Endpoint::Node(*a), Endpoint::Node(*b), *percent)?;
-            cluster.net().lossy_one_way(Endpoint::Node(*b), Endpoint::Node(*a), *percent)?;
+            cluster
+                .net()
+                .lossy_one_way(Endpoint::Node(*a), Endpoint::Node(*b), *percent)?;
+            cluster
+                .net()
+                .lossy_one_way(Endpoint::Node(*b), Endpoint::Node(*a), *percent)?;
             thread::sleep(hold);
             cluster.net().heal().map(|()| None)
         }
@@ -354,7 +393,9 @@ fn hold(
             cluster.net().heal().map(|()| None)
         }
         Fault::ClientCut { node } => {
-            cluster.net().cut(Endpoint::Node(*node), Endpoint::Clients)?;
+            cluster
+                .net()
+                .cut(Endpoint::Node(*node), Endpoint::Clients)?;
             thread::sleep(hold);
             cluster.net().heal().map(|()| None)
         }
