@@ -34,6 +34,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// One broker's files and process.
 struct NetBroker {
+    /// Extra environment of this broker's process (e.g. a fake clock).
+    env: Vec<(String, String)>,
     config_file: PathBuf,
     log_file: PathBuf,
     child: Option<Child>,
@@ -59,6 +61,17 @@ impl NetCluster {
         voters: usize,
         configs: &[(String, String)],
     ) -> Result<NetCluster, String> {
+        Self::start_with_env(brokers, voters, configs, &|_| Vec::new())
+    }
+
+    /// [`NetCluster::start`] with extra environment variables for each
+    /// broker's process, by node id (kept across restarts).
+    pub fn start_with_env(
+        brokers: usize,
+        voters: usize,
+        configs: &[(String, String)],
+        env: &dyn Fn(usize) -> Vec<(String, String)>,
+    ) -> Result<NetCluster, String> {
         let net = PrivateNet::create(brokers)?;
         let dir = tempfile::Builder::new()
             .prefix("rivulet-chaos-")
@@ -75,7 +88,9 @@ impl NetCluster {
             dir,
         };
         for id in 0..brokers {
-            let broker = cluster.prepare(id, brokers, voters, &voter_list, &cluster_id, configs)?;
+            let mut broker =
+                cluster.prepare(id, brokers, voters, &voter_list, &cluster_id, configs)?;
+            broker.env = env(id);
             cluster.brokers.push(broker);
             cluster.spawn(id)?;
         }
@@ -149,6 +164,7 @@ impl NetCluster {
             return Err(format!("rivulet format of broker {id}: {}", out.stderr));
         }
         Ok(NetBroker {
+            env: Vec::new(),
             config_file,
             log_file: home.join("broker.log"),
             child: None,
