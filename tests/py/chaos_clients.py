@@ -19,6 +19,16 @@ usage:
       {"p", "o", "v"}; once a second the member asks the coordinator for the
       group's committed offsets and writes {"c": {partition: offset}, "t"} to
       COMMITS.
+  chaos_clients.py txn-produce BOOTSTRAP TOPIC PARTITIONS WRITER LOG STOP
+      a transactional producer (transactional.id chaos-WRITER) writes
+      transactions of 1-20 records "WRITER:N" over the partitions of TOPIC
+      and aborts every fourth on purpose. Each outcome goes to LOG as
+      {"state": committed|aborted|unknown, "values": [...]}: unknown when
+      the client could not learn it (a fatal error mid-commit).
+  chaos_clients.py txn-verify BOOTSTRAP TOPIC PARTITIONS LOG
+      reads TOPIC with isolation.level=read_committed and checks: every
+      committed value is there exactly once, no aborted value is, each
+      unknown transaction is all there or all absent, and nothing else is.
   chaos_clients.py verify BOOTSTRAP TOPIC PARTITIONS ACKED,... SEEN,... COMMITS,...
       reads every partition from the start and checks: every acknowledged
       record is at its acknowledged offset (nothing acknowledged lost);
@@ -353,6 +363,144 @@ def verify(bootstrap, topic, partitions, acked_files, seen_files, commit_files):
     check(not problems, "\n  ".join(["verification failed:"] + problems[:40]))
 
 
+def txn_produce(bootstrap, topic, partitions, writer, log_file, stop_file):
+    import random
+    rnd = random.Random(writer)
+    counts = Counter()
+    errors = Counter()
+    conf = {
+        "bootstrap.servers": bootstrap,
+        "transactional.id": f"chaos-{writer}",
+        "transaction.timeout.ms": 20000,
+        "message.timeout.ms": 20000,
+        "request.timeout.ms": 10000,
+        "reconnect.backoff.max.ms": 1000,
+    }
+    out = open(log_file, "w", encoding="utf-8")
+
+    def fresh():
+        p = Producer(conf)
+        dl = Deadline(120)
+        while True:
+            try:
+                p.init_transactions(30)
+                return p
+            except KafkaException as e:
+                errors["init:" + e.args[0].name()] += 1
+                check(not dl.expired(), f"init_transactions kept failing: {e}")
+                if e.args[0].fatal():
+                    p = Producer(conf)
+                time.sleep(0.5)
+
+    p = fresh()
+    n = 0
+    k = 0
+    dl = Deadline(RUN_LIMIT_S)
+    while not dl.expired() and not os.path.exists(stop_file):
+        k += 1
+        size = rnd.randint(1, 20)
+        values = [f"{writer}:{n + i}" for i in range(size)]
+        n += size
+        abort = k % 4 == 0
+        state = "unknown"
+        try:
+            p.begin_transaction()
+            for i, v in enumerate(values):
+                p.produce(topic, v.encode(), partition=(k + i) % partitions)
+                p.poll(0)
+            if abort:
+                p.abort_transaction(30)
+                state = "aborted"
+            else:
+                while True:
+                    try:
+                        p.commit_transaction(30)
+                        state = "committed"
+                        break
+                    except KafkaException as e:
+                        err = e.args[0]
+                        errors["commit:" + err.name()] += 1
+                        if err.retriable():
+                            continue
+                        if err.txn_requires_abort():
+                            p.abort_transaction(30)
+                            state = "aborted"
+                            break
+                        raise
+        except KafkaException as e:
+            err = e.args[0]
+            errors[err.name()] += 1
+            if err.txn_requires_abort():
+                try:
+                    p.abort_transaction(30)
+                    state = "aborted"
+                except KafkaException as e2:
+                    errors["abort:" + e2.args[0].name()] += 1
+                    p = fresh()
+            else:
+                # Fatal or fenced: the outcome of this transaction is for
+                # the checker to find out; a new producer fences the old.
+                p = fresh()
+        counts[state] += 1
+        line(out, {"state": state, "values": values})
+        time.sleep(0.02)
+    out.close()
+    emit({"writer": writer, "transactions": dict(counts), "errors": dict(errors)})
+
+
+def txn_verify(bootstrap, topic, partitions, log_file):
+    txns = read_jsonl([log_file])
+    check(any(t["state"] == "committed" for t in txns), "no committed transaction to verify")
+    c = Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": f"chaos-txn-verify-{topic}",
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "enable.partition.eof": True,
+        "isolation.level": "read_committed",
+    })
+    c.assign([TopicPartition(topic, part, 0) for part in range(partitions)])
+    seen = Counter()
+    eof = set()
+    dl = Deadline(120)
+    while len(eof) < partitions and not dl.expired():
+        m = c.poll(0.5)
+        if m is None:
+            continue
+        if m.error():
+            if m.error().code() == KafkaError._PARTITION_EOF:
+                eof.add(m.partition())
+                continue
+            fail(f"read_committed consumer error: {m.error()}")
+        eof.discard(m.partition())
+        seen[m.value().decode()] += 1
+    c.close()
+    check(len(eof) == partitions, f"read_committed did not reach the end of {partitions} "
+          f"partitions in 120 s (the last stable offset is stuck?)")
+    problems = []
+    known = set()
+    for t in txns:
+        vals = t["values"]
+        known.update(vals)
+        there = [v for v in vals if seen[v] > 0]
+        twice = [v for v in vals if seen[v] > 1]
+        if twice:
+            problems.append(f"{t['state']} transaction has values stored twice: {twice[:EXAMPLES]}")
+        if t["state"] == "committed" and len(there) != len(vals):
+            problems.append(f"committed transaction lost {len(vals) - len(there)} of "
+                            f"{len(vals)} values: {[v for v in vals if not seen[v]][:EXAMPLES]}")
+        if t["state"] == "aborted" and there:
+            problems.append(f"aborted transaction visible to read_committed: {there[:EXAMPLES]}")
+        if t["state"] == "unknown" and there and len(there) != len(vals):
+            problems.append(f"transaction partly visible: {len(there)} of {len(vals)} values")
+    stray = [v for v in seen if v not in known]
+    if stray:
+        problems.append(f"{len(stray)} values from no logged transaction: {stray[:EXAMPLES]}")
+    states = Counter(t["state"] for t in txns)
+    emit({"transactions": dict(states), "read": sum(seen.values())})
+    check(not problems, "\n  ".join(["transaction verification failed:"] + problems[:40]))
+
+
 def main():
     a = sys.argv[1:]
     if len(a) == 4 and a[0] == "create":
@@ -361,6 +509,10 @@ def main():
         produce(a[1], a[2], int(a[3]), a[4], a[5], a[6])
     elif len(a) == 8 and a[0] == "group":
         group(a[1], a[2], a[3], a[4], a[5], a[6], a[7])
+    elif len(a) == 7 and a[0] == "txn-produce":
+        txn_produce(a[1], a[2], int(a[3]), a[4], a[5], a[6])
+    elif len(a) == 5 and a[0] == "txn-verify":
+        txn_verify(a[1], a[2], int(a[3]), a[4])
     elif len(a) == 7 and a[0] == "verify":
         verify(a[1], a[2], int(a[3]), a[4], a[5], a[6])
     else:

@@ -51,12 +51,14 @@ fn options(seed: u64, duration: Duration, schedule: Option<Schedule>) -> RunOpti
 
 fn assert_clean(report: &RunReport) {
     eprintln!(
-        "seed {}: faults {:?}; acknowledged {}, failed {}, read {}; converged in {:?}; {:.0} s",
+        "seed {}: faults {:?}; acknowledged {}, failed {}, read {}; transactions {}; \
+         converged in {:?}; {:.0} s",
         report.seed,
         report.faults,
         report.acked,
         report.failed,
         report.read,
+        report.transactions,
         report.converged_in,
         report.elapsed.as_secs_f64()
     );

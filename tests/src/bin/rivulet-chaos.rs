@@ -122,13 +122,15 @@ fn main() {
 fn line(n: u64, r: &RunReport) -> String {
     let faults: Vec<String> = r.faults.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let mut text = format!(
-        "run {n} seed {}: {:.0} s, faults [{}], acknowledged {}, failed {}, read {}, converged in {}",
+        "run {n} seed {}: {:.0} s, faults [{}], acknowledged {}, failed {}, read {}, \
+         transactions {}, converged in {}",
         r.seed,
         r.elapsed.as_secs_f64(),
         faults.join(" "),
         r.acked,
         r.failed,
         r.read,
+        r.transactions,
         r.converged_in
             .map_or("-".to_string(), |d| format!("{:.1} s", d.as_secs_f64())),
     );
@@ -164,6 +166,12 @@ fn summary(args: &Args, reports: &[RunReport], took: Duration) -> String {
         }
     }
     let acked: u64 = reports.iter().map(|r| r.acked).sum();
+    let txns = |state: &str| -> u64 {
+        reports
+            .iter()
+            .map(|r| r.transactions[state].as_u64().unwrap_or(0))
+            .sum()
+    };
     let failed_runs: Vec<String> = reports
         .iter()
         .filter(|r| !r.violations.is_empty())
@@ -212,6 +220,12 @@ fn summary(args: &Args, reports: &[RunReport], took: Duration) -> String {
         ));
     }
     t.push_str(&format!("| records acknowledged | {acked} |\n"));
+    t.push_str(&format!(
+        "| transactions committed / aborted / outcome unknown to the client | {} / {} / {} |\n",
+        txns("committed"),
+        txns("aborted"),
+        txns("unknown")
+    ));
     t.push_str(&format!(
         "| runs with violations | {} {:?} |\n",
         failed_runs.len(),

@@ -1,6 +1,7 @@
 //! One campaign run: a cluster in network namespaces, the workload of
-//! `tests/py/chaos_clients.py` (two idempotent producers with librdkafka's
-//! defaults, two members of a consumer group committing), a seeded fault
+//! `tests/py/chaos_clients.py` (two idempotent acks=all producers, two
+//! members of a consumer group committing, a transactional writer read back
+//! with read_committed), a seeded fault
 //! schedule, then healing, convergence and the checker.
 //!
 //! A run never panics on what it finds: every broken promise is a
@@ -32,6 +33,8 @@ use crate::{
 
 const SCRIPT: &str = "chaos_clients.py";
 const TOPIC: &str = "chaos";
+/// The transactional writer's topic, read back with read_committed.
+const TXN_TOPIC: &str = "chaos-txn";
 const GROUP: &str = "chaos-group";
 const WRITERS: [&str; 2] = ["a", "b"];
 const MEMBERS: [&str; 2] = ["m1", "m2"];
@@ -80,6 +83,8 @@ pub struct RunReport {
     pub failed: u64,
     /// Records the group members read during the run.
     pub read: u64,
+    /// The transactional writer's outcomes (`{"committed": n, ...}`).
+    pub transactions: Value,
     /// Availability of the partitions an isolated broker led.
     pub availability: Vec<Availability>,
     /// The controller after each healed isolation.
@@ -127,6 +132,14 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, String> {
     if !out.status.success() {
         return Err(format!("create the topic: {}", out.stderr));
     }
+    let out = run_cmd(
+        &mut py_command(SCRIPT, &["create", &bootstrap, TXN_TOPIC, &parts]),
+        None,
+        Duration::from_secs(120),
+    );
+    if !out.status.success() {
+        return Err(format!("create the transactional topic: {}", out.stderr));
+    }
 
     let dir = cluster.dir().to_path_buf();
     let file = |name: &str| dir.join(name).to_str().expect("utf-8 path").to_string();
@@ -154,6 +167,23 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, String> {
             Background::spawn(&mut py_command(SCRIPT, &args), &dir, &format!("group-{m}"))
         })
         .collect();
+    let txn_log = file("txns.jsonl");
+    let mut txn_writer = Background::spawn(
+        &mut py_command(
+            SCRIPT,
+            &[
+                "txn-produce",
+                &bootstrap,
+                TXN_TOPIC,
+                &parts,
+                "t",
+                &txn_log,
+                &stop,
+            ],
+        ),
+        &dir,
+        "txn-produce",
+    );
     wait_for_acks(&dir, &producers)?;
 
     let mut rng = Rng::new(opts.seed);
@@ -224,6 +254,14 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, String> {
             )),
         }
     }
+    let txns = finish(&mut txn_writer, Duration::from_secs(150));
+    report.transactions = txns["transactions"].clone();
+    if txns.is_null() {
+        report.violations.push(format!(
+            "the transactional writer gave no summary: {}",
+            txn_writer.stderr().lines().last().unwrap_or("")
+        ));
+    }
     for m in &mut members {
         report.read += finish(m, Duration::from_secs(60))["read"]
             .as_u64()
@@ -252,6 +290,18 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, String> {
     say(&format!("checker: {}", last_json(&verify.stdout)));
     if !verify.status.success() {
         report.violations.push(verify.stderr.trim().to_string());
+    }
+    let txn_verify = run_cmd(
+        &mut py_command(
+            SCRIPT,
+            &["txn-verify", &bootstrap, TXN_TOPIC, &parts, &txn_log],
+        ),
+        None,
+        Duration::from_secs(300),
+    );
+    say(&format!("transactions: {}", last_json(&txn_verify.stdout)));
+    if !txn_verify.status.success() {
+        report.violations.push(txn_verify.stderr.trim().to_string());
     }
     let acked_paths: Vec<PathBuf> = WRITERS
         .iter()
