@@ -104,6 +104,7 @@ impl PrivateNet {
             BRIDGE,
         ])?;
         sh(&["ip", "link", "set", BRIDGE, "up"])?;
+        remove_stale();
         let run = NEXT_NET.fetch_add(1, Ordering::Relaxed);
         let mut net = PrivateNet {
             namespaces: Vec::new(),
@@ -289,6 +290,41 @@ impl Drop for PrivateNet {
         for ns in &self.namespaces {
             let _ = sh(&["ip", "netns", "del", ns]);
         }
+    }
+}
+
+/// Removes the namespaces (and kills the processes in them) that a run
+/// which died without cleaning up left behind: their names carry the pid of
+/// the process that made them.
+fn remove_stale() {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some(name) = line.split_whitespace().next() else {
+            continue;
+        };
+        let Some(owner) = name
+            .strip_prefix("rvchaos-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if crate::cluster::pid_alive(owner) {
+            continue;
+        }
+        if let Ok(pids) = Command::new("ip").args(["netns", "pids", name]).output() {
+            for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
+                if let Ok(pid) = pid.parse::<i32>() {
+                    // SAFETY: kill() only sends a signal.
+                    unsafe {
+                        libc::kill(pid, libc::SIGKILL);
+                    }
+                }
+            }
+        }
+        let _ = sh(&["ip", "netns", "del", name]);
     }
 }
 
