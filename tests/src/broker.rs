@@ -41,9 +41,17 @@ pub struct BrokerBuilder {
     node_id: u32,
     listeners: Vec<(String, String)>,
     args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl BrokerBuilder {
+    /// Sets an environment variable of the broker process (kept across
+    /// restarts).
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
     /// Uses `dir` as the data directory instead of a fresh temporary one.
     pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.data_dir = Some(dir.into());
@@ -97,6 +105,7 @@ impl BrokerBuilder {
                 metrics_port,
                 listeners,
                 extra_args: self.args.clone(),
+                env: self.env.clone(),
                 node_id: self.node_id,
                 data_dir: data_dir.clone(),
                 configs: self.configs.clone(),
@@ -132,6 +141,8 @@ pub struct BrokerProcess {
     /// Listeners besides PLAINTEXT: (name, protocol, port).
     listeners: Vec<(String, String, u16)>,
     extra_args: Vec<String>,
+    /// Extra environment of the process.
+    env: Vec<(String, String)>,
     node_id: u32,
     data_dir: PathBuf,
     configs: Vec<String>,
@@ -360,6 +371,7 @@ impl BrokerProcess {
                 cmd.env_remove(key);
             }
         }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         let child = cmd
             .spawn()
             .map_err(|e| StartError::Failed(format!("cannot start {}: {e}", bin.display())))?;

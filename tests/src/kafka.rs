@@ -158,9 +158,21 @@ pub struct KafkaConn {
 impl KafkaConn {
     /// Connects and asks for the broker's API versions (ApiVersions v3).
     pub fn connect(addr: &str) -> Result<KafkaConn> {
-        let stream = TcpStream::connect(addr).with_context(|| format!("connect to {addr}"))?;
-        stream.set_read_timeout(Some(IO_TIMEOUT))?;
-        stream.set_write_timeout(Some(IO_TIMEOUT))?;
+        Self::connect_within(addr, IO_TIMEOUT)
+    }
+
+    /// [`KafkaConn::connect`] where connecting, and every read and write
+    /// after it, gives up after `timeout`: for brokers behind a link that
+    /// may silently drop packets.
+    pub fn connect_within(addr: &str, timeout: Duration) -> Result<KafkaConn> {
+        let target = std::net::ToSocketAddrs::to_socket_addrs(addr)
+            .with_context(|| format!("resolve {addr}"))?
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("{addr} resolves to nothing"))?;
+        let stream = TcpStream::connect_timeout(&target, timeout)
+            .with_context(|| format!("connect to {addr}"))?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
         stream.set_nodelay(true)?;
         let mut conn = KafkaConn {
             stream,

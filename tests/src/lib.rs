@@ -16,6 +16,7 @@
 
 pub mod broker;
 pub mod certs;
+pub mod chaos;
 pub mod cluster;
 pub mod cluster_admin;
 pub mod cluster_checks;
@@ -23,6 +24,7 @@ pub mod cluster_faults;
 pub mod groups;
 pub mod kafka;
 pub mod metrics;
+pub mod netns;
 pub mod process;
 pub mod prometheus;
 pub mod segments;

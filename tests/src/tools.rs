@@ -115,6 +115,21 @@ fn debian_package(tool: &str) -> &str {
     }
 }
 
+/// True when `path` exists. Otherwise panics on CI, and elsewhere prints
+/// `SKIPPED: ...` and returns false; `package` is the Debian package that
+/// installs it.
+pub fn require_file(path: &str, package: &str) -> bool {
+    Path::new(path).exists()
+        || missing(&format!(
+            "{path} is missing (Debian: apt-get install {package})"
+        ))
+}
+
+/// Whether the program `name` is on `PATH` (no skipping, no panic).
+pub fn on_path(name: &str) -> bool {
+    find_on_path(name).is_some()
+}
+
 fn find_on_path(name: &str) -> Option<PathBuf> {
     let path = env::var_os("PATH")?;
     env::split_paths(&path)

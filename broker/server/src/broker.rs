@@ -11,7 +11,6 @@ use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
     sync::{Arc, Mutex, RwLock},
-    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use kafka_protocol::ResponseError;
@@ -341,12 +340,11 @@ pub enum OpenError {
     },
 }
 
-/// Milliseconds since the Unix epoch.
+/// Milliseconds since the Unix epoch, by the broker's clock: the wall clock
+/// at start advanced monotonically, so a stepped system clock does not move
+/// retention, sessions or timeouts (see [`crate::clock`]).
 pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_millis() as i64
+    crate::clock::now_ms()
 }
 
 /// Kafka's rule for topic names.

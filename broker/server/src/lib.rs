@@ -13,6 +13,7 @@
 pub mod authenticate;
 pub mod broker;
 pub mod cli;
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod connection;

@@ -42,6 +42,9 @@ pub struct Metrics {
     /// type (Kafka's names, e.g. `WRITE`, `TOPIC`).
     pub authorization_denials: IntCounterVec,
 
+    /// How far the system clock is from the broker's own (seconds; not zero
+    /// once someone stepped the clock, see the `clock` module).
+    pub wall_clock_offset: prometheus::Gauge,
     /// Open client connections.
     pub connections: IntGauge,
     /// Open client connections by listener, under Kafka's name
@@ -564,6 +567,15 @@ impl Metrics {
                 "Requests refused by the ACL authorizer, by operation and resource type",
                 &["operation", "resource_type"],
             ),
+            wall_clock_offset: {
+                let g = prometheus::Gauge::new(
+                    "rivulet_broker_wall_clock_offset_seconds",
+                    "System clock minus the broker's clock; a step of the system clock shows here",
+                )
+                .expect("valid metric");
+                r.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
             connections: gauge(
                 &r,
                 "kafka_server_socketservermetrics_connections",

@@ -145,6 +145,10 @@ pub async fn run(
     };
 
     background.spawn(housekeeping(broker.clone(), stop_rx.clone()));
+    background.spawn(crate::clock::watch(
+        broker.metrics.wall_clock_offset.clone(),
+        stop_rx.clone(),
+    ));
     background.spawn(reload_certificates(runtimes.clone(), stop_rx.clone()));
     if !broker.config.bootstrap_scram.is_empty() {
         background.spawn(bootstrap_scram(
