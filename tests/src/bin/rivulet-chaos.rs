@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! cargo build -j2 --bins && cargo run -p rivulet-tests --bin rivulet-chaos -- \
-//!     --brokers 3 --runs 100 --duration 60 [--seed N] [--partitions 6]
+//!     --brokers 3 --runs 100 --duration 60 [--seed N] [--partitions 6] \
+//!     [--max-minutes N]
 //! ```
 //!
 //! Runs `--runs` seeded runs (seeds `N, N+1, ...`; `N` random unless
@@ -29,6 +30,8 @@ struct Args {
     partitions: i32,
     seed: Option<u64>,
     verbose: bool,
+    /// Start no new run after this many minutes.
+    max_minutes: Option<u64>,
 }
 
 fn parse() -> Result<Args, String> {
@@ -39,6 +42,7 @@ fn parse() -> Result<Args, String> {
         partitions: 6,
         seed: None,
         verbose: false,
+        max_minutes: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -58,6 +62,7 @@ fn parse() -> Result<Args, String> {
             "--duration" => args.duration = number()?,
             "--partitions" => args.partitions = number()? as i32,
             "--seed" => args.seed = Some(number()?),
+            "--max-minutes" => args.max_minutes = Some(number()?),
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
@@ -71,7 +76,7 @@ fn main() {
     let args = match parse() {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("rivulet-chaos: {e}\nusage: rivulet-chaos [--brokers N] [--runs N] [--duration SECONDS] [--partitions N] [--seed N] [--verbose]");
+            eprintln!("rivulet-chaos: {e}\nusage: rivulet-chaos [--brokers N] [--runs N] [--duration SECONDS] [--partitions N] [--seed N] [--max-minutes N] [--verbose]");
             std::process::exit(2);
         }
     };
@@ -83,6 +88,16 @@ fn main() {
     let started = Instant::now();
     let mut reports = Vec::new();
     for n in 0..args.runs {
+        if args
+            .max_minutes
+            .is_some_and(|m| started.elapsed() >= Duration::from_secs(m * 60))
+        {
+            println!(
+                "time budget of {} minutes used up after {n} runs",
+                args.max_minutes.unwrap_or(0)
+            );
+            break;
+        }
         let opts = RunOptions {
             brokers: args.brokers,
             partitions: args.partitions,
@@ -232,11 +247,11 @@ fn summary(args: &Args, reports: &[RunReport], took: Duration) -> String {
         failed_runs
     ));
     t.push_str(&format!(
-        "| isolated leader: cut to first ack on its partitions | {} |\n",
+        "| leader cut off (not the controller): cut to first ack on its partitions | {} |\n",
         gaps(&["isolate-leader"])
     ));
     t.push_str(&format!(
-        "| isolated controller: cut to first ack on its partitions | {} |\n",
+        "| controller cut off: cut to first ack on the partitions it led | {} |\n",
         gaps(&["isolate-controller"])
     ));
     t.push_str(&format!(

@@ -206,7 +206,8 @@ pub fn watch_controller(cluster: &NetCluster, ids: &[usize], window: Duration) -
 /// the isolated broker led got their first acknowledgement again.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Availability {
-    /// The fault kind (`isolate-leader`, `isolate-controller`, `split`).
+    /// `isolate-controller` when the cut-off side held the active
+    /// controller, else `isolate-leader` (whatever fault made the cut).
     pub kind: &'static str,
     /// The broker cut off.
     pub node: usize,

@@ -380,7 +380,19 @@ fn hold(
                 Fault::Split { minority } => minority.clone(),
                 _ => vec![node],
             };
-            let led: Vec<i32> = minority.iter().flat_map(|&n| led_by(&view, n)).collect();
+            // Flapping links make no single cut to measure from.
+            let led: Vec<i32> = match fault {
+                Fault::Flap { .. } => Vec::new(),
+                _ => minority.iter().flat_map(|&n| led_by(&view, n)).collect(),
+            };
+            // Whether the cut side holds the controller decides which
+            // failover the availability figure measures.
+            let ids = probe::answering(cluster);
+            let controller = probe::first_answer(cluster, &ids, probe::controller).ok();
+            let kind = match controller {
+                Some(c) if c >= 0 && minority.contains(&(c as usize)) => "isolate-controller",
+                _ => "isolate-leader",
+            };
             let cut = probe::mono_now();
             match fault {
                 Fault::Flap { period, .. } => {
@@ -409,7 +421,6 @@ fn hold(
             cluster.net().heal()?;
             let healed = probe::mono_now();
             let watch = probe::watch_controller(cluster, &majority, REJOIN_WATCH);
-            let kind = fault.kind();
             let iso = Isolation {
                 kind,
                 node,
