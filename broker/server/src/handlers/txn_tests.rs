@@ -30,7 +30,7 @@ fn s(v: &str) -> StrBytes {
 }
 
 /// InitProducerId, retried while the coordinator starts (as clients do).
-async fn init(node: &Node, id: &str) -> Result<(i64, i16), i16> {
+pub(super) async fn init(node: &Node, id: &str) -> Result<(i64, i16), i16> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let req = InitProducerIdRequest::default()
@@ -83,10 +83,10 @@ async fn end(node: &Node, id: &str, (pid, epoch): (i64, i16), commit: bool) -> i
         .with_producer_id(ProducerId(pid))
         .with_producer_epoch(epoch)
         .with_committed(commit);
-    transactions::end(node, req).await.error_code
+    transactions::end(node, req, 4).await.error_code
 }
 
-async fn state_of(node: &Node, id: &str) -> String {
+pub(super) async fn state_of(node: &Node, id: &str) -> String {
     let resp = transactions::describe(
         node,
         DescribeTransactionsRequest::default().with_transactional_ids(vec![TransactionalId(s(id))]),
@@ -183,7 +183,7 @@ async fn transactional_offsets_are_unstable_until_their_marker() {
     // The coordinator loads __consumer_offsets first.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let resp = txn_offset_commit::handle(node, commit.clone()).await;
+        let resp = txn_offset_commit::handle(node, commit.clone(), 3).await;
         let code = resp.topics[0].partitions[0].error_code;
         if code == 0 {
             break;
