@@ -196,14 +196,15 @@ fn for_producer(e: ResponseError) -> ResponseError {
     }
 }
 
-/// What a transaction version 2 producer (Produce v12) is told, as Kafka
-/// maps it: a fenced producer hears INVALID_PRODUCER_EPOCH, an unknown
-/// producer id INVALID_PRODUCER_ID_MAPPING, a transaction that cannot
-/// take the partition TRANSACTION_ABORTABLE (the client aborts and goes
-/// on), and the coordinator's retriable errors (CONCURRENT_TRANSACTIONS
-/// while the previous transaction's markers are written, a moving or
-/// loading coordinator) NOT_ENOUGH_REPLICAS, which every producer retries.
-fn for_v2_producer(e: ResponseError) -> ResponseError {
+/// What a transaction version 2 client is told when its coordinator did
+/// not take a partition, as Kafka maps it: a fenced producer hears
+/// INVALID_PRODUCER_EPOCH, an unknown producer id
+/// INVALID_PRODUCER_ID_MAPPING, a transaction that cannot take the
+/// partition TRANSACTION_ABORTABLE (the client aborts and goes on), and the
+/// coordinator's retriable errors (CONCURRENT_TRANSACTIONS while the
+/// previous transaction's markers are written, a moving or loading
+/// coordinator) `retriable`, an error the request's clients retry.
+pub(super) fn for_v2_client(e: ResponseError, retriable: ResponseError) -> ResponseError {
     match e {
         ResponseError::ProducerFenced | ResponseError::InvalidProducerEpoch => {
             ResponseError::InvalidProducerEpoch
@@ -212,6 +213,12 @@ fn for_v2_producer(e: ResponseError) -> ResponseError {
         ResponseError::InvalidTxnState | ResponseError::TransactionAbortable => {
             ResponseError::TransactionAbortable
         }
-        _ => ResponseError::NotEnoughReplicas,
+        _ => retriable,
     }
+}
+
+/// Produce v12: retriable errors become NOT_ENOUGH_REPLICAS, which every
+/// producer retries.
+fn for_v2_producer(e: ResponseError) -> ResponseError {
+    for_v2_client(e, ResponseError::NotEnoughReplicas)
 }

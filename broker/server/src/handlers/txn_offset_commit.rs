@@ -17,7 +17,11 @@ use kafka_protocol::{
     ResponseError,
 };
 
-use super::{code, produce_verify::add_to_transaction, Node};
+use super::{
+    code,
+    produce_verify::{add_to_transaction, for_v2_client},
+    Node,
+};
 use crate::group::{coordinator::CommitPartition, OFFSETS_TOPIC};
 
 /// Answers TxnOffsetCommit.
@@ -90,25 +94,8 @@ async fn add_offsets_partition(
     .await;
     match answer.into_iter().flatten().next() {
         None => Ok(()),
-        Some(e) => Err(for_offsets_commit(e)),
-    }
-}
-
-/// What the committing producer is told when its transaction did not take
-/// the offsets partition, as Kafka's group coordinator answers: fenced is
-/// INVALID_PRODUCER_EPOCH, a transaction that cannot take it
-/// TRANSACTION_ABORTABLE, the transaction coordinator's retriable errors
-/// COORDINATOR_NOT_AVAILABLE (the client finds the coordinator again and
-/// retries).
-fn for_offsets_commit(e: ResponseError) -> ResponseError {
-    match e {
-        ResponseError::ProducerFenced | ResponseError::InvalidProducerEpoch => {
-            ResponseError::InvalidProducerEpoch
-        }
-        ResponseError::InvalidProducerIdMapping => ResponseError::InvalidProducerIdMapping,
-        ResponseError::InvalidTxnState | ResponseError::TransactionAbortable => {
-            ResponseError::TransactionAbortable
-        }
-        _ => ResponseError::CoordinatorNotAvailable,
+        // Retriable: the client finds the coordinator again and retries,
+        // as with Kafka's group coordinator.
+        Some(e) => Err(for_v2_client(e, ResponseError::CoordinatorNotAvailable)),
     }
 }

@@ -5,14 +5,11 @@
 //! decision (markers need a listening broker: `transactions_v2.rs` in the
 //! black-box tests covers the rest).
 
-use std::time::Duration;
-
 use kafka_protocol::{
     messages::{
         produce_request::{PartitionProduceData, TopicProduceData},
-        txn_offset_commit_request::{TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic},
-        ApiKey, DescribeTransactionsRequest, EndTxnRequest, EndTxnResponse, GroupId,
-        ProduceRequest, ProducerId, TransactionalId, TxnOffsetCommitRequest,
+        ApiKey, DescribeTransactionsRequest, EndTxnRequest, EndTxnResponse, ProduceRequest,
+        ProducerId, TransactionalId,
     },
     protocol::StrBytes,
     ResponseError,
@@ -23,8 +20,7 @@ use super::{
     tests::{create, harness, name},
     transactions,
     txn_data_tests::txn_batch,
-    txn_offset_commit,
-    txn_tests::{init, state_of},
+    txn_tests::{commit_offsets, init, offsets_and_input_topics, state_of},
     Node,
 };
 use crate::group::OFFSETS_TOPIC;
@@ -135,36 +131,6 @@ async fn partitions_of(node: &Node, id: &str) -> Vec<(String, i32)> {
         .collect()
 }
 
-/// TxnOffsetCommit v5 of offset 42 of `in`-0 for group `g`, retried while
-/// the group coordinator loads.
-async fn commit_offsets_v5(node: &Node, id: &str, (pid, epoch): (i64, i16)) -> i16 {
-    let commit = TxnOffsetCommitRequest::default()
-        .with_transactional_id(TransactionalId(s(id)))
-        .with_group_id(GroupId(s("g")))
-        .with_producer_id(ProducerId(pid))
-        .with_producer_epoch(epoch)
-        .with_generation_id(-1)
-        .with_topics(vec![TxnOffsetCommitRequestTopic::default()
-            .with_name(name("in"))
-            .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
-                .with_partition_index(0)
-                .with_committed_offset(42)])]);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let resp = txn_offset_commit::handle(node, commit.clone(), 5).await;
-        let code = resp.topics[0].partitions[0].error_code;
-        let loading = [
-            ResponseError::CoordinatorLoadInProgress.code(),
-            ResponseError::NotCoordinator.code(),
-            ResponseError::CoordinatorNotAvailable.code(),
-        ];
-        if !loading.contains(&code) || tokio::time::Instant::now() > deadline {
-            return code;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitions_join_by_themselves_and_every_end_bumps_the_epoch() {
     let h = harness(
@@ -175,15 +141,8 @@ async fn partitions_join_by_themselves_and_every_end_bumps_the_epoch() {
         ],
     );
     let node = &h.node;
-    create(
-        node,
-        OFFSETS_TOPIC,
-        &[&[0]],
-        &[("cleanup.policy", "compact")],
-    )
-    .await;
+    offsets_and_input_topics(node).await;
     create(node, "out", &[&[0], &[0]], &[]).await;
-    create(node, "in", &[&[0]], &[]).await;
     let producer = init(node, "v2").await.unwrap();
 
     // Produce v12 without AddPartitionsToTxn: the leader adds the partition.
@@ -196,7 +155,7 @@ async fn partitions_join_by_themselves_and_every_end_bumps_the_epoch() {
         ResponseError::InvalidTxnState.code()
     );
     // TxnOffsetCommit v5 without AddOffsetsToTxn: the offsets partition joins.
-    assert_eq!(commit_offsets_v5(node, "v2", producer).await, 0);
+    assert_eq!(commit_offsets(node, "v2", producer, 5).await, 0);
     assert_eq!(
         partitions_of(node, "v2").await,
         [(OFFSETS_TOPIC.to_string(), 0), ("out".to_string(), 0)]
