@@ -1,0 +1,565 @@
+//! Transaction version 2 (KIP-890 part 2) against the real broker, in raw
+//! Kafka protocol (no installed client speaks it yet): ApiVersions shows
+//! the `transaction.version` feature; a producer runs transactions with
+//! Produce v12, TxnOffsetCommit v5 and EndTxn v5 only (no
+//! AddPartitionsToTxn, no AddOffsetsToTxn), every end bumps its epoch,
+//! read_committed sees exactly the committed records and the group exactly
+//! the committed offset; the old epoch is fenced everywhere; the
+//! coordinator killed with kill -9 between transactions keeps the state;
+//! with the feature finalized at 1 the broker speaks the classic protocol
+//! only.
+
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::{
+    messages::{
+        add_partitions_to_txn_request::AddPartitionsToTxnTopic,
+        fetch_request::{FetchPartition, FetchTopic},
+        offset_fetch_request::OffsetFetchRequestTopic,
+        produce_request::{PartitionProduceData, TopicProduceData},
+        txn_offset_commit_request::{TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic},
+        AddPartitionsToTxnRequest, ApiKey, ApiVersionsRequest, BrokerId, EndTxnRequest,
+        EndTxnResponse, FetchRequest, GroupId, InitProducerIdRequest, OffsetFetchRequest,
+        ProduceRequest, ProducerId, TransactionalId, TxnOffsetCommitRequest,
+    },
+    protocol::StrBytes,
+    records::{
+        Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
+        TimestampType,
+    },
+    ResponseError,
+};
+use rivulet_tests::{kafka::topic_name, unique_topic, BrokerProcess, KafkaConn};
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_string())
+}
+
+/// Errors a client retries while a coordinator starts, moves or finishes
+/// the previous transaction's markers.
+fn retriable(code: i16) -> bool {
+    [
+        ResponseError::CoordinatorNotAvailable,
+        ResponseError::CoordinatorLoadInProgress,
+        ResponseError::NotCoordinator,
+        ResponseError::ConcurrentTransactions,
+        ResponseError::NotEnoughReplicas,
+        ResponseError::NotLeaderOrFollower,
+    ]
+    .iter()
+    .any(|e| e.code() == code)
+}
+
+/// Runs `attempt` until it answers something not retriable (20 s at most).
+fn retry<T>(what: &str, mut attempt: impl FnMut() -> (i16, T)) -> (i16, T) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (code, value) = attempt();
+        if !retriable(code) || Instant::now() > deadline {
+            return (code, value);
+        }
+        assert!(Instant::now() < deadline, "{what}: still {code}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A transactional producer speaking raw protocol: its id, producer id and
+/// epoch, and the next sequence per partition (reset at every new epoch).
+struct Producer {
+    id: String,
+    pid: i64,
+    epoch: i16,
+    sequences: BTreeMap<(String, i32), i32>,
+}
+
+impl Producer {
+    fn init(c: &mut KafkaConn, id: &str) -> Producer {
+        let req = InitProducerIdRequest::default()
+            .with_transactional_id(Some(TransactionalId(s(id))))
+            .with_transaction_timeout_ms(60_000)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+        let (code, ids) = retry("InitProducerId", || {
+            let r = c.call(&req, 5).expect("InitProducerId");
+            (r.error_code, (r.producer_id.0, r.producer_epoch))
+        });
+        assert_eq!(code, 0, "InitProducerId");
+        Producer {
+            id: id.to_string(),
+            pid: ids.0,
+            epoch: ids.1,
+            sequences: BTreeMap::new(),
+        }
+    }
+
+    /// One transactional batch of `values` for `topic`-`partition` with
+    /// epoch `epoch`; only batches of the current epoch advance the
+    /// sequence (a zombie's start at 0).
+    fn batch(&mut self, topic: &str, partition: i32, epoch: i16, values: &[String]) -> Bytes {
+        let mut scratch = 0;
+        let seq = if epoch == self.epoch {
+            self.sequences
+                .entry((topic.to_string(), partition))
+                .or_default()
+        } else {
+            &mut scratch
+        };
+        let records: Vec<Record> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Record {
+                transactional: true,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: self.pid,
+                producer_epoch: epoch,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: *seq + i as i32,
+                timestamp: rivulet_tests::kafka::now_ms(),
+                key: None,
+                value: Some(Bytes::copy_from_slice(v.as_bytes())),
+                headers: Default::default(),
+            })
+            .collect();
+        *seq += values.len() as i32;
+        let mut buf = BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        };
+        RecordBatchEncoder::encode(&mut buf, records.iter(), &options).expect("encode");
+        buf.freeze()
+    }
+
+    /// Produce (of `version`) of `values` to each partition of `topic` in
+    /// one request, with epoch `epoch`; the error code per partition.
+    fn produce_with(
+        &mut self,
+        c: &mut KafkaConn,
+        version: i16,
+        epoch: i16,
+        topic: &str,
+        parts: &[(i32, Vec<String>)],
+    ) -> Vec<i16> {
+        let data = parts
+            .iter()
+            .map(|(p, values)| {
+                PartitionProduceData::default()
+                    .with_index(*p)
+                    .with_records(Some(self.batch(topic, *p, epoch, values)))
+            })
+            .collect();
+        let req = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(10_000)
+            .with_transactional_id(Some(TransactionalId(s(&self.id))))
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(topic_name(topic))
+                .with_partition_data(data)]);
+        let (_, codes) = retry("Produce", || {
+            let r = c.send(&req, version).expect("Produce");
+            let codes: Vec<i16> = r.responses[0]
+                .partition_responses
+                .iter()
+                .map(|p| p.error_code)
+                .collect();
+            let worst = codes.iter().copied().find(|c| *c != 0).unwrap_or(0);
+            (worst, codes)
+        });
+        codes
+    }
+
+    /// Produce v12 of the current epoch, which must succeed.
+    fn produce(&mut self, c: &mut KafkaConn, topic: &str, parts: &[(i32, Vec<String>)]) {
+        let codes = self.produce_with(c, 12, self.epoch, topic, parts);
+        assert!(codes.iter().all(|c| *c == 0), "Produce v12: {codes:?}");
+    }
+
+    /// TxnOffsetCommit v5 of `offset` for `group` on `topic`-0.
+    fn commit_offset(&self, c: &mut KafkaConn, group: &str, topic: &str, offset: i64) -> i16 {
+        let req = TxnOffsetCommitRequest::default()
+            .with_transactional_id(TransactionalId(s(&self.id)))
+            .with_group_id(GroupId(s(group)))
+            .with_producer_id(ProducerId(self.pid))
+            .with_producer_epoch(self.epoch)
+            .with_generation_id(-1)
+            .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+                .with_name(topic_name(topic))
+                .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(offset)])]);
+        retry("TxnOffsetCommit", || {
+            let r = c.send(&req, 5).expect("TxnOffsetCommit v5");
+            (r.topics[0].partitions[0].error_code, ())
+        })
+        .0
+    }
+
+    /// EndTxn v5 with `(pid, epoch)`, retried while retriable.
+    fn end_as(&self, c: &mut KafkaConn, pid: i64, epoch: i16, commit: bool) -> EndTxnResponse {
+        let req = EndTxnRequest::default()
+            .with_transactional_id(TransactionalId(s(&self.id)))
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(epoch)
+            .with_committed(commit);
+        retry("EndTxn", || {
+            let r = c.send(&req, 5).expect("EndTxn v5");
+            (r.error_code, r)
+        })
+        .1
+    }
+
+    /// Ends the transaction; the epoch must be bumped by one, and the
+    /// producer continues with it (sequences start over).
+    fn end(&mut self, c: &mut KafkaConn, commit: bool) {
+        let r = self.end_as(c, self.pid, self.epoch, commit);
+        assert_eq!(r.error_code, 0, "EndTxn v5");
+        assert_eq!(
+            (r.producer_id.0, r.producer_epoch),
+            (self.pid, self.epoch + 1),
+            "every end bumps the epoch"
+        );
+        self.epoch = r.producer_epoch;
+        self.sequences.clear();
+    }
+}
+
+fn values(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}-{i}")).collect()
+}
+
+/// read_committed Fetch of `topic`-`partition` from 0 to its last stable
+/// offset, once no transaction is open there (markers can lag the EndTxn
+/// answer): the values of the committed records, as a client keeps them.
+fn read_committed(c: &mut KafkaConn, topic: &str, partition: i32) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let req = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(100)
+            .with_max_bytes(16 << 20)
+            .with_isolation_level(1)
+            .with_session_epoch(-1)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(topic_name(topic))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(partition)
+                    .with_current_leader_epoch(-1)
+                    .with_fetch_offset(0)
+                    .with_last_fetched_epoch(-1)
+                    .with_log_start_offset(-1)
+                    .with_partition_max_bytes(16 << 20)])]);
+        let resp = c.send(&req, 12).expect("Fetch");
+        let p = &resp.responses[0].partitions[0];
+        assert_eq!(
+            p.error_code, 0,
+            "fetch {topic}-{partition}: log start {}, high watermark {}",
+            p.log_start_offset, p.high_watermark
+        );
+        if p.last_stable_offset < p.high_watermark {
+            assert!(Instant::now() < deadline, "{topic}-{partition}: LSO stuck");
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        }
+        let mut aborted: Vec<(i64, i64)> = p
+            .aborted_transactions
+            .iter()
+            .flatten()
+            .map(|a| (a.first_offset, a.producer_id.0))
+            .collect();
+        aborted.sort();
+        let mut aborting = std::collections::BTreeSet::new();
+        let mut out = Vec::new();
+        let mut records = p.records.clone().unwrap_or_default();
+        for set in RecordBatchDecoder::decode_all(&mut records).expect("decode") {
+            for r in set.records {
+                while aborted.first().is_some_and(|(first, _)| *first <= r.offset) {
+                    aborting.insert(aborted.remove(0).1);
+                }
+                if r.control {
+                    aborting.remove(&r.producer_id);
+                } else if !(r.transactional && aborting.contains(&r.producer_id)) {
+                    let v = r.value.expect("a value");
+                    out.push(String::from_utf8(v.to_vec()).expect("utf-8"));
+                }
+            }
+        }
+        return out;
+    }
+}
+
+/// The committed offset of `group` on `topic`-0 (stable).
+fn committed(c: &mut KafkaConn, group: &str, topic: &str) -> i64 {
+    let req = OffsetFetchRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+            .with_name(topic_name(topic))
+            .with_partition_indexes(vec![0])]))
+        .with_require_stable(true);
+    let unstable = ResponseError::UnstableOffsetCommit.code();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = c.send(&req, 7).expect("OffsetFetch");
+        let p = &r.topics[0].partitions[0];
+        if p.error_code != unstable && r.error_code == 0 {
+            assert_eq!(p.error_code, 0);
+            return p.committed_offset;
+        }
+        assert!(Instant::now() < deadline, "offsets stay unstable");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn broker(transaction_version: &str) -> BrokerProcess {
+    BrokerProcess::builder()
+        .config("transaction.version", transaction_version)
+        .config("transaction.state.log.num.partitions", "1")
+        .config("offsets.topic.num.partitions", "1")
+        .config("group.initial.rebalance.delay.ms", "0")
+        .start()
+}
+
+#[test]
+fn a_transaction_version_2_producer_needs_no_add_requests() {
+    let broker = broker("2");
+    let mut c = broker.client();
+    // ApiVersions v3: the feature, finalized at 2, and the versions it unlocks.
+    let req = ApiVersionsRequest::default()
+        .with_client_software_name(s("rivulet-tests"))
+        .with_client_software_version(s("0"));
+    let av = c.send(&req, 3).expect("ApiVersions");
+    let feature = &av.supported_features[0];
+    assert_eq!(
+        (
+            feature.name.as_str(),
+            feature.min_version,
+            feature.max_version
+        ),
+        ("transaction.version", 0, 2)
+    );
+    let finalized = &av.finalized_features[0];
+    assert_eq!(
+        (finalized.name.as_str(), finalized.max_version_level),
+        ("transaction.version", 2)
+    );
+    for (key, max) in [
+        (ApiKey::Produce, 12),
+        (ApiKey::EndTxn, 5),
+        (ApiKey::TxnOffsetCommit, 5),
+        (ApiKey::AddPartitionsToTxn, 5),
+    ] {
+        assert_eq!(c.api_versions()[&(key as i16)].1, max, "{key:?}");
+    }
+
+    let (out, input, group) = (unique_topic("tv2-out"), unique_topic("tv2-in"), "tv2-g");
+    broker.create_topic(&out, 3, &[]);
+    broker.create_topic(&input, 1, &[]);
+    let mut p = Producer::init(&mut c, "tv2-app");
+    let first_epoch = p.epoch;
+
+    // 1: three partitions and the offsets, committed.
+    let parts1: Vec<(i32, Vec<String>)> =
+        (0..3).map(|i| (i, values(&format!("c1-{i}"), 2))).collect();
+    p.produce(&mut c, &out, &parts1);
+    assert_eq!(p.commit_offset(&mut c, group, &input, 10), 0);
+    p.end(&mut c, true);
+    // A retry of that end with the old epoch: success with the bumped one.
+    let retried = p.end_as(&mut c, p.pid, first_epoch, true);
+    assert_eq!(
+        (retried.error_code, retried.producer_epoch),
+        (0, first_epoch + 1)
+    );
+    // The zombie with the old epoch: fenced at a partition of the
+    // transaction (its marker carries the bumped epoch) and at a new one
+    // (the coordinator refuses to add it).
+    let fenced = ResponseError::InvalidProducerEpoch.code();
+    let zombie = p.produce_with(&mut c, 12, first_epoch, &out, &[(0, values("z", 1))]);
+    assert_eq!(
+        zombie,
+        [fenced],
+        "stale write to a partition of the transaction"
+    );
+    let side = unique_topic("tv2-side");
+    broker.create_topic(&side, 1, &[]);
+    let zombie = p.produce_with(&mut c, 12, first_epoch, &side, &[(0, values("z", 1))]);
+    assert_eq!(zombie, [fenced], "stale write to a new partition");
+
+    // 2: two partitions and a newer offset, aborted.
+    let parts2: Vec<(i32, Vec<String>)> =
+        (0..2).map(|i| (i, values(&format!("a2-{i}"), 3))).collect();
+    p.produce(&mut c, &out, &parts2);
+    assert_eq!(p.commit_offset(&mut c, group, &input, 20), 0);
+    p.end(&mut c, false);
+
+    // 3: one partition, committed.
+    p.produce(&mut c, &out, &[(2, values("c3-2", 1))]);
+    p.end(&mut c, true);
+    assert_eq!(p.epoch, first_epoch + 3);
+    // An EndTxn of an epoch two ends back is a zombie's.
+    let stale = p.end_as(&mut c, p.pid, first_epoch, true);
+    assert_eq!(
+        stale.error_code,
+        ResponseError::ProducerFenced.code(),
+        "an old epoch is fenced"
+    );
+
+    assert_eq!(read_committed(&mut c, &out, 0), values("c1-0", 2));
+    assert_eq!(read_committed(&mut c, &out, 1), values("c1-1", 2));
+    let mut third = values("c1-2", 2);
+    third.extend(values("c3-2", 1));
+    assert_eq!(read_committed(&mut c, &out, 2), third);
+    // read_uncommitted sees the aborted records too.
+    let all = c.fetch_all(&out, 0, 0).expect("fetch").len();
+    assert_eq!(all, 2 + 3, "committed and aborted records of partition 0");
+    assert_eq!(
+        committed(&mut c, group, &input),
+        10,
+        "the aborted offset never counts"
+    );
+    assert_eq!(read_committed(&mut c, &side, 0), Vec::<String>::new());
+}
+
+/// The value of the last `__transaction_state` record of `id`.
+fn stored_state(c: &mut KafkaConn, id: &str) -> Bytes {
+    let records = c
+        .fetch_all("__transaction_state", 0, 0)
+        .expect("read __transaction_state");
+    let key_of = |k: &Bytes| k.len() > 4 && &k[4..] == id.as_bytes();
+    records
+        .into_iter()
+        .filter(|r| r.key.as_ref().is_some_and(key_of))
+        .filter_map(|r| r.value)
+        .last()
+        .expect("a record of the transactional id")
+}
+
+#[test]
+fn the_coordinator_killed_between_transactions_keeps_transaction_version_2() {
+    let mut broker = broker("2");
+    let out = unique_topic("tv2-crash");
+    broker.create_topic(&out, 2, &[]);
+    let mut c = broker.client();
+    let mut p = Producer::init(&mut c, "tv2-crash");
+    let first_epoch = p.epoch;
+    p.produce(
+        &mut c,
+        &out,
+        &[(0, values("c1-0", 2)), (1, values("c1-1", 2))],
+    );
+    p.end(&mut c, true);
+    // Killed right after the answer: the markers may not all be written.
+    broker.kill9();
+    broker.restart();
+    let mut c = broker.client();
+    // The state as Kafka stores it: TransactionLogValue v1 whose last
+    // tagged field is ClientTransactionVersion (tag 2, 2 bytes) = 2.
+    let value = stored_state(&mut c, "tv2-crash");
+    assert_eq!(&value[..2], &[0, 1], "value version 1");
+    assert_eq!(&value[value.len() - 4..], &[2, 2, 0, 2]);
+    // The new coordinator knows the bumped epoch: the retry of the end
+    // gets it, and the producer goes on with it.
+    let retried = p.end_as(&mut c, p.pid, first_epoch, true);
+    assert_eq!(
+        (
+            retried.error_code,
+            retried.producer_id.0,
+            retried.producer_epoch
+        ),
+        (0, p.pid, first_epoch + 1)
+    );
+    let zombie = p.produce_with(&mut c, 12, first_epoch, &out, &[(0, values("z", 1))]);
+    assert_eq!(zombie, [ResponseError::InvalidProducerEpoch.code()]);
+    p.produce(&mut c, &out, &[(1, values("c2-1", 1))]);
+    p.end(&mut c, true);
+    assert_eq!(read_committed(&mut c, &out, 0), values("c1-0", 2));
+    let mut second = values("c1-1", 2);
+    second.extend(values("c2-1", 1));
+    assert_eq!(read_committed(&mut c, &out, 1), second);
+}
+
+#[test]
+fn at_transaction_version_1_the_broker_speaks_the_classic_protocol() {
+    let broker = broker("1");
+    let out = unique_topic("tv1");
+    broker.create_topic(&out, 1, &[]);
+    let mut c = broker.client();
+    let req = ApiVersionsRequest::default()
+        .with_client_software_name(s("rivulet-tests"))
+        .with_client_software_version(s("0"));
+    let av = c.send(&req, 3).expect("ApiVersions");
+    assert_eq!(av.finalized_features[0].max_version_level, 1);
+    for (key, max) in [
+        (ApiKey::Produce, 11),
+        (ApiKey::EndTxn, 4),
+        (ApiKey::TxnOffsetCommit, 3),
+        (ApiKey::AddPartitionsToTxn, 4),
+    ] {
+        assert_eq!(c.api_versions()[&(key as i16)].1, max, "{key:?}");
+    }
+    let mut p = Producer::init(&mut c, "tv1-app");
+    // The transaction version 2 forms are refused like any unknown version.
+    let end_v5 = EndTxnRequest::default()
+        .with_transactional_id(TransactionalId(s("tv1-app")))
+        .with_producer_id(ProducerId(p.pid))
+        .with_producer_epoch(p.epoch)
+        .with_committed(false);
+    assert!(c.send(&end_v5, 5).is_err(), "EndTxn v5 is not accepted");
+    let mut c = broker.client();
+    let batch = p.batch(&out, 0, p.epoch, &values("x", 1));
+    let v12 = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5000)
+        .with_transactional_id(Some(TransactionalId(s("tv1-app"))))
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(topic_name(&out))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(batch))])]);
+    assert!(c.send(&v12, 12).is_err(), "Produce v12 is not accepted");
+    let mut c = broker.client();
+    p.sequences.clear();
+
+    // The classic protocol: the partition added by the client, no bump.
+    for round in 0..2 {
+        let add = AddPartitionsToTxnRequest::default()
+            .with_v3_and_below_transactional_id(TransactionalId(s("tv1-app")))
+            .with_v3_and_below_producer_id(ProducerId(p.pid))
+            .with_v3_and_below_producer_epoch(p.epoch)
+            .with_v3_and_below_topics(vec![AddPartitionsToTxnTopic::default()
+                .with_name(topic_name(&out))
+                .with_partitions(vec![0])]);
+        let (code, _) = retry("AddPartitionsToTxn", || {
+            let r = c.send(&add, 3).expect("AddPartitionsToTxn v3");
+            (
+                r.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code,
+                (),
+            )
+        });
+        assert_eq!(code, 0);
+        let epoch = p.epoch;
+        let codes = p.produce_with(
+            &mut c,
+            11,
+            epoch,
+            &out,
+            &[(0, values(&format!("r{round}"), 2))],
+        );
+        assert_eq!(codes, [0]);
+        let end = EndTxnRequest::default()
+            .with_transactional_id(TransactionalId(s("tv1-app")))
+            .with_producer_id(ProducerId(p.pid))
+            .with_producer_epoch(p.epoch)
+            .with_committed(round == 0);
+        let (code, _) = retry("EndTxn", || {
+            (c.send(&end, 4).expect("EndTxn v4").error_code, ())
+        });
+        assert_eq!(code, 0, "EndTxn v4 keeps the epoch");
+    }
+    assert_eq!(read_committed(&mut c, &out, 0), values("r0", 2));
+}
