@@ -2,7 +2,11 @@
 //! (confluent-kafka, replication factor 3, min.insync.replicas 2) keeps
 //! running while the broker coordinating its transactions and then a
 //! leader of its output are killed with kill -9 and restarted, and its own
-//! worker is killed too. The output holds every input exactly once.
+//! worker is killed too. The output holds every input exactly once. The
+//! same with replication factor 2 (topics, `__transaction_state` and
+//! `__consumer_offsets`) on 3 brokers, so partitions live on some brokers
+//! only and the coordinator's partition fails over to its one other
+//! replica.
 
 use std::time::{Duration, Instant};
 
@@ -114,6 +118,95 @@ fn exactly_once_through_coordinator_and_leader_kills() {
     cluster.kill9(leader);
     std::thread::sleep(Duration::from_secs(4));
     cluster.restart(leader);
+
+    let status = driver.wait(Duration::from_secs(600));
+    assert!(
+        status.success(),
+        "the loop failed: {}\n{}",
+        driver.stderr(),
+        driver.stdout()
+    );
+    let out = last_json(&driver.stdout());
+    assert_eq!(out["output"], records, "{out}");
+}
+
+/// The replica counts of `__transaction_state`'s partitions.
+fn transaction_state_replicas(cluster: &DevCluster, live: i32) -> Option<Vec<usize>> {
+    let request =
+        MetadataRequest::default()
+            .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(
+                TopicName(StrBytes::from_static_str("__transaction_state")),
+            ))]));
+    let md = cluster.client(live).send(&request, 12).ok()?;
+    let topic = md.topics.first().filter(|t| t.error_code == 0)?;
+    Some(
+        topic
+            .partitions
+            .iter()
+            .map(|p| p.replica_nodes.len())
+            .collect(),
+    )
+}
+
+#[test]
+fn exactly_once_with_fewer_replicas_than_brokers() {
+    require_py!("confluent_kafka");
+    let mut cluster = DevCluster::start(
+        3,
+        &[
+            ("group.initial.rebalance.delay.ms", "0"),
+            ("transaction.state.log.num.partitions", "3"),
+            ("transaction.state.log.replication.factor", "2"),
+            ("transaction.state.log.min.isr", "1"),
+            ("offsets.topic.num.partitions", "3"),
+            ("offsets.topic.replication.factor", "2"),
+            ("min.insync.replicas", "1"),
+            ("broker.session.timeout.ms", "3000"),
+            ("broker.heartbeat.interval.ms", "500"),
+        ],
+    );
+    let prefix = format!("{}-", unique_topic("txrf2"));
+    let records = 6000;
+    let opts = json!({
+        "bootstrap": cluster.bootstrap(),
+        "prefix": prefix,
+        "records": records,
+        "kills": 1,
+        "rf": 2,
+        "seed": 7,
+        "finish_s": 300,
+    })
+    .to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let mut driver = Background::spawn(
+        &mut py_command("txn_clients.py", &["ctp", &opts]),
+        dir.path(),
+        "ctp",
+    );
+    let tx = format!("{prefix}ctp-tx");
+    let coordinator = wait_for("the loop's transaction coordinator", || {
+        coordinator_of(&cluster, &tx)
+    });
+    let live = cluster
+        .broker_ids()
+        .into_iter()
+        .find(|&b| b != coordinator)
+        .unwrap();
+    let replicas = wait_for("__transaction_state", || {
+        transaction_state_replicas(&cluster, live)
+    });
+    assert!(
+        replicas.iter().all(|&r| r == 2),
+        "transaction.state.log.replication.factor 2: {replicas:?}"
+    );
+    cluster.kill9(coordinator);
+    // The id's partition fails over to its other replica while the killed
+    // broker is down; the loop goes on meanwhile.
+    let successor = wait_for("a new coordinator", || {
+        coordinator_of(&cluster, &tx).filter(|&c| c != coordinator)
+    });
+    assert_ne!(successor, coordinator);
+    cluster.restart(coordinator);
 
     let status = driver.wait(Duration::from_secs(600));
     assert!(
