@@ -63,6 +63,48 @@ fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+/// Starts the consume-transform-produce loop of `records` records over
+/// topics of replication factor `rf`, its worker killed `kills` times.
+fn start_loop(
+    cluster: &DevCluster,
+    prefix: &str,
+    records: u64,
+    kills: u32,
+    rf: u32,
+    seed: u64,
+) -> (Background, tempfile::TempDir) {
+    let opts = json!({
+        "bootstrap": cluster.bootstrap(),
+        "prefix": prefix,
+        "records": records,
+        "kills": kills,
+        "rf": rf,
+        "seed": seed,
+        "finish_s": 300,
+    })
+    .to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let driver = Background::spawn(
+        &mut py_command("txn_clients.py", &["ctp", &opts]),
+        dir.path(),
+        "ctp",
+    );
+    (driver, dir)
+}
+
+/// Waits for the loop and checks its output holds every record once.
+fn finish_loop(mut driver: Background, records: u64) {
+    let status = driver.wait(Duration::from_secs(600));
+    assert!(
+        status.success(),
+        "the loop failed: {}\n{}",
+        driver.stderr(),
+        driver.stdout()
+    );
+    let out = last_json(&driver.stdout());
+    assert_eq!(out["output"], records, "{out}");
+}
+
 #[test]
 fn exactly_once_through_coordinator_and_leader_kills() {
     require_py!("confluent_kafka");
@@ -82,22 +124,7 @@ fn exactly_once_through_coordinator_and_leader_kills() {
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(6000);
-    let opts = json!({
-        "bootstrap": cluster.bootstrap(),
-        "prefix": prefix,
-        "records": records,
-        "kills": 2,
-        "rf": 3,
-        "seed": 5,
-        "finish_s": 300,
-    })
-    .to_string();
-    let dir = tempfile::tempdir().unwrap();
-    let mut driver = Background::spawn(
-        &mut py_command("txn_clients.py", &["ctp", &opts]),
-        dir.path(),
-        "ctp",
-    );
+    let (driver, _dir) = start_loop(&cluster, &prefix, records, 2, 3, 5);
     let tx = format!("{prefix}ctp-tx");
 
     let coordinator = wait_for("the loop's transaction coordinator", || {
@@ -118,16 +145,7 @@ fn exactly_once_through_coordinator_and_leader_kills() {
     cluster.kill9(leader);
     std::thread::sleep(Duration::from_secs(4));
     cluster.restart(leader);
-
-    let status = driver.wait(Duration::from_secs(600));
-    assert!(
-        status.success(),
-        "the loop failed: {}\n{}",
-        driver.stderr(),
-        driver.stdout()
-    );
-    let out = last_json(&driver.stdout());
-    assert_eq!(out["output"], records, "{out}");
+    finish_loop(driver, records);
 }
 
 /// The replica counts of `__transaction_state`'s partitions.
@@ -167,22 +185,7 @@ fn exactly_once_with_fewer_replicas_than_brokers() {
     );
     let prefix = format!("{}-", unique_topic("txrf2"));
     let records = 6000;
-    let opts = json!({
-        "bootstrap": cluster.bootstrap(),
-        "prefix": prefix,
-        "records": records,
-        "kills": 1,
-        "rf": 2,
-        "seed": 7,
-        "finish_s": 300,
-    })
-    .to_string();
-    let dir = tempfile::tempdir().unwrap();
-    let mut driver = Background::spawn(
-        &mut py_command("txn_clients.py", &["ctp", &opts]),
-        dir.path(),
-        "ctp",
-    );
+    let (driver, _dir) = start_loop(&cluster, &prefix, records, 1, 2, 7);
     let tx = format!("{prefix}ctp-tx");
     let coordinator = wait_for("the loop's transaction coordinator", || {
         coordinator_of(&cluster, &tx)
@@ -207,14 +210,5 @@ fn exactly_once_with_fewer_replicas_than_brokers() {
     });
     assert_ne!(successor, coordinator);
     cluster.restart(coordinator);
-
-    let status = driver.wait(Duration::from_secs(600));
-    assert!(
-        status.success(),
-        "the loop failed: {}\n{}",
-        driver.stderr(),
-        driver.stdout()
-    );
-    let out = last_json(&driver.stdout());
-    assert_eq!(out["output"], records, "{out}");
+    finish_loop(driver, records);
 }
