@@ -6,20 +6,25 @@
 //! read_committed sees exactly the committed records and the group exactly
 //! the committed offset; the old epoch is fenced everywhere; the
 //! coordinator killed with kill -9 between transactions keeps the state;
-//! with the feature finalized at 1 the broker speaks the classic protocol
-//! only.
+//! on three brokers leaders add their partitions at a coordinator on
+//! another broker; with the feature finalized at 1 the broker speaks the
+//! classic protocol only.
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::{
     messages::{
         add_partitions_to_txn_request::AddPartitionsToTxnTopic,
         produce_request::{PartitionProduceData, TopicProduceData},
-        AddPartitionsToTxnRequest, ApiKey, ApiVersionsRequest, EndTxnRequest, ProduceRequest,
-        ProducerId, TransactionalId,
+        AddPartitionsToTxnRequest, ApiKey, ApiVersionsRequest, EndTxnRequest,
+        FindCoordinatorRequest, ProduceRequest, ProducerId, TransactionalId,
     },
     ResponseError,
 };
 use rivulet_tests::{
+    cluster::DevCluster,
+    cluster_checks::{create_replicated_topic, group_coordinator, poll_until, topic_partitions},
     kafka::topic_name,
     txn_raw::{committed, read_committed, retry, s, values, Producer},
     unique_topic, BrokerProcess, KafkaConn,
@@ -271,4 +276,81 @@ fn at_transaction_version_1_the_broker_speaks_the_classic_protocol() {
         assert_eq!(code, 0, "EndTxn v4 keeps the epoch");
     }
     assert_eq!(read_committed(&mut c, &out, 0), values("r0", 2));
+}
+
+/// The transaction coordinator of `id` (FindCoordinator, key type 1),
+/// retried while `__transaction_state` is created.
+fn transaction_coordinator(c: &mut KafkaConn, id: &str) -> i32 {
+    let req = FindCoordinatorRequest::default()
+        .with_key(s(id))
+        .with_key_type(1);
+    let (code, node) = retry("FindCoordinator", || {
+        let r = c.call(&req, 3).expect("FindCoordinator");
+        (r.error_code, r.node_id.0)
+    });
+    assert_eq!(code, 0, "FindCoordinator");
+    node
+}
+
+#[test]
+fn transaction_version_2_across_brokers() {
+    let cluster = DevCluster::start(
+        3,
+        &[
+            ("transaction.state.log.num.partitions", "3"),
+            ("offsets.topic.num.partitions", "3"),
+            ("group.initial.rebalance.delay.ms", "0"),
+        ],
+    );
+    let first = cluster.broker_ids()[0];
+    let mut any = cluster.client(first);
+    let (out, input, group) = (unique_topic("tv2-spread"), unique_topic("tv2-in"), "tv2-g");
+    create_replicated_topic(&mut any, &out, 6, 1, &[]).expect("create");
+    create_replicated_topic(&mut any, &input, 1, 1, &[]).expect("create");
+    let (leaders, _) = poll_until(
+        Duration::from_secs(30),
+        "leaders of every partition",
+        || {
+            let parts = topic_partitions(&mut any, &out)?;
+            let leaders: Vec<(i32, i32)> = parts.iter().map(|(p, i)| (*p, i.leader)).collect();
+            anyhow::ensure!(leaders.iter().all(|(_, l)| *l >= 0), "no leader yet");
+            Ok(leaders)
+        },
+    );
+    let coordinator = transaction_coordinator(&mut any, "tv2-spread");
+    assert!(
+        leaders.iter().any(|(_, l)| *l != coordinator),
+        "some leader must ask the coordinator over the network: {leaders:?}"
+    );
+    let mut coord = cluster.client(coordinator);
+    let mut p = Producer::init(&mut coord, "tv2-spread");
+    let first_epoch = p.epoch;
+    for round in ["c1", "a2", "c3"] {
+        // Each partition's batch goes to its leader, which adds it.
+        for (partition, leader) in &leaders {
+            let mut c = cluster.client(*leader);
+            p.produce(
+                &mut c,
+                &out,
+                &[(*partition, values(&format!("{round}-{partition}"), 1))],
+            );
+        }
+        let (offsets, _) = poll_until(Duration::from_secs(30), "the group coordinator", || {
+            group_coordinator(&mut any, group)
+        });
+        let mut gc = cluster.client(offsets);
+        let offset = if round == "a2" { 20 } else { 10 };
+        assert_eq!(p.commit_offset(&mut gc, group, &input, offset), 0);
+        p.end(&mut coord, !round.starts_with('a'));
+    }
+    assert_eq!(p.epoch, first_epoch + 3);
+    for (partition, leader) in &leaders {
+        let mut c = cluster.client(*leader);
+        assert_eq!(
+            read_committed(&mut c, &out, *partition),
+            [format!("c1-{partition}-0"), format!("c3-{partition}-0")]
+        );
+    }
+    let offsets = group_coordinator(&mut any, group).expect("group coordinator");
+    assert_eq!(committed(&mut cluster.client(offsets), group, &input), 10);
 }
