@@ -63,6 +63,14 @@ fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+/// Records through the loop: 6000, or `RIVULET_TXN_RECORDS` for a long run.
+fn records_to_run() -> u64 {
+    std::env::var("RIVULET_TXN_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(6000)
+}
+
 /// Starts the consume-transform-produce loop of `records` records over
 /// topics of replication factor `rf`, its worker killed `kills` times.
 fn start_loop(
@@ -120,10 +128,7 @@ fn exactly_once_through_coordinator_and_leader_kills() {
         ],
     );
     let prefix = format!("{}-", unique_topic("txc"));
-    let records = std::env::var("RIVULET_TXN_RECORDS")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(6000);
+    let records = records_to_run();
     let (driver, _dir) = start_loop(&cluster, &prefix, records, 2, 3, 5);
     let tx = format!("{prefix}ctp-tx");
 
@@ -184,7 +189,7 @@ fn exactly_once_with_fewer_replicas_than_brokers() {
         ],
     );
     let prefix = format!("{}-", unique_topic("txrf2"));
-    let records = 6000;
+    let records = records_to_run();
     let (driver, _dir) = start_loop(&cluster, &prefix, records, 1, 2, 7);
     let tx = format!("{prefix}ctp-tx");
     let coordinator = wait_for("the loop's transaction coordinator", || {
