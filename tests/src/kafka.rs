@@ -455,22 +455,7 @@ impl KafkaConn {
         let mut out: Vec<Record> = Vec::new();
         let mut next = from;
         loop {
-            let req = FetchRequest::default()
-                .with_replica_id(BrokerId(-1))
-                .with_max_wait_ms(200)
-                .with_min_bytes(1)
-                .with_max_bytes(32 << 20)
-                .with_session_id(0)
-                .with_session_epoch(-1)
-                .with_topics(vec![FetchTopic::default()
-                    .with_topic(topic_name(topic))
-                    .with_partitions(vec![FetchPartition::default()
-                        .with_partition(partition)
-                        .with_current_leader_epoch(-1)
-                        .with_fetch_offset(next)
-                        .with_last_fetched_epoch(-1)
-                        .with_log_start_offset(-1)
-                        .with_partition_max_bytes(16 << 20)])]);
+            let req = fetch_request(topic, partition, next, 0);
             // v12 is the last version that names topics (v13 uses topic ids).
             let resp = self.call(&req, 12)?;
             ensure!(
@@ -520,6 +505,28 @@ impl KafkaConn {
             );
         }
     }
+}
+
+/// A consumer's Fetch (v12 and below) of `topic`-`partition` from `offset`
+/// with `isolation` (0: read_uncommitted, 1: read_committed), up to 16 MiB.
+pub fn fetch_request(topic: &str, partition: i32, offset: i64, isolation: i8) -> FetchRequest {
+    FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(200)
+        .with_min_bytes(1)
+        .with_max_bytes(32 << 20)
+        .with_isolation_level(isolation)
+        .with_session_id(0)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(topic_name(topic))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(partition)
+                .with_current_leader_epoch(-1)
+                .with_fetch_offset(offset)
+                .with_last_fetched_epoch(-1)
+                .with_log_start_offset(-1)
+                .with_partition_max_bytes(16 << 20)])])
 }
 
 /// Connects to `addr`, retrying for up to `timeout` (a broker that just

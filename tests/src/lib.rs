@@ -29,6 +29,7 @@ pub mod process;
 pub mod prometheus;
 pub mod segments;
 pub mod tools;
+pub mod txn_raw;
 
 pub use broker::{BrokerBuilder, BrokerProcess};
 pub use kafka::{connect_retry, encode_batch, now_ms, KafkaConn, Msg, EARLIEST, LATEST};

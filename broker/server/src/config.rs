@@ -741,4 +741,4 @@ fn parse_bool(value: &str, invalid: &dyn Fn(&str) -> ConfigError) -> Result<bool
 mod tests;
 mod transactions;
 
-pub use transactions::TransactionConfig;
+pub use transactions::{TransactionConfig, TRANSACTION_VERSION_MAX};

@@ -272,13 +272,13 @@ async fn handle_frame(
         .ok_or_else(|| ConnectionError::Request("frame too short for a request header".into()))?;
     let api_key = ApiKey::try_from(info.api_key)
         .map_err(|_| ConnectionError::Request(format!("unknown api key {}", info.api_key)))?;
-    let supported = handlers::supported_versions(api_key);
+    let supported = handlers::supported_versions(api_key, broker.config.transactions.version);
     let in_range =
         supported.is_some_and(|r| info.api_version >= r.min && info.api_version <= r.max);
     if !in_range {
         if api_key == ApiKey::ApiVersions {
             // KIP-511: answer a too-new ApiVersions in v0 so the client can retry.
-            let body = ResponseKind::ApiVersions(handlers::unsupported_version_response());
+            let body = ResponseKind::ApiVersions(handlers::unsupported_version_response(broker));
             return encode_response(info.correlation_id, api_key, 0, &body)
                 .map(|bytes| (Some(bytes), quota::Throttle::default()))
                 .map_err(|e| ConnectionError::Request(e.to_string()));

@@ -11,10 +11,14 @@
 //!   delete.retention.ms`, in the batch itself (KIP-534: attribute bit 6
 //!   set, base timestamp = horizon, record timestamp deltas re-encoded
 //!   against it), so it survives merges and needs no side file;
-//! - control batches (transaction markers) are kept as they are (Kafka
-//!   removes a marker once its transaction's data is gone and
-//!   delete.retention.ms has passed; keeping it costs one small batch per
-//!   transaction and partition and is always correct);
+//! - a transaction marker (control batch) stays while any batch of its
+//!   transaction is kept before it. Once none is (compaction removed them,
+//!   or the transaction wrote nothing here), the marker gets a delete
+//!   horizon as a tombstone does, and goes when the horizon has passed,
+//!   as in Kafka: a read_committed consumer that fetched the transaction's
+//!   data before it was removed has `delete.retention.ms` to see the
+//!   marker. [`MarkerTracker`] follows the transactions batch by batch;
+//!   a marker whose batch holds a leader epoch's start stays;
 //! - the records of an aborted transaction are all removed, and never
 //!   enter the offset map, so they cannot supersede committed values;
 //!   their batches go as emptied ones do;
@@ -25,7 +29,7 @@
 //! Offsets never change: a rewritten batch keeps its base offset and
 //! `lastOffsetDelta`, so its records may have gaps between them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::{
     batch::{BatchHeader, DELETE_HORIZON_FLAG},
@@ -60,6 +64,48 @@ impl AbortedRanges {
                     .iter()
                     .any(|&(first, last)| (first..=last).contains(&header.base_offset))
             })
+    }
+}
+
+/// Follows, in offset order over the batches a run keeps, which producers
+/// have a batch of their current transaction kept, to tell which markers
+/// close a transaction with nothing left before them.
+#[derive(Debug)]
+pub(crate) struct MarkerTracker {
+    /// Producers with a data batch kept since their last marker.
+    open: HashSet<i64>,
+    /// Markers at or past this offset stay: a producer state snapshot at or
+    /// below it may describe their transaction as open, and a log replayed
+    /// from that snapshot must meet the marker that closes it.
+    bound: i64,
+    /// Whether this pass may find markers removable: only one that sees
+    /// every batch from the log's start in order knows (the merge pass of a
+    /// run does not; it only drops markers whose horizon has passed).
+    finding: bool,
+}
+
+impl MarkerTracker {
+    /// A tracker for markers below `bound`; `finding` as above.
+    pub(crate) fn new(bound: i64, finding: bool) -> Self {
+        MarkerTracker {
+            open: HashSet::new(),
+            bound,
+            finding,
+        }
+    }
+
+    /// The data batch `header` is kept.
+    pub(crate) fn kept(&mut self, header: &BatchHeader) {
+        if header.is_transactional() && !header.is_control() {
+            self.open.insert(header.producer_id);
+        }
+    }
+
+    /// Meets the marker `header`: whether no batch of its transaction was
+    /// kept before it (so it may get a delete horizon).
+    pub(crate) fn marker(&mut self, header: &BatchHeader) -> bool {
+        let had_data = self.open.remove(&header.producer_id);
+        self.finding && !had_data && header.base_offset < self.bound
     }
 }
 
@@ -126,17 +172,27 @@ pub(crate) enum Cleaned {
 
 /// Decides what survives of `batch` (exactly one whole batch). With
 /// `keep_empty` a batch left without records is kept as a header (the
-/// caller sets it for an idempotent producer's last batch). Of an
-/// `aborted` batch (an aborted transaction's) no record survives.
+/// caller sets it for an idempotent producer's last batch and for a batch
+/// holding a leader epoch's start). Of an `aborted` batch (an aborted
+/// transaction's) no record survives. A marker stays unless
+/// `marker_removable` (see [`MarkerTracker::marker`]) or its delete
+/// horizon has passed.
 pub(crate) fn clean_batch(
     batch: &[u8],
     header: BatchHeader,
     cx: &CleanContext<'_>,
     keep_empty: bool,
     aborted: bool,
+    marker_removable: bool,
 ) -> Result<Cleaned, RecordError> {
     if header.is_control() {
-        return Ok(Cleaned::Unchanged);
+        return clean_marker(
+            batch,
+            header,
+            cx,
+            marker_removable && !keep_empty,
+            keep_empty,
+        );
     }
     let decoded = DecodedBatch::decode(batch, header)?;
     let records = decoded.records()?;
@@ -187,6 +243,35 @@ pub(crate) fn clean_batch(
     };
     let batch = encode_batch(&header, rewrite, &kept)?;
     Ok(Cleaned::Rewritten { batch, removed })
+}
+
+/// A marker: stamped with a delete horizon when it first becomes
+/// `removable`, dropped once that horizon has passed (unless it must stay
+/// for `keep_empty`), kept as it is otherwise.
+fn clean_marker(
+    batch: &[u8],
+    header: BatchHeader,
+    cx: &CleanContext<'_>,
+    removable: bool,
+    keep_empty: bool,
+) -> Result<Cleaned, RecordError> {
+    match header.delete_horizon() {
+        Some(horizon) if cx.now_ms >= horizon && !keep_empty => Ok(Cleaned::Dropped {
+            removed: header.records_count.max(0) as u64,
+        }),
+        None if removable => {
+            let decoded = DecodedBatch::decode(batch, header)?;
+            let records = decoded.records()?;
+            let rewrite = Rewrite {
+                attributes: header.attributes | DELETE_HORIZON_FLAG,
+                base_timestamp: cx.now_ms.saturating_add(cx.delete_retention_ms),
+                max_timestamp: header.max_timestamp,
+            };
+            let batch = encode_batch(&header, rewrite, &records)?;
+            Ok(Cleaned::Rewritten { batch, removed: 0 })
+        }
+        _ => Ok(Cleaned::Unchanged),
+    }
 }
 
 #[cfg(test)]
@@ -257,7 +342,7 @@ mod tests {
         let Cleaned::Rewritten {
             batch: out,
             removed,
-        } = clean_batch(&batch, header(&batch), &cx(&latest, 0), false, false).unwrap()
+        } = clean_batch(&batch, header(&batch), &cx(&latest, 0), false, false, false).unwrap()
         else {
             panic!("expected a rewrite")
         };
@@ -281,12 +366,12 @@ mod tests {
         let batch = keyed_batch(&[(Some("a"), Some("1"))], 0, Compression::None);
         let latest = map(&[("a", 0)]);
         assert_eq!(
-            clean_batch(&batch, header(&batch), &cx(&latest, 0), false, false).unwrap(),
+            clean_batch(&batch, header(&batch), &cx(&latest, 0), false, false, false).unwrap(),
             Cleaned::Unchanged
         );
         let newer = map(&[("a", 5)]);
         assert_eq!(
-            clean_batch(&batch, header(&batch), &cx(&newer, 0), false, false).unwrap(),
+            clean_batch(&batch, header(&batch), &cx(&newer, 0), false, false, false).unwrap(),
             Cleaned::Dropped { removed: 1 }
         );
     }
@@ -303,7 +388,7 @@ mod tests {
         let Cleaned::Rewritten {
             batch: out,
             removed: 2,
-        } = clean_batch(&batch, header(&batch), &cx(&newer, 0), true, false).unwrap()
+        } = clean_batch(&batch, header(&batch), &cx(&newer, 0), true, false, false).unwrap()
         else {
             panic!("expected an empty batch")
         };
@@ -326,7 +411,7 @@ mod tests {
         );
         let latest = map(&[("a", 0)]);
         assert_eq!(
-            clean_batch(&batch, header(&batch), &cx(&latest, 0), false, true).unwrap(),
+            clean_batch(&batch, header(&batch), &cx(&latest, 0), false, true, false).unwrap(),
             Cleaned::Dropped { removed: 2 }
         );
         let ranges = AbortedRanges::new(&[AbortedTxn {
@@ -358,7 +443,15 @@ mod tests {
         let Cleaned::Rewritten {
             batch: stamped,
             removed: 0,
-        } = clean_batch(&batch, header(&batch), &cx(&latest, 1_000), false, false).unwrap()
+        } = clean_batch(
+            &batch,
+            header(&batch),
+            &cx(&latest, 1_000),
+            false,
+            false,
+            false,
+        )
+        .unwrap()
         else {
             panic!("expected the horizon to be stamped")
         };
@@ -374,13 +467,13 @@ mod tests {
         );
         // Before the horizon nothing changes, at it the tombstone goes.
         assert_eq!(
-            clean_batch(&stamped, h, &cx(&latest, 1_099), false, false).unwrap(),
+            clean_batch(&stamped, h, &cx(&latest, 1_099), false, false, false).unwrap(),
             Cleaned::Unchanged
         );
         let Cleaned::Rewritten {
             batch: out,
             removed: 1,
-        } = clean_batch(&stamped, h, &cx(&latest, 1_100), false, false).unwrap()
+        } = clean_batch(&stamped, h, &cx(&latest, 1_100), false, false, false).unwrap()
         else {
             panic!("expected the tombstone to go")
         };
@@ -389,6 +482,60 @@ mod tests {
         assert_eq!(
             decode_records(&out),
             [(1, 51, Some("b".into()), Some("1".into()))]
+        );
+    }
+
+    #[test]
+    fn a_marker_goes_after_its_transaction_and_the_delete_horizon() {
+        use crate::txn::{encode_marker_batch, Marker};
+        let commit = Marker {
+            commit: true,
+            coordinator_epoch: 0,
+        };
+        let marker = encode_marker_batch(9, 0, commit, 500);
+        let data = crate::test_util::transactional(9, 0, 0, 1);
+        let latest = OffsetMap::new();
+        // A transaction with a batch kept before its marker keeps it.
+        let mut tracker = MarkerTracker::new(i64::MAX, true);
+        tracker.kept(&header(&data));
+        assert!(!tracker.marker(&header(&marker)));
+        // The next one has nothing kept: removable, once.
+        assert!(tracker.marker(&header(&marker)));
+        // Not at or past the bound, and not in a pass that only merges.
+        assert!(!MarkerTracker::new(0, true).marker(&header(&marker)));
+        assert!(!MarkerTracker::new(i64::MAX, false).marker(&header(&marker)));
+
+        let h = header(&marker);
+        assert_eq!(
+            clean_batch(&marker, h, &cx(&latest, 1_000), false, false, false).unwrap(),
+            Cleaned::Unchanged
+        );
+        let Cleaned::Rewritten {
+            batch: stamped,
+            removed: 0,
+        } = clean_batch(&marker, h, &cx(&latest, 1_000), false, false, true).unwrap()
+        else {
+            panic!("expected the horizon to be stamped")
+        };
+        let s = header(&stamped);
+        assert_eq!(s.delete_horizon(), Some(1_100));
+        assert!(s.is_control() && s.is_transactional());
+        assert_eq!((s.producer_id, s.records_count), (9, 1));
+        // The record is the same marker, at its original time.
+        let original = decode_records(&marker);
+        assert_eq!(decode_records(&stamped), original);
+        assert_eq!(
+            clean_batch(&stamped, s, &cx(&latest, 1_099), false, false, false).unwrap(),
+            Cleaned::Unchanged
+        );
+        assert_eq!(
+            clean_batch(&stamped, s, &cx(&latest, 1_100), false, false, false).unwrap(),
+            Cleaned::Dropped { removed: 1 }
+        );
+        // A marker holding a leader epoch's start stays.
+        assert_eq!(
+            clean_batch(&stamped, s, &cx(&latest, 1_100), true, false, true).unwrap(),
+            Cleaned::Unchanged
         );
     }
 }

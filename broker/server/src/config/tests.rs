@@ -216,3 +216,18 @@ fn secured_controller_and_inter_broker_listeners_are_checked_for_what_peers_need
     ));
     assert!(e.contains("not both"), "{e}");
 }
+
+#[test]
+fn transaction_version_is_a_level_from_0_to_2() {
+    assert_eq!(build(&[]).unwrap().transactions.version, 2, "Kafka 4.0's");
+    for level in [0, 1, 2] {
+        let c = build(&[("transaction.version", &level.to_string())]).unwrap();
+        assert_eq!(c.transactions.version, level);
+    }
+    for bad in ["3", "-1", "two"] {
+        assert!(matches!(
+            build(&[("transaction.version", bad)]),
+            Err(ConfigError::InvalidValue { .. })
+        ));
+    }
+}

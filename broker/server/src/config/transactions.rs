@@ -33,6 +33,15 @@ pub struct TransactionConfig {
     /// `producer.id.expiration.ms` (default 86400000): partitions forget a
     /// producer idle this long with no transaction open.
     pub producer_id_expiration_ms: i64,
+    /// `transaction.version` (default 2, 0 to 2): the finalized level of
+    /// Kafka's `transaction.version` feature this broker reports and
+    /// applies. At 2 the transaction version 2 request forms (KIP-890
+    /// part 2: Produce v12, EndTxn v5, TxnOffsetCommit v5,
+    /// AddPartitionsToTxn v5) are advertised and served; below 2 they are
+    /// neither advertised nor accepted. From 1 on, `__transaction_state`
+    /// values are written in Kafka's flexible format (version 1). Every
+    /// broker of a cluster should carry the same value.
+    pub version: i16,
 }
 
 impl Default for TransactionConfig {
@@ -47,9 +56,13 @@ impl Default for TransactionConfig {
             abort_check_interval: Duration::from_millis(10_000),
             partition_verification: true,
             producer_id_expiration_ms: 86_400_000,
+            version: TRANSACTION_VERSION_MAX,
         }
     }
 }
+
+/// The highest `transaction.version` this broker speaks (Kafka 4.0's).
+pub const TRANSACTION_VERSION_MAX: i16 = 2;
 
 /// The keys read here.
 pub const KEYS: &[&str] = &[
@@ -62,6 +75,7 @@ pub const KEYS: &[&str] = &[
     "transaction.abort.timed.out.transaction.cleanup.interval.ms",
     "transaction.partition.verification.enable",
     "producer.id.expiration.ms",
+    "transaction.version",
 ];
 
 impl TransactionConfig {
@@ -74,6 +88,13 @@ impl TransactionConfig {
     ) -> Result<(), ConfigError> {
         if key == "transaction.partition.verification.enable" {
             self.partition_verification = parse_bool(value, invalid)?;
+            return Ok(());
+        }
+        if key == "transaction.version" {
+            self.version = match value.trim().parse::<i16>() {
+                Ok(v) if (0..=TRANSACTION_VERSION_MAX).contains(&v) => v,
+                _ => return Err(invalid("must be 0, 1 or 2")),
+            };
             return Ok(());
         }
         let v = parse_positive(value, invalid)?;

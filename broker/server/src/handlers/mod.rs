@@ -75,6 +75,8 @@ mod txn_data_tests;
 mod txn_offset_commit;
 #[cfg(test)]
 mod txn_tests;
+#[cfg(test)]
+mod txn_v2_tests;
 mod write_txn_markers;
 
 pub use api_versions::unsupported_version_response;
@@ -85,7 +87,7 @@ pub use node::Node;
 /// ListOffsets >= 1); ceilings stop where a newer version would need
 /// behaviour Rivulet does not have yet.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
-    (ApiKey::Produce, 3, 11),
+    (ApiKey::Produce, 3, 12),
     (ApiKey::Fetch, 4, 16),
     (ApiKey::ListOffsets, 1, 8),
     (ApiKey::Metadata, 0, 12),
@@ -119,10 +121,10 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::RemoveRaftVoter, 0, 0),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
-    (ApiKey::AddPartitionsToTxn, 0, 4),
+    (ApiKey::AddPartitionsToTxn, 0, 5),
     (ApiKey::AddOffsetsToTxn, 0, 4),
-    (ApiKey::EndTxn, 0, 4),
-    (ApiKey::TxnOffsetCommit, 0, 3),
+    (ApiKey::EndTxn, 0, 5),
+    (ApiKey::TxnOffsetCommit, 0, 5),
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 1),
     (ApiKey::CreateAcls, 1, 3),
@@ -137,12 +139,31 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::SaslAuthenticate, 0, 2),
 ];
 
-/// The supported version range of `key`, if it is implemented.
-pub fn supported_versions(key: ApiKey) -> Option<VersionRange> {
-    SUPPORTED
+/// The highest versions before transaction version 2 (KIP-890 part 2) of
+/// the APIs whose newer versions need it; with `transaction.version`
+/// below 2 these are the highest advertised and accepted.
+const BEFORE_TRANSACTION_V2: &[(ApiKey, i16)] = &[
+    (ApiKey::Produce, 11),
+    (ApiKey::AddPartitionsToTxn, 4),
+    (ApiKey::EndTxn, 4),
+    (ApiKey::TxnOffsetCommit, 3),
+];
+
+/// The version range of `key` this broker serves at finalized
+/// `transaction.version` level `transaction_version`, if it is implemented.
+pub fn supported_versions(key: ApiKey, transaction_version: i16) -> Option<VersionRange> {
+    let (min, max) = SUPPORTED
         .iter()
         .find(|(k, _, _)| *k == key)
-        .map(|&(_, min, max)| VersionRange { min, max })
+        .map(|&(_, min, max)| (min, max))?;
+    let cap = BEFORE_TRANSACTION_V2
+        .iter()
+        .find(|(k, _)| *k == key && transaction_version < 2)
+        .map_or(max, |&(_, cap)| cap);
+    Some(VersionRange {
+        min,
+        max: max.min(cap),
+    })
 }
 
 /// Where a request came from.
@@ -185,7 +206,9 @@ async fn run(
 ) -> Option<ResponseKind> {
     let v = header.request_api_version;
     Some(match body {
-        RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(r, v)),
+        RequestKind::ApiVersions(r) => {
+            ResponseKind::ApiVersions(api_versions::handle(broker, r, v))
+        }
         RequestKind::Metadata(r) => {
             ResponseKind::Metadata(metadata::handle(broker, r, v, ctx.listener).await)
         }
@@ -283,7 +306,7 @@ async fn run(
             ResponseKind::AlterUserScramCredentials(scram_credentials::alter(broker, r).await)
         }
         RequestKind::AddPartitionsToTxn(r) if v >= 4 => {
-            ResponseKind::AddPartitionsToTxn(transactions::verify_partitions(broker, r).await)
+            ResponseKind::AddPartitionsToTxn(transactions::verify_partitions(broker, r, v).await)
         }
         RequestKind::AddPartitionsToTxn(r) => {
             ResponseKind::AddPartitionsToTxn(transactions::add_partitions(broker, r).await)
@@ -291,9 +314,9 @@ async fn run(
         RequestKind::AddOffsetsToTxn(r) => {
             ResponseKind::AddOffsetsToTxn(transactions::add_offsets(broker, r).await)
         }
-        RequestKind::EndTxn(r) => ResponseKind::EndTxn(transactions::end(broker, r).await),
+        RequestKind::EndTxn(r) => ResponseKind::EndTxn(transactions::end(broker, r, v).await),
         RequestKind::TxnOffsetCommit(r) => {
-            ResponseKind::TxnOffsetCommit(txn_offset_commit::handle(broker, r).await)
+            ResponseKind::TxnOffsetCommit(txn_offset_commit::handle(broker, r, v).await)
         }
         RequestKind::DescribeTransactions(r) => {
             ResponseKind::DescribeTransactions(transactions::describe(broker, r).await)

@@ -86,7 +86,7 @@ struct Appended {
 }
 
 /// Answers Produce (`None` for acks=0).
-pub async fn handle(broker: &Node, req: ProduceRequest, _version: i16) -> Option<ProduceResponse> {
+pub async fn handle(broker: &Node, req: ProduceRequest, version: i16) -> Option<ProduceResponse> {
     let acks = req.acks;
     let transactional = req
         .topic_data
@@ -109,10 +109,14 @@ pub async fn handle(broker: &Node, req: ProduceRequest, _version: i16) -> Option
         ));
     }
     let deadline = Instant::now() + std::time::Duration::from_millis(req.timeout_ms.max(0) as u64);
-    // KIP-890 part 1: a transaction's first batch here needs its coordinator's word.
-    let verify = transactional && broker.config.transactions.partition_verification;
+    // KIP-890 part 1: a transaction's first batch here needs its coordinator's
+    // word; part 2 (v12): the coordinator adds the partition, always.
+    let verify =
+        transactional && (version >= 12 || broker.config.transactions.partition_verification);
     let refused = match (&req.transactional_id, verify) {
-        (Some(id), true) => super::produce_verify::refused_partitions(broker, id, &req).await,
+        (Some(id), true) => {
+            super::produce_verify::refused_partitions(broker, id, &req, version).await
+        }
         _ => Default::default(),
     };
 

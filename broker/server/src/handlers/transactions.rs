@@ -1,5 +1,6 @@
-//! The transaction coordinator's APIs (KIP-98, the classic protocol):
-//! AddPartitionsToTxn (the client form, v0-3), AddOffsetsToTxn, EndTxn,
+//! The transaction coordinator's APIs (KIP-98, and KIP-890's transaction
+//! version 2): AddPartitionsToTxn (the client form, v0-3, and the brokers'
+//! v4-5), AddOffsetsToTxn, EndTxn,
 //! DescribeTransactions and ListTransactions. InitProducerId with a
 //! transactional id is in `init_producer_id`, TxnOffsetCommit in
 //! `txn_offset_commit`.
@@ -30,13 +31,15 @@ fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
 }
 
-/// AddPartitionsToTxn v4 (from a partition leader, KIP-890 part 1): each
-/// transaction is verified (`verify_only`): are these partitions part of
-/// its ongoing transaction? Adding through this form (transaction version
-/// 2) is not supported and answers INVALID_REQUEST for each partition.
+/// AddPartitionsToTxn v4-5 (from a partition leader or the group
+/// coordinator). With `verify_only` (KIP-890 part 1) each transaction is
+/// verified: are these partitions part of its ongoing transaction? Without
+/// it, in v5 (KIP-890 part 2), they are added to the transaction of a
+/// transaction version 2 client; v4 answers INVALID_REQUEST for each.
 pub async fn verify_partitions(
     node: &Node,
     r: AddPartitionsToTxnRequest,
+    version: i16,
 ) -> AddPartitionsToTxnResponse {
     let mut results = Vec::with_capacity(r.transactions.len());
     for t in r.transactions {
@@ -59,6 +62,18 @@ pub async fn verify_partitions(
                     &partitions,
                 )
                 .await
+        } else if version >= 5 {
+            let added = node
+                .txns
+                .add_partitions(
+                    &t.transactional_id,
+                    t.producer_id.0,
+                    t.producer_epoch,
+                    &partitions,
+                    true,
+                )
+                .await;
+            vec![added.err(); partitions.len()]
         } else {
             vec![Some(ResponseError::InvalidRequest); partitions.len()]
         };
@@ -121,6 +136,7 @@ pub async fn add_partitions(
                     r.v3_and_below_producer_id.0,
                     r.v3_and_below_producer_epoch,
                     &requested,
+                    false,
                 )
                 .await
                 .err(),
@@ -167,6 +183,7 @@ pub async fn add_offsets(node: &Node, r: AddOffsetsToTxnRequest) -> AddOffsetsTo
                 r.producer_id.0,
                 r.producer_epoch,
                 &[(OFFSETS_TOPIC.to_string(), partition)],
+                false,
             )
             .await
     }
@@ -174,8 +191,10 @@ pub async fn add_offsets(node: &Node, r: AddOffsetsToTxnRequest) -> AddOffsetsTo
     AddOffsetsToTxnResponse::default().with_error_code(code(result.err()))
 }
 
-/// EndTxn v0-4: commit or abort; answered once the decision is durable.
-pub async fn end(node: &Node, r: EndTxnRequest) -> EndTxnResponse {
+/// EndTxn: commit or abort; answered once the decision is durable. v5
+/// (transaction version 2) bumps the epoch and answers with the producer
+/// id and epoch for the next transaction.
+pub async fn end(node: &Node, r: EndTxnRequest, version: i16) -> EndTxnResponse {
     let result = node
         .txns
         .end_txn(
@@ -183,9 +202,17 @@ pub async fn end(node: &Node, r: EndTxnRequest) -> EndTxnResponse {
             r.producer_id.0,
             r.producer_epoch,
             r.committed,
+            version >= 5,
         )
         .await;
-    EndTxnResponse::default().with_error_code(code(result.err()))
+    let (error, (pid, epoch)) = match result {
+        Ok(ids) => (None, ids),
+        Err(e) => (Some(e), (-1, -1)),
+    };
+    EndTxnResponse::default()
+        .with_error_code(code(error))
+        .with_producer_id(ProducerId(pid))
+        .with_producer_epoch(epoch)
 }
 
 fn topics_of(m: &TxnMetadata) -> Vec<TopicData> {

@@ -30,7 +30,7 @@ fn s(v: &str) -> StrBytes {
 }
 
 /// InitProducerId, retried while the coordinator starts (as clients do).
-async fn init(node: &Node, id: &str) -> Result<(i64, i16), i16> {
+pub(super) async fn init(node: &Node, id: &str) -> Result<(i64, i16), i16> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let req = InitProducerIdRequest::default()
@@ -83,10 +83,10 @@ async fn end(node: &Node, id: &str, (pid, epoch): (i64, i16), commit: bool) -> i
         .with_producer_id(ProducerId(pid))
         .with_producer_epoch(epoch)
         .with_committed(commit);
-    transactions::end(node, req).await.error_code
+    transactions::end(node, req, 4).await.error_code
 }
 
-async fn state_of(node: &Node, id: &str) -> String {
+pub(super) async fn state_of(node: &Node, id: &str) -> String {
     let resp = transactions::describe(
         node,
         DescribeTransactionsRequest::default().with_transactional_ids(vec![TransactionalId(s(id))]),
@@ -157,43 +157,58 @@ async fn producers_are_fenced_and_transactions_end_in_two_phases() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn transactional_offsets_are_unstable_until_their_marker() {
-    let h = harness(&[], &[("group.initial.rebalance.delay.ms", "0")]);
-    let node = &h.node;
-    create(
-        node,
-        OFFSETS_TOPIC,
-        &[&[0]],
-        &[("cleanup.policy", "compact")],
-    )
-    .await;
+/// A one-partition `__consumer_offsets` here, and the input topic `in`
+/// whose offsets [`commit_offsets`] commits.
+pub(super) async fn offsets_and_input_topics(node: &Node) {
+    let compact = [("cleanup.policy", "compact")];
+    create(node, OFFSETS_TOPIC, &[&[0]], &compact).await;
     create(node, "in", &[&[0]], &[]).await;
+}
+
+/// TxnOffsetCommit (of `version`) of offset 42 of `in`-0 for group `g` in
+/// the transaction of `id`, retried while the group coordinator loads;
+/// returns the partition's error code.
+pub(super) async fn commit_offsets(
+    node: &Node,
+    id: &str,
+    (pid, epoch): (i64, i16),
+    version: i16,
+) -> i16 {
     let commit = TxnOffsetCommitRequest::default()
-        .with_transactional_id(TransactionalId(s("tx")))
+        .with_transactional_id(TransactionalId(s(id)))
         .with_group_id(GroupId(s("g")))
-        .with_producer_id(ProducerId(77))
-        .with_producer_epoch(0)
+        .with_producer_id(ProducerId(pid))
+        .with_producer_epoch(epoch)
         .with_generation_id(-1)
         .with_topics(vec![TxnOffsetCommitRequestTopic::default()
             .with_name(name("in"))
             .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
                 .with_partition_index(0)
                 .with_committed_offset(42)])]);
-    // The coordinator loads __consumer_offsets first.
+    let loading = [
+        ResponseError::CoordinatorLoadInProgress.code(),
+        ResponseError::NotCoordinator.code(),
+        ResponseError::CoordinatorNotAvailable.code(),
+    ];
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let resp = txn_offset_commit::handle(node, commit.clone()).await;
+        let resp = txn_offset_commit::handle(node, commit.clone(), version).await;
         let code = resp.topics[0].partitions[0].error_code;
-        if code == 0 {
-            break;
+        if !loading.contains(&code) || tokio::time::Instant::now() > deadline {
+            return code;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "TxnOffsetCommit: {code}"
-        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactional_offsets_are_unstable_until_their_marker() {
+    let h = harness(&[], &[("group.initial.rebalance.delay.ms", "0")]);
+    let node = &h.node;
+    offsets_and_input_topics(node).await;
+    // The coordinator loads __consumer_offsets first.
+    let code = commit_offsets(node, "tx", (77, 0), 3).await;
+    assert_eq!(code, 0, "TxnOffsetCommit");
     let fetch = |stable: bool| {
         OffsetFetchRequest::default()
             .with_group_id(GroupId(s("g")))

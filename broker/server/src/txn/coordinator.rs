@@ -22,12 +22,12 @@ use std::{
 
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
-use rivulet_quorum::metadata::ClusterMetadata;
 use tokio::sync::Mutex as AsyncMutex;
 
 use super::{
     records,
     state::{self, EndPlan, InitPlan, TxnMetadata, TxnState},
+    tv2::{self, EndPlanV2},
     TRANSACTION_TOPIC,
 };
 use crate::{
@@ -41,7 +41,7 @@ use crate::{
 
 /// Whether this broker answers for a `__transaction_state` partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ownership {
+pub(super) enum Ownership {
     NotLeader,
     Loading,
     /// Loaded, at this leader epoch (the coordinator epoch of markers).
@@ -51,16 +51,16 @@ enum Ownership {
 /// One transactional id's metadata (`None` until it is first persisted).
 type Entry = Arc<AsyncMutex<Option<TxnMetadata>>>;
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The transaction coordinator of this broker.
 pub struct TxnCoordinator {
-    config: TransactionConfig,
-    cluster: Arc<Cluster>,
-    entries: Mutex<HashMap<String, Entry>>,
-    owned: Mutex<Vec<Ownership>>,
+    pub(super) config: TransactionConfig,
+    pub(super) cluster: Arc<Cluster>,
+    pub(super) entries: Mutex<HashMap<String, Entry>>,
+    pub(super) owned: Mutex<Vec<Ownership>>,
     creating: Arc<AtomicBool>,
     pub(super) metrics: TxnMetrics,
 }
@@ -138,7 +138,7 @@ impl TxnCoordinator {
         let partition = self.partition(transactional_id)?;
         let record = (
             records::encode_key(transactional_id),
-            meta.map(records::encode_value),
+            meta.map(|m| records::encode_value(m, records::value_version(m, self.config.version))),
         );
         let batch: Bytes = store::encode_raw_batch(&[record], now_ms());
         let end = partition
@@ -202,13 +202,16 @@ impl TxnCoordinator {
         }
     }
 
-    /// AddPartitionsToTxn (and AddOffsetsToTxn's offsets partition).
+    /// AddPartitionsToTxn (and AddOffsetsToTxn's offsets partition); `v2`
+    /// for a transaction version 2 client's partitions, added on its
+    /// behalf by a leader or the group coordinator.
     pub async fn add_partitions(
         &self,
         transactional_id: &str,
         producer_id: i64,
         producer_epoch: i16,
         partitions: &[(String, i32)],
+        v2: bool,
     ) -> Result<(), ResponseError> {
         self.serving(transactional_id)?;
         let entry = self.entry(transactional_id);
@@ -216,9 +219,12 @@ impl TxnCoordinator {
         let Some(m) = current.as_ref() else {
             return Err(ResponseError::InvalidProducerIdMapping);
         };
-        if let Some(next) =
+        let added = if v2 {
+            tv2::add_partitions(m, producer_id, producer_epoch, partitions, now_ms())?
+        } else {
             state::add_partitions(m, producer_id, producer_epoch, partitions, now_ms())?
-        {
+        };
+        if let Some(next) = added {
             self.persist(transactional_id, Some(&next)).await?;
             *current = Some(next);
         }
@@ -273,36 +279,54 @@ impl TxnCoordinator {
     }
 
     /// EndTxn: the decision is persisted before the answer; the markers
-    /// follow in the background.
+    /// follow in the background. With `v2` (EndTxn v5, transaction version
+    /// 2) the epoch is bumped and the answer is the producer id and epoch
+    /// the client continues with; the classic form answers (-1, -1).
     pub async fn end_txn(
         self: &Arc<Self>,
         transactional_id: &str,
         producer_id: i64,
         producer_epoch: i16,
         commit: bool,
-    ) -> Result<(), ResponseError> {
+        v2: bool,
+    ) -> Result<(i64, i16), ResponseError> {
         let epoch = self.serving(transactional_id)?;
         let entry = self.entry(transactional_id);
         let mut current = entry.lock().await;
         let Some(m) = current.as_ref() else {
             return Err(ResponseError::InvalidProducerIdMapping);
         };
-        match state::end_txn(m, producer_id, producer_epoch, commit, now_ms())? {
-            EndPlan::AlreadyDone => Ok(()),
-            EndPlan::Prepare(next) => {
-                self.persist(transactional_id, Some(&next)).await?;
-                *current = Some(next.clone());
-                drop(current);
-                self.spawn_completion(next, epoch);
-                Ok(())
+        let (next, answer) = if v2 {
+            let broker = self.cluster.broker().clone();
+            let allocate = || broker.allocate_producer_id().map_err(|e| e.code);
+            match tv2::end_txn(m, producer_id, producer_epoch, commit, now_ms(), allocate)? {
+                EndPlanV2::AlreadyDone(pid, epoch) => return Ok((pid, epoch)),
+                EndPlanV2::Prepare(next) => {
+                    let answer = tv2::answer_of(&next);
+                    (next, answer)
+                }
             }
-        }
+        } else {
+            match state::end_txn(m, producer_id, producer_epoch, commit, now_ms())? {
+                EndPlan::AlreadyDone => return Ok((-1, -1)),
+                EndPlan::Prepare(next) => (next, (-1, -1)),
+            }
+        };
+        self.persist(transactional_id, Some(&next)).await?;
+        *current = Some(next.clone());
+        drop(current);
+        self.spawn_completion(next, epoch);
+        Ok(answer)
     }
 
     /// Writes the markers of a Prepare* transaction, then its Complete*
     /// record. Stops quietly when this broker stops coordinating the id
     /// (the new coordinator completes it after loading).
-    fn spawn_completion(self: &Arc<Self>, prepared: TxnMetadata, coordinator_epoch: i32) {
+    pub(super) fn spawn_completion(
+        self: &Arc<Self>,
+        prepared: TxnMetadata,
+        coordinator_epoch: i32,
+    ) {
         let coordinator = self.clone();
         tokio::spawn(async move {
             let id = prepared.transactional_id.clone();
@@ -438,153 +462,6 @@ impl TxnCoordinator {
                 self.config.clone(),
             )
             .await;
-        }
-    }
-
-    /// Follows leadership of `__transaction_state` partitions: loads the
-    /// ones this broker now leads (completing their prepared transactions)
-    /// and drops the ones it no longer leads.
-    pub fn on_leadership_change(self: &Arc<Self>, image: &ClusterMetadata) {
-        let Some(meta) = image.topics.get(TRANSACTION_TOPIC) else {
-            return;
-        };
-        let n = meta.partitions.len();
-        let me = self.cluster.node_id;
-        let mut to_load = Vec::new();
-        let mut dropped = Vec::new();
-        {
-            let mut owned = lock(&self.owned);
-            owned.resize(n, Ownership::NotLeader);
-            for (&p, state) in &meta.partitions {
-                let Some(slot) = owned.get_mut(p as usize) else {
-                    continue;
-                };
-                let leads = state.leader == Some(me);
-                let epoch = state.leader_epoch;
-                match (*slot, leads) {
-                    (Ownership::NotLeader, true) => {
-                        *slot = Ownership::Loading;
-                        to_load.push((p, epoch));
-                    }
-                    (Ownership::Loaded(e), true) if e != epoch => {
-                        *slot = Ownership::Loading;
-                        to_load.push((p, epoch));
-                    }
-                    (Ownership::Loading | Ownership::Loaded(_), false) => {
-                        *slot = Ownership::NotLeader;
-                        dropped.push(p);
-                    }
-                    _ => {}
-                }
-            }
-        }
-        if !dropped.is_empty() {
-            let n = n as i32;
-            lock(&self.entries).retain(|id, _| !dropped.contains(&partition_for(id, n)));
-        }
-        for (p, epoch) in to_load {
-            let coordinator = self.clone();
-            tokio::spawn(async move { coordinator.load_partition(p, epoch).await });
-        }
-    }
-
-    async fn load_partition(self: Arc<Self>, p: i32, epoch: i32) {
-        let broker = self.cluster.broker().clone();
-        let Some(partition) = broker.topic(TRANSACTION_TOPIC).and_then(|t| t.partition(p)) else {
-            if let Some(slot) = lock(&self.owned).get_mut(p as usize) {
-                *slot = Ownership::NotLeader;
-            }
-            return;
-        };
-        let end = partition.read_log().log_end_offset();
-        let _ = partition.wait_for_hw(end, Duration::from_secs(10)).await;
-        let loaded = tokio::task::spawn_blocking(move || {
-            let mut txns: HashMap<String, TxnMetadata> = HashMap::new();
-            store::read_records(&partition, |record| {
-                if record.control {
-                    return;
-                }
-                let Some(key) = record.key else { return };
-                let id = match records::decode_key(key) {
-                    Ok(id) => id,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "skipping a __transaction_state record");
-                        return;
-                    }
-                };
-                match record.value.map(|v| records::decode_value(&id, v)) {
-                    Some(Ok(m)) => {
-                        txns.insert(id, m);
-                    }
-                    None => {
-                        txns.remove(&id);
-                    }
-                    Some(Err(e)) => {
-                        tracing::warn!(error = %e, "skipping a __transaction_state record")
-                    }
-                }
-            })
-            .map(|()| txns)
-        })
-        .await;
-        let txns = match loaded {
-            Ok(Ok(txns)) => txns,
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "loading transactions failed");
-                HashMap::new()
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "loading transactions panicked");
-                HashMap::new()
-            }
-        };
-        let mut prepared = Vec::new();
-        {
-            let mut owned = lock(&self.owned);
-            if owned.get(p as usize) != Some(&Ownership::Loading) {
-                return;
-            }
-            let mut entries = lock(&self.entries);
-            let count = txns.len();
-            for (id, m) in txns {
-                if m.state.is_preparing() {
-                    prepared.push(m.clone());
-                }
-                entries.insert(id, Arc::new(AsyncMutex::new(Some(m))));
-            }
-            owned[p as usize] = Ownership::Loaded(epoch);
-            tracing::info!(
-                partition = p,
-                transactions = count,
-                "now coordinating the transactions of this partition"
-            );
-        }
-        for m in prepared {
-            self.spawn_completion(m, epoch);
-        }
-    }
-
-    /// The coordinator's background task: follows leadership of
-    /// `__transaction_state` and checks for expired transactions, until
-    /// `stop` fires.
-    pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let mut images = self.cluster.subscribe_applied();
-        let initial = images.borrow_and_update().clone();
-        self.on_leadership_change(&initial);
-        let mut tick = tokio::time::interval(self.config.abort_check_interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                changed = images.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                    let image = images.borrow_and_update().clone();
-                    self.on_leadership_change(&image);
-                }
-                _ = tick.tick() => self.expire().await,
-                _ = stop.changed() => return,
-            }
         }
     }
 }

@@ -1,8 +1,11 @@
-//! The transaction coordinator (KIP-98, the classic protocol): transactional
-//! ids, their producer ids and epochs, and the two-phase end of each
-//! transaction, persisted in the internal topic `__transaction_state`.
+//! The transaction coordinator (KIP-98, and KIP-890's transaction version
+//! 2): transactional ids, their producer ids and epochs, and the two-phase
+//! end of each transaction, persisted in the internal topic
+//! `__transaction_state`.
 //!
 //! - [`state`]: the pure state machine of one transactional id.
+//! - [`tv2`]: its transitions for transaction version 2 clients (KIP-890
+//!   part 2: an epoch bump at every end, partitions added by the leaders).
 //! - [`records`]: Kafka's key and value formats of `__transaction_state`.
 //! - [`coordinator`]: the async shell: the table, ownership of the
 //!   partitions this broker leads (loaded when it becomes their leader,
@@ -17,9 +20,11 @@
 //! epoch, so a deposed coordinator's late markers are refused.
 
 pub mod coordinator;
+mod loading;
 pub mod markers;
 pub mod records;
 pub mod state;
+pub mod tv2;
 
 pub use coordinator::TxnCoordinator;
 

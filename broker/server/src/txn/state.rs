@@ -108,6 +108,19 @@ pub struct TxnMetadata {
     pub start_ms: i64,
     /// The last change.
     pub update_ms: i64,
+    /// The producer id before the last rollover to a new one at epoch
+    /// exhaustion (-1: none), so that a retried EndTxn of the old id is
+    /// recognised (Kafka's `PreviousProducerId`).
+    pub previous_producer_id: i64,
+    /// The producer id a transaction version 2 end moves to once its
+    /// markers are written, because it exhausted the epoch (-1: none).
+    /// Persisted with the Prepare* state, so a coordinator that takes over
+    /// completes the rollover as promised (Kafka's `NextProducerId`).
+    pub next_producer_id: i64,
+    /// The transaction version the client speaks: 0 for the classic
+    /// protocol, 2 once it used a KIP-890 part 2 request (Kafka's
+    /// `ClientTransactionVersion`).
+    pub client_version: i16,
 }
 
 /// What InitProducerId does.
@@ -132,7 +145,7 @@ pub enum EndPlan {
 
 /// The epoch after `epoch`, or `None` when it is exhausted and the
 /// producer needs a new id (Kafka keeps `Short.MAX_VALUE` for fencing).
-fn next_epoch(epoch: i16) -> Option<i16> {
+pub(super) fn next_epoch(epoch: i16) -> Option<i16> {
     (epoch < i16::MAX - 1).then_some(epoch + 1)
 }
 
@@ -156,6 +169,9 @@ pub fn init_producer_id(
         partitions: BTreeSet::new(),
         start_ms: -1,
         update_ms: now,
+        previous_producer_id: -1,
+        next_producer_id: -1,
+        client_version: 0,
     };
     let Some(m) = current.filter(|m| m.state != TxnState::Dead) else {
         return Ok(InitPlan::Ready(fresh(allocate()?)));
@@ -265,9 +281,17 @@ pub fn end_txn(
     }
 }
 
-/// After every marker of a Prepare* state is written.
+/// After every marker of a Prepare* state is written. A transaction
+/// version 2 end that exhausted the epoch moves to its next producer id
+/// at epoch 0 here, keeping the old id as the previous one.
 pub fn complete(m: &TxnMetadata, now: i64) -> TxnMetadata {
     let mut next = m.clone();
+    if m.next_producer_id >= 0 {
+        next.previous_producer_id = m.producer_id;
+        next.producer_id = m.next_producer_id;
+        next.producer_epoch = 0;
+        next.next_producer_id = -1;
+    }
     next.state = match m.state {
         TxnState::PrepareCommit => TxnState::CompleteCommit,
         _ => TxnState::CompleteAbort,

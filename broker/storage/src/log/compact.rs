@@ -27,11 +27,16 @@
 //! Transactions: nothing at or past the first unstable offset (the oldest
 //! open transaction) is cleaned or decides what is superseded, since it
 //! may still abort; records of aborted transactions (found through the
-//! aborted indexes) are removed and never supersede anything; markers
-//! stay. A cleaned segment takes over the aborted-index entries of the
-//! segments it replaced; the originals' `.txnindex` files go with them,
-//! so a crash before the new one is written leaves it missing, and open
-//! rebuilds it from the log.
+//! aborted indexes) are removed and never supersede anything. A marker
+//! goes, as in Kafka, once no batch of its transaction is left and
+//! `delete.retention.ms` has passed since a run first found that (rules in
+//! `cleaner.rs`); only markers below the oldest producer state snapshot
+//! qualify, so that a log replayed from any snapshot still meets the
+//! marker of every transaction the snapshot holds open. A cleaned segment
+//! takes over the aborted-index entries of the segments it replaced, but
+//! those of the abort markers it dropped; the originals' `.txnindex`
+//! files go with them, so a crash before the new one is written leaves it
+//! missing, and open rebuilds it from the log.
 //!
 //! The first dirty offset and the earliest pending delete horizon are
 //! persisted in `cleaner-offset-checkpoint` so [`Log::needs_compaction`]
@@ -49,7 +54,9 @@ use tracing::{info, warn};
 use super::Log;
 use crate::{
     batch::BatchHeader,
-    cleaner::{clean_batch, index_keys, AbortedRanges, CleanContext, Cleaned, OffsetMap},
+    cleaner::{
+        clean_batch, index_keys, AbortedRanges, CleanContext, Cleaned, MarkerTracker, OffsetMap,
+    },
     error::StorageError,
     files::{
         parse_segment_file_name, remove_file, segment_path, sync_dir, write_cleaner_checkpoint,
@@ -58,7 +65,7 @@ use crate::{
     },
     scan::{BatchScanner, Scanned},
     segment::{OpenMode, Segment},
-    CompactionStats,
+    snapshot, CompactionStats,
 };
 
 /// Where a test makes a run stop as if the process had died there.
@@ -80,6 +87,8 @@ struct GroupOutcome {
     replaced: bool,
     /// Earliest delete horizon among the batches the group now holds.
     horizon: Option<i64>,
+    /// Offsets of the markers removed.
+    dropped_markers: Vec<i64>,
 }
 
 impl Log {
@@ -129,8 +138,10 @@ impl Log {
         // Base offsets of the original segments that were replaced.
         let mut replaced = BTreeSet::new();
         let mut horizon: Option<i64> = None;
+        let bound = self.marker_bound()?;
+        let mut markers = MarkerTracker::new(bound, true);
         for group in self.group_segments(&cleanable) {
-            let outcome = self.clean_group(&group, &map, &aborted, now_ms)?;
+            let outcome = self.clean_group(&group, &map, &aborted, now_ms, &mut markers)?;
             stats.records_removed += outcome.records_removed;
             horizon = min_some(horizon, outcome.horizon);
             if outcome.replaced {
@@ -146,7 +157,8 @@ impl Log {
             .collect();
         for group in self.group_segments(&cleaned) {
             if group.len() > 1 {
-                let outcome = self.clean_group(&group, &map, &aborted, now_ms)?;
+                let mut markers = MarkerTracker::new(bound, false);
+                let outcome = self.clean_group(&group, &map, &aborted, now_ms, &mut markers)?;
                 stats.records_removed += outcome.records_removed;
                 replaced.extend(group);
             }
@@ -165,6 +177,17 @@ impl Log {
         write_cleaner_checkpoint(&self.dir, self.cleaner)?;
         info!(dir = %self.dir.display(), ?stats, first_dirty = first_uncleanable, "compacted log");
         Ok(stats)
+    }
+
+    /// Markers at or past this offset are kept: the oldest producer state
+    /// snapshot in use (none: every marker may go).
+    fn marker_bound(&self) -> Result<i64, StorageError> {
+        let first = self.segments.keys().next().copied().unwrap_or(0);
+        let oldest = snapshot::list(&self.dir)?
+            .into_iter()
+            .filter(|o| *o >= first)
+            .min();
+        Ok(oldest.unwrap_or(i64::MAX))
     }
 
     /// Share of the closed segments' bytes at or after the first dirty
@@ -308,10 +331,11 @@ impl Log {
         map: &OffsetMap,
         aborted: &AbortedRanges,
         now_ms: i64,
+        markers: &mut MarkerTracker,
     ) -> Result<GroupOutcome, StorageError> {
         let first = group[0];
         let cleaned = with_suffix(&segment_path(&self.dir, first, LOG_EXT), CLEANED_SUFFIX);
-        let written = self.write_cleaned(group, map, aborted, now_ms, &cleaned);
+        let written = self.write_cleaned(group, map, aborted, now_ms, markers, &cleaned);
         let (mut outcome, changed) = match written {
             Ok(written) => written,
             Err(e) => {
@@ -329,9 +353,11 @@ impl Log {
         let swap = with_suffix(&segment_path(&self.dir, first, LOG_EXT), SWAP_SUFFIX);
         fs::rename(&cleaned, &swap).map_err(StorageError::delete(&cleaned))?;
         sync_dir(&self.dir)?;
+        // An abort marker that went takes its aborted-index entry along.
         let aborted_txns: Vec<_> = group
             .iter()
             .flat_map(|base| self.segments[base].aborted_txns().iter().copied())
+            .filter(|a| !outcome.dropped_markers.contains(&a.last_offset))
             .collect();
         for base in group {
             #[cfg(test)]
@@ -366,6 +392,7 @@ impl Log {
         map: &OffsetMap,
         aborted: &AbortedRanges,
         now_ms: i64,
+        markers: &mut MarkerTracker,
         path: &Path,
     ) -> Result<(GroupOutcome, bool), StorageError> {
         let file = File::create(path).map_err(StorageError::open_file(path))?;
@@ -379,6 +406,7 @@ impl Log {
             records_removed: 0,
             replaced: false,
             horizon: None,
+            dropped_markers: Vec::new(),
         };
         let mut changed = group.len() > 1;
         for base in group {
@@ -393,7 +421,12 @@ impl Log {
                 let bytes = scan.bytes(pos, header.total_size())?;
                 let keep_empty = self.must_keep_empty(&header);
                 let is_aborted = aborted.holds(&header);
-                let kept = match clean_batch(bytes, header, &cx, keep_empty, is_aborted) {
+                let removable = header.is_control() && markers.marker(&header);
+                let cleaned = clean_batch(bytes, header, &cx, keep_empty, is_aborted, removable);
+                if !matches!(cleaned, Ok(Cleaned::Dropped { .. })) {
+                    markers.kept(&header);
+                }
+                let kept = match cleaned {
                     Ok(Cleaned::Unchanged) => Some((bytes, header)),
                     Ok(Cleaned::Rewritten { ref batch, removed }) => {
                         changed = true;
@@ -406,6 +439,9 @@ impl Log {
                     Ok(Cleaned::Dropped { removed }) => {
                         changed = true;
                         outcome.records_removed += removed;
+                        if header.is_control() {
+                            outcome.dropped_markers.push(header.base_offset);
+                        }
                         None
                     }
                     Err(e) => {

@@ -292,22 +292,144 @@ fn followers_build_the_same_state_from_the_leaders_bytes() {
     assert_eq!(follower.producers(), leader.producers());
 }
 
+/// Appends a one-record transactional batch `kv` of producer `pid`
+/// (epoch 0) at sequence `seq`; returns its offset.
+fn put_txn(log: &mut Log, pid: i64, seq: i32, kv: (&str, &str)) -> i64 {
+    let mut batch = keyed_batch_from(
+        &[(Some(kv.0), Some(kv.1))],
+        1_000,
+        Compression::None,
+        (pid, 0, seq),
+    );
+    batch[21..23].copy_from_slice(&0x10i16.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[21..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+    log.append(&mut batch, 1, 1_000).unwrap().first_offset
+}
+
+/// Appends a plain one-record batch `kv`.
+fn put_plain(log: &mut Log, kv: (&str, &str)) {
+    let mut batch = keyed_batch_from(
+        &[(Some(kv.0), Some(kv.1))],
+        2_000,
+        Compression::None,
+        (-1, -1, -1),
+    );
+    log.append(&mut batch, 1, 2_000).unwrap();
+}
+
+/// Whether a control batch starts at `offset`.
+fn marker_at(log: &Log, offset: i64) -> bool {
+    let bytes = log.read(offset, 1, i64::MAX, true).unwrap().bytes;
+    !bytes.is_empty() && {
+        let header = BatchHeader::parse(&bytes).unwrap();
+        header.base_offset == offset && header.is_control()
+    }
+}
+
+#[test]
+fn compaction_removes_markers_of_emptied_transactions_after_delete_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    // Segments roll only where the test rolls them.
+    let config = LogConfig {
+        segment_bytes: 1 << 20,
+        ..compact_config()
+    };
+    let mut log = Log::open(dir.path(), config.clone()).unwrap();
+    // The leader epoch starts at a batch that stays (as does a marker that
+    // holds an epoch's start).
+    put_plain(&mut log, ("x", "first"));
+    put_txn(&mut log, 1, 0, ("a", "superseded"));
+    let commit_1 = log.append_marker(1, 0, COMMIT, 1, 1_000).unwrap();
+    put_txn(&mut log, 2, 0, ("b", "aborted"));
+    let abort_2 = log.append_marker(2, 0, ABORT, 1, 1_000).unwrap();
+    put_txn(&mut log, 3, 0, ("c", "kept"));
+    let commit_3 = log.append_marker(3, 0, COMMIT, 1, 1_000).unwrap();
+    // Producer 5's only batch stays (empty) for its sequence, so its
+    // marker must stay too, or a replay would find the batch open.
+    put_txn(&mut log, 5, 0, ("g", "superseded"));
+    let commit_5 = log.append_marker(5, 0, COMMIT, 1, 1_000).unwrap();
+    // Producer 4's transaction is open across the roll: the snapshot taken
+    // there holds it open, so its marker must stay for a replay from it.
+    put_txn(&mut log, 4, 0, ("d", "superseded"));
+    log.roll().unwrap();
+    let commit_4 = log.append_marker(4, 0, COMMIT, 1, 1_000).unwrap();
+    // Producers 1 and 2 go on, so their first batches are not their last.
+    put_txn(&mut log, 1, 1, ("e", "later"));
+    log.append_marker(1, 0, COMMIT, 1, 1_000).unwrap();
+    put_txn(&mut log, 2, 1, ("f", "later"));
+    log.append_marker(2, 0, COMMIT, 1, 1_000).unwrap();
+    for key in ["a", "d", "g"] {
+        put_plain(&mut log, (key, "new"));
+    }
+    log.roll().unwrap();
+    put_plain(&mut log, ("z", "active"));
+    assert_eq!(log.all_aborted_transactions().len(), 1);
+
+    // The first run removes the data; the markers of the emptied
+    // transactions get their delete horizon (now + delete.retention.ms).
+    let stats = log.compact(10_000).unwrap();
+    assert_eq!(stats.records_removed, 4, "a, b (aborted), d and g");
+    for offset in [commit_1, abort_2, commit_3, commit_4, commit_5] {
+        assert!(marker_at(&log, offset), "marker {offset} still there");
+    }
+    assert!(!log.needs_compaction(10_999));
+    assert!(log.needs_compaction(11_000), "a marker's horizon is due");
+    assert_eq!(log.compact(10_999).unwrap().records_removed, 0);
+
+    // Once delete.retention.ms has passed they go, the abort's index entry
+    // with them; the others stay.
+    let stats = log.compact(11_000).unwrap();
+    assert_eq!(stats.records_removed, 2, "two markers");
+    assert!(!marker_at(&log, commit_1));
+    assert!(!marker_at(&log, abort_2));
+    assert!(marker_at(&log, commit_3), "its transaction has data left");
+    assert!(marker_at(&log, commit_4), "after the oldest snapshot");
+    assert!(
+        marker_at(&log, commit_5),
+        "its producer's last batch is left"
+    );
+    assert!(log.all_aborted_transactions().is_empty());
+    assert_eq!(log.first_unstable_offset(), None);
+    let kept: Vec<_> = records(&log)
+        .into_iter()
+        .filter_map(|(_, _, k, v)| Some((k?, v?)))
+        .filter(|(k, _)| k.chars().all(|c| c.is_ascii_alphabetic()))
+        .collect();
+    let expected = [
+        ("x", "first"),
+        ("c", "kept"),
+        ("e", "later"),
+        ("f", "later"),
+        ("a", "new"),
+        ("d", "new"),
+        ("g", "new"),
+        ("z", "active"),
+    ];
+    assert_eq!(kept, expected.map(|(k, v)| (k.to_string(), v.to_string())));
+    // Reopened, from the snapshots or from a walk of the whole log,
+    // nothing is open.
+    drop(log);
+    let log = Log::open(dir.path(), config.clone()).unwrap();
+    assert_eq!(log.first_unstable_offset(), None);
+    assert!(log.all_aborted_transactions().is_empty());
+    drop(log);
+    for entry in fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "snapshot") {
+            fs::remove_file(path).unwrap();
+        }
+    }
+    let log = Log::open(dir.path(), config).unwrap();
+    assert_eq!(log.first_unstable_offset(), None);
+    assert_eq!(log.ongoing_transactions(), 0);
+}
+
 #[test]
 fn compaction_removes_aborted_records_and_keeps_markers() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = Log::open(dir.path(), compact_config()).unwrap();
-    let put = |log: &mut Log, pid: i64, seq: i32, kv: (&str, &str)| {
-        let mut batch = keyed_batch_from(
-            &[(Some(kv.0), Some(kv.1))],
-            1_000,
-            Compression::None,
-            (pid, 0, seq),
-        );
-        batch[21..23].copy_from_slice(&0x10i16.to_be_bytes());
-        let crc = crc32c::crc32c(&batch[21..]);
-        batch[17..21].copy_from_slice(&crc.to_be_bytes());
-        log.append(&mut batch, 1, 1_000).unwrap().first_offset
-    };
+    let put = put_txn;
     let committed = put(&mut log, 1, 0, ("a", "committed"));
     log.append_marker(1, 0, COMMIT, 1, 1_000).unwrap();
     put(&mut log, 2, 0, ("a", "aborted"));
