@@ -6,7 +6,9 @@
 //! no-op reconcile applies nothing new and restarts no broker.
 
 mod configmap;
+mod listeners;
 mod monitoring;
+mod networkpolicy;
 mod pdb;
 mod service;
 mod statefulset;
@@ -17,6 +19,7 @@ use k8s_openapi::{
     api::{
         apps::v1::StatefulSet,
         core::v1::{ConfigMap, Service},
+        networking::v1::NetworkPolicy,
         policy::v1::PodDisruptionBudget,
     },
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
@@ -27,9 +30,14 @@ pub use self::{
     configmap::{
         broker_expectation, broker_properties, build_bootstrap_config_map, build_config_map,
         config_hash, fnv1a64, racks_in, shared_properties, BrokerExpectation, BOOTSTRAP_KEY,
-        EXTERNAL_LISTENER, INTERNAL_LISTENER,
+    },
+    listeners::{
+        broker_keystore, brokers_principal, listener_entries, CERTS_MOUNT, CN_MAPPING_RULE,
+        CONTROLLER_LISTENER, EXTERNAL_LISTENER, INTERNAL_LISTENER, REPLICATION_LISTENER,
+        STANDARD_AUTHORIZER,
     },
     monitoring::{build_monitor, MonitorApi, POD_MONITOR, SERVICE_MONITOR},
+    networkpolicy::{build_network_policy, network_policy_name},
     pdb::build_pdb,
     service::{
         build_bootstrap_service, build_external_services, build_headless_service,
@@ -64,7 +72,8 @@ pub struct MonitorApis {
 }
 
 /// Every object a cluster should have, in apply order: config before the
-/// Services, the StatefulSet after everything it refers to.
+/// Services, the StatefulSet after everything it refers to (the
+/// NetworkPolicy goes first: it narrows who reaches the new pods).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Desired {
     /// Broker config files.
@@ -81,6 +90,8 @@ pub struct Desired {
     pub pdb: Option<PodDisruptionBudget>,
     /// The ServiceMonitor or PodMonitor, when wanted and served.
     pub monitor: Option<DynamicObject>,
+    /// The brokers' NetworkPolicy, unless disabled.
+    pub network_policy: Option<NetworkPolicy>,
 }
 
 /// Builds every desired object of `cluster`.
@@ -93,6 +104,7 @@ pub fn build(cluster: &ValidatedCluster, observed: &Observed) -> Desired {
         statefulset: build_statefulset(cluster),
         pdb: build_pdb(cluster),
         monitor: build_monitor(cluster, observed.monitor_apis),
+        network_policy: build_network_policy(cluster),
     }
 }
 

@@ -86,10 +86,11 @@ pub async fn mark_config_stale(
         .iter_mut()
         .filter(|v| v.ready && !v.terminating && v.id < cluster.replicas)
     {
+        let target = ctx.target(cluster);
         let expected = broker_expectation(cluster, observed, view.id);
         match ctx
             .kafka
-            .broker_view(&expected.probe_address, view.id)
+            .broker_view(&target.at(expected.probe_address.clone()), view.id)
             .await
         {
             Ok(Some(actual)) => {
