@@ -123,7 +123,7 @@ pub(crate) fn owned_meta(cluster: &ValidatedCluster, name: String) -> ObjectMeta
 mod tests {
     use super::*;
     use crate::{
-        crd::{KafkaCluster, Topic},
+        crd::{KafkaCluster, KafkaUser, Topic},
         fixtures::validated,
         validate::{validate, OperatorConfig},
     };
@@ -143,6 +143,7 @@ mod tests {
             include_str!("../../../manifests/examples/dev-cluster.yaml"),
             include_str!("../../../manifests/examples/production-cluster.yaml"),
             include_str!("../../../manifests/examples/topics.yaml"),
+            include_str!("../../../manifests/examples/secure-cluster.yaml"),
         ]
         .iter()
         .flat_map(|text| text.split("\n---\n"))
@@ -172,10 +173,14 @@ mod tests {
                     let topic: Topic = serde_json::from_value(doc).unwrap();
                     assert!(topic.spec.partitions >= 1);
                 }
+                Some("KafkaUser") => {
+                    let user: KafkaUser = serde_json::from_value(doc).unwrap();
+                    assert_eq!(user.spec.cluster, "secure");
+                }
                 other => panic!("unexpected example kind {other:?}"),
             }
         }
-        assert_eq!(clusters, 2);
+        assert_eq!(clusters, 3);
     }
 
     #[test]
