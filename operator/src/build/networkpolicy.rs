@@ -7,7 +7,8 @@
 //!   on a secured cluster, plus the operator there (its admin listener);
 //! - on a cluster without security the brokers replicate, and the operator
 //!   administers, over the internal listener, so a restricted internal
-//!   listener always admits both too;
+//!   listener always admits both too, and a restricted external one the
+//!   operator (it reads what each broker advertises there);
 //! - the metrics port admits everyone: Prometheus may run anywhere, and
 //!   the kubelet's probes use it (probes come from the node, which most
 //!   network plugins let through whatever the policy says).
@@ -109,9 +110,16 @@ pub fn build_network_policy(cluster: &ValidatedCluster) -> Option<NetworkPolicy>
         ),
     )];
     if let Some(external) = &spec.listeners.external {
+        // Without security the operator asks each broker what it
+        // advertises there (a load balancer's address).
+        let always = if secured {
+            Vec::new()
+        } else {
+            vec![operator.clone()]
+        };
         rules.push(rule(
             external.port,
-            restricted(&external.network_policy_peers, Vec::new()),
+            restricted(&external.network_policy_peers, always),
         ));
     }
     if secured {
@@ -235,7 +243,16 @@ listeners:
     networkPolicyPeers:
       - namespaceSelector:
           matchLabels:
-            team: payments",
+            team: payments
+  external:
+    type: LoadBalancer
+    networkPolicyPeers:
+      - ipBlock:
+          cidr: 203.0.113.0/24",
+        );
+        assert_eq!(
+            rules[&9094],
+            json!([{"ipBlock": {"cidr": "203.0.113.0/24"}}, operator_json()])
         );
         assert_eq!(
             rules[&9092],
