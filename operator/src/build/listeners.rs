@@ -207,6 +207,9 @@ mod tests {
         listener_entries(&validated(spec))
     }
 
+    /// A per-listener setting: key without the prefix, value.
+    type Setting = (&'static str, &'static str);
+
     const INTERNAL_ONLY: &str = "replicas: 3\nlisteners:\n  internal:\n";
 
     #[test]
@@ -249,7 +252,7 @@ mod tests {
     #[test]
     fn each_listener_combination_gets_its_protocol_and_settings() {
         // (internal spec, protocol, per-listener settings of INTERNAL)
-        let cases: [(&str, &str, &[(&str, &str)]); 5] = [
+        let cases: [(&str, &str, &[Setting]); 5] = [
             (
                 "    tls: true",
                 "SSL",
