@@ -29,7 +29,7 @@ use super::{
     listeners::{advertised_listeners, broker_entries, listener_entries},
     owned_meta, Observed,
 };
-use crate::validate::ValidatedCluster;
+use crate::{crd::ListenerAuthenticationType, validate::ValidatedCluster};
 
 /// What one broker should report about itself once it runs its current
 /// per-broker file: the address it advertises on the listener the operator
@@ -43,6 +43,9 @@ pub struct BrokerExpectation {
     pub probe_address: String,
     /// `host:port` the broker should advertise on that listener.
     pub advertised: String,
+    /// The probed listener is PLAINTEXT (else TLS, verified against the
+    /// cluster CA, the operator's certificate presented if asked for).
+    pub probe_plaintext: bool,
     /// `broker.rack`, when known.
     pub rack: Option<String>,
 }
@@ -118,32 +121,40 @@ fn external_advertised(cluster: &ValidatedCluster, observed: &Observed, id: i32)
 
 /// What broker `id` reports once it runs its current file, on the listener
 /// the operator asks through: the external one when there is one, so a
-/// new load balancer address is noticed. On a secured cluster the
-/// operator can log in only on `REPLICATION` (client listeners may want
-/// SCRAM or a clients-CA certificate), so only the rack is checked there.
+/// new load balancer address is noticed. The operator has no SCRAM
+/// password and no clients-CA certificate, so an external listener with
+/// authentication cannot be asked: then `REPLICATION` is, where only the
+/// rack can be checked.
 pub fn broker_expectation(
     cluster: &ValidatedCluster,
     observed: &Observed,
     id: i32,
 ) -> BrokerExpectation {
     let host = cluster.broker_host(id);
-    let (probe_address, advertised) = match (
-        cluster.security.enabled(),
-        &cluster.spec.listeners.external,
-        external_advertised(cluster, observed, id),
-    ) {
-        (false, Some(external), Some(advertised)) => {
-            (format!("{host}:{}", external.port), advertised)
-        }
-        _ => {
-            let address = cluster.admin_address(id);
-            (address.clone(), address)
-        }
-    };
+    let askable = cluster
+        .spec
+        .listeners
+        .external
+        .as_ref()
+        .zip(cluster.security.external)
+        .filter(|(_, s)| s.authentication == ListenerAuthenticationType::None);
+    let (probe_address, advertised, probe_plaintext) =
+        match (askable, external_advertised(cluster, observed, id)) {
+            (Some((external, security)), Some(advertised)) => (
+                format!("{host}:{}", external.port),
+                advertised,
+                !security.tls,
+            ),
+            _ => {
+                let address = cluster.admin_address(id);
+                (address.clone(), address, !cluster.security.enabled())
+            }
+        };
     BrokerExpectation {
         id,
         probe_address,
         advertised,
+        probe_plaintext,
         rack: cluster
             .spec
             .rack
@@ -400,6 +411,54 @@ listeners:
             broker_expectation(&cluster, &observed, 1).advertised,
             "lb-1.example.test:9095"
         );
+    }
+
+    #[test]
+    fn a_secured_cluster_is_probed_where_the_operator_can_log_in() {
+        let spec = |auth: &str| {
+            format!(
+                "replicas: 2
+listeners:
+  internal:
+    authentication:
+      type: scram-sha-512
+  external:
+    type: LoadBalancer
+    tls: true
+    authentication:
+      type: {auth}"
+            )
+        };
+        let observed = Observed {
+            load_balancer_hosts: BTreeMap::from([(1, "lb-1.example.test".to_string())]),
+            ..Observed::default()
+        };
+        // TLS without authentication: the external listener, over TLS.
+        let open = broker_expectation(&validated(&spec("none")), &observed, 1);
+        assert_eq!(
+            (open.probe_address.as_str(), open.advertised.as_str()),
+            (
+                "demo-broker-1.demo-brokers.kafka.svc.cluster.local:9094",
+                "lb-1.example.test:9094"
+            )
+        );
+        assert!(!open.probe_plaintext);
+        // SCRAM there: REPLICATION, whose own address is what it reports.
+        let closed = broker_expectation(&validated(&spec("scram-sha-512")), &observed, 1);
+        assert_eq!(
+            closed.probe_address,
+            "demo-broker-1.demo-brokers.kafka.svc.cluster.local:9091"
+        );
+        assert_eq!(closed.advertised, closed.probe_address);
+        assert!(!closed.probe_plaintext);
+        // Still, the file advertises the load balancer.
+        assert!(
+            own_part(&validated(&spec("scram-sha-512")), &observed, 1)[0]
+                .contains("EXTERNAL://lb-1.example.test:9094")
+        );
+        // A plain cluster is probed in plaintext.
+        let plain = broker_expectation(&validated(NODE_PORT_SPEC), &Observed::default(), 0);
+        assert!(plain.probe_plaintext);
     }
 
     #[test]

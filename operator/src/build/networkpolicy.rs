@@ -7,8 +7,9 @@
 //!   on a secured cluster, plus the operator there (its admin listener);
 //! - on a cluster without security the brokers replicate, and the operator
 //!   administers, over the internal listener, so a restricted internal
-//!   listener always admits both too, and a restricted external one the
-//!   operator (it reads what each broker advertises there);
+//!   listener always admits both too;
+//! - a restricted external listener without authentication admits the
+//!   operator too: it reads what each broker advertises there;
 //! - the metrics port admits everyone: Prometheus may run anywhere, and
 //!   the kubelet's probes use it (probes come from the node, which most
 //!   network plugins let through whatever the policy says).
@@ -27,8 +28,9 @@ use k8s_openapi::{
 };
 
 use super::owned_meta;
-use crate::validate::{
-    OperatorPeer, ValidatedCluster, CONTROLLER_PORT, METRICS_PORT, REPLICATION_PORT,
+use crate::{
+    crd::ListenerAuthenticationType,
+    validate::{OperatorPeer, ValidatedCluster, CONTROLLER_PORT, METRICS_PORT, REPLICATION_PORT},
 };
 
 /// The operator's pods, as a peer.
@@ -110,12 +112,16 @@ pub fn build_network_policy(cluster: &ValidatedCluster) -> Option<NetworkPolicy>
         ),
     )];
     if let Some(external) = &spec.listeners.external {
-        // Without security the operator asks each broker what it
-        // advertises there (a load balancer's address).
-        let always = if secured {
-            Vec::new()
-        } else {
+        // Unless it asks for authentication, the operator asks each
+        // broker there what it advertises (a load balancer's address).
+        let asked = cluster
+            .security
+            .external
+            .is_some_and(|s| s.authentication == ListenerAuthenticationType::None);
+        let always = if asked {
             vec![operator.clone()]
+        } else {
+            Vec::new()
         };
         rules.push(rule(
             external.port,
@@ -228,7 +234,8 @@ metrics:
         );
         assert_eq!(
             rules[&9094],
-            json!([{"ipBlock": {"cidr": "203.0.113.0/24"}}])
+            json!([{"ipBlock": {"cidr": "203.0.113.0/24"}}, operator_json()]),
+            "the operator reads what brokers advertise on an unauthenticated listener"
         );
         assert_eq!(rules[&9091], json!([brokers_json(), operator_json()]));
         assert_eq!(rules[&9093], json!([brokers_json()]));
