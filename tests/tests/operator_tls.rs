@@ -14,7 +14,9 @@
 //! over TLS and may write and read what the ACLs allow and nothing else;
 //! the replicas stay in sync (followers fetch over `REPLICATION`). The
 //! `REPLICATION` listener refuses a TLS client without a certificate and
-//! the SCRAM user.
+//! the SCRAM user; a SCRAM client that reaches it with a certificate is
+//! told "the broker does not offer SCRAM-SHA-512 (it offers: )", the
+//! message of a SASL client on a listener without SASL.
 //!
 //! Only what cannot work on a laptop is replaced: each `host:port` of a
 //! broker (its DNS name, which the certificates also name) becomes
@@ -222,6 +224,13 @@ fn a_secured_cluster_runs_on_the_operators_config_and_admin() {
     let files = build_config_map(&cluster, &Observed::default())
         .data
         .unwrap();
+    let shared = &files["server.properties"];
+    for line in [
+        "inter.broker.listener.name=REPLICATION",
+        "listener.security.protocol.map=INTERNAL:SASL_SSL,REPLICATION:SSL,CONTROLLER:SSL",
+    ] {
+        assert!(shared.lines().any(|l| l == line), "{line} in {shared}");
+    }
     let mut brokers = Vec::new();
     for id in 0..BROKERS {
         let text = &files[&format!("broker-{id}.properties")];
@@ -349,4 +358,29 @@ fn a_secured_cluster_runs_on_the_operators_config_and_admin() {
         "the SCRAM user"
     );
     assert!(!refused(target.security.clone()), "the operator");
+
+    // What a SCRAM client says when it reaches a listener without SASL
+    // (here with a certificate, so TLS lets it in): the broker answers
+    // SaslHandshake with no mechanism at all. A client told to use
+    // SCRAM on a TLS-only listener, or sent there by advertised addresses
+    // that do not match `listeners`, fails this way.
+    let probe = pki.issued("probe", "probe", &[], false);
+    let sasl_with_cert = props(&[
+        ("security.protocol", "SASL_SSL"),
+        ("ssl.ca.location", &ca),
+        ("ssl.certificate.location", probe.cert.to_str().unwrap()),
+        ("ssl.key.location", probe.key.to_str().unwrap()),
+        ("sasl.mechanism", "SCRAM-SHA-512"),
+        ("sasl.username", "app"),
+        ("sasl.password", &password),
+    ]);
+    let error = rt
+        .block_on(Client::connect_secure(&replication, "test", sasl_with_cert))
+        .err()
+        .expect("no SASL on REPLICATION")
+        .to_string();
+    assert!(
+        error.contains("does not offer SCRAM-SHA-512 (it offers: )"),
+        "{error}"
+    );
 }
