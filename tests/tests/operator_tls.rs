@@ -374,11 +374,11 @@ fn a_secured_cluster_runs_on_the_operators_config_and_admin() {
         ("sasl.username", "app"),
         ("sasl.password", &password),
     ]);
-    let error = rt
-        .block_on(Client::connect_secure(&replication, "test", sasl_with_cert))
-        .err()
-        .expect("no SASL on REPLICATION")
-        .to_string();
+    let Err(error) = rt.block_on(Client::connect_secure(&replication, "test", sasl_with_cert))
+    else {
+        panic!("a SASL login on REPLICATION");
+    };
+    let error = error.to_string();
     assert!(
         error.contains("does not offer SCRAM-SHA-512 (it offers: )"),
         "{error}"
