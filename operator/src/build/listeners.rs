@@ -26,8 +26,11 @@
 
 use std::collections::BTreeMap;
 
-use crate::validate::{
-    ListenerSecurity, ValidatedCluster, CONTROLLER_PORT, OPERATOR_PRINCIPAL, REPLICATION_PORT,
+use crate::{
+    crd::ListenerAuthenticationType,
+    validate::{
+        ListenerSecurity, ValidatedCluster, CONTROLLER_PORT, OPERATOR_PRINCIPAL, REPLICATION_PORT,
+    },
 };
 
 /// Name of the listener for clients inside the Kubernetes cluster.
@@ -97,7 +100,7 @@ pub fn listener_entries(cluster: &ValidatedCluster) -> BTreeMap<String, String> 
             );
         }
         match security.authentication {
-            crate::crd::ListenerAuthenticationType::Tls => {
+            ListenerAuthenticationType::Tls => {
                 entries.insert(format!("{prefix}ssl.client.auth"), "required".into());
                 entries.insert(format!("{prefix}ssl.truststore.location"), clients_ca());
             }

@@ -207,11 +207,13 @@ mod tests {
                 &d.statefulset,
                 &d.pdb,
                 &d.monitor,
+                &d.network_policy,
             ))
             .unwrap()
         };
         assert_eq!(json(&first), json(&second));
         assert_eq!(first.external_services.len(), 3);
         assert!(first.monitor.is_some());
+        assert!(first.network_policy.is_some());
     }
 }
