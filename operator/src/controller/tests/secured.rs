@@ -125,3 +125,26 @@ async fn turning_network_policies_off_deletes_the_policy() {
     assert!(!spec["volumes"].to_string().contains("broker-certs"));
     assert!(!spec["containers"][0]["ports"].to_string().contains("9091"));
 }
+
+#[tokio::test]
+async fn nonsense_security_is_a_condition_not_a_broker_that_cannot_start() {
+    let h =
+        Harness::new("replicas: 3\nlisteners:\n  internal:\n    authentication:\n      type: tls");
+    let calls = h.reconcile().await;
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.contains("PATCH") && !c.ends_with("/status")),
+        "nothing is applied: {calls:#?}"
+    );
+    assert_eq!(
+        h.condition("Degraded"),
+        ("True".into(), "InvalidSpec".into())
+    );
+    assert!(
+        h.message("Degraded")
+            .contains("authentication type tls needs tls: true"),
+        "{}",
+        h.message("Degraded")
+    );
+}
