@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
 use rivulet_operator::{
     run::{run, LeaderConfig, RunConfig},
-    validate::OperatorConfig,
+    validate::{OperatorConfig, OperatorPeer},
 };
 use tracing_subscriber::EnvFilter;
 
@@ -37,6 +37,15 @@ struct Args {
     /// Namespace of the Lease: the operator's own (POD_NAMESPACE from the downward API).
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     lease_namespace: String,
+    /// Labels of the operator's own pods (`key=value,...`), which broker
+    /// NetworkPolicies let reach the brokers' admin listener (the
+    /// operator's namespace is `--lease-namespace`).
+    #[arg(
+        long,
+        env = "RIVULET_OPERATOR_POD_LABELS",
+        default_value = "app.kubernetes.io/name=rivulet-operator"
+    )]
+    operator_pod_labels: String,
     /// This replica's identity in the Lease (POD_NAME from the downward API).
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
@@ -89,6 +98,10 @@ async fn main() -> anyhow::Result<()> {
     }
     let mut operator = OperatorConfig {
         cluster_domain: args.cluster_domain,
+        operator: OperatorPeer {
+            namespace: args.lease_namespace.clone(),
+            labels: parse_labels(&args.operator_pod_labels)?,
+        },
         ..OperatorConfig::default()
     };
     if let Some(image) = args.broker_image {
@@ -113,4 +126,21 @@ async fn main() -> anyhow::Result<()> {
     run(config, shutdown_signal())
         .await
         .context("rivulet-operator")
+}
+
+/// `key=value,...` as a label map; at least one label, so the operator's
+/// NetworkPolicy peer never selects every pod of its namespace.
+fn parse_labels(text: &str) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let labels = text
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            pair.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .ok_or_else(|| anyhow::anyhow!("--operator-pod-labels: `{pair}` is not key=value"))
+        })
+        .collect::<anyhow::Result<std::collections::BTreeMap<_, _>>>()?;
+    anyhow::ensure!(!labels.is_empty(), "--operator-pod-labels names no label");
+    Ok(labels)
 }

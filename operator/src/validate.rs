@@ -7,11 +7,17 @@
 //! rule (or the CRD was installed without CEL support), and reports the
 //! problem as a `Degraded` condition instead of a crash-looping broker.
 
+mod security;
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
 
+pub use self::security::{
+    validate_security, ClusterSecurity, ListenerSecurity, SecurityError, OPERATOR_PRINCIPAL,
+    REPLICATION_PORT, SECURITY_OWNED_KEYS,
+};
 use crate::crd::{
     ExternalListener, ExternalType, KafkaCluster, KafkaClusterSpec, StorageKind,
     ALLOW_DATA_LOSS_ANNOTATION, OPERATOR_OWNED_KEYS,
@@ -34,6 +40,8 @@ pub struct OperatorConfig {
     pub cluster_domain: String,
     /// Broker image for clusters that do not name one.
     pub default_image: String,
+    /// Where the operator runs: NetworkPolicies let it reach the brokers.
+    pub operator: OperatorPeer,
 }
 
 impl Default for OperatorConfig {
@@ -41,6 +49,29 @@ impl Default for OperatorConfig {
         OperatorConfig {
             cluster_domain: "cluster.local".into(),
             default_image: format!("rivulet/broker:{}", env!("CARGO_PKG_VERSION")),
+            operator: OperatorPeer::default(),
+        }
+    }
+}
+
+/// The operator's pods, as NetworkPolicies name them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorPeer {
+    /// The operator's namespace.
+    pub namespace: String,
+    /// Labels that select the operator's pods.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Default for OperatorPeer {
+    /// The chart's defaults: release `rivulet` in `rivulet-system`.
+    fn default() -> Self {
+        OperatorPeer {
+            namespace: "rivulet-system".into(),
+            labels: BTreeMap::from([(
+                "app.kubernetes.io/name".to_string(),
+                "rivulet-operator".to_string(),
+            )]),
         }
     }
 }
@@ -72,7 +103,7 @@ pub enum ValidationError {
     #[error("storage.size `{0}` is not a Kubernetes quantity such as 10Gi")]
     BadStorageSize(String),
     /// Two listeners (or the controller/metrics port) on one port.
-    #[error("port {0} is used twice (internal 9092-style, external, controller 9093 and metrics 9404 must differ)")]
+    #[error("port {0} is used twice (internal 9092-style, external, controller 9093, metrics 9404 and, with security, replication 9091 must differ)")]
     PortClash(i32),
     /// A NodePort listener without what it needs.
     #[error("external listener: {0}")]
@@ -80,6 +111,9 @@ pub enum ValidationError {
     /// An empty rack topology key.
     #[error("rack.topologyKey must not be empty")]
     EmptyTopologyKey,
+    /// Listener security or authorization that can never work.
+    #[error(transparent)]
+    Security(#[from] SecurityError),
 }
 
 /// A spec that passed validation, with every default resolved.
@@ -108,6 +142,10 @@ pub struct ValidatedCluster {
     pub image: String,
     /// The Kubernetes DNS domain.
     pub cluster_domain: String,
+    /// Listener security and authorization.
+    pub security: ClusterSecurity,
+    /// The operator's pods (NetworkPolicies let them in).
+    pub operator: OperatorPeer,
     /// The spec, for the fields that need no resolving.
     pub spec: KafkaClusterSpec,
 }
@@ -159,7 +197,11 @@ pub fn validate(
     if !is_quantity(&spec.storage.size) {
         return Err(ValidationError::BadStorageSize(spec.storage.size.clone()));
     }
+    let security = validate_security(spec)?;
     let mut ports = vec![spec.listeners.internal.port, CONTROLLER_PORT, METRICS_PORT];
+    if security.enabled() {
+        ports.push(REPLICATION_PORT);
+    }
     if let Some(external) = &spec.listeners.external {
         validate_external(external, spec.replicas)?;
         ports.push(external.port);
@@ -193,6 +235,8 @@ pub fn validate(
             .clone()
             .unwrap_or_else(|| config.default_image.clone()),
         cluster_domain: config.cluster_domain.clone(),
+        security,
+        operator: config.operator.clone(),
         spec: spec.clone(),
     })
 }
@@ -355,6 +399,47 @@ impl ValidatedCluster {
         )
     }
 
+    /// The Secret with every broker's certificate and key
+    /// (`broker-<id>.pem`) and the CA bundles, mounted into the brokers.
+    pub fn broker_certs_secret_name(&self) -> String {
+        format!("{}-broker-certs", self.name)
+    }
+
+    /// The Secret with the operator's client certificate.
+    pub fn operator_certs_secret_name(&self) -> String {
+        format!("{}-operator-certs", self.name)
+    }
+
+    /// Principal of broker `id`'s certificate (`CN=<cluster>-broker-<id>`).
+    pub fn broker_principal(&self, id: i32) -> String {
+        format!("User:{}-broker-{id}", self.name)
+    }
+
+    /// `host:port` the operator administers the cluster through: the
+    /// bootstrap Service's `REPLICATION` port (mutual TLS) on a secured
+    /// cluster, its Kafka port otherwise.
+    pub fn admin_bootstrap(&self) -> String {
+        if self.security.enabled() {
+            format!(
+                "{}.{}.svc.{}:{REPLICATION_PORT}",
+                self.bootstrap_service_name(),
+                self.namespace,
+                self.cluster_domain
+            )
+        } else {
+            self.bootstrap_servers()
+        }
+    }
+
+    /// `host:port` of broker `id` on the listener the operator asks through.
+    pub fn admin_address(&self, id: i32) -> String {
+        if self.security.enabled() {
+            format!("{}:{REPLICATION_PORT}", self.broker_host(id))
+        } else {
+            self.broker_address(id)
+        }
+    }
+
     /// Kafka's `controller.quorum.voters`: `id@host:port` of every voter.
     pub fn quorum_voters(&self) -> String {
         (0..self.voters)
@@ -420,6 +505,17 @@ mod tests {
             ),
             Err(ValidationError::External(_))
         ));
+        // The replication port is taken only on a secured cluster.
+        assert!(check("replicas: 1\nlisteners:\n  internal:\n    port: 9091").is_ok());
+        assert_eq!(
+            check("replicas: 1\nlisteners:\n  internal:\n    port: 9091\n    tls: true"),
+            Err(ValidationError::PortClash(9091))
+        );
+        let message =
+            check("replicas: 1\nlisteners:\n  internal:\n    authentication:\n      type: tls")
+                .unwrap_err()
+                .to_string();
+        assert!(message.contains("needs tls: true"), "{message}");
         let message = check("replicas: 4\nquorumVoters: 2")
             .unwrap_err()
             .to_string();

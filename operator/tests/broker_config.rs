@@ -4,6 +4,11 @@
 //! refuses unknown keys and malformed listeners) until it logs
 //! `rivulet broker ready`.
 //!
+//! A secured example's broker gets certificates made here with rcgen, as
+//! the `<cluster>-broker-certs` Secret would be mounted (cluster and
+//! clients CA bundles, `broker-0.pem` with `CN=<cluster>-broker-0`), so
+//! the TLS, SASL and authorizer settings the operator writes must load.
+//!
 //! The broker gets the environment of a new cluster's pod: its cluster id
 //! (`RIVULET_CLUSTER_ID`) and, as the bootstrap ConfigMap gives it while
 //! the cluster is created, `RIVULET_BOOTSTRAP_QUORUM=true`.
@@ -28,7 +33,7 @@ use std::{
 };
 
 use rivulet_operator::{
-    build::{build_config_map, build_statefulset, Observed, BOOTSTRAP_ENV},
+    build::{build_config_map, build_statefulset, Observed, BOOTSTRAP_ENV, CERTS_MOUNT},
     controller::identity::new_cluster_id,
     crd::KafkaCluster,
     validate::{validate, OperatorConfig, ValidatedCluster},
@@ -114,6 +119,49 @@ fn local_listeners(properties: &str) -> String {
     }
     assert!(found, "the operator writes listeners into the file");
     out
+}
+
+fn ca(name: &str) -> (rcgen::Certificate, rcgen::KeyPair) {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let key = rcgen::KeyPair::generate().expect("CA key");
+    let cert = params.self_signed(&key).expect("self-sign");
+    (cert, key)
+}
+
+/// The files of the `<cluster>-broker-certs` Secret broker 0 reads.
+fn write_certs(cluster: &ValidatedCluster, dir: &Path) {
+    std::fs::create_dir_all(dir).expect("certs dir");
+    let (cluster_ca, cluster_key) = ca(&format!("{}-cluster-ca", cluster.name));
+    let (clients_ca, _) = ca(&format!("{}-clients-ca", cluster.name));
+    let mut params =
+        rcgen::CertificateParams::new(vec![cluster.broker_host(0)]).expect("leaf params");
+    params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        format!("{}-broker-0", cluster.name),
+    );
+    params.extended_key_usages = vec![
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let key = rcgen::KeyPair::generate().expect("leaf key");
+    let leaf = params
+        .signed_by(&key, &cluster_ca, &cluster_key)
+        .expect("sign");
+    let files = [
+        ("ca.crt", cluster_ca.pem()),
+        ("clients-ca.crt", clients_ca.pem()),
+        (
+            "broker-0.pem",
+            format!("{}{}{}", key.serialize_pem(), leaf.pem(), cluster_ca.pem()),
+        ),
+    ];
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).expect("write a certificate file");
+    }
 }
 
 /// The environment the broker container gets from values and from the
@@ -226,6 +274,14 @@ fn the_broker_accepts_the_generated_config_of_every_example() {
     };
     let clusters = example_clusters();
     assert!(clusters.len() >= 2, "the examples have KafkaClusters");
+    assert!(
+        clusters
+            .iter()
+            .filter(|c| c.spec.listeners.internal.tls)
+            .count()
+            >= 1,
+        "an example is secured"
+    );
     for cluster in clusters {
         let mut validated =
             validate(&cluster, &OperatorConfig::default()).expect("example validates");
@@ -242,7 +298,14 @@ fn the_broker_accepts_the_generated_config_of_every_example() {
         }
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("broker-0.properties");
-        std::fs::write(&config, local_listeners(properties)).expect("write the config file");
+        let mut local = local_listeners(properties);
+        if validated.security.enabled() {
+            assert!(properties.contains(CERTS_MOUNT), "{properties}");
+            let certs = dir.path().join("certs");
+            write_certs(&validated, &certs);
+            local = local.replace(CERTS_MOUNT, certs.to_str().expect("utf-8 path"));
+        }
+        std::fs::write(&config, local).expect("write the config file");
         let args = local_args(&validated, &config, &dir.path().join("data"));
         let env = local_env(&validated);
         assert!(

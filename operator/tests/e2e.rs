@@ -78,6 +78,9 @@ mod api_mode;
 #[path = "e2e/traffic.rs"]
 mod traffic;
 
+#[path = "e2e/secured.rs"]
+mod secured;
+
 use api_mode::api_mode_roll_and_scale;
 use harness::*;
 use kubelet::LocalNode;
@@ -282,6 +285,10 @@ async fn crd_schema_rules_refuse_what_cannot_work() {
         (
             "replicas: 1\nlisteners:\n  external:\n    type: NodePort\n    host: 192.0.2.1",
             "needs nodePortBase",
+        ),
+        (
+            "replicas: 1\nlisteners:\n  internal:\n    authentication:\n      type: tls",
+            "authentication type tls needs tls: true",
         ),
     ];
     for (spec, message) in refusals {

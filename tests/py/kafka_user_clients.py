@@ -5,7 +5,8 @@ Usage: kafka_user_clients.py SCENARIO JSON_OPTIONS
 
 JSON_OPTIONS: {"bootstrap": ..., "prefix": ..., "username": the KafkaUser's
 status.username, "secret": the Secret's data (`password`,
-`sasl.jaas.config`)}. The user may write and read topic <p>orders in group
+`sasl.jaas.config`), and for a TLS listener "ca": the CA file to trust
+(SASL_SSL instead of SASL_PLAINTEXT)}. The user may write and read topic <p>orders in group
 <p>app, and nothing else.
 
 Scenarios:
@@ -39,11 +40,13 @@ def conf(opts, extra=None):
           f"a SCRAM JAAS line: {jaas}")
     c = {
         "bootstrap.servers": opts["bootstrap"],
-        "security.protocol": "SASL_PLAINTEXT",
+        "security.protocol": "SASL_SSL" if opts.get("ca") else "SASL_PLAINTEXT",
         "sasl.mechanism": "SCRAM-SHA-512",
         "sasl.username": jaas_option(jaas, "username"),
         "sasl.password": jaas_option(jaas, "password"),
     }
+    if opts.get("ca"):
+        c["ssl.ca.location"] = opts["ca"]
     c.update(extra or {})
     return c
 

@@ -91,6 +91,26 @@ impl TestPki {
         self.issue(name, params)
     }
 
+    /// A certificate whose subject is `CN=<cn>` alone, as the operator's
+    /// CAs issue them: for `dns_names` and 127.0.0.1 with server and
+    /// client usage when `server` (a broker's), client usage only
+    /// otherwise (a user's, the operator's); files `name.*`.
+    pub fn issued(&self, name: &str, cn: &str, dns_names: &[String], server: bool) -> CertFiles {
+        let mut params = CertificateParams::new(dns_names.to_vec()).expect("leaf params");
+        let mut usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        if server {
+            params
+                .subject_alt_names
+                .push(SanType::IpAddress([127, 0, 0, 1].into()));
+            usages.push(ExtendedKeyUsagePurpose::ServerAuth);
+        }
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, cn);
+        params.distinguished_name = dn;
+        params.extended_key_usages = usages;
+        self.issue(name, params)
+    }
+
     /// A client certificate whose subject is `CN=<cn>,OU=<ou>,O=Rivulet`.
     pub fn client(&self, name: &str, cn: &str, ou: &str) -> CertFiles {
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("client params");

@@ -15,7 +15,7 @@ use std::{
 
 use kafka_protocol::records::Compression;
 use rivulet_operator::controller::{
-    kafka::{KafkaAdmin, ReplicaAssignment, WireAdmin},
+    kafka::{AdminTarget, KafkaAdmin, ReplicaAssignment, WireAdmin},
     reassign::{drain, spread, Drain, Spread},
 };
 use rivulet_tests::{
@@ -96,6 +96,7 @@ fn drive(
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let started = Instant::now();
     let mut batches = 0;
+    let target = AdminTarget::plaintext(bootstrap);
     runtime.block_on(async {
         loop {
             assert!(
@@ -105,11 +106,11 @@ fn drive(
             // As the operator reads them: the moves first, so one that
             // finishes in between never looks like a widened replica list.
             let ongoing = WireAdmin
-                .reassignments_in_progress(bootstrap)
+                .reassignments_in_progress(&target)
                 .await
                 .expect("ask the brokers which moves are under way");
             let assignment = WireAdmin
-                .replica_assignment(bootstrap)
+                .replica_assignment(&target)
                 .await
                 .expect("ask the brokers where the replicas are");
             let Some(moves) = plan(&assignment, &ongoing) else {
@@ -118,7 +119,7 @@ fn drive(
             if !moves.is_empty() {
                 batches += 1;
                 for result in WireAdmin
-                    .reassign(bootstrap, moves)
+                    .reassign(&target, moves)
                     .await
                     .expect("AlterPartitionReassignments")
                 {

@@ -1,6 +1,8 @@
 //! A KafkaUser against a real broker, driven by the operator's own code:
-//! the cluster's admin Secret bootstraps the operator's super user on the
-//! broker (`--add-scram`), the operator's pure pipeline turns a KafkaUser
+//! a SCRAM super user `rivulet-operator` is bootstrapped on the broker
+//! (`--add-scram`; in Kubernetes the operator logs in with its client
+//! certificate instead, which `operator_tls.rs` drives, and any admin
+//! target works here), the operator's pure pipeline turns a KafkaUser
 //! into a Secret and an ACL/quota plan, and its admin client applies them
 //! over SCRAM. confluent-kafka then logs in with the Secret as-is and may
 //! do what the ACLs allow and nothing else; drift is put back; removing
@@ -20,8 +22,8 @@ use rivulet_operator::{
             plan::{validate_user, AclBinding},
             remove_with,
             secret::{
-                admin_security, build_admin_secret, build_user_secret, generate_password,
-                secret_value, ADD_SCRAM_KEY, JAAS_KEY, PASSWORD_KEY,
+                build_user_secret, generate_password, jaas_config, secret_value, JAAS_KEY,
+                PASSWORD_KEY,
             },
             sync_with,
         },
@@ -29,7 +31,7 @@ use rivulet_operator::{
     crd::KafkaUser,
 };
 use rivulet_tests::{last_json, require_py, run_py, unique_topic, BrokerProcess};
-use rivulet_wire::client::Client;
+use rivulet_wire::client::{Client, ClientSecurity};
 use serde_json::json;
 
 const STANDARD: &str = "org.apache.kafka.metadata.authorizer.StandardAuthorizer";
@@ -55,9 +57,9 @@ fn kafka_user(prefix: &str) -> KafkaUser {
 #[test]
 fn kafka_user_secret_works_for_confluent_kafka_and_delete_revokes_it() {
     require_py!("confluent_kafka");
-    // The cluster's admin Secret, and the broker bootstrapped from it.
-    let admin_secret = build_admin_secret("demo", "kafka", None, &generate_password());
-    let add_scram = secret_value(&admin_secret, ADD_SCRAM_KEY).unwrap();
+    // The administrator's credential, and the broker bootstrapped with it.
+    let admin_password = generate_password();
+    let add_scram = format!("SCRAM-SHA-512=[name=rivulet-operator,password={admin_password}]");
     let broker = BrokerProcess::builder()
         .listener("SASL", "SASL_PLAINTEXT")
         .config("sasl.enabled.mechanisms", "SCRAM-SHA-512")
@@ -67,9 +69,20 @@ fn kafka_user_secret_works_for_confluent_kafka_and_delete_revokes_it() {
         .arg("--add-scram")
         .arg(&add_scram)
         .start();
+    let login = BTreeMap::from([
+        (
+            "security.protocol".to_string(),
+            "SASL_PLAINTEXT".to_string(),
+        ),
+        ("sasl.mechanism".to_string(), "SCRAM-SHA-512".to_string()),
+        (
+            "sasl.jaas.config".to_string(),
+            jaas_config("rivulet-operator", &admin_password),
+        ),
+    ]);
     let target = AdminTarget {
         bootstrap: broker.listener_bootstrap("SASL"),
-        security: admin_security("SASL_PLAINTEXT", Some(&admin_secret)).unwrap(),
+        security: ClientSecurity::from_properties(&login).unwrap(),
     };
     let prefix = format!("{}-", unique_topic("ku"));
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -6,7 +6,9 @@
 //! no-op reconcile applies nothing new and restarts no broker.
 
 mod configmap;
+mod listeners;
 mod monitoring;
+mod networkpolicy;
 mod pdb;
 mod service;
 mod statefulset;
@@ -17,6 +19,7 @@ use k8s_openapi::{
     api::{
         apps::v1::StatefulSet,
         core::v1::{ConfigMap, Service},
+        networking::v1::NetworkPolicy,
         policy::v1::PodDisruptionBudget,
     },
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
@@ -27,9 +30,14 @@ pub use self::{
     configmap::{
         broker_expectation, broker_properties, build_bootstrap_config_map, build_config_map,
         config_hash, fnv1a64, racks_in, shared_properties, BrokerExpectation, BOOTSTRAP_KEY,
-        EXTERNAL_LISTENER, INTERNAL_LISTENER,
+    },
+    listeners::{
+        broker_keystore, brokers_principal, listener_entries, CERTS_MOUNT, CN_MAPPING_RULE,
+        CONTROLLER_LISTENER, EXTERNAL_LISTENER, INTERNAL_LISTENER, REPLICATION_LISTENER,
+        STANDARD_AUTHORIZER,
     },
     monitoring::{build_monitor, MonitorApi, POD_MONITOR, SERVICE_MONITOR},
+    networkpolicy::{build_network_policy, network_policy_name},
     pdb::build_pdb,
     service::{
         build_bootstrap_service, build_external_services, build_headless_service,
@@ -64,7 +72,8 @@ pub struct MonitorApis {
 }
 
 /// Every object a cluster should have, in apply order: config before the
-/// Services, the StatefulSet after everything it refers to.
+/// Services, the StatefulSet after everything it refers to (the
+/// NetworkPolicy goes first: it narrows who reaches the new pods).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Desired {
     /// Broker config files.
@@ -81,6 +90,8 @@ pub struct Desired {
     pub pdb: Option<PodDisruptionBudget>,
     /// The ServiceMonitor or PodMonitor, when wanted and served.
     pub monitor: Option<DynamicObject>,
+    /// The brokers' NetworkPolicy, unless disabled.
+    pub network_policy: Option<NetworkPolicy>,
 }
 
 /// Builds every desired object of `cluster`.
@@ -93,6 +104,7 @@ pub fn build(cluster: &ValidatedCluster, observed: &Observed) -> Desired {
         statefulset: build_statefulset(cluster),
         pdb: build_pdb(cluster),
         monitor: build_monitor(cluster, observed.monitor_apis),
+        network_policy: build_network_policy(cluster),
     }
 }
 
@@ -111,7 +123,7 @@ pub(crate) fn owned_meta(cluster: &ValidatedCluster, name: String) -> ObjectMeta
 mod tests {
     use super::*;
     use crate::{
-        crd::{KafkaCluster, Topic},
+        crd::{KafkaCluster, KafkaUser, Topic},
         fixtures::validated,
         validate::{validate, OperatorConfig},
     };
@@ -131,6 +143,7 @@ mod tests {
             include_str!("../../../manifests/examples/dev-cluster.yaml"),
             include_str!("../../../manifests/examples/production-cluster.yaml"),
             include_str!("../../../manifests/examples/topics.yaml"),
+            include_str!("../../../manifests/examples/secure-cluster.yaml"),
         ]
         .iter()
         .flat_map(|text| text.split("\n---\n"))
@@ -160,10 +173,14 @@ mod tests {
                     let topic: Topic = serde_json::from_value(doc).unwrap();
                     assert!(topic.spec.partitions >= 1);
                 }
+                Some("KafkaUser") => {
+                    let user: KafkaUser = serde_json::from_value(doc).unwrap();
+                    assert_eq!(user.spec.cluster, "secure");
+                }
                 other => panic!("unexpected example kind {other:?}"),
             }
         }
-        assert_eq!(clusters, 2);
+        assert_eq!(clusters, 3);
     }
 
     #[test]
@@ -190,11 +207,13 @@ mod tests {
                 &d.statefulset,
                 &d.pdb,
                 &d.monitor,
+                &d.network_policy,
             ))
             .unwrap()
         };
         assert_eq!(json(&first), json(&second));
         assert_eq!(first.external_services.len(), 3);
         assert!(first.monitor.is_some());
+        assert!(first.network_policy.is_some());
     }
 }

@@ -12,7 +12,7 @@ use k8s_openapi::{
 use super::owned_meta;
 use crate::{
     crd::ExternalType,
-    validate::{ValidatedCluster, CONTROLLER_PORT, METRICS_PORT},
+    validate::{ValidatedCluster, CONTROLLER_PORT, METRICS_PORT, REPLICATION_PORT},
 };
 
 /// Label that marks the per-broker external Services, so the reconcile
@@ -36,6 +36,9 @@ pub fn build_headless_service(cluster: &ValidatedCluster) -> Service {
         port("kafka", cluster.kafka_port(), "kafka"),
         port("controller", CONTROLLER_PORT, "controller"),
     ];
+    if cluster.security.enabled() {
+        ports.push(port("replication", REPLICATION_PORT, "replication"));
+    }
     if cluster.spec.metrics.enabled {
         ports.push(port("metrics", METRICS_PORT, "metrics"));
     }
@@ -54,14 +57,19 @@ pub fn build_headless_service(cluster: &ValidatedCluster) -> Service {
     }
 }
 
-/// The ClusterIP Service clients bootstrap from; only ready brokers.
+/// The ClusterIP Service clients bootstrap from; only ready brokers. On a
+/// secured cluster also the operator, on the `REPLICATION` port.
 pub fn build_bootstrap_service(cluster: &ValidatedCluster) -> Service {
+    let mut ports = vec![port("kafka", cluster.kafka_port(), "kafka")];
+    if cluster.security.enabled() {
+        ports.push(port("replication", REPLICATION_PORT, "replication"));
+    }
     Service {
         metadata: owned_meta(cluster, cluster.bootstrap_service_name()),
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".into()),
             selector: Some(cluster.selector_labels()),
-            ports: Some(vec![port("kafka", cluster.kafka_port(), "kafka")]),
+            ports: Some(ports),
             ..ServiceSpec::default()
         }),
         ..Service::default()

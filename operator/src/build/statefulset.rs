@@ -29,9 +29,9 @@ use k8s_openapi::{
             Capabilities, ConfigMapKeySelector, ConfigMapVolumeSource, Container, ContainerPort,
             EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction, LocalObjectReference,
             ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-            PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecurityContext,
-            TCPSocketAction, TopologySpreadConstraint, Volume, VolumeMount,
-            VolumeResourceRequirements,
+            PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
+            SecretVolumeSource, SecurityContext, TCPSocketAction, TopologySpreadConstraint, Volume,
+            VolumeMount, VolumeResourceRequirements,
         },
     },
     apimachinery::pkg::{
@@ -43,11 +43,12 @@ use k8s_openapi::{
 
 use super::{
     configmap::{config_hash, BOOTSTRAP_KEY},
+    listeners::CERTS_MOUNT,
     owned_meta,
 };
 use crate::{
     crd::StorageKind,
-    validate::{ValidatedCluster, CONTROLLER_PORT, METRICS_PORT},
+    validate::{ValidatedCluster, CONTROLLER_PORT, METRICS_PORT, REPLICATION_PORT},
 };
 
 /// Pod template annotation with the hash of the shared broker config.
@@ -159,6 +160,9 @@ fn broker_container(cluster: &ValidatedCluster) -> Container {
     if let Some(external) = &spec.listeners.external {
         ports.push(container_port("external", external.port));
     }
+    if cluster.security.enabled() {
+        ports.push(container_port("replication", REPLICATION_PORT));
+    }
     if spec.metrics.enabled {
         ports.push(container_port("metrics", METRICS_PORT));
     }
@@ -225,25 +229,60 @@ fn broker_container(cluster: &ValidatedCluster) -> Container {
             }),
             ..SecurityContext::default()
         }),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: "data".into(),
-                mount_path: DATA_MOUNT.into(),
-                ..VolumeMount::default()
-            },
-            VolumeMount {
-                name: "config".into(),
-                mount_path: CONFIG_MOUNT.into(),
-                read_only: Some(true),
-                ..VolumeMount::default()
-            },
-            VolumeMount {
-                name: "tmp".into(),
-                mount_path: "/tmp".into(),
-                ..VolumeMount::default()
-            },
-        ]),
+        volume_mounts: Some(volume_mounts(cluster)),
         ..Container::default()
+    }
+}
+
+fn volume_mounts(cluster: &ValidatedCluster) -> Vec<VolumeMount> {
+    let mut mounts = vec![
+        VolumeMount {
+            name: "data".into(),
+            mount_path: DATA_MOUNT.into(),
+            ..VolumeMount::default()
+        },
+        VolumeMount {
+            name: "config".into(),
+            mount_path: CONFIG_MOUNT.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        },
+        VolumeMount {
+            name: "tmp".into(),
+            mount_path: "/tmp".into(),
+            ..VolumeMount::default()
+        },
+    ];
+    // Inside the config mount: the kubelet makes mount points within
+    // ConfigMap and Secret volumes. A whole-volume mount (no subPath) sees
+    // a renewed certificate, which the broker loads without a restart.
+    if cluster.security.enabled() {
+        mounts.push(VolumeMount {
+            name: CERTS_VOLUME.into(),
+            mount_path: CERTS_MOUNT.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+    }
+    mounts
+}
+
+/// The volume of the `<cluster>-broker-certs` Secret. The whole Secret, not
+/// one broker's items: items would name every broker id and so change the
+/// pod template, restarting everybody, on each scale-out; each broker's
+/// file names its own keystore instead.
+const CERTS_VOLUME: &str = "broker-certs";
+
+fn certs_volume(cluster: &ValidatedCluster) -> Volume {
+    Volume {
+        name: CERTS_VOLUME.into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(cluster.broker_certs_secret_name()),
+            // Keys: readable by the broker's group (fsGroup) only.
+            default_mode: Some(0o440),
+            ..SecretVolumeSource::default()
+        }),
+        ..Volume::default()
     }
 }
 
@@ -302,6 +341,9 @@ fn pod_template(cluster: &ValidatedCluster) -> PodTemplateSpec {
             ..Volume::default()
         },
     ];
+    if cluster.security.enabled() {
+        volumes.push(certs_volume(cluster));
+    }
     if spec.storage.kind == StorageKind::Ephemeral {
         volumes.push(Volume {
             name: "data".into(),
@@ -422,6 +464,58 @@ mod tests {
 
     fn pod_spec(sts: &StatefulSet) -> &PodSpec {
         sts.spec.as_ref().unwrap().template.spec.as_ref().unwrap()
+    }
+
+    #[test]
+    fn a_secured_cluster_mounts_every_broker_certificate_without_a_per_broker_template() {
+        let three = build_statefulset(&validated(
+            "replicas: 3\nlisteners:\n  internal:\n    tls: true",
+        ));
+        let spec = pod_spec(&three);
+        let volume = spec
+            .volumes
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|v| v.name == "broker-certs")
+            .expect("the certificates volume");
+        let secret = volume.secret.as_ref().unwrap();
+        assert_eq!(secret.secret_name.as_deref(), Some("demo-broker-certs"));
+        assert_eq!(
+            secret.items, None,
+            "the whole Secret, whatever the broker count"
+        );
+        assert_eq!(secret.default_mode, Some(0o440));
+        let container = &spec.containers[0];
+        let mount = container
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.name == "broker-certs")
+            .unwrap();
+        assert_eq!(
+            (mount.mount_path.as_str(), mount.read_only),
+            ("/etc/rivulet/certs", Some(true))
+        );
+        assert!(container
+            .ports
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|p| p.name.as_deref() == Some("replication") && p.container_port == 9091));
+        // Scaling a secured cluster changes no pod template either.
+        let five = build_statefulset(&validated(
+            "replicas: 5\nlisteners:\n  internal:\n    tls: true",
+        ));
+        assert_eq!(three.spec.unwrap().template, five.spec.unwrap().template);
+        let plain = build_statefulset(&validated("replicas: 3"));
+        assert!(pod_spec(&plain)
+            .volumes
+            .as_ref()
+            .unwrap()
+            .iter()
+            .all(|v| v.name != "broker-certs"));
     }
 
     #[test]

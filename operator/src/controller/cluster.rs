@@ -17,6 +17,7 @@ use k8s_openapi::{
     api::{
         apps::v1::{StatefulSet, StatefulSetStatus},
         core::v1::{ConfigMap, Pod, Service},
+        networking::v1::NetworkPolicy,
         policy::v1::PodDisruptionBudget,
     },
     jiff::Timestamp,
@@ -43,8 +44,8 @@ use super::{
 };
 use crate::{
     build::{
-        self, build_bootstrap_config_map, external_addresses, Desired, Observed,
-        EXTERNAL_ROLE_LABEL, POD_MONITOR, SERVICE_MONITOR,
+        self, build_bootstrap_config_map, external_addresses, network_policy_name, Desired,
+        Observed, EXTERNAL_ROLE_LABEL, POD_MONITOR, SERVICE_MONITOR,
     },
     crd::{KafkaCluster, KafkaClusterStatus, MonitorKind, RollStatus},
     error::Error,
@@ -118,6 +119,10 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
     // the leaving brokers keep everything built for them meanwhile.
     let running = old_replicas.map_or(target, |r| r.max(target));
     validated.replicas = running;
+    // Every step below asks the brokers through this target.
+    if let Some(why) = ctx.resolve_target(&validated).await? {
+        tracing::warn!(cluster = %key, %why, "cannot administer the brokers yet");
+    }
     let Surroundings {
         external_now,
         pod_list,
@@ -607,6 +612,15 @@ async fn apply_all(
     existing: Option<&StatefulSet>,
 ) -> Result<StatefulSet, Error> {
     let client = &ctx.client;
+    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &cluster.namespace);
+    match &desired.network_policy {
+        Some(policy) => {
+            apply(client, policy).await?;
+        }
+        None => {
+            delete_if_exists(&policies, "NetworkPolicy", &network_policy_name(cluster)).await?;
+        }
+    }
     apply(client, &desired.config_map).await?;
     apply(client, &desired.headless_service).await?;
     apply(client, &desired.bootstrap_service).await?;

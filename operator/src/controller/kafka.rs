@@ -1,7 +1,8 @@
 //! The operator's view of a Kafka cluster, behind a trait so reconcile
 //! tests can stand in a fake cluster. [`WireAdmin`] is the real one: the
 //! Kafka protocol through `rivulet-wire`, so it works against any
-//! Kafka-compatible cluster.
+//! Kafka-compatible cluster, on a connection secured as the
+//! [`AdminTarget`] says (mutual TLS on a secured cluster).
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -17,6 +18,8 @@ use rivulet_wire::{
     error::ClientError,
 };
 use uuid::Uuid;
+
+pub use super::target::AdminTarget;
 
 /// Kafka's ConfigSource for a topic-level override (DYNAMIC_TOPIC_CONFIG).
 const SOURCE_TOPIC_OVERRIDE: i8 = 1;
@@ -176,25 +179,25 @@ pub trait KafkaAdmin: Send + Sync {
     /// Cluster id, controller, brokers and under-replicated partition count.
     fn cluster_info<'a>(
         &'a self,
-        bootstrap: &'a str,
+        target: &'a AdminTarget,
     ) -> BoxFuture<'a, Result<ClusterInfo, ClientError>>;
     /// What broker `id`, reached at `address`, reports about itself; `None`
     /// when its Metadata does not list it.
     fn broker_view<'a>(
         &'a self,
-        address: &'a str,
+        target: &'a AdminTarget,
         id: i32,
     ) -> BoxFuture<'a, Result<Option<BrokerView>, ClientError>>;
     /// The topic, or `None` if it does not exist.
     fn describe_topic<'a>(
         &'a self,
-        bootstrap: &'a str,
+        target: &'a AdminTarget,
         topic: &'a str,
     ) -> BoxFuture<'a, Result<Option<TopicState>, ClientError>>;
     /// Creates a topic; returns its id.
     fn create_topic<'a>(
         &'a self,
-        bootstrap: &'a str,
+        target: &'a AdminTarget,
         topic: &'a str,
         partitions: i32,
         replication_factor: i16,
@@ -203,14 +206,14 @@ pub trait KafkaAdmin: Send + Sync {
     /// Grows a topic to `total` partitions.
     fn create_partitions<'a>(
         &'a self,
-        bootstrap: &'a str,
+        target: &'a AdminTarget,
         topic: &'a str,
         total: i32,
     ) -> BoxFuture<'a, Result<(), ClientError>>;
     /// Sets `set` and reverts `delete` to defaults.
     fn alter_topic_config<'a>(
         &'a self,
-        bootstrap: &'a str,
+        target: &'a AdminTarget,
         topic: &'a str,
         set: BTreeMap<String, String>,
         delete: Vec<String>,
@@ -218,48 +221,48 @@ pub trait KafkaAdmin: Send + Sync {
     /// Deletes a topic; a topic that does not exist is success.
     fn delete_topic<'a>(
         &'a self,
-        bootstrap: &'a str,
+        target: &'a AdminTarget,
         topic: &'a str,
     ) -> BoxFuture<'a, Result<(), ClientError>>;
     /// Every partition's replicas, and the registered brokers.
     fn replica_assignment<'a>(
         &'a self,
-        bootstrap: &'a str,
+        target: &'a AdminTarget,
     ) -> BoxFuture<'a, Result<ReplicaAssignment, ClientError>>;
     /// Starts reassignments (AlterPartitionReassignments); one result per
     /// target, in order, with its Kafka error code.
     fn reassign<'a>(
         &'a self,
-        bootstrap: &'a str,
+        target: &'a AdminTarget,
         targets: Vec<ReassignTarget>,
     ) -> BoxFuture<'a, Result<Vec<ReassignmentResult>, ClientError>>;
     /// Reassignments in progress (ListPartitionReassignments), all topics.
     fn reassignments_in_progress<'a>(
         &'a self,
-        bootstrap: &'a str,
+        target: &'a AdminTarget,
     ) -> BoxFuture<'a, Result<Vec<OngoingReassignment>, ClientError>>;
     /// The cluster id, brokers, controller and every partition's leader,
     /// replicas and in-sync replicas, from one Metadata answer.
     fn snapshot<'a>(
         &'a self,
-        bootstrap: &'a str,
+        target: &'a AdminTarget,
     ) -> BoxFuture<'a, Result<ClusterSnapshot, ClientError>>;
     /// The cluster id broker `id`, reached at `address`, reports.
     fn broker_cluster_id<'a>(
         &'a self,
-        address: &'a str,
+        target: &'a AdminTarget,
         id: i32,
     ) -> BoxFuture<'a, Result<Option<String>, ClientError>>;
     /// The controller quorum (DescribeQuorum).
     fn describe_quorum<'a>(
         &'a self,
-        bootstrap: &'a str,
+        target: &'a AdminTarget,
     ) -> BoxFuture<'a, Result<QuorumDescription, ClientError>>;
     /// Makes the observer `id` with metadata directory `directory` a voter
     /// of the quorum of cluster `cluster_id` (AddRaftVoter).
     fn add_voter<'a>(
         &'a self,
-        bootstrap: &'a str,
+        target: &'a AdminTarget,
         cluster_id: &'a str,
         id: i32,
         directory: Uuid,
@@ -268,7 +271,7 @@ pub trait KafkaAdmin: Send + Sync {
     /// quorum of cluster `cluster_id` (RemoveRaftVoter).
     fn remove_voter<'a>(
         &'a self,
-        bootstrap: &'a str,
+        target: &'a AdminTarget,
         cluster_id: &'a str,
         id: i32,
         directory: Uuid,
@@ -280,8 +283,11 @@ pub trait KafkaAdmin: Send + Sync {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct WireAdmin;
 
-async fn connect(bootstrap: &str) -> Result<Client, ClientError> {
-    Client::connect_with_client_id(bootstrap, "rivulet-operator").await
+/// The `client.id` of the operator's connections.
+const CLIENT_ID: &str = "rivulet-operator";
+
+pub(crate) async fn connect(target: &AdminTarget) -> Result<Client, ClientError> {
+    Client::connect_secure(&target.bootstrap, CLIENT_ID, target.security.clone()).await
 }
 
 /// `work`, or [`ClientError::Timeout`] after [`ADMIN_DEADLINE`].
@@ -296,10 +302,10 @@ pub(crate) async fn deadline<T>(
 impl KafkaAdmin for WireAdmin {
     fn cluster_info<'a>(
         &'a self,
-        bootstrap: &'a str,
+        target: &'a AdminTarget,
     ) -> BoxFuture<'a, Result<ClusterInfo, ClientError>> {
         Box::pin(deadline(async move {
-            let mut client = connect(bootstrap).await?;
+            let mut client = connect(target).await?;
             let metadata = client.metadata(None).await?;
             let under_replicated = metadata
                 .topics
@@ -324,12 +330,12 @@ impl KafkaAdmin for WireAdmin {
 
     fn broker_view<'a>(
         &'a self,
-        address: &'a str,
+        target: &'a AdminTarget,
         id: i32,
     ) -> BoxFuture<'a, Result<Option<BrokerView>, ClientError>> {
         Box::pin(deadline(async move {
             // No topics: only the broker list, as seen on this listener.
-            let metadata = connect(address).await?.metadata(Some(Vec::new())).await?;
+            let metadata = connect(target).await?.metadata(Some(Vec::new())).await?;
             Ok(metadata
                 .brokers
                 .into_iter()
@@ -343,11 +349,11 @@ impl KafkaAdmin for WireAdmin {
 
     fn describe_topic<'a>(
         &'a self,
-        bootstrap: &'a str,
+        target: &'a AdminTarget,
         topic: &'a str,
     ) -> BoxFuture<'a, Result<Option<TopicState>, ClientError>> {
         Box::pin(deadline(async move {
-            let mut client = connect(bootstrap).await?;
+            let mut client = connect(target).await?;
             let metadata = client.metadata(Some(vec![topic.to_string()])).await?;
             let Some(info) = metadata.topics.into_iter().find(|t| t.name == topic) else {
                 return Ok(None);
@@ -382,14 +388,14 @@ impl KafkaAdmin for WireAdmin {
 
     fn create_topic<'a>(
         &'a self,
-        bootstrap: &'a str,
+        target: &'a AdminTarget,
         topic: &'a str,
         partitions: i32,
         replication_factor: i16,
         config: BTreeMap<String, String>,
     ) -> BoxFuture<'a, Result<String, ClientError>> {
         Box::pin(deadline(async move {
-            let mut client = connect(bootstrap).await?;
+            let mut client = connect(target).await?;
             let id = client
                 .create_topics(topic, partitions, replication_factor, config)
                 .await?;
@@ -399,27 +405,24 @@ impl KafkaAdmin for WireAdmin {
 
     fn create_partitions<'a>(
         &'a self,
-        bootstrap: &'a str,
+        target: &'a AdminTarget,
         topic: &'a str,
         total: i32,
     ) -> BoxFuture<'a, Result<(), ClientError>> {
         Box::pin(deadline(async move {
-            connect(bootstrap)
-                .await?
-                .create_partitions(topic, total)
-                .await
+            connect(target).await?.create_partitions(topic, total).await
         }))
     }
 
     fn alter_topic_config<'a>(
         &'a self,
-        bootstrap: &'a str,
+        target: &'a AdminTarget,
         topic: &'a str,
         set: BTreeMap<String, String>,
         delete: Vec<String>,
     ) -> BoxFuture<'a, Result<(), ClientError>> {
         Box::pin(deadline(async move {
-            connect(bootstrap)
+            connect(target)
                 .await?
                 .incremental_alter_topic_configs(topic, set, delete)
                 .await
@@ -428,11 +431,11 @@ impl KafkaAdmin for WireAdmin {
 
     fn delete_topic<'a>(
         &'a self,
-        bootstrap: &'a str,
+        target: &'a AdminTarget,
         topic: &'a str,
     ) -> BoxFuture<'a, Result<(), ClientError>> {
         Box::pin(deadline(async move {
-            match connect(bootstrap).await?.delete_topics(&[topic]).await {
+            match connect(target).await?.delete_topics(&[topic]).await {
                 Err(e) if e.kafka_code() == Some(UNKNOWN_TOPIC) => Ok(()),
                 other => other,
             }
@@ -441,21 +444,21 @@ impl KafkaAdmin for WireAdmin {
 
     fn replica_assignment<'a>(
         &'a self,
-        bootstrap: &'a str,
+        target: &'a AdminTarget,
     ) -> BoxFuture<'a, Result<ReplicaAssignment, ClientError>> {
         Box::pin(deadline(async move {
-            let metadata = connect(bootstrap).await?.metadata(None).await?;
+            let metadata = connect(target).await?.metadata(None).await?;
             Ok(assignment_of(metadata))
         }))
     }
 
     fn reassign<'a>(
         &'a self,
-        bootstrap: &'a str,
+        target: &'a AdminTarget,
         targets: Vec<ReassignTarget>,
     ) -> BoxFuture<'a, Result<Vec<ReassignmentResult>, ClientError>> {
         Box::pin(deadline(async move {
-            connect(bootstrap)
+            connect(target)
                 .await?
                 .alter_partition_reassignments(targets)
                 .await
@@ -464,10 +467,10 @@ impl KafkaAdmin for WireAdmin {
 
     fn reassignments_in_progress<'a>(
         &'a self,
-        bootstrap: &'a str,
+        target: &'a AdminTarget,
     ) -> BoxFuture<'a, Result<Vec<OngoingReassignment>, ClientError>> {
         Box::pin(deadline(async move {
-            connect(bootstrap)
+            connect(target)
                 .await?
                 .list_partition_reassignments(None)
                 .await
@@ -476,10 +479,10 @@ impl KafkaAdmin for WireAdmin {
 
     fn snapshot<'a>(
         &'a self,
-        bootstrap: &'a str,
+        target: &'a AdminTarget,
     ) -> BoxFuture<'a, Result<ClusterSnapshot, ClientError>> {
         Box::pin(deadline(async move {
-            let mut client = connect(bootstrap).await?;
+            let mut client = connect(target).await?;
             let mut snapshot = snapshot_of(client.metadata(None).await?);
             let lagging: BTreeSet<String> = snapshot
                 .partitions
@@ -510,34 +513,34 @@ impl KafkaAdmin for WireAdmin {
 
     fn broker_cluster_id<'a>(
         &'a self,
-        address: &'a str,
+        target: &'a AdminTarget,
         _: i32,
     ) -> BoxFuture<'a, Result<Option<String>, ClientError>> {
         Box::pin(deadline(async move {
             // Metadata of no topics: answered by this broker itself.
-            let metadata = connect(address).await?.metadata(Some(Vec::new())).await?;
+            let metadata = connect(target).await?.metadata(Some(Vec::new())).await?;
             Ok(metadata.cluster_id)
         }))
     }
 
     fn describe_quorum<'a>(
         &'a self,
-        bootstrap: &'a str,
+        target: &'a AdminTarget,
     ) -> BoxFuture<'a, Result<QuorumDescription, ClientError>> {
         Box::pin(deadline(async move {
-            connect(bootstrap).await?.describe_quorum().await
+            connect(target).await?.describe_quorum().await
         }))
     }
 
     fn add_voter<'a>(
         &'a self,
-        bootstrap: &'a str,
+        target: &'a AdminTarget,
         cluster_id: &'a str,
         id: i32,
         directory: Uuid,
     ) -> BoxFuture<'a, Result<(), ClientError>> {
         Box::pin(deadline(async move {
-            connect(bootstrap)
+            connect(target)
                 .await?
                 .add_raft_voter(cluster_id, id, directory)
                 .await
@@ -546,13 +549,13 @@ impl KafkaAdmin for WireAdmin {
 
     fn remove_voter<'a>(
         &'a self,
-        bootstrap: &'a str,
+        target: &'a AdminTarget,
         cluster_id: &'a str,
         id: i32,
         directory: Uuid,
     ) -> BoxFuture<'a, Result<(), ClientError>> {
         Box::pin(deadline(async move {
-            connect(bootstrap)
+            connect(target)
                 .await?
                 .remove_raft_voter(cluster_id, id, directory)
                 .await

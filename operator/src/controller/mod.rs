@@ -17,10 +17,16 @@ pub mod scale_in;
 pub mod scale_out;
 pub mod status;
 pub mod storage;
+pub mod target;
 pub mod topic;
 pub mod user;
 
-use std::{fmt::Debug, sync::Arc, time::Duration};
+use std::{
+    collections::BTreeMap,
+    fmt::Debug,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use kube::{
     api::{Api, DeleteParams, DynamicObject, Patch, PatchParams},
@@ -31,9 +37,15 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use self::{
     kafka::{KafkaAdmin, WireAdmin},
+    target::{admin_target, AdminTarget, TargetUnavailable},
     user::admin::UserAdmin,
 };
-use crate::{build::MonitorApis, error::Error, metrics::Metrics, validate::OperatorConfig};
+use crate::{
+    build::MonitorApis,
+    error::Error,
+    metrics::Metrics,
+    validate::{OperatorConfig, ValidatedCluster},
+};
 
 /// The field manager of every server-side apply the operator makes; one
 /// constant so the operator never fights itself over a field.
@@ -59,6 +71,9 @@ pub struct Context {
     /// How long a restarted broker may take to become ready before the
     /// roll stops with a Degraded condition.
     pub roll_timeout: Duration,
+    /// Each cluster's admin target (`namespace/name`), as its reconcile
+    /// last resolved it: the steps of one reconcile all ask through it.
+    targets: Mutex<BTreeMap<String, AdminTarget>>,
 }
 
 impl Context {
@@ -77,7 +92,44 @@ impl Context {
             kafka,
             users: Arc::new(WireAdmin),
             roll_timeout: Duration::from_secs(600),
+            targets: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Resolves `cluster`'s admin target (reading the operator's
+    /// certificate on a secured cluster) for the steps of this reconcile;
+    /// `Ok(Some(why))` when it cannot be resolved yet.
+    pub async fn resolve_target(
+        &self,
+        cluster: &ValidatedCluster,
+    ) -> Result<Option<TargetUnavailable>, Error> {
+        let key = format!("{}/{}", cluster.namespace, cluster.name);
+        let resolved = admin_target(self, cluster).await?;
+        let mut targets = self.targets.lock().expect("targets lock");
+        Ok(match resolved {
+            Ok(target) => {
+                targets.insert(key, target);
+                None
+            }
+            Err(why) => {
+                targets.remove(&key);
+                Some(why)
+            }
+        })
+    }
+
+    /// The admin target [`Context::resolve_target`] found for `cluster`;
+    /// without one, the admin address without credentials (whose
+    /// connections a secured cluster refuses, which the reconcile reports
+    /// as unreachable brokers).
+    pub fn target(&self, cluster: &ValidatedCluster) -> AdminTarget {
+        let key = format!("{}/{}", cluster.namespace, cluster.name);
+        self.targets
+            .lock()
+            .expect("targets lock")
+            .get(&key)
+            .cloned()
+            .unwrap_or_else(|| AdminTarget::plaintext(cluster.admin_bootstrap()))
     }
 
     /// Publishes an Event about `object`; a failure is logged, never fatal:

@@ -16,22 +16,18 @@ use crate::validate::ValidatedCluster;
 /// one by one. Failures are recorded, not returned: [`identity::verify`]
 /// judges them.
 pub async fn observe(ctx: &Context, cluster: &ValidatedCluster, ready: &[i32]) -> Observation {
-    let bootstrap = cluster.bootstrap_servers();
-    let snapshot = ctx
-        .kafka
-        .snapshot(&bootstrap)
-        .await
-        .map_err(|e| e.to_string());
+    let target = ctx.target(cluster);
+    let snapshot = ctx.kafka.snapshot(&target).await.map_err(|e| e.to_string());
     let quorum = ctx
         .kafka
-        .describe_quorum(&bootstrap)
+        .describe_quorum(&target)
         .await
         .map_err(|e| e.to_string());
     let mut probes = BTreeMap::new();
     for &id in ready {
         let answer = ctx
             .kafka
-            .broker_cluster_id(&cluster.broker_address(id), id)
+            .broker_cluster_id(&target.at(cluster.admin_address(id)), id)
             .await
             .map_err(|e| e.to_string());
         probes.insert(id, answer);

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Service};
 use kube::{api::Api, ResourceExt};
 
-use super::{roll::PodView, Context};
+use super::{roll::PodView, target::AdminTarget, Context};
 use crate::{
     build::{broker_expectation, racks_in, Observed},
     error::Error,
@@ -86,12 +86,14 @@ pub async fn mark_config_stale(
         .iter_mut()
         .filter(|v| v.ready && !v.terminating && v.id < cluster.replicas)
     {
+        let target = ctx.target(cluster);
         let expected = broker_expectation(cluster, observed, view.id);
-        match ctx
-            .kafka
-            .broker_view(&expected.probe_address, view.id)
-            .await
-        {
+        let probe = if expected.probe_plaintext {
+            AdminTarget::plaintext(expected.probe_address.clone())
+        } else {
+            target.at(expected.probe_address.clone())
+        };
+        match ctx.kafka.broker_view(&probe, view.id).await {
             Ok(Some(actual)) => {
                 view.config_stale = actual.advertised != expected.advertised
                     || (expected.rack.is_some() && actual.rack != expected.rack);

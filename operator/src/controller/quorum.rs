@@ -175,12 +175,12 @@ pub async fn step(
         QuorumPlan::Wait(why) => return Some(why),
         QuorumPlan::Change(change, why) => (change, why),
     };
-    let bootstrap = cluster.bootstrap_servers();
+    let target = ctx.target(cluster);
     let count = view.quorum.voters.len();
     let (result, reason, note) = match change {
         VoterChange::Add { id, directory } => (
             ctx.kafka
-                .add_voter(&bootstrap, cluster_id, id, directory)
+                .add_voter(&target, cluster_id, id, directory)
                 .await,
             "VoterAdded",
             format!(
@@ -190,7 +190,7 @@ pub async fn step(
         ),
         VoterChange::Remove { id, directory } => (
             ctx.kafka
-                .remove_voter(&bootstrap, cluster_id, id, directory)
+                .remove_voter(&target, cluster_id, id, directory)
                 .await,
             "VoterRemoved",
             format!(

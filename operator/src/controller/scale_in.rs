@@ -30,7 +30,7 @@ use kube::runtime::events::EventType;
 use rivulet_wire::client::OngoingReassignment;
 
 use super::{
-    kafka::ClusterSnapshot,
+    kafka::{AdminTarget, ClusterSnapshot},
     observe::fresh_view,
     reassign::{self, Drain},
     safety,
@@ -84,7 +84,7 @@ fn leaving(target: i32, running: i32) -> String {
 /// `cluster_id` only.
 pub async fn checked_moves(
     ctx: &Context,
-    bootstrap: &str,
+    target: &AdminTarget,
     cluster_id: &str,
 ) -> Result<(ClusterSnapshot, Vec<OngoingReassignment>), String> {
     // The moves in progress first, then where the replicas are: a move
@@ -94,12 +94,12 @@ pub async fn checked_moves(
     // replication factor).
     let ongoing = ctx
         .kafka
-        .reassignments_in_progress(bootstrap)
+        .reassignments_in_progress(target)
         .await
         .map_err(|error| format!("cannot ask the brokers what is moving ({error})"))?;
     let snapshot = ctx
         .kafka
-        .snapshot(bootstrap)
+        .snapshot(target)
         .await
         .map_err(|error| format!("cannot ask the brokers where the replicas are ({error})"))?;
     if snapshot.cluster_id.as_deref() != Some(cluster_id) {
@@ -137,8 +137,8 @@ pub async fn step(
             ),
         ),
     };
-    let bootstrap = cluster.bootstrap_servers();
-    let (snapshot, ongoing) = match checked_moves(ctx, &bootstrap, cluster_id).await {
+    let admin = ctx.target(cluster);
+    let (snapshot, ongoing) = match checked_moves(ctx, &admin, cluster_id).await {
         Ok(found) => found,
         Err(why) => {
             tracing::info!(cluster = %cluster.name, %why, "no drain without a trusted answer");
@@ -191,7 +191,7 @@ pub async fn step(
     let mut in_progress = in_progress;
     if !moves.is_empty() {
         let count = moves.len();
-        match ctx.kafka.reassign(&bootstrap, moves).await {
+        match ctx.kafka.reassign(&admin, moves).await {
             Ok(results) => {
                 let refused: Vec<_> = results.iter().filter_map(|r| r.check().err()).collect();
                 let started = results.len() - refused.len();
@@ -259,7 +259,7 @@ pub async fn verify_shrink(
     };
     let ongoing = match ctx
         .kafka
-        .reassignments_in_progress(&cluster.bootstrap_servers())
+        .reassignments_in_progress(&ctx.target(cluster))
         .await
     {
         Ok(ongoing) => ongoing,

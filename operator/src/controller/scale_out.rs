@@ -40,8 +40,8 @@ pub async fn step(
 ) -> ScaleOut {
     let brokers = cluster.replicas;
     let prefix = format!("spreading partitions over all {brokers} brokers");
-    let bootstrap = cluster.bootstrap_servers();
-    let (snapshot, ongoing) = match checked_moves(ctx, &bootstrap, cluster_id).await {
+    let target = ctx.target(cluster);
+    let (snapshot, ongoing) = match checked_moves(ctx, &target, cluster_id).await {
         Ok(found) => found,
         Err(why) => {
             tracing::info!(cluster = %cluster.name, %why, "no rebalance without a trusted answer");
@@ -67,7 +67,7 @@ pub async fn step(
         )),
         Spread::Moves(moves) => {
             let count = moves.len();
-            match ctx.kafka.reassign(&bootstrap, moves).await {
+            match ctx.kafka.reassign(&target, moves).await {
                 Ok(results) => {
                     let refused: Vec<_> = results.iter().filter_map(|r| r.check().err()).collect();
                     let started = results.len() - refused.len();

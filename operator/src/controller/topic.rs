@@ -37,8 +37,9 @@ use self::identity::{Accept, Identity};
 pub use self::plan::{plan, replication_step, ReplicationStep, TopicChange, TopicPlan};
 use super::{
     apply_status,
-    kafka::TopicState,
+    kafka::{AdminTarget, TopicState},
     status::{stamp, PROGRESSING, READY},
+    target::admin_target,
     Context,
 };
 use crate::{
@@ -84,11 +85,11 @@ pub async fn reconcile(topic: Arc<Topic>, ctx: Arc<Context>) -> Result<Action, E
     .map_err(|e| Error::Finalizer(Box::new(e)))
 }
 
-/// Bootstrap address and broker count of the topic's cluster, or why not.
+/// The admin target and broker count of the topic's cluster, or why not.
 async fn cluster_of(
     topic: &Topic,
     ctx: &Context,
-) -> Result<Result<(String, i32), (String, String)>, Error> {
+) -> Result<Result<(AdminTarget, i32), (String, String)>, Error> {
     let namespace = topic.namespace().unwrap_or_default();
     let clusters: Api<KafkaCluster> = Api::namespaced(ctx.client.clone(), &namespace);
     let Some(cluster) = clusters
@@ -107,10 +108,14 @@ async fn cluster_of(
             ),
         )));
     };
-    match validate(&cluster, &ctx.config) {
-        Ok(v) => Ok(Ok((v.bootstrap_servers(), v.replicas))),
-        Err(e) => Ok(Err(("ClusterInvalid".into(), e.to_string()))),
-    }
+    let cluster = match validate(&cluster, &ctx.config) {
+        Ok(v) => v,
+        Err(e) => return Ok(Err(("ClusterInvalid".into(), e.to_string()))),
+    };
+    Ok(match admin_target(ctx, &cluster).await? {
+        Ok(target) => Ok((target, cluster.replicas)),
+        Err(why) => Err(("AdminUnavailable".into(), why.to_string())),
+    })
 }
 
 /// What a reconcile found and did, for the status.
@@ -172,7 +177,7 @@ async fn apply_topic(topic: &Topic, ctx: &Context) -> Result<Action, Error> {
 async fn sync(
     topic: &Topic,
     ctx: &Context,
-    bootstrap: &str,
+    bootstrap: &AdminTarget,
     brokers: i32,
     was_moving: bool,
 ) -> Result<Outcome, Error> {
@@ -364,7 +369,7 @@ fn admin_error(op: &'static str, topic: &str) -> impl FnOnce(ClientError) -> Err
 async fn apply_changes(
     topic: &Topic,
     ctx: &Context,
-    bootstrap: &str,
+    bootstrap: &AdminTarget,
     changes: &[TopicChange],
 ) -> Result<(), Error> {
     let name = topic.kafka_name();
@@ -415,7 +420,7 @@ async fn apply_changes(
 async fn change_replication(
     topic: &Topic,
     ctx: &Context,
-    bootstrap: &str,
+    bootstrap: &AdminTarget,
     brokers: i32,
 ) -> Result<Replication, Error> {
     let name = topic.kafka_name();

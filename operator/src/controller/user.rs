@@ -36,21 +36,17 @@ use rivulet_wire::error::ClientError;
 use self::{
     admin::AdminTarget,
     plan::{plan_acls, plan_credentials, plan_quotas, validate_user, ValidatedUser},
-    secret::{
-        admin_secret_name, admin_security, build_admin_secret, build_user_secret,
-        generate_password, secret_value, PASSWORD_KEY,
-    },
+    secret::{build_user_secret, generate_password, secret_value, PASSWORD_KEY},
 };
 use super::{
     apply, apply_status,
     status::{stamp, READY},
-    Context,
+    target, Context,
 };
 use crate::{
-    build::shared_properties,
     crd::{KafkaCluster, KafkaUser, KafkaUserStatus},
     error::Error,
-    validate::{validate, ValidatedCluster},
+    validate::validate,
 };
 
 /// The controller name in metrics and logs.
@@ -61,8 +57,6 @@ const RETRY: Duration = Duration::from_secs(30);
 /// How often Kafka is read again to put back what changed behind the
 /// operator's back.
 const RESYNC: Duration = Duration::from_secs(300);
-/// The operator's listener: the one `bootstrapServers` points at.
-const INTERNAL_LISTENER: &str = "INTERNAL";
 
 /// Reconciles one KafkaUser (behind its finalizer).
 #[tracing::instrument(skip_all, fields(user = %user.name_any(), cluster = %user.spec.cluster))]
@@ -80,23 +74,9 @@ pub async fn reconcile(user: Arc<KafkaUser>, ctx: Arc<Context>) -> Result<Action
     .map_err(|e| Error::Finalizer(Box::new(e)))
 }
 
-/// The security protocol of a cluster's internal listener, as the
-/// operator writes it into the brokers' config.
-pub fn internal_protocol(cluster: &ValidatedCluster) -> String {
-    let properties = shared_properties(cluster);
-    properties
-        .lines()
-        .find_map(|l| l.strip_prefix("listener.security.protocol.map="))
-        .and_then(|map| {
-            map.split(',')
-                .find_map(|e| e.trim().strip_prefix(&format!("{INTERNAL_LISTENER}:")))
-        })
-        .unwrap_or("PLAINTEXT")
-        .to_string()
-}
-
-/// How the operator reaches the user's cluster as its administrator, or
-/// the Ready reason and message saying why it cannot.
+/// How the operator reaches the user's cluster as its administrator (the
+/// same [`AdminTarget`] as every controller), or the Ready reason and
+/// message saying why it cannot.
 async fn admin_target(
     user: &KafkaUser,
     ctx: &Context,
@@ -116,35 +96,9 @@ async fn admin_target(
         Ok(v) => v,
         Err(e) => return Ok(Err(("ClusterInvalid", e.to_string()))),
     };
-    let admin = ensure_admin_secret(&cluster, ctx).await?;
-    match admin_security(&internal_protocol(&cluster), Some(&admin)) {
-        Ok(security) => Ok(Ok(AdminTarget {
-            bootstrap: cluster.bootstrap_servers(),
-            security,
-        })),
-        Err(e) => Ok(Err(("AdminCredentialInvalid", e.to_string()))),
-    }
-}
-
-/// The cluster's admin Secret, created with a new password when missing
-/// and never rewritten (the brokers keep the credential it made).
-async fn ensure_admin_secret(cluster: &ValidatedCluster, ctx: &Context) -> Result<Secret, Error> {
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &cluster.namespace);
-    let name = admin_secret_name(&cluster.name);
-    let read_error = |source| Error::Read {
-        what: format!("Secret {}/{name}", cluster.namespace),
-        source,
-    };
-    if let Some(found) = secrets.get_opt(&name).await.map_err(read_error)? {
-        return Ok(found);
-    }
-    let secret = build_admin_secret(
-        &cluster.name,
-        &cluster.namespace,
-        Some(cluster.owner.clone()),
-        &generate_password(),
-    );
-    apply(&ctx.client, &secret).await
+    Ok(target::admin_target(ctx, &cluster)
+        .await?
+        .map_err(|why| ("AdminUnavailable", why.to_string())))
 }
 
 /// The user's password: from the Secret the spec names, else the one its

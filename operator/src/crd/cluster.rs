@@ -8,7 +8,10 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::{
-    api::core::v1::{Affinity, ResourceRequirements, Toleration, TopologySpreadConstraint},
+    api::{
+        core::v1::{Affinity, ResourceRequirements, Toleration, TopologySpreadConstraint},
+        networking::v1::NetworkPolicyPeer,
+    },
     apimachinery::pkg::apis::meta::v1::Condition,
 };
 use kube::{CustomResource, KubeSchema};
@@ -149,6 +152,16 @@ pub struct KafkaClusterSpec {
     /// How clients reach the brokers.
     #[serde(default)]
     pub listeners: ListenersSpec,
+
+    /// ACLs: who may do what. Absent (default): no authorizer, every
+    /// client may do everything, as in Kafka without
+    /// `authorizer.class.name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<AuthorizationSpec>,
+
+    /// NetworkPolicies that let only the allowed pods reach the brokers.
+    #[serde(default)]
+    pub network_policies: NetworkPoliciesSpec,
 
     /// Rack awareness: spread brokers across the values of a node label
     /// (a zone, usually) and tell each broker its rack.
@@ -308,20 +321,121 @@ pub struct ListenersSpec {
 }
 
 /// The in-cluster listener.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("!has(self.authentication) || self.authentication.type != 'tls' || (has(self.tls) && self.tls)").message("authentication type tls needs tls: true: client certificates are part of the TLS handshake"))]
 #[serde(rename_all = "camelCase")]
 pub struct InternalListener {
     /// Port of the Kafka protocol. Default 9092.
     #[serde(default = "default_internal_port")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: i32,
+
+    /// Encrypt the listener with TLS, with each broker's certificate from
+    /// the cluster CA (Secret `<cluster>-cluster-ca-cert` has the CA
+    /// clients trust). Default false.
+    #[serde(default)]
+    pub tls: bool,
+
+    /// How clients prove who they are. Default: `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication: Option<ListenerAuthentication>,
+
+    /// Who may connect to this listener when NetworkPolicies are on
+    /// (`spec.networkPolicies.enabled`): NetworkPolicyPeers as in a
+    /// NetworkPolicy's `from` (podSelector, namespaceSelector, ipBlock).
+    /// Empty (default): every pod and address may connect.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub network_policy_peers: Vec<NetworkPolicyPeer>,
 }
 
 impl Default for InternalListener {
     fn default() -> Self {
         InternalListener {
             port: default_internal_port(),
+            tls: false,
+            authentication: None,
+            network_policy_peers: Vec::new(),
         }
+    }
+}
+
+/// How clients of a listener authenticate.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerAuthentication {
+    /// `none` (default): no authentication, every client is
+    /// `User:ANONYMOUS`. `tls`: mutual TLS, a client certificate from the
+    /// clients CA is required (needs `tls: true`) and the principal is
+    /// `User:<CN>`. `scram-sha-512` / `scram-sha-256`: SASL SCRAM with the
+    /// credentials of KafkaUsers (SASL_SSL with `tls: true`, else
+    /// SASL_PLAINTEXT); the principal is `User:<name>`.
+    #[serde(rename = "type")]
+    pub kind: ListenerAuthenticationType,
+}
+
+/// A listener's authentication.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ListenerAuthenticationType {
+    /// No authentication.
+    #[default]
+    #[serde(rename = "none")]
+    None,
+    /// Client certificates (mutual TLS).
+    #[serde(rename = "tls")]
+    Tls,
+    /// SASL SCRAM-SHA-512.
+    #[serde(rename = "scram-sha-512")]
+    ScramSha512,
+    /// SASL SCRAM-SHA-256.
+    #[serde(rename = "scram-sha-256")]
+    ScramSha256,
+}
+
+impl ListenerAuthenticationType {
+    /// The SASL mechanism, for the SCRAM types.
+    pub fn sasl_mechanism(self) -> Option<&'static str> {
+        match self {
+            ListenerAuthenticationType::ScramSha512 => Some("SCRAM-SHA-512"),
+            ListenerAuthenticationType::ScramSha256 => Some("SCRAM-SHA-256"),
+            ListenerAuthenticationType::None | ListenerAuthenticationType::Tls => None,
+        }
+    }
+}
+
+/// Authorization of the cluster.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthorizationSpec {
+    /// `simple`: Kafka's StandardAuthorizer: ACLs (KafkaUsers'
+    /// `authorization.acls`) decide, and a resource without ACLs is closed
+    /// to all but super users.
+    #[serde(rename = "type")]
+    pub kind: super::AuthorizationType,
+
+    /// Principals allowed everything (`User:NAME`, or a bare `NAME`, read
+    /// as `User:NAME`). The operator (`User:rivulet-operator`) and the
+    /// brokers (`User:<cluster>-broker-<id>`) are always super users.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub super_users: Vec<String>,
+}
+
+/// The cluster's NetworkPolicies.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPoliciesSpec {
+    /// Create a NetworkPolicy that admits to the brokers only: each
+    /// listener's `networkPolicyPeers` (everyone when empty), the brokers
+    /// themselves (replication and controller ports), the operator
+    /// (control-plane port) and, when metrics are on, anyone on the
+    /// metrics port. Needs a network plugin that enforces NetworkPolicies.
+    /// Default true.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+impl Default for NetworkPoliciesSpec {
+    fn default() -> Self {
+        NetworkPoliciesSpec { enabled: true }
     }
 }
 
@@ -333,6 +447,7 @@ fn default_internal_port() -> i32 {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[x_kube(validation = Rule::new("self.type != 'NodePort' || has(self.nodePortBase)").message("a NodePort external listener needs nodePortBase: broker N gets node port nodePortBase+N"))]
 #[x_kube(validation = Rule::new("self.type != 'NodePort' || has(self.host) || size(self.brokers) > 0").message("a NodePort external listener needs host (an address of any node) or per-broker hosts"))]
+#[x_kube(validation = Rule::new("!has(self.authentication) || self.authentication.type != 'tls' || (has(self.tls) && self.tls)").message("authentication type tls needs tls: true: client certificates are part of the TLS handshake"))]
 #[serde(rename_all = "camelCase")]
 pub struct ExternalListener {
     /// `NodePort`: each broker is reached on `host:nodePortBase+id`.
@@ -371,6 +486,24 @@ pub struct ExternalListener {
     /// balancer's settings).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+
+    /// Encrypt the listener with TLS (see `internal.tls`); the brokers'
+    /// certificates name the hosts of `host` and `brokers[].host`.
+    /// Default false.
+    #[serde(default)]
+    pub tls: bool,
+
+    /// How clients prove who they are (see `internal.authentication`).
+    /// Default: `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication: Option<ListenerAuthentication>,
+
+    /// Who may connect (see `internal.networkPolicyPeers`). Empty
+    /// (default): every address. Traffic through a NodePort or load
+    /// balancer may arrive from a node's address rather than the client's,
+    /// depending on `externalTrafficPolicy` and the network plugin.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub network_policy_peers: Vec<NetworkPolicyPeer>,
 }
 
 fn default_external_port() -> i32 {

@@ -160,35 +160,18 @@ impl ClientSecurity {
 fn tls_config<'a>(
     get: &impl Fn(&str) -> Option<&'a str>,
 ) -> Result<ClientConfig, SecurityPropertyError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = RootCertStore::empty();
     let ca_key = ["ssl.truststore.location", "ssl.ca.location"]
         .into_iter()
         .find(|k| get(k).is_some());
-    match ca_key {
-        Some(key) => {
-            let pem = read(key, get(key).unwrap_or_default())?;
-            for cert in CertificateDer::pem_slice_iter(&pem) {
-                let cert = cert.map_err(|e| error(key, e.to_string()))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| error(key, format!("a CA certificate: {e}")))?;
-            }
-            if roots.is_empty() {
-                return Err(error(key, "no PEM certificate found"));
-            }
-        }
+    let roots = match ca_key {
+        Some(key) => roots_from_pem(key, &read(key, get(key).unwrap_or_default())?)?,
         None => {
             return Err(error(
                 "ssl.truststore.location",
                 "TLS needs the CA that signed the broker's certificate (ssl.truststore.location or ssl.ca.location, PEM)",
             ))
         }
-    }
-    let builder = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| error("security.protocol", e.to_string()))?
-        .with_root_certificates(roots);
+    };
     // A client certificate: one PEM file with key and chain (Java's PEM
     // keystore), or librdkafka's separate certificate and key files.
     let pair = match (
@@ -207,6 +190,20 @@ fn tls_config<'a>(
         )),
         _ => None,
     };
+    with_client_cert(roots, pair)
+}
+
+/// A client config trusting `roots`, presenting `pair` (certificate chain
+/// PEM, key PEM, and the property named in errors) when given.
+fn with_client_cert(
+    roots: RootCertStore,
+    pair: Option<(Vec<u8>, Vec<u8>, &str)>,
+) -> Result<ClientConfig, SecurityPropertyError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| error("security.protocol", e.to_string()))?
+        .with_root_certificates(roots);
     match pair {
         None => Ok(builder.with_no_client_auth()),
         Some((chain, key, what)) => {
@@ -219,6 +216,43 @@ fn tls_config<'a>(
                 .with_client_auth_cert(chain, key)
                 .map_err(|e| error(what, e.to_string()))
         }
+    }
+}
+
+fn roots_from_pem(key: &str, pem: &[u8]) -> Result<RootCertStore, SecurityPropertyError> {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|e| error(key, e.to_string()))?;
+        roots
+            .add(cert)
+            .map_err(|e| error(key, format!("a CA certificate: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(error(key, "no PEM certificate found"));
+    }
+    Ok(roots)
+}
+
+impl ClientSecurity {
+    /// TLS (protocol SSL) from PEM text held in memory (a Kubernetes
+    /// Secret's, say): trusting the CAs in `ca_pem`, presenting the
+    /// certificate chain `cert_pem` with its unencrypted key `key_pem`.
+    /// Errors name the librdkafka properties of the same values
+    /// (`ssl.ca.pem`, `ssl.certificate.pem`).
+    pub fn mutual_tls_pem(
+        ca_pem: &[u8],
+        cert_pem: &[u8],
+        key_pem: &[u8],
+    ) -> Result<ClientSecurity, SecurityPropertyError> {
+        let roots = roots_from_pem("ssl.ca.pem", ca_pem)?;
+        let config = with_client_cert(
+            roots,
+            Some((cert_pem.to_vec(), key_pem.to_vec(), "ssl.certificate.pem")),
+        )?;
+        Ok(ClientSecurity {
+            tls: Some(Arc::new(config)),
+            sasl: None,
+        })
     }
 }
 
@@ -288,5 +322,12 @@ mod tests {
             ("ssl.ca.location", "/nonexistent/ca.pem")
         ])
         .contains("/nonexistent/ca.pem"));
+    }
+
+    #[test]
+    fn in_memory_pem_errors_name_the_value() {
+        let err = ClientSecurity::mutual_tls_pem(b"not pem", b"", b"").unwrap_err();
+        assert_eq!(err.key, "ssl.ca.pem");
+        assert!(err.reason.contains("no PEM certificate"), "{err}");
     }
 }

@@ -3,6 +3,7 @@
 
 mod quorum;
 mod reassign;
+mod secured;
 mod topic_identity;
 mod user;
 
@@ -24,6 +25,8 @@ const CM: &str = "/api/v1/namespaces/kafka/configmaps/demo-config";
 const PODS: &str = "/api/v1/namespaces/kafka/pods";
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/kafka/events";
 const BOOTSTRAP_CM: &str = "/api/v1/namespaces/kafka/configmaps/demo-bootstrap";
+const NETPOL: &str =
+    "/apis/networking.k8s.io/v1/namespaces/kafka/networkpolicies/demo-network-policy";
 
 struct Harness {
     api: FakeApi,
@@ -208,6 +211,8 @@ async fn create_applies_everything_in_order_and_reports_progress() {
             format!("PATCH {BOOTSTRAP_CM}"),
             format!("PATCH {CR}/status"),
             format!("POST {EVENTS}"),
+            // Who may reach the brokers, before the brokers exist.
+            format!("PATCH {NETPOL}"),
             format!("PATCH {CM}"),
             "PATCH /api/v1/namespaces/kafka/services/demo-brokers".into(),
             "PATCH /api/v1/namespaces/kafka/services/demo-bootstrap".into(),

@@ -10,13 +10,13 @@ use super::{CR, EVENTS};
 use crate::{
     controller::{user, Context},
     crd::KafkaUser,
-    fixtures::{cluster_from_yaml, FakeApi, FakeKafka, FakeUsers},
+    fixtures::{cluster_from_yaml, operator_certs_secret, FakeApi, FakeKafka, FakeUsers},
     metrics::Metrics,
 };
 
 const USER: &str = "/apis/rivulet.dev/v1alpha1/namespaces/kafka/kafkausers/alice";
 const SECRET: &str = "/api/v1/namespaces/kafka/secrets/alice";
-const ADMIN: &str = "/api/v1/namespaces/kafka/secrets/demo-operator-admin";
+const OPERATOR_CERTS: &str = "/api/v1/namespaces/kafka/secrets/demo-operator-certs";
 
 const SPEC: &str = r#"{"cluster": "demo",
   "authentication": {"type": "scram-sha-512"},
@@ -33,6 +33,11 @@ struct Users {
 
 impl Users {
     fn new(spec: &str) -> Users {
+        Users::on_cluster("replicas: 3", spec)
+    }
+
+    /// A user of a cluster with spec `cluster`.
+    fn on_cluster(cluster: &str, spec: &str) -> Users {
         let (client, api) = FakeApi::start();
         let users = Arc::new(FakeUsers::default());
         let mut ctx = Context::new(
@@ -43,7 +48,7 @@ impl Users {
         ctx.users = users.clone();
         api.insert(
             CR,
-            serde_json::to_value(cluster_from_yaml("replicas: 3")).unwrap(),
+            serde_json::to_value(cluster_from_yaml(cluster)).unwrap(),
         );
         let spec: Value = serde_json::from_str(spec).unwrap();
         api.insert(
@@ -128,7 +133,10 @@ async fn create_writes_the_secret_and_applies_credential_acls_and_quotas() {
         "rivulet.dev/kafkauser"
     );
     let calls = u.reconcile().await;
-    assert!(calls.contains(&format!("PATCH {ADMIN}")), "{calls:#?}");
+    assert!(
+        !calls.iter().any(|c| c.contains("demo-operator")),
+        "the operator needs no Secret of its own on a plain cluster: {calls:#?}"
+    );
     assert!(calls.contains(&format!("PATCH {SECRET}")), "{calls:#?}");
     assert_eq!(
         u.users.take_calls(),
@@ -152,30 +160,19 @@ async fn create_writes_the_secret_and_applies_credential_acls_and_quotas() {
         (owner["kind"].as_str(), owner["name"].as_str()),
         (Some("KafkaUser"), Some("alice"))
     );
-    // The operator's own credential for the cluster, owned by it.
-    let admin = u.api.object(ADMIN).unwrap();
-    assert_eq!(
-        admin["metadata"]["ownerReferences"][0]["kind"],
-        "KafkaCluster"
-    );
-    assert!(u
-        .secret_value(ADMIN, "add-scram")
-        .starts_with("SCRAM-SHA-512=[name=rivulet-operator,password="));
-    // The internal listener is PLAINTEXT today: no SASL login needed.
+    // A cluster without security is administered in plaintext.
     assert_eq!(
         *u.users.last_target.lock().unwrap(),
-        Some(("demo-bootstrap.kafka.svc.cluster.local:9092".into(), None))
+        Some(("demo-bootstrap.kafka.svc.cluster.local:9092".into(), false))
     );
     assert_eq!(u.ready(), ("True".into(), "Synced".into()));
     assert_eq!(u.status()["username"], "alice");
     assert_eq!(u.status()["secret"], "alice");
 
     // Again: the same password, the credential set again, nothing else.
-    let admin_password = u.secret_value(ADMIN, "password");
     let calls = u.reconcile().await;
     assert_eq!(u.users.take_calls(), ["set_scram alice SCRAM-SHA-512"]);
     assert_eq!(u.secret_value(SECRET, "password"), password);
-    assert_eq!(u.secret_value(ADMIN, "password"), admin_password);
     assert!(
         !calls
             .iter()
@@ -336,4 +333,31 @@ async fn a_user_of_a_missing_cluster_waits() {
     u.reconcile().await;
     assert_eq!(u.ready(), ("False".into(), "ClusterNotFound".into()));
     assert!(u.users.take_calls().is_empty());
+}
+
+#[tokio::test]
+async fn a_secured_cluster_is_administered_over_mutual_tls_once_the_certificate_exists() {
+    let secured = "replicas: 3\nlisteners:\n  internal:\n    tls: true\n    authentication:\n      type: scram-sha-512\nauthorization:\n  type: simple";
+    let u = Users::on_cluster(secured, SPEC);
+    u.reconcile().await;
+    u.reconcile().await;
+    // No certificate yet: nothing is sent to Kafka, and the user says why.
+    assert_eq!(u.users.take_calls(), Vec::<String>::new());
+    assert_eq!(u.ready(), ("False".into(), "AdminUnavailable".into()));
+    let message = u.status()["conditions"][0]["message"].clone();
+    assert!(
+        message.as_str().unwrap().contains("demo-operator-certs"),
+        "{message}"
+    );
+    u.api.insert(
+        OPERATOR_CERTS,
+        serde_json::to_value(operator_certs_secret("demo")).unwrap(),
+    );
+    u.reconcile().await;
+    assert_eq!(u.ready(), ("True".into(), "Synced".into()));
+    assert_eq!(
+        *u.users.last_target.lock().unwrap(),
+        Some(("demo-bootstrap.kafka.svc.cluster.local:9091".into(), true)),
+        "the REPLICATION listener, with the operator's client certificate"
+    );
 }

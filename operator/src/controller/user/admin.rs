@@ -2,18 +2,16 @@
 //! reconcile tests can stand in a fake: SCRAM credentials
 //! (Describe/AlterUserScramCredentials), ACLs (Describe/Create/DeleteAcls)
 //! and the `user` quota entity (Describe/AlterClientQuotas). The real one
-//! is [`WireAdmin`] over `rivulet-wire`, on a connection secured as
-//! [`AdminTarget::security`] says, so it works with any Kafka-compatible
-//! cluster that lets the operator's principal administer it.
+//! is [`WireAdmin`] over `rivulet-wire`, on the connection every
+//! controller uses ([`AdminTarget`]: mutual TLS as `User:rivulet-operator`
+//! on a secured cluster), so it works with any Kafka-compatible cluster
+//! that lets the operator's principal administer it.
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    fmt,
-};
+use std::collections::{BTreeMap, BTreeSet};
 
 use futures::future::BoxFuture;
 use rivulet_wire::{
-    client::{Client, ClientSecurity, QuotaMatch},
+    client::QuotaMatch,
     error::ClientError,
     kafka_protocol::{
         messages::{
@@ -29,32 +27,13 @@ use rivulet_wire::{
 };
 
 use super::plan::AclBinding;
-use crate::controller::kafka::{deadline, WireAdmin};
+use crate::controller::kafka::{connect, deadline, WireAdmin};
+pub use crate::controller::target::AdminTarget;
 
 /// RESOURCE_NOT_FOUND: DescribeUserScramCredentials of a user without any.
 const RESOURCE_NOT_FOUND: i16 = 91;
 /// The filters' ANY (resource type, pattern type, operation, permission).
 const ANY: i8 = 1;
-/// The `client.id` of the operator's connections.
-const CLIENT_ID: &str = "rivulet-operator";
-
-/// A cluster and how to reach it as its administrator.
-#[derive(Clone)]
-pub struct AdminTarget {
-    /// `host:port,...` of the listener the operator uses.
-    pub bootstrap: String,
-    /// TLS and SASL of that listener, with the operator's credential.
-    pub security: ClientSecurity,
-}
-
-impl fmt::Debug for AdminTarget {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AdminTarget")
-            .field("bootstrap", &self.bootstrap)
-            .field("security", &self.security)
-            .finish()
-    }
-}
 
 /// The Kafka admin operations of the KafkaUser controller.
 pub trait UserAdmin: Send + Sync {
@@ -112,10 +91,6 @@ pub trait UserAdmin: Send + Sync {
         set: BTreeMap<String, f64>,
         remove: Vec<String>,
     ) -> BoxFuture<'a, Result<(), ClientError>>;
-}
-
-async fn connect(target: &AdminTarget) -> Result<Client, ClientError> {
-    Client::connect_secure(&target.bootstrap, CLIENT_ID, target.security.clone()).await
 }
 
 fn s(v: &str) -> StrBytes {
