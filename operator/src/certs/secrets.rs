@@ -334,7 +334,8 @@ pub fn trust_of(secret: &Secret) -> Option<String> {
 
 /// Why a leaf must be issued again, or `None` when it is good: missing
 /// or unreadable, not signed by the signing CA, within `renewal_days` of
-/// its end, or its names differ from `dns_names`/`ips`.
+/// its end (unless it ends with the CA already), or its names differ from
+/// `dns_names`/`ips`.
 pub fn reissue_reason(
     leaf_pem: Option<&str>,
     signing_ca_pem: &str,
@@ -352,7 +353,10 @@ pub fn reissue_reason(
     if !super::inspect::signed_by(leaf_pem, signing_ca_pem) {
         return Some("signed by another CA key");
     }
-    if now >= info.not_after - i64::from(renewal_days) * super::DAY {
+    // Near its end, unless it already ends with its CA: a new one could
+    // not end later (the CA's own renewal takes care of both).
+    let ca_end = super::inspect::inspect(signing_ca_pem).map_or(i64::MAX, |ca| ca.not_after);
+    if now >= info.not_after - i64::from(renewal_days) * super::DAY && info.not_after < ca_end {
         return Some("near its end of validity");
     }
     let mut have = info.dns_names.clone();

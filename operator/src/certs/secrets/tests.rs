@@ -371,6 +371,19 @@ fn a_leaf_is_issued_again_for_each_reason_and_only_then() {
         ),
         Some("near its end of validity")
     );
+    // A leaf that already ends with its CA is not issued again for that.
+    let short = new_ca("short", 20, NOW).unwrap();
+    let capped = issue(&short, &req, NOW).unwrap();
+    assert_eq!(capped.not_after, short.not_after);
+    assert_eq!(
+        check(
+            Some(&capped.cert_pem),
+            &short.cert_pem,
+            &req.dns_names,
+            NOW + 15 * DAY
+        ),
+        None
+    );
     let mut more = req.dns_names.clone();
     more.push("new.example.com".into());
     assert_eq!(
