@@ -78,7 +78,14 @@ fn owner() -> Owner {
 
 /// A CA created by the operator's state machine.
 fn created_ca(name: &str) -> StoredCa {
-    let d = decide(name, &StoredCa::default(), &POLICY, &Progress::default(), now()).unwrap();
+    let d = decide(
+        name,
+        &StoredCa::default(),
+        &POLICY,
+        &Progress::default(),
+        now(),
+    )
+    .unwrap();
     apply_writes(&StoredCa::default(), &d.writes)
 }
 
@@ -214,7 +221,12 @@ fn operator_certificates_secure_an_mtls_listener_for_a_tls_kafka_user() {
     let dir = tempfile::tempdir().unwrap();
     let cluster_ca = created_ca("demo cluster CA");
     let clients_ca = created_ca("demo clients CA");
-    let leaf = issue(cluster_ca.signing.as_ref().unwrap(), &broker_request(), now()).unwrap();
+    let leaf = issue(
+        cluster_ca.signing.as_ref().unwrap(),
+        &broker_request(),
+        now(),
+    )
+    .unwrap();
     project_broker_certs(dir.path(), &leaf, &cluster_ca, &clients_ca);
     let broker = mtls_broker(dir.path(), true);
     let bootstrap = broker.listener_bootstrap("MTLS");
@@ -254,9 +266,17 @@ fn operator_certificates_secure_an_mtls_listener_for_a_tls_kafka_user() {
     assert_eq!(out["consumed"], 5, "{out}");
 
     // Another user of the same clients CA is a different principal.
-    let files = project_user(&dir.path().join("mallory"), "mallory", &clients_ca, &cluster_ca);
+    let files = project_user(
+        &dir.path().join("mallory"),
+        "mallory",
+        &clients_ca,
+        &cluster_ca,
+    );
     let options = json!({"bootstrap": bootstrap, "topic": topic, "files": files});
-    last_json(&run_py("operator_tls_clients.py", &["denied", &options.to_string()]));
+    last_json(&run_py(
+        "operator_tls_clients.py",
+        &["denied", &options.to_string()],
+    ));
     let log = broker.log();
     assert!(!log.contains("panicked"), "{log}");
 }
@@ -298,7 +318,12 @@ fn a_ca_key_replacement_through_every_phase_fails_no_delivery() {
     let dir = tempfile::tempdir().unwrap();
     let mut cluster_ca = created_ca("demo cluster CA");
     let clients_ca = created_ca("demo clients CA");
-    let mut leaf = issue(cluster_ca.signing.as_ref().unwrap(), &broker_request(), now()).unwrap();
+    let mut leaf = issue(
+        cluster_ca.signing.as_ref().unwrap(),
+        &broker_request(),
+        now(),
+    )
+    .unwrap();
     let mut issued_with = trust_digest(&cluster_ca.bundle.concat(), &clients_ca.bundle.concat());
     project_broker_certs(dir.path(), &leaf, &cluster_ca, &clients_ca);
     let broker = mtls_broker(dir.path(), false);
@@ -334,11 +359,20 @@ fn a_ca_key_replacement_through_every_phase_fails_no_delivery() {
         let progress = Progress {
             brokers_loaded: issued_with == digest
                 && presented.as_deref().map(fingerprint) == Some(fingerprint(stored_leaf.as_ref())),
-            leaves_resigned: signed_by(&leaf.cert_pem, &cluster_ca.signing.as_ref().unwrap().cert_pem),
+            leaves_resigned: signed_by(
+                &leaf.cert_pem,
+                &cluster_ca.signing.as_ref().unwrap().cert_pem,
+            ),
         };
         let d = decide("demo cluster CA", &cluster_ca, &POLICY, &progress, now()).unwrap();
         cluster_ca = apply_writes(&cluster_ca, &d.writes);
-        leaf_step(dir.path(), &mut leaf, &mut issued_with, &cluster_ca, &clients_ca);
+        leaf_step(
+            dir.path(),
+            &mut leaf,
+            &mut issued_with,
+            &cluster_ca,
+            &clients_ca,
+        );
         // The user's Secret follows the bundle (the user controller's Trust plan).
         let user_ca = user_dir.join("ca.crt");
         if std::fs::read_to_string(&user_ca).unwrap() != cluster_ca.bundle.concat() {
@@ -359,7 +393,11 @@ fn a_ca_key_replacement_through_every_phase_fails_no_delivery() {
     }
     assert_eq!(
         phases,
-        [CaPhase::TrustingNewCa, CaPhase::DroppingOldCa, CaPhase::Ready]
+        [
+            CaPhase::TrustingNewCa,
+            CaPhase::DroppingOldCa,
+            CaPhase::Ready
+        ]
     );
     assert_eq!(cluster_ca.generation, 1);
     assert_eq!(cluster_ca.bundle.len(), 1);

@@ -183,19 +183,8 @@ pub fn decide(
             ));
         }
         let ca = fresh(stored.generation)?;
-        return Ok(Decision {
-            phase: CaPhase::Ready,
-            writes: vec![
-                Write::CaSecret {
-                    signing: ca.clone(),
-                    next: None,
-                    generation: stored.generation,
-                },
-                Write::Bundle(vec![ca.cert_pem]),
-            ],
-            message: Some(format!("created the {name}")),
-            replaced_expired: false,
-        });
+        let message = format!("created the {name}");
+        return Ok(sole_signing(ca, stored.generation, message, false));
     };
     if now >= signing.not_after {
         if !policy.generate {
@@ -205,22 +194,10 @@ pub fn decide(
             ));
         }
         let generation = stored.generation + 1;
-        let ca = fresh(generation)?;
-        return Ok(Decision {
-            phase: CaPhase::Ready,
-            writes: vec![
-                Write::CaSecret {
-                    signing: ca.clone(),
-                    next: None,
-                    generation,
-                },
-                Write::Bundle(vec![ca.cert_pem]),
-            ],
-            message: Some(format!(
-                "the {name} had expired and was replaced by a new one (generation {generation}): clients must trust the new CA certificate"
-            )),
-            replaced_expired: true,
-        });
+        let message = format!(
+            "the {name} had expired and was replaced by a new one (generation {generation}): clients must trust the new CA certificate"
+        );
+        return Ok(sole_signing(fresh(generation)?, generation, message, true));
     }
     if let Some(next) = &stored.next {
         return Ok(trust_both(name, stored, signing, next, progress));
@@ -295,6 +272,23 @@ pub fn decide(
         message: None,
         replaced_expired: false,
     })
+}
+
+/// `ca` becomes the signing key and the only trusted certificate.
+fn sole_signing(ca: Issued, generation: u32, message: String, replaced_expired: bool) -> Decision {
+    Decision {
+        phase: CaPhase::Ready,
+        writes: vec![
+            Write::CaSecret {
+                signing: ca.clone(),
+                next: None,
+                generation,
+            },
+            Write::Bundle(vec![ca.cert_pem]),
+        ],
+        message: Some(message),
+        replaced_expired,
+    }
 }
 
 /// Trust-both: make sure the bundle holds both, then switch once every

@@ -446,3 +446,44 @@ pub async fn user_tls_secrets(
 pub fn leaf_signed_by(pem: Option<&str>, ca_pem: &str) -> bool {
     pem.is_some_and(|p| signed_by(p, ca_pem))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::validated;
+
+    #[test]
+    fn a_plaintext_cluster_needs_no_certificates() {
+        assert!(!certificates_wanted(&validated("replicas: 3")));
+    }
+
+    #[test]
+    fn the_condition_keeps_its_transition_time_and_replaces_its_predecessor() {
+        let outcome = CertsOutcome {
+            status: CertificatesStatus::default(),
+            condition: Condition {
+                type_: CERTIFICATES_CONDITION.into(),
+                status: "True".into(),
+                reason: "Ready".into(),
+                message: "both certificate authorities are valid".into(),
+                observed_generation: None,
+                last_transition_time: Time(Timestamp::UNIX_EPOCH),
+            },
+        };
+        let then: Timestamp = "2030-01-01T00:00:00Z".parse().unwrap();
+        let mut status = KafkaClusterStatus::default();
+        record(&mut status, Some(outcome.clone()), &[], Some(1), then);
+        assert_eq!(status.conditions.len(), 1);
+        assert_eq!(status.conditions[0].last_transition_time.0, then);
+        let previous = status.conditions.clone();
+        let later = "2030-01-02T00:00:00Z".parse().unwrap();
+        record(&mut status, Some(outcome), &previous, Some(2), later);
+        assert_eq!(status.conditions.len(), 1);
+        assert_eq!(status.conditions[0].last_transition_time.0, then);
+        assert_eq!(status.conditions[0].observed_generation, Some(2));
+        assert!(status.certificates.is_some());
+        let before = status.clone();
+        record(&mut status, None, &previous, Some(3), later);
+        assert_eq!(status, before, "without TLS nothing changes");
+    }
+}

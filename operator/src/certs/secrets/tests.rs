@@ -47,10 +47,7 @@ fn verify(leaf: &str, ca: &str, usage: webpki::KeyUsage, at: i64) -> Result<(), 
     .map(drop)
 }
 
-fn extension<'a>(
-    cert: &'a x509_cert::Certificate,
-    oid: x509_cert::der::oid::ObjectIdentifier,
-) -> &'a [u8] {
+fn extension(cert: &x509_cert::Certificate, oid: x509_cert::der::oid::ObjectIdentifier) -> &[u8] {
     cert.tbs_certificate
         .extensions
         .iter()
