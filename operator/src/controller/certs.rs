@@ -135,8 +135,13 @@ pub async fn reconcile_certificates(
         read_stored(key.as_ref(), cert.as_ref())
     };
     let (cluster_stored, clients_stored) = (stored_of(CaKind::Cluster), stored_of(CaKind::Clients));
-    let brokers_loaded =
-        certs_leaves::brokers_loaded(ctx, cluster, &leaves, &cluster_stored, &clients_stored).await;
+    // Only a replacement under way asks the brokers (a handshake each).
+    let replacing = [&cluster_stored, &clients_stored]
+        .iter()
+        .any(|s| s.next.is_some() || s.bundle.len() > 1);
+    let brokers_loaded = replacing
+        && certs_leaves::brokers_loaded(ctx, cluster, &leaves, &cluster_stored, &clients_stored)
+            .await;
     let mut outcomes = BTreeMap::new();
     for (kind, spec, stored) in [
         (CaKind::Cluster, &cluster.spec.cluster_ca, cluster_stored),

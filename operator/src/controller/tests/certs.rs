@@ -416,3 +416,64 @@ async fn a_ca_the_user_brings_signs_and_is_never_changed() {
     assert_eq!(phases(&outcome).0, "Ready");
     assert_eq!(writes(&calls), Vec::<String>::new());
 }
+
+/// A TLS user's Secret signed by the clients CA as stored now, as the
+/// user controller writes it.
+fn user_secret(c: &Certs) -> Value {
+    use crate::{
+        certs::{issue, Issued},
+        controller::user::tls::{build_tls_secret, user_request},
+    };
+    let ca_pem = c.text("demo-clients-ca", "ca.crt");
+    let ca = Issued {
+        cert_pem: ca_pem.clone(),
+        key_pem: c.text("demo-clients-ca", "ca.key"),
+        not_before: 0,
+        not_after: i64::MAX / 2,
+    };
+    let now = Timestamp::now().as_second();
+    let leaf = issue(&ca, &user_request("alice", 30), now).unwrap();
+    let user = serde_json::from_value(json!({
+        "apiVersion": "rivulet.dev/v1alpha1", "kind": "KafkaUser",
+        "metadata": {"name": "alice", "namespace": "kafka", "uid": "u-alice"},
+        "spec": {"cluster": "demo", "authentication": {"type": "tls"}}}))
+    .unwrap();
+    let bundle = c.text("demo-cluster-ca-cert", "ca.crt");
+    serde_json::to_value(build_tls_secret(&user, &leaf, &ca_pem, &bundle, "pw").unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn a_clients_ca_replacement_waits_for_every_tls_user() {
+    let c = Certs::new("replicas: 3");
+    c.reconcile().await;
+    c.api.insert(&format!("{SECRETS}/alice"), user_secret(&c));
+    c.brokers_load();
+    let mut key = c.secret("demo-clients-ca");
+    key["metadata"]["annotations"][FORCE_RENEW_ANNOTATION] = json!("true");
+    c.api.insert(&format!("{SECRETS}/demo-clients-ca"), key);
+
+    // The brokers trust the new clients CA before any user gets it.
+    let (outcome, _) = c.reconcile().await;
+    assert_eq!(phases(&outcome), ("Ready".into(), "TrustingNewCa".into()));
+    let clients_bundle = c.text("demo-broker-certs", "clients-ca.crt");
+    assert_eq!(pem_certificates(&clients_bundle).unwrap().len(), 2);
+    c.brokers_load();
+    let (outcome, _) = c.reconcile().await;
+    assert_eq!(phases(&outcome).1, "DroppingOldCa");
+
+    // The user's certificate of the old key holds the old CA in place.
+    c.brokers_load();
+    let (outcome, calls) = c.reconcile().await;
+    assert_eq!(phases(&outcome).1, "DroppingOldCa");
+    assert!(!writes(&calls).contains(&"PATCH demo-clients-ca-cert".to_string()));
+    let message = outcome.status.clients_ca.unwrap().message.unwrap();
+    assert!(message.contains("issued again"), "{message}");
+
+    // The user controller issues it again: the old CA goes.
+    c.api.insert(&format!("{SECRETS}/alice"), user_secret(&c));
+    let (outcome, _) = c.reconcile().await;
+    assert_eq!(phases(&outcome), ("Ready".into(), "Ready".into()));
+    let bundle = c.text("demo-clients-ca-cert", "ca.crt");
+    assert_eq!(pem_certificates(&bundle).unwrap().len(), 1);
+    assert_eq!(outcome.status.clients_ca.unwrap().generation, 1);
+}
