@@ -33,6 +33,8 @@ const SECRETS: &str = "/api/v1/namespaces/kafka/secrets";
 #[derive(Default)]
 struct FakeBrokers {
     presented: Mutex<BTreeMap<String, Vec<u8>>>,
+    /// Handshakes asked for.
+    probes: std::sync::atomic::AtomicUsize,
 }
 
 impl CertProbe for FakeBrokers {
@@ -42,6 +44,8 @@ impl CertProbe for FakeBrokers {
         server_name: &'a str,
     ) -> BoxFuture<'a, Option<Vec<u8>>> {
         assert!(address.ends_with(":9091"), "{address}");
+        self.probes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let seen = self.presented.lock().unwrap().get(server_name).cloned();
         Box::pin(async move { seen })
     }
@@ -234,10 +238,14 @@ async fn creation_makes_both_cas_every_broker_certificate_and_the_operators() {
         );
     }
 
-    // A second reconcile changes nothing.
+    // A second reconcile changes nothing and asks no broker anything.
     let (again, calls) = c.reconcile().await;
     assert_eq!(writes(&calls), Vec::<String>::new());
     assert_eq!(again.status, outcome.status);
+    assert_eq!(
+        c.brokers.probes.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
 }
 
 #[tokio::test]
