@@ -49,6 +49,21 @@ pub struct LeafRequest {
     pub validity_days: u32,
 }
 
+impl LeafRequest {
+    /// A client-only certificate for `common_name` (a user, the operator):
+    /// no names, extended key usage clientAuth.
+    pub fn client(common_name: &str, validity_days: u32) -> LeafRequest {
+        LeafRequest {
+            common_name: common_name.to_string(),
+            dns_names: Vec::new(),
+            ip_addresses: Vec::new(),
+            server: false,
+            client: true,
+            validity_days,
+        }
+    }
+}
+
 fn time_of(unix: i64) -> Result<OffsetDateTime, CertError> {
     OffsetDateTime::from_unix_timestamp(unix).map_err(|_| CertError::Time(unix))
 }

@@ -62,19 +62,7 @@ mod tests {
     #[test]
     fn keystore_and_truststore_read_back_with_their_password() {
         let ca = new_ca("clients-ca", 30, 1_800_000_000).unwrap();
-        let leaf = issue(
-            &ca,
-            &LeafRequest {
-                common_name: "alice".into(),
-                dns_names: vec![],
-                ip_addresses: vec![],
-                server: false,
-                client: true,
-                validity_days: 10,
-            },
-            1_800_000_000,
-        )
-        .unwrap();
+        let leaf = issue(&ca, &LeafRequest::client("alice", 10), 1_800_000_000).unwrap();
         let chain = format!("{}{}", leaf.cert_pem, ca.cert_pem);
         let bytes = keystore("alice", &leaf.key_pem, &chain, "s3cret").unwrap();
         assert!(KeyStore::from_pkcs12(&bytes, "wrong").is_err());

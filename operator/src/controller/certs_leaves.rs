@@ -296,14 +296,8 @@ async fn operator_leaf(
     let leaf = match (reason, current) {
         (None, Some(current)) => current,
         _ => {
-            let request = LeafRequest {
-                common_name: OPERATOR_COMMON_NAME.into(),
-                dns_names: Vec::new(),
-                ip_addresses: Vec::new(),
-                server: false,
-                client: true,
-                validity_days: cluster.spec.cluster_ca.validity_days,
-            };
+            let request =
+                LeafRequest::client(OPERATOR_COMMON_NAME, cluster.spec.cluster_ca.validity_days);
             let leaf = issue(signing, &request, now).map_err(|source| Error::Certificate {
                 what: format!("KafkaCluster {}/{}", cluster.namespace, cluster.name),
                 source,

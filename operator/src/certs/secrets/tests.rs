@@ -47,6 +47,11 @@ fn verify(leaf: &str, ca: &str, usage: webpki::KeyUsage, at: i64) -> Result<(), 
     .map(drop)
 }
 
+/// Whether [`verify`] refuses.
+fn refused(leaf: &str, ca: &str, usage: webpki::KeyUsage, at: i64) -> bool {
+    verify(leaf, ca, usage, at).is_err()
+}
+
 fn extension(cert: &x509_cert::Certificate, oid: x509_cert::der::oid::ObjectIdentifier) -> &[u8] {
     cert.tbs_certificate
         .extensions
@@ -128,34 +133,25 @@ fn a_broker_certificate_verifies_for_every_name_as_server_and_client() {
     assert_eq!(info.not_after, NOW + 30 * DAY);
     // A certificate of another CA is refused; so is one past its end.
     let other = new_ca("other", 365, NOW).unwrap();
-    assert!(verify(
+    assert!(refused(
         &leaf.cert_pem,
         &other.cert_pem,
         webpki::KeyUsage::server_auth(),
         NOW
-    )
-    .is_err());
+    ));
     let late = NOW + 31 * DAY;
-    assert!(verify(
+    assert!(refused(
         &leaf.cert_pem,
         &ca.cert_pem,
         webpki::KeyUsage::server_auth(),
         late
-    )
-    .is_err());
+    ));
 }
 
 #[test]
 fn a_client_only_certificate_is_refused_as_a_server() {
     let ca = new_ca("clients CA", 365, NOW).unwrap();
-    let user = LeafRequest {
-        common_name: "alice".into(),
-        dns_names: vec![],
-        ip_addresses: vec![],
-        server: false,
-        client: true,
-        validity_days: 30,
-    };
+    let user = LeafRequest::client("alice", 30);
     let leaf = issue(&ca, &user, NOW).unwrap();
     verify(
         &leaf.cert_pem,
@@ -164,13 +160,12 @@ fn a_client_only_certificate_is_refused_as_a_server() {
         NOW,
     )
     .unwrap();
-    assert!(verify(
+    assert!(refused(
         &leaf.cert_pem,
         &ca.cert_pem,
         webpki::KeyUsage::server_auth(),
         NOW
-    )
-    .is_err());
+    ));
 }
 
 #[test]
@@ -311,19 +306,7 @@ fn broker_and_operator_secrets_have_the_contract_keys() {
         trust_digest(&ca.cert_pem, "OTHER")
     );
 
-    let op = issue(
-        &ca,
-        &LeafRequest {
-            common_name: OPERATOR_COMMON_NAME.into(),
-            dns_names: vec![],
-            ip_addresses: vec![],
-            server: false,
-            client: true,
-            validity_days: 30,
-        },
-        NOW,
-    )
-    .unwrap();
+    let op = issue(&ca, &LeafRequest::client(OPERATOR_COMMON_NAME, 30), NOW).unwrap();
     let secret = operator_certs(&owner(), &op, &ca.cert_pem, &ca.cert_pem);
     let keys: Vec<&String> = secret.data.as_ref().unwrap().keys().collect();
     assert_eq!(keys, ["ca.crt", "tls.crt", "tls.key"]);

@@ -84,14 +84,7 @@ pub fn build_tls_secret(
 
 /// The request of a user's certificate: client usage only.
 pub fn user_request(name: &str, validity_days: u32) -> LeafRequest {
-    LeafRequest {
-        common_name: name.to_string(),
-        dns_names: Vec::new(),
-        ip_addresses: Vec::new(),
-        server: false,
-        client: true,
-        validity_days,
-    }
+    LeafRequest::client(name, validity_days)
 }
 
 /// What to do with a TLS user's Secret, decided from what is stored.
