@@ -363,6 +363,8 @@ fn a_ca_key_replacement_through_every_phase_fails_no_delivery() {
                 &leaf.cert_pem,
                 &cluster_ca.signing.as_ref().unwrap().cert_pem,
             ),
+            bundle_distributed: std::fs::read_to_string(user_dir.join("ca.crt")).unwrap()
+                == cluster_ca.bundle.concat(),
         };
         let d = decide("demo cluster CA", &cluster_ca, &POLICY, &progress, now()).unwrap();
         cluster_ca = apply_writes(&cluster_ca, &d.writes);

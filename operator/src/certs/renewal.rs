@@ -7,9 +7,10 @@
 //!    stored beside the signing one (`next.crt`/`next.key`) and the trust
 //!    bundle holds old and new. Leaves are still signed by the old key.
 //!    The brokers' certificate Secret is re-issued with the new bundle, and
-//!    the phase waits until every broker *presents* its newly issued leaf:
-//!    the volume of that Secret is updated atomically, so a broker serving
-//!    the new leaf has also loaded the bundle beside it.
+//!    the phase waits until every broker *presents* its newly issued leaf
+//!    (the volume of that Secret is updated atomically, so a broker serving
+//!    the new leaf has also loaded the bundle beside it) and every TLS
+//!    user's Secret carries the new bundle for its application.
 //! 2. **Switch** (`DroppingOldCa`): the new key becomes the signing key;
 //!    the bundle still holds both, so leaves signed by either key are
 //!    trusted while every broker, operator and user certificate is issued
@@ -67,6 +68,10 @@ pub struct Progress {
     /// Every broker presents the leaf currently in its Secret, and that
     /// Secret was issued with the current trust bundles.
     pub brokers_loaded: bool,
+    /// Every Secret the operator hands this CA's bundle to, besides the
+    /// brokers', holds the current bundle: the TLS users' `ca.crt` for the
+    /// cluster CA (their applications trust the brokers with it).
+    pub bundle_distributed: bool,
     /// Every leaf this CA signs (brokers and operator for the cluster CA,
     /// TLS users for the clients CA) is signed by the signing key.
     pub leaves_resigned: bool,
@@ -313,6 +318,14 @@ fn trust_both(
         return Decision::wait(
             CaPhase::TrustingNewCa,
             format!("waiting for every broker to load the trust bundle with the new {name}"),
+        );
+    }
+    if !progress.bundle_distributed {
+        return Decision::wait(
+            CaPhase::TrustingNewCa,
+            format!(
+                "waiting for every TLS user's Secret to carry the trust bundle with the new {name}"
+            ),
         );
     }
     Decision {

@@ -149,6 +149,8 @@ pub async fn reconcile_certificates(
     ] {
         let progress = Progress {
             brokers_loaded,
+            bundle_distributed: kind == CaKind::Clients
+                || leaves.users_trust(&stored.bundle.concat()),
             leaves_resigned: stored
                 .signing
                 .as_ref()

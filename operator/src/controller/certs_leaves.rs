@@ -64,6 +64,16 @@ impl Leaves {
     }
 }
 
+impl Leaves {
+    /// Whether every TLS user's Secret carries `cluster_bundle` as its
+    /// `ca.crt` (the user controller copies it there).
+    pub fn users_trust(&self, cluster_bundle: &str) -> bool {
+        self.users
+            .iter()
+            .all(|s| text(s, "ca.crt").as_deref() == Some(cluster_bundle))
+    }
+}
+
 /// Reads the leaves' Secrets.
 pub async fn read(
     ctx: &Context,

@@ -70,6 +70,7 @@ impl World {
                     .iter()
                     .all(|b| b.leaf_signer == self.secret_signer && b.bundle == self.secret_bundle),
             leaves_resigned: self.secret_signer == *signer,
+            bundle_distributed: true,
         }
     }
 
@@ -247,6 +248,22 @@ fn a_crash_between_the_writes_of_any_step_is_repaired() {
         let d = decide(NAME, &world.stored, &policy(), &world.progress(), t).unwrap();
         assert_eq!((d.phase, d.writes.len()), (CaPhase::Ready, 0));
     }
+}
+
+#[test]
+fn the_switch_waits_for_users_to_hold_the_new_bundle() {
+    let mut world = World::new();
+    world.step(NOW + 340 * DAY);
+    world.sync_all();
+    let mut progress = world.progress();
+    assert!(progress.brokers_loaded);
+    progress.bundle_distributed = false;
+    let d = decide(NAME, &world.stored, &policy(), &progress, NOW + 340 * DAY).unwrap();
+    assert_eq!((d.phase, d.writes.len()), (CaPhase::TrustingNewCa, 0));
+    assert!(d.message.unwrap().contains("TLS user"));
+    progress.bundle_distributed = true;
+    let d = decide(NAME, &world.stored, &policy(), &progress, NOW + 340 * DAY).unwrap();
+    assert_eq!(d.phase, CaPhase::DroppingOldCa);
 }
 
 #[test]

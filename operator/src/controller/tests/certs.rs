@@ -485,3 +485,26 @@ async fn a_clients_ca_replacement_waits_for_every_tls_user() {
     assert_eq!(pem_certificates(&bundle).unwrap().len(), 1);
     assert_eq!(outcome.status.clients_ca.unwrap().generation, 1);
 }
+
+#[tokio::test]
+async fn a_cluster_ca_switch_waits_until_tls_users_trust_the_new_ca() {
+    let c = Certs::new("replicas: 3");
+    c.reconcile().await;
+    c.api.insert(&format!("{SECRETS}/alice"), user_secret(&c));
+    c.brokers_load();
+    let mut key = c.secret("demo-cluster-ca");
+    key["metadata"]["annotations"][FORCE_RENEW_ANNOTATION] = json!("true");
+    c.api.insert(&format!("{SECRETS}/demo-cluster-ca"), key);
+    c.reconcile().await;
+    c.brokers_load();
+    // alice's application still trusts only the old CA.
+    let (outcome, calls) = c.reconcile().await;
+    assert_eq!(phases(&outcome).0, "TrustingNewCa");
+    assert_eq!(writes(&calls), Vec::<String>::new());
+    let message = outcome.status.cluster_ca.unwrap().message.unwrap();
+    assert!(message.contains("TLS user"), "{message}");
+    // The user controller copies the two-CA bundle into alice's Secret.
+    c.api.insert(&format!("{SECRETS}/alice"), user_secret(&c));
+    let (outcome, _) = c.reconcile().await;
+    assert_eq!(phases(&outcome).0, "DroppingOldCa");
+}
