@@ -283,6 +283,10 @@ async fn crd_schema_rules_refuse_what_cannot_work() {
             "replicas: 1\nlisteners:\n  external:\n    type: NodePort\n    host: 192.0.2.1",
             "needs nodePortBase",
         ),
+        (
+            "replicas: 1\nclusterCa:\n  renewalDays: 400",
+            "renewalDays must be below validityDays",
+        ),
     ];
     for (spec, message) in refusals {
         assert_refused(clusters.create(&dry, &cluster(spec)).await, message);

@@ -2,13 +2,15 @@
 //! authorities are managed (`spec.clusterCa`, `spec.clientsCa`) and what
 //! the operator reports about them (`status.certificates`).
 
+use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// A certificate authority of the cluster, as Strimzi's `clusterCa` and
 /// `clientsCa` describe it. Used only when some listener or link of the
 /// cluster needs TLS.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("self.renewalDays < self.validityDays").message("renewalDays must be below validityDays: a certificate would be due for renewal as soon as it is made"))]
 #[serde(rename_all = "camelCase")]
 pub struct CertificateAuthoritySpec {
     /// Days a CA certificate the operator makes is valid. Default 365.
