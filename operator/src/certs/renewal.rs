@@ -215,8 +215,8 @@ pub fn decide(
         bundle.push(signing.cert_pem.clone());
         if !policy.generate {
             return Ok(Decision::wait(
-                CaPhase::Ready,
-                format!("the {name} certificate Secret does not hold the signing certificate"),
+                CaPhase::Missing,
+                format!("the {name} certificate Secret does not hold the signing certificate: add it to its ca.crt"),
             ));
         }
         return Ok(Decision {

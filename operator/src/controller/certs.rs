@@ -102,6 +102,7 @@ struct CaOutcome {
 }
 
 /// Keeps the CAs and the certificates they sign for `cluster`.
+#[tracing::instrument(skip_all, fields(cluster = %cluster.name, namespace = %cluster.namespace))]
 pub async fn reconcile_certificates(
     ctx: &Context,
     object: &KafkaCluster,
@@ -167,8 +168,13 @@ pub async fn reconcile_certificates(
     }
     let cluster_ca = &outcomes[&CaKind::Cluster].stored;
     let clients_ca = &outcomes[&CaKind::Clients].stored;
+    // Nothing is signed with a CA that is missing, expired or untrusted.
+    let usable = outcomes.values().all(|o| {
+        o.stored.signing.is_some()
+            && !matches!(o.decision.phase, CaPhase::Missing | CaPhase::Expired)
+    });
     let brokers = match (&cluster_ca.signing, &clients_ca.signing) {
-        (Some(_), Some(_)) => Some(
+        (Some(_), Some(_)) if usable => Some(
             certs_leaves::issue_leaves(
                 ctx,
                 &owner,

@@ -316,6 +316,12 @@ fn a_ca_the_user_brings_is_never_generated_or_replaced() {
         force_renew: true,
         ..StoredCa::default()
     };
+    let no_bundle = StoredCa {
+        bundle: Vec::new(),
+        ..stored.clone()
+    };
+    let d = decide(NAME, &no_bundle, &byo, &Progress::default(), NOW).unwrap();
+    assert_eq!((d.phase, d.writes.len()), (CaPhase::Missing, 0));
     let near = decide(NAME, &stored, &byo, &Progress::default(), NOW + 9 * DAY).unwrap();
     assert_eq!((near.phase, near.writes.len()), (CaPhase::Ready, 0));
     let expired = decide(NAME, &stored, &byo, &Progress::default(), NOW + 11 * DAY).unwrap();
