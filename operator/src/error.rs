@@ -65,6 +65,15 @@ pub enum Error {
         #[source]
         source: ClientError,
     },
+    /// Making or reading a certificate failed.
+    #[error("certificates of {what}")]
+    Certificate {
+        /// Whose certificates, e.g. `KafkaCluster kafka/demo`.
+        what: String,
+        /// What went wrong.
+        #[source]
+        source: crate::certs::CertError,
+    },
     /// A finalizer (Topic, KafkaUser) could not be added, run or removed.
     #[error("finalizer failed")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
@@ -79,6 +88,7 @@ impl Error {
             Error::Delete { .. } => "delete",
             Error::Status { .. } => "status",
             Error::Admin { .. } | Error::UserAdmin { .. } => "admin",
+            Error::Certificate { .. } => "certificate",
             Error::Finalizer(inner) => match &**inner {
                 kube::runtime::finalizer::Error::ApplyFailed(e)
                 | kube::runtime::finalizer::Error::CleanupFailed(e) => e.metric_label(),

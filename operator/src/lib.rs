@@ -9,6 +9,7 @@
 //! fixed order -> delete orphans -> status.
 
 pub mod build;
+pub mod certs;
 pub mod controller;
 pub mod crd;
 pub mod error;

@@ -9,8 +9,8 @@
 use std::{collections::BTreeMap, sync::Mutex, time::Instant};
 
 use prometheus::{
-    Counter, Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Counter, Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use rivulet_wire::process::ProcessStats;
 
@@ -43,6 +43,9 @@ impl ClusterState {
     }
 }
 
+/// The `certificate` label values of the certificate expiry gauge.
+pub const CERTIFICATES: [&str; 4] = ["cluster-ca", "clients-ca", "broker", "operator"];
+
 /// Every metric of the operator, registered in its own registry.
 pub struct Metrics {
     registry: Registry,
@@ -51,6 +54,7 @@ pub struct Metrics {
     duration: HistogramVec,
     clusters: IntGaugeVec,
     leader: IntGauge,
+    certificate_expiry: GaugeVec,
     process: ProcessSeries,
     /// Last known state per `namespace/name`, so the gauge counts each
     /// cluster once however often it is reconciled.
@@ -105,12 +109,21 @@ impl Metrics {
             "1 while this replica holds the leader lease and runs the controllers.",
         )
         .expect("valid metric");
+        let certificate_expiry = GaugeVec::new(
+            Opts::new(
+                "rivulet_operator_certificate_expiry_timestamp_seconds",
+                "End of validity (Unix seconds) of a cluster's certificate the operator manages: cluster-ca, clients-ca, broker (the earliest), operator.",
+            ),
+            &["namespace", "cluster", "certificate"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(failures.clone()),
             Box::new(duration.clone()),
             Box::new(clusters.clone()),
             Box::new(leader.clone()),
+            Box::new(certificate_expiry.clone()),
         ] {
             registry
                 .register(collector)
@@ -127,6 +140,7 @@ impl Metrics {
             duration,
             clusters,
             leader,
+            certificate_expiry,
             process,
             cluster_states: Mutex::new(BTreeMap::new()),
         }
@@ -157,11 +171,33 @@ impl Metrics {
         self.publish_states(&states);
     }
 
-    /// Forgets a deleted cluster.
+    /// Forgets a deleted cluster (`namespace/name`), its certificates too.
     pub fn forget_cluster(&self, key: &str) {
         let mut states = self.cluster_states.lock().expect("metrics lock");
         states.remove(key);
         self.publish_states(&states);
+        if let Some((namespace, cluster)) = key.split_once('/') {
+            for certificate in CERTIFICATES {
+                // Absent series are fine: not every cluster uses TLS.
+                let _ =
+                    self.certificate_expiry
+                        .remove_label_values(&[namespace, cluster, certificate]);
+            }
+        }
+    }
+
+    /// Records when a certificate of a cluster expires (Unix seconds);
+    /// `certificate` is one of `cluster-ca`, `clients-ca`, `broker`, `operator`.
+    pub fn set_certificate_expiry(
+        &self,
+        namespace: &str,
+        cluster: &str,
+        certificate: &str,
+        not_after: i64,
+    ) {
+        self.certificate_expiry
+            .with_label_values(&[namespace, cluster, certificate])
+            .set(not_after as f64);
     }
 
     fn publish_states(&self, states: &BTreeMap<String, ClusterState>) {
@@ -311,10 +347,16 @@ mod tests {
         assert!(text.contains(
             "rivulet_operator_reconcile_duration_seconds_count{controller=\"kafkacluster\"} 1"
         ));
+        metrics.set_certificate_expiry("kafka", "a", "cluster-ca", 1_900_000_000);
+        let text = metrics.render();
+        assert!(
+            text.contains("rivulet_operator_certificate_expiry_timestamp_seconds{certificate=\"cluster-ca\",cluster=\"a\",namespace=\"kafka\"} 1900000000"),
+            "{text}"
+        );
         metrics.forget_cluster("kafka/a");
-        assert!(metrics
-            .render()
-            .contains("rivulet_operator_clusters{state=\"ready\"} 1"));
+        let text = metrics.render();
+        assert!(text.contains("rivulet_operator_clusters{state=\"ready\"} 1"));
+        assert!(!text.contains("certificate=\"cluster-ca\""), "{text}");
     }
 
     /// The value of an unlabelled series in an exposition.

@@ -290,6 +290,10 @@ async fn crd_schema_rules_refuse_what_cannot_work() {
             "replicas: 1\nlisteners:\n  internal:\n    authentication:\n      type: tls",
             "authentication type tls needs tls: true",
         ),
+        (
+            "replicas: 1\nclusterCa:\n  renewalDays: 400",
+            "renewalDays must be below validityDays",
+        ),
     ];
     for (spec, message) in refusals {
         assert_refused(clusters.create(&dry, &cluster(spec)).await, message);

@@ -26,6 +26,7 @@ fn metrics_pass_promtool() {
     );
     metrics.set_cluster_state("kafka/demo", ClusterState::Progressing);
     metrics.set_leader(true);
+    metrics.set_certificate_expiry("kafka", "demo", "cluster-ca", 1_900_000_000);
     let text = metrics.render();
     assert!(text.contains(
         "rivulet_operator_reconcile_failures_total{controller=\"kafkacluster\",error=\"read\"} 1"

@@ -29,7 +29,7 @@ use kube::{
 };
 
 use super::{
-    apply, apply_dynamic, apply_status, delete_if_exists, health,
+    apply, apply_dynamic, apply_status, certs, delete_if_exists, health,
     identity::{self, adoptable, formed, new_cluster_id, Doubt, Observation, View},
     observe::observe,
     phase::{phase, PhaseInput},
@@ -140,6 +140,14 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
     .await?;
     let size = size_step(&ctx, &cluster, &mut validated, target, running, &trust).await;
 
+    // Certificates, before a broker could start without its own.
+    let certificates = if certs::certificates_wanted(&validated) {
+        let external = external_addresses(&validated, &observed.load_balancer_hosts);
+        Some(certs::reconcile_certificates(&ctx, &cluster, &validated, &external).await?)
+    } else {
+        None
+    };
+
     // Build and apply. A StatefulSet's claim templates cannot change:
     // volumes grow through their claims (the storage step) instead.
     let mut desired = build::build(&validated, &observed);
@@ -226,7 +234,7 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
         | Phase::ScaleInRefused(_)
         | Phase::Degraded { .. } => ClusterState::Degraded,
     };
-    let status = cluster_status(
+    let mut status = cluster_status(
         &cluster,
         &validated,
         &phase,
@@ -236,6 +244,13 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
         roll.status,
         balanced,
         &storage,
+        now,
+    );
+    certs::record(
+        &mut status,
+        certificates,
+        previous_conditions(&cluster),
+        cluster.metadata.generation,
         now,
     );
     write_status(&ctx, &cluster, status).await?;
@@ -738,6 +753,7 @@ fn cluster_status(
                 .collect(),
             StorageStep::Unknown(_) => previous.storage_capacity,
         },
+        certificates: previous.certificates,
     }
 }
 

@@ -1,6 +1,9 @@
 //! The controllers and what they share: the [`Context`], server-side apply
 //! with one field manager, and Kubernetes Events.
 
+pub mod certs;
+pub mod certs_leaves;
+pub mod certs_probe;
 pub mod cluster;
 pub mod health;
 pub mod identity;
@@ -68,6 +71,9 @@ pub struct Context {
     /// Manages Kafka users (credentials, ACLs, quotas) over the Kafka
     /// protocol, as the cluster's administrator.
     pub users: Arc<dyn UserAdmin>,
+    /// Reads the certificate each broker presents, to know it has loaded
+    /// its certificate Secret.
+    pub probe: Arc<dyn certs_probe::CertProbe>,
     /// How long a restarted broker may take to become ready before the
     /// roll stops with a Degraded condition.
     pub roll_timeout: Duration,
@@ -91,6 +97,7 @@ impl Context {
             monitor_apis: MonitorApis::default(),
             kafka,
             users: Arc::new(WireAdmin),
+            probe: Arc::new(certs_probe::TlsProbe),
             roll_timeout: Duration::from_secs(600),
             targets: Mutex::new(BTreeMap::new()),
         }

@@ -4,7 +4,8 @@
 //!
 //! Each reconcile is a pipeline: validate (pure, [`plan::validate_user`])
 //! -> find the cluster and the admin connection -> resolve the password
-//! (given, kept from the Secret, or generated once) -> apply the Secret ->
+//! (given, kept from the Secret, or generated once) or, for a `tls` user,
+//! the client certificate ([`tls`]) -> apply the Secret ->
 //! read what Kafka holds for the user and apply the planned difference ->
 //! status. Reading Kafka every time is what reverts drift: an ACL, quota
 //! or credential changed behind the operator's back is planned back, an
@@ -14,6 +15,7 @@
 pub mod admin;
 pub mod plan;
 pub mod secret;
+pub mod tls;
 
 use std::{sync::Arc, time::Duration};
 
@@ -35,7 +37,9 @@ use rivulet_wire::error::ClientError;
 
 use self::{
     admin::AdminTarget,
-    plan::{plan_acls, plan_credentials, plan_quotas, validate_user, ValidatedUser},
+    plan::{
+        plan_acls, plan_credentials, plan_quotas, validate_user, ValidatedUser, CLIENTS_CA_MISSING,
+    },
     secret::{build_user_secret, generate_password, secret_value, PASSWORD_KEY},
 };
 use super::{
@@ -152,6 +156,12 @@ async fn apply_user(user: &KafkaUser, ctx: &Context) -> Result<Action, Error> {
             return Ok(Action::requeue(RETRY));
         }
     };
+    if valid.tls {
+        if let Err(message) = tls::ensure_tls_secret(user, ctx).await? {
+            write_status(ctx, user, false, CLIENTS_CA_MISSING, &message, None).await?;
+            return Ok(Action::requeue(RETRY));
+        }
+    }
     let password = match valid.mechanism {
         None => None,
         Some(_) => match password_of(user, &valid, ctx).await? {
@@ -169,7 +179,7 @@ async fn apply_user(user: &KafkaUser, ctx: &Context) -> Result<Action, Error> {
         )
         .await?;
     }
-    let secret = password.is_some().then(|| user.name_any());
+    let secret = (password.is_some() || valid.tls).then(|| user.name_any());
     match sync(ctx, &target, &valid, password.as_deref()).await {
         Ok(changes) => {
             if !changes.is_empty() {
@@ -281,6 +291,7 @@ pub async fn remove_with(
         username: username.to_string(),
         mechanism: None,
         password_ref: None,
+        tls: false,
         acls: Default::default(),
         quotas: Default::default(),
     };

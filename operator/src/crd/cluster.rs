@@ -194,6 +194,19 @@ pub struct KafkaClusterSpec {
     /// new partitions only. Default: true.
     #[serde(default = "default_true")]
     pub rebalance_on_scale_out: bool,
+
+    /// The cluster CA: signs the brokers' certificates (with every DNS
+    /// name clients use) and the operator's client certificate. Its
+    /// certificates are in the Secret `<cluster>-cluster-ca-cert` (`ca.crt`,
+    /// `ca.p12`, `ca.password`) for clients to trust.
+    #[serde(default)]
+    pub cluster_ca: super::CertificateAuthoritySpec,
+
+    /// The clients CA: signs the certificates of KafkaUsers with
+    /// `authentication.type: tls`; the brokers trust it for client
+    /// certificates. Its certificates are in `<cluster>-clients-ca-cert`.
+    #[serde(default)]
+    pub clients_ca: super::CertificateAuthoritySpec,
 }
 
 /// Image pull policy of the broker container: `Always`, `IfNotPresent` or
@@ -773,6 +786,12 @@ pub struct KafkaClusterStatus {
     /// PersistentVolumeClaim reports it; empty for Ephemeral storage.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub storage_capacity: BTreeMap<String, String>,
+
+    /// The certificate authorities and the brokers' certificates: their
+    /// ends of validity and any CA key replacement under way. Absent while
+    /// the cluster uses no TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificates: Option<super::CertificatesStatus>,
 }
 
 /// The controller quorum: its leader, voters and observers.

@@ -5,6 +5,7 @@
 //! committed `crds/*.yaml`, and every `///` on a field becomes the text users
 //! read with `kubectl explain`, so those comments are written for users.
 
+mod certs;
 mod cluster;
 mod topic;
 mod user;
@@ -12,7 +13,7 @@ mod user;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-pub use self::{cluster::*, topic::*, user::*};
+pub use self::{certs::*, cluster::*, topic::*, user::*};
 
 /// The API group of every Rivulet custom resource.
 pub const GROUP: &str = "rivulet.dev";

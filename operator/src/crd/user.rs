@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
     namespaced,
     status = "KafkaUserStatus",
     derive = "PartialEq",
-    doc = "A Kafka user of a KafkaCluster in the same namespace. The operator sets its SCRAM credential, ACLs and quotas through the Kafka admin protocol, puts back whatever is changed behind its back, removes them all when the KafkaUser is deleted, and writes a Secret (named like the KafkaUser) with the keys a Strimzi KafkaUser Secret has: `password` and `sasl.jaas.config`.",
+    doc = "A Kafka user of a KafkaCluster in the same namespace. The operator sets its SCRAM credential, ACLs and quotas through the Kafka admin protocol, puts back whatever is changed behind its back, removes them all when the KafkaUser is deleted, and writes a Secret (named like the KafkaUser) with the keys a Strimzi KafkaUser Secret has: `password` and `sasl.jaas.config` for SCRAM, `user.crt`, `user.key`, `user.p12`, `user.password` and `ca.crt` for TLS.",
     printcolumn(
         name = "Cluster",
         type_ = "string",
@@ -82,9 +82,13 @@ pub struct KafkaUserSpec {
 #[serde(rename_all = "camelCase")]
 pub struct UserAuthentication {
     /// `scram-sha-512` or `scram-sha-256`: a SCRAM credential, and a
-    /// Secret with `password` and `sasl.jaas.config`. `tls` (a client
-    /// certificate from the clients CA) is not supported yet: the
-    /// KafkaUser is reported with Ready False, reason `ClientsCaMissing`.
+    /// Secret with `password` and `sasl.jaas.config`. `tls`: a client
+    /// certificate with `CN=<user name>` signed by the cluster's clients
+    /// CA, and a Secret with Strimzi's keys `user.crt`, `user.key`,
+    /// `user.p12`, `user.password` and `ca.crt` (the cluster CA, to trust
+    /// the brokers); it is issued again before it expires and after a
+    /// clients CA key replacement. A cluster without TLS has no clients CA:
+    /// the KafkaUser then reports Ready False, reason `ClientsCaMissing`.
     #[serde(rename = "type")]
     pub kind: AuthenticationType,
 
@@ -103,7 +107,7 @@ pub enum AuthenticationType {
     /// SCRAM-SHA-256.
     #[serde(rename = "scram-sha-256")]
     ScramSha256,
-    /// A client certificate (not supported yet).
+    /// A client certificate from the clients CA.
     #[serde(rename = "tls")]
     Tls,
 }

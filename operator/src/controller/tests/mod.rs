@@ -1,6 +1,7 @@
 //! Reconcile tests against a fake API server (kube's mock transport) and a
 //! fake Kafka cluster: each test is a scenario of calls and resulting state.
 
+mod certs;
 mod quorum;
 mod reassign;
 mod secured;

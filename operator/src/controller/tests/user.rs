@@ -361,3 +361,118 @@ async fn a_secured_cluster_is_administered_over_mutual_tls_once_the_certificate_
         "the REPLICATION listener, with the operator's client certificate"
     );
 }
+
+const TLS_SPEC: &str = r#"{"cluster": "demo", "authentication": {"type": "tls"},
+  "authorization": {"type": "simple", "acls": [
+    {"resource": {"type": "topic", "name": "orders"}, "operations": ["Read", "Write"]}]}}"#;
+
+impl Users {
+    /// The cluster's CAs, as the cluster's certificates step makes them.
+    async fn with_cas(self) -> Users {
+        let cluster = cluster_from_yaml("replicas: 3");
+        crate::controller::certs::reconcile_certificates(
+            &self.ctx,
+            &cluster,
+            &crate::fixtures::validated("replicas: 3"),
+            &BTreeMap::new(),
+        )
+        .await
+        .expect("certificates step");
+        self.api.take_calls();
+        self
+    }
+
+    fn secret_keys(&self) -> Vec<String> {
+        let secret = self.api.object(SECRET).unwrap();
+        secret["data"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn a_tls_user_gets_a_certificate_that_follows_its_cas_and_goes_with_it() {
+    use crate::certs::inspect::{inspect, signed_by};
+    const CLIENTS_CA: &str = "/api/v1/namespaces/kafka/secrets/demo-clients-ca";
+    const CLUSTER_CA_CERT: &str = "/api/v1/namespaces/kafka/secrets/demo-cluster-ca-cert";
+    let u = Users::new(TLS_SPEC).with_cas().await;
+    u.reconcile().await;
+    let calls = u.reconcile().await;
+    assert!(calls.contains(&format!("PATCH {SECRET}")), "{calls:#?}");
+    assert_eq!(u.ready(), ("True".into(), "Synced".into()));
+    assert_eq!(u.status()["secret"], "alice");
+    assert_eq!(
+        u.secret_keys(),
+        [
+            "ca.crt",
+            "user.crt",
+            "user.key",
+            "user.p12",
+            "user.password"
+        ]
+    );
+    let cert = u.secret_value(SECRET, "user.crt");
+    let clients_ca = u.secret_value(CLIENTS_CA, "ca.crt");
+    assert!(inspect(&cert).unwrap().subject.contains("CN=alice"));
+    assert!(signed_by(&cert, &clients_ca));
+    assert_eq!(
+        u.secret_value(SECRET, "ca.crt"),
+        u.secret_value(CLUSTER_CA_CERT, "ca.crt")
+    );
+    // ACLs for the certificate's principal; no SCRAM credential.
+    assert_eq!(u.users.take_calls(), ["create_acls 2"]);
+    assert!(u.users.scram.lock().unwrap().is_empty());
+    let owner = &u.api.object(SECRET).unwrap()["metadata"]["ownerReferences"][0];
+    assert_eq!(owner["name"], "alice");
+
+    // Again: the certificate is kept.
+    let calls = u.reconcile().await;
+    assert!(!calls.contains(&format!("PATCH {SECRET}")), "{calls:#?}");
+
+    // The clients CA switches keys: a new certificate, the same password.
+    let password = u.secret_value(SECRET, "user.password");
+    let new_ca = crate::certs::new_ca(
+        "demo clients CA v1",
+        365,
+        k8s_openapi::jiff::Timestamp::now().as_second(),
+    )
+    .unwrap();
+    let mut secret = u.api.object(CLIENTS_CA).unwrap();
+    let enc = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    secret["data"]["ca.crt"] = json!(enc(&new_ca.cert_pem));
+    secret["data"]["ca.key"] = json!(enc(&new_ca.key_pem));
+    u.api.insert(CLIENTS_CA, secret);
+    u.reconcile().await;
+    let renewed = u.secret_value(SECRET, "user.crt");
+    assert_ne!(renewed, cert);
+    assert!(signed_by(&renewed, &new_ca.cert_pem));
+    assert_eq!(u.secret_value(SECRET, "user.password"), password);
+
+    // The cluster CA bundle changes: only ca.crt follows.
+    let mut bundle = u.api.object(CLUSTER_CA_CERT).unwrap();
+    let both = format!(
+        "{}{}",
+        u.secret_value(CLUSTER_CA_CERT, "ca.crt"),
+        new_ca.cert_pem
+    );
+    bundle["data"]["ca.crt"] = json!(enc(&both));
+    u.api.insert(CLUSTER_CA_CERT, bundle);
+    u.reconcile().await;
+    assert_eq!(u.secret_value(SECRET, "ca.crt"), both);
+    assert_eq!(u.secret_value(SECRET, "user.crt"), renewed);
+
+    // Deleted: its ACLs go; the Secret goes with its owner.
+    u.users.take_calls();
+    let mut cr = u.api.object(USER).unwrap();
+    cr["metadata"]["deletionTimestamp"] = json!("2030-01-01T00:00:00Z");
+    u.api.insert(USER, cr);
+    u.reconcile().await;
+    assert_eq!(u.users.take_calls(), ["delete_acls 2"]);
+    assert!(u.api.object(USER).unwrap()["metadata"]["finalizers"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+}

@@ -16,7 +16,8 @@ use crate::crd::{
 
 /// Ready reason: the spec asks for something the operator cannot do.
 pub const INVALID_SPEC: &str = "InvalidSpec";
-/// Ready reason: `tls` authentication needs the clients CA, not built yet.
+/// Ready reason: `tls` authentication needs the cluster's clients CA,
+/// which exists once the cluster uses TLS.
 pub const CLIENTS_CA_MISSING: &str = "ClientsCaMissing";
 /// Kafka's name of the one cluster resource of ACLs.
 pub const CLUSTER_RESOURCE_NAME: &str = "kafka-cluster";
@@ -69,6 +70,8 @@ pub struct ValidatedUser {
     pub mechanism: Option<ScramMechanism>,
     /// A password the user gave, instead of a generated one.
     pub password_ref: Option<SecretKeyRef>,
+    /// The user logs in with a client certificate from the clients CA.
+    pub tls: bool,
     /// Every ACL of principal `User:<username>` Kafka should hold.
     pub acls: BTreeSet<AclBinding>,
     /// Quota values Kafka should hold for the `user` entity.
@@ -119,25 +122,34 @@ pub fn validate_user(user: &KafkaUser) -> Result<ValidatedUser, Invalid> {
         reason: INVALID_SPEC,
         message,
     };
-    let (mechanism, password_ref) = match &user.spec.authentication {
-        None => (None, None),
-        Some(auth) => match auth.kind {
-            AuthenticationType::ScramSha512 => (
-                Some(ScramMechanism::Sha512),
-                auth.password.as_ref().map(|p| p.value_from.secret_key_ref.clone()),
-            ),
-            AuthenticationType::ScramSha256 => (
-                Some(ScramMechanism::Sha256),
-                auth.password.as_ref().map(|p| p.value_from.secret_key_ref.clone()),
-            ),
-            AuthenticationType::Tls => {
-                return Err(Invalid {
-                    reason: CLIENTS_CA_MISSING,
-                    message: "authentication type tls needs the operator's clients CA, which is not available yet: use scram-sha-512 or scram-sha-256".into(),
-                })
-            }
-        },
-    };
+    let tls = user
+        .spec
+        .authentication
+        .as_ref()
+        .is_some_and(|a| a.kind == AuthenticationType::Tls);
+    let (mechanism, password_ref) =
+        match &user.spec.authentication {
+            None => (None, None),
+            Some(auth) => match auth.kind {
+                AuthenticationType::ScramSha512 => (
+                    Some(ScramMechanism::Sha512),
+                    auth.password
+                        .as_ref()
+                        .map(|p| p.value_from.secret_key_ref.clone()),
+                ),
+                AuthenticationType::ScramSha256 => (
+                    Some(ScramMechanism::Sha256),
+                    auth.password
+                        .as_ref()
+                        .map(|p| p.value_from.secret_key_ref.clone()),
+                ),
+                AuthenticationType::Tls if auth.password.is_some() => return Err(invalid(
+                    "authentication.password is for SCRAM: a tls user logs in with its certificate"
+                        .into(),
+                )),
+                AuthenticationType::Tls => (None, None),
+            },
+        };
     let principal = principal(&username);
     let mut acls = BTreeSet::new();
     for (index, rule) in user
@@ -215,6 +227,7 @@ pub fn validate_user(user: &KafkaUser) -> Result<ValidatedUser, Invalid> {
         username,
         mechanism,
         password_ref,
+        tls,
         acls,
         quotas,
     })

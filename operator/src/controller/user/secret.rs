@@ -66,7 +66,7 @@ fn data(entries: &[(&str, &str)]) -> BTreeMap<String, ByteString> {
 
 /// The labels of a KafkaUser's Secret: Strimzi's `kind` and `cluster`
 /// labels under the `rivulet.dev/` prefix.
-fn user_labels(user: &KafkaUser) -> BTreeMap<String, String> {
+pub fn user_labels(user: &KafkaUser) -> BTreeMap<String, String> {
     BTreeMap::from([
         (
             "app.kubernetes.io/managed-by".into(),

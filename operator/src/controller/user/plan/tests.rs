@@ -79,10 +79,20 @@ fn spec_becomes_kafka_acls_and_quotas() {
 }
 
 #[test]
-fn tls_and_controller_mutation_rate_are_refused_with_reasons() {
-    let tls = validate_user(&user("cluster: demo\nauthentication:\n  type: tls")).unwrap_err();
-    assert_eq!(tls.reason, CLIENTS_CA_MISSING);
-    assert!(tls.message.contains("clients CA"), "{}", tls.message);
+fn tls_is_a_certificate_user_and_controller_mutation_rate_is_refused() {
+    let tls = validate_user(&user("cluster: demo\nauthentication:\n  type: tls")).unwrap();
+    assert!(tls.tls);
+    assert_eq!((tls.mechanism, tls.password_ref), (None, None));
+    let with_password = validate_user(&user(
+        "cluster: demo\nauthentication:\n  type: tls\n  password:\n    valueFrom:\n      secretKeyRef: {name: s, key: k}",
+    ))
+    .unwrap_err();
+    assert_eq!(with_password.reason, INVALID_SPEC);
+    assert!(
+        with_password.message.contains("SCRAM"),
+        "{}",
+        with_password.message
+    );
     let rate = validate_user(&user(
         "cluster: demo\nquotas:\n  controllerMutationRate: 10",
     ))
