@@ -16,6 +16,8 @@ mod compact_crash_tests;
 mod compact_tests;
 #[cfg(test)]
 mod epoch_tests;
+#[cfg(test)]
+mod fault_tests;
 mod read;
 #[cfg(test)]
 mod recovery_tests;
@@ -482,8 +484,8 @@ impl SyncHandle {
 
     /// fsyncs the data (blocking).
     pub fn sync(&self) -> Result<(), StorageError> {
-        self.file
-            .sync_data()
+        crate::faults::check(crate::faults::Site::Fsync, &self.path)
+            .and_then(|()| self.file.sync_data())
             .map_err(StorageError::flush(&self.path))
     }
 }
