@@ -116,6 +116,14 @@ pub enum StorageError {
         #[source]
         source: io::Error,
     },
+    /// The log directory was taken offline after an I/O error: nothing in
+    /// it is read or written until the broker restarts (the server's log
+    /// dir failure handling; the storage layer never returns it itself).
+    #[error("log directory {} is offline after an I/O error", path.display())]
+    LogDirOffline {
+        /// The directory.
+        path: PathBuf,
+    },
     /// The log start offset file does not hold a number.
     #[error("{} does not hold an offset: {content:?}", path.display())]
     CorruptCheckpoint {
