@@ -9,6 +9,11 @@ usage:
       acknowledged record. Summary: acknowledged count and errors by name.
   disk_faults.py produce BOOTSTRAP TOPIC FIRST N ACKED_FILE
       produce N records (acks=all, retries on), all must be acknowledged.
+  disk_faults.py latency BOOTSTRAP SLOW_TOPIC SLOW_PARTITIONS FAST_TOPIC N
+      keep a producer per partition of SLOW_TOPIC busy (acks=1, whose
+      fsyncs the test slowed down) while producing N records one at a time
+      to FAST_TOPIC (acks=all); summary: the fast records' latencies (max,
+      median, ms) and how many slow records were acknowledged meanwhile.
   disk_faults.py verify BOOTSTRAP TOPIC ACKED_FILE...
       read partition 0 from its start to its high watermark: it must hold
       exactly the acknowledged records, at their offsets, and nothing else
@@ -17,6 +22,7 @@ usage:
 
 import os
 import sys
+import threading
 import time
 
 from confluent_kafka import Consumer, KafkaException, Producer
@@ -113,6 +119,63 @@ def produce(bootstrap, topic, first, n, acked_file):
     emit({"acked": n})
 
 
+def latency(bootstrap, slow_topic, slow_partitions, fast_topic, n):
+    stop = threading.Event()
+    slow_acked = [0]
+
+    def keep_busy(part):
+        p = producer(bootstrap, **{"acks": "1", "message.timeout.ms": 30000})
+
+        def on_delivery(err, _msg):
+            if err is None:
+                slow_acked[0] += 1
+
+        seq = 0
+        while not stop.is_set():
+            if len(p) < 5:
+                p.produce(slow_topic, value(seq).encode(), partition=part,
+                          on_delivery=on_delivery)
+                seq += 1
+            p.poll(0.05)
+        # What is still queued would take a slow fsync each: drop it.
+        p.purge()
+        p.flush(10)
+
+    workers = [threading.Thread(target=keep_busy, args=(part,)) for part in range(slow_partitions)]
+    for w in workers:
+        w.start()
+    time.sleep(1.0)
+    fast = producer(bootstrap, **{"enable.idempotence": True, "message.timeout.ms": 20000})
+    latencies = []
+    failed = []
+
+    def on_delivery(err, _msg):
+        if err is not None:
+            failed.append(err.name())
+
+    # The first record also sets the producer up (metadata, producer id).
+    fast.produce(fast_topic, value(-1).encode(), partition=0, on_delivery=on_delivery)
+    check_eq(fast.flush(20), 0, "the first fast record without a delivery report")
+    for seq in range(n):
+        started = time.monotonic()
+        fast.produce(fast_topic, value(seq).encode(), partition=0, on_delivery=on_delivery)
+        left = fast.flush(20)
+        check_eq(left, 0, "fast record without a delivery report after 20 s")
+        latencies.append((time.monotonic() - started) * 1000)
+        # Spread over several slow fsyncs.
+        time.sleep(0.2)
+    stop.set()
+    for w in workers:
+        w.join(60)
+    check(not failed, f"fast deliveries failed: {failed[:5]}")
+    latencies.sort()
+    emit({
+        "max_ms": round(latencies[-1]),
+        "median_ms": round(latencies[len(latencies) // 2]),
+        "slow_acked": slow_acked[0],
+    })
+
+
 def verify(bootstrap, topic, acked_files):
     acked = read_acked(acked_files)
     check(acked, "no acknowledged records to verify")
@@ -145,6 +208,8 @@ def main():
         fill(args[0], args[1], args[2], float(args[3]))
     elif cmd == "produce":
         produce(args[0], args[1], int(args[2]), int(args[3]), args[4])
+    elif cmd == "latency":
+        latency(args[0], args[1], int(args[2]), args[3], int(args[4]))
     elif cmd == "verify":
         verify(args[0], args[1], args[2:])
     else:

@@ -339,3 +339,53 @@ fn an_fsync_error_on_a_leader_takes_its_log_dir_offline_and_loses_no_acknowledge
     );
     eprintln!("broker {victim} back in every ISR {took:?} after its restart");
 }
+
+#[test]
+fn a_slow_fsync_on_one_partition_stalls_no_other() {
+    require_py!("confluent_kafka");
+    let control_dir = tempfile::tempdir().expect("scratch dir");
+    let control = control_dir.path().join("storage-faults");
+    fs::write(&control, "").expect("create the control file");
+    let broker = BrokerProcess::builder()
+        .config("storage.fault.injection.file", control.to_str().unwrap())
+        .start();
+    let slow = unique_topic("disk-slow");
+    let fast = unique_topic("disk-fast");
+    // flush.messages=1: every append to the slow topic fsyncs.
+    broker.create_topic(&slow, SLOW_PARTITIONS, &[("flush.messages", "1")]);
+    broker.create_topic(&fast, 1, &[]);
+    fs::write(
+        &control,
+        format!("fsync delay={} /{slow}-\n", SLOW_FSYNC.as_millis()),
+    )
+    .expect("inject");
+    let partitions = SLOW_PARTITIONS.to_string();
+    let out = run_py(
+        SCRIPT,
+        &[
+            "latency",
+            &broker.bootstrap(),
+            &slow,
+            &partitions,
+            &fast,
+            "20",
+        ],
+    );
+    let s = summary(&out);
+    eprintln!("fsyncs of {slow} take {SLOW_FSYNC:?}; {fast}: {s}");
+    assert!(
+        s["slow_acked"].as_u64().unwrap_or(0) > 0,
+        "the slow partitions took nothing: {s}"
+    );
+    let max = s["max_ms"].as_u64().expect("max_ms");
+    assert!(
+        max < SLOW_FSYNC.as_millis() as u64 / 2,
+        "a slow fsync elsewhere held up the fast partition: {s}"
+    );
+}
+
+/// Partitions of the slowed topic: more than the runtime has workers.
+const SLOW_PARTITIONS: i32 = 4;
+
+/// How long each fsync of the slowed topic takes.
+const SLOW_FSYNC: Duration = Duration::from_millis(1500);

@@ -22,7 +22,7 @@ use std::{
     path::Path,
     sync::{
         atomic::{AtomicI64, Ordering},
-        Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
+        Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError,
     },
     time::Instant,
 };
@@ -202,16 +202,31 @@ impl Partition {
         Ok(partition)
     }
 
-    /// Shared access to the log (reads).
+    /// Shared access to the log (reads). While a writer holds the lock
+    /// (possibly waiting on the disk), the wait happens off the runtime's
+    /// worker threads, see [`off_runtime`].
     pub fn read_log(&self) -> RwLockReadGuard<'_, Log> {
         // A panic while holding the lock cannot leave the log half-written in
         // memory (every mutation is a single call), so poisoning is ignored.
-        self.log.read().unwrap_or_else(|e| e.into_inner())
+        match self.log.try_read() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(TryLockError::WouldBlock) => {
+                off_runtime(|| self.log.read().unwrap_or_else(|e| e.into_inner()))
+            }
+        }
     }
 
-    /// Exclusive access to the log (appends, retention, config changes).
+    /// Exclusive access to the log (appends, retention, config changes);
+    /// waits like [`Self::read_log`].
     pub fn write_log(&self) -> RwLockWriteGuard<'_, Log> {
-        self.log.write().unwrap_or_else(|e| e.into_inner())
+        match self.log.try_write() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(TryLockError::WouldBlock) => {
+                off_runtime(|| self.log.write().unwrap_or_else(|e| e.into_inner()))
+            }
+        }
     }
 
     /// The replica state (role, epochs, ISR, follower progress).
@@ -235,9 +250,12 @@ impl Partition {
         self.log_dir.check()?;
         let epoch = self.replica().leader_epoch;
         let mut log = self.write_log();
-        let info = self
-            .log_dir
-            .observe(log.append(&mut owned, epoch, now_ms))?;
+        let appended = if log.append_may_block(owned.len(), now_ms) {
+            off_runtime(|| log.append(&mut owned, epoch, now_ms))
+        } else {
+            log.append(&mut owned, epoch, now_ms)
+        };
+        let info = self.log_dir.observe(appended)?;
         self.update_gauges(&log);
         let end = log.log_end_offset();
         drop(log);
@@ -263,8 +281,12 @@ impl Partition {
             return Ok(());
         }
         let mut log = self.write_log();
-        self.log_dir
-            .observe(log.append_replicated(batches, now_ms))?;
+        let appended = if log.append_may_block(batches.len(), now_ms) {
+            off_runtime(|| log.append_replicated(batches, now_ms))
+        } else {
+            log.append_replicated(batches, now_ms)
+        };
+        self.log_dir.observe(appended)?;
         self.update_gauges(&log);
         drop(log);
         self.wake_fetches();
@@ -304,13 +326,11 @@ impl Partition {
         };
         self.log_dir.check()?;
         let mut log = self.write_log();
-        let offset = self.log_dir.observe(log.append_marker(
-            producer_id,
-            producer_epoch,
-            marker,
-            epoch,
-            now_ms,
-        ))?;
+        // A marker is one small batch: it blocks when the log would roll
+        // or flush, which the size hardly matters for.
+        let offset = self.log_dir.observe(off_runtime(|| {
+            log.append_marker(producer_id, producer_epoch, marker, epoch, now_ms)
+        }))?;
         self.update_gauges(&log);
         let end = log.log_end_offset();
         drop(log);
@@ -649,6 +669,20 @@ impl Partition {
             .into_inner()
             .unwrap_or_else(|e| e.into_inner())
             .delete()
+    }
+}
+
+/// Runs `f`, which may block on the disk (an fsync, a roll, a lock held by
+/// one), so that it does not hold up the tasks of one of the runtime's few
+/// worker threads: on a multi-threaded runtime's worker, the worker's
+/// other tasks move to another thread first (`block_in_place`); anywhere
+/// else (a blocking-pool thread, a single-threaded runtime in tests) `f`
+/// just runs.
+pub(crate) fn off_runtime<R>(f: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 

@@ -572,6 +572,12 @@ impl Segment {
             .min(self.time_index.remaining().saturating_sub(1))
     }
 
+    /// Whether appending `incoming` bytes would start write-behind calls,
+    /// which may wait for the disk.
+    pub(crate) fn write_behind_due(&self, incoming: usize) -> bool {
+        self.write_behind.due(self.size + incoming as u64)
+    }
+
     /// Walks all batch headers from `position` to the end.
     pub(crate) fn scanner_from(&self, position: u64) -> BatchScanner<'_> {
         BatchScanner::new(&self.log, &self.log_path, position, self.size)

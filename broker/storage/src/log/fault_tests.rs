@@ -223,3 +223,21 @@ fn a_full_disk_on_a_checkpoint_leaves_no_temp_file() {
     log.delete_records_before(2).unwrap();
     assert_eq!(log.log_start_offset(), 2);
 }
+
+#[test]
+fn appends_that_may_wait_on_the_disk_are_told_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), small_config()).unwrap();
+    let batch = simple(1, 1000, 15);
+    assert!(!log.append_may_block(batch.len(), 0), "a plain append");
+    while log.active().size() + batch.len() as u64 <= log.config().segment_bytes {
+        append(&mut log, &batch, 0);
+    }
+    assert!(log.append_may_block(batch.len(), 0), "this one rolls");
+    log.roll().unwrap();
+    log.set_config(LogConfig {
+        flush_messages: 1,
+        ..small_config()
+    });
+    assert!(log.append_may_block(batch.len(), 0), "this one fsyncs");
+}
