@@ -81,6 +81,8 @@ pub struct QuorumNode {
 pub async fn new_raft_node(config: QuorumConfig) -> Result<QuorumNode, QuorumError> {
     let raft_config = Arc::new(config.raft_config()?);
     let log_store = LogStore::open(&config.data_dir.join("log")).map_err(QuorumError::OpenLog)?;
+    let stopped = watch::Sender::new(false);
+    log_store.stop_waiting_on(stopped.subscribe());
     let commit_index = log_store.commit_index();
     let (state_machine, metadata) = StateMachineStore::open(&config.data_dir.join("state"))
         .map_err(QuorumError::OpenStateMachine)?;
@@ -168,7 +170,7 @@ pub async fn new_raft_node(config: QuorumConfig) -> Result<QuorumNode, QuorumErr
         admitted,
         local_addr,
         forward_clients: Mutex::new(HashMap::new()),
-        stopped: watch::Sender::new(false),
+        stopped,
         server: Mutex::new(Some((stop_tx, server))),
     })
 }
