@@ -14,6 +14,10 @@ usage:
       fsyncs the test slowed down) while producing N records one at a time
       to FAST_TOPIC (acks=all); summary: the fast records' latencies (max,
       median, ms) and how many slow records were acknowledged meanwhile.
+  disk_faults.py commit BOOTSTRAP TOPIC GROUP OFFSET ok|any
+      commit OFFSET for partition 0 of TOPIC in GROUP (a synchronous
+      commit): it must be answered within 15 s, and with `ok` succeed
+      (with `any` an error is fine too: a small record may still fit).
   disk_faults.py verify BOOTSTRAP TOPIC ACKED_FILE...
       read partition 0 from its start to its high watermark: it must hold
       exactly the acknowledged records, at their offsets, and nothing else
@@ -25,7 +29,7 @@ import sys
 import threading
 import time
 
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from cluster_failover_clients import read_acked, read_partition
 from common import Deadline, check, check_eq, emit, fail
@@ -176,6 +180,29 @@ def latency(bootstrap, slow_topic, slow_partitions, fast_topic, n):
     })
 
 
+def commit(bootstrap, topic, group, offset, expect):
+    c = Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": group,
+        "enable.auto.commit": False,
+    })
+    started = time.monotonic()
+    error = None
+    try:
+        parts = c.commit(offsets=[TopicPartition(topic, 0, offset)], asynchronous=False)
+        errs = [p.error for p in parts if p.error is not None]
+        if errs:
+            error = str(errs[0])
+    except KafkaException as e:
+        error = e.args[0].name() if e.args else str(e)
+    took = time.monotonic() - started
+    c.close()
+    check(took < 15, f"the commit took {took:.1f} s")
+    if expect == "ok":
+        check(error is None, f"the commit failed: {error}")
+    emit({"error": error, "ms": round(took * 1000)})
+
+
 def verify(bootstrap, topic, acked_files):
     acked = read_acked(acked_files)
     check(acked, "no acknowledged records to verify")
@@ -210,6 +237,8 @@ def main():
         produce(args[0], args[1], int(args[2]), int(args[3]), args[4])
     elif cmd == "latency":
         latency(args[0], args[1], int(args[2]), args[3], int(args[4]))
+    elif cmd == "commit":
+        commit(args[0], args[1], args[2], int(args[3]), args[4])
     elif cmd == "verify":
         verify(args[0], args[1], args[2:])
     else:

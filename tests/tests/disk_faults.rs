@@ -159,6 +159,7 @@ fn a_full_disk_refuses_writes_keeps_serving_and_takes_writes_again_once_space_is
     let mut broker = BrokerProcess::builder()
         .data_dir(fs.path().join("data"))
         .config("log.segment.bytes", "262144")
+        .config("offsets.topic.num.partitions", "1")
         .start();
     let topic = unique_topic("disk-full");
     broker.create_topic(&topic, 1, &[]);
@@ -178,6 +179,16 @@ fn a_full_disk_refuses_writes_keeps_serving_and_takes_writes_again_once_space_is
         ],
     );
     eprintln!("before: {}", summary(&out));
+
+    // The group's offsets partition exists before the disk fills up.
+    let group = format!("{topic}-group");
+    let commit = |offset: &str, expect: &str| {
+        summary(&run_py(
+            SCRIPT,
+            &["commit", &bootstrap, &topic, &group, offset, expect],
+        ))
+    };
+    eprintln!("commit before: {}", commit("10", "ok"));
 
     let filler = fs.path().join("filler");
     fill_up(&filler, 1 << 20);
@@ -201,6 +212,7 @@ fn a_full_disk_refuses_writes_keeps_serving_and_takes_writes_again_once_space_is
         "only the broker's storage error, no timeouts: {s}"
     );
     assert_eq!(s["acked_after_refusal"], 0, "{s}");
+    eprintln!("commit while full: {}", commit("20", "any"));
     // Metadata changes while full: the metadata log needs space too.
     // Whether a change gets in or is refused, the broker answers and
     // stays up (its own heartbeats are metadata writes as well).
@@ -212,10 +224,19 @@ fn a_full_disk_refuses_writes_keeps_serving_and_takes_writes_again_once_space_is
         let name = format!("{topic}-while-full-{i:02}-{}", "n".repeat(200));
         match client.create_topic(&name, 1, &[]) {
             Ok(()) => created += 1,
-            Err(e) => refused.push(e.to_string()),
+            Err(e) => {
+                // The metadata log is full: each further change would
+                // wait out its timeout the same way.
+                refused.push(e.to_string());
+                break;
+            }
         }
     }
     eprintln!("topics created while full: {created}, refused: {refused:?}");
+    assert!(
+        !refused.is_empty(),
+        "40 topics fit in the full disk's metadata log; the test meant to fill it"
+    );
     broker.assert_alive();
     // Reads go on while the disk is full.
     let out = run_py(
@@ -244,6 +265,27 @@ fn a_full_disk_refuses_writes_keeps_serving_and_takes_writes_again_once_space_is
         ],
     );
     eprintln!("after freeing: {}", summary(&out));
+    eprintln!("commit after freeing: {}", commit("30", "ok"));
+    // Metadata recovers by itself too: a topic can be created and used.
+    let later = format!("{topic}-after");
+    let created = poll_until(
+        FAILOVER_BOUND,
+        "a topic created after freeing space",
+        || broker.client().create_topic(&later, 1, &[]),
+    );
+    eprintln!("created {later} {:?} after freeing space", created.1);
+    let later_acked = acked("later.acked");
+    run_py(
+        SCRIPT,
+        &[
+            "produce",
+            &bootstrap,
+            &later,
+            "0",
+            "5",
+            later_acked.to_str().unwrap(),
+        ],
+    );
     let all = [&first_batch, &filled, &after].map(|p| p.to_str().unwrap().to_string());
     let mut args = vec!["verify", &bootstrap, &topic];
     args.extend(all.iter().map(String::as_str));
