@@ -326,11 +326,14 @@ impl Partition {
         };
         self.log_dir.check()?;
         let mut log = self.write_log();
-        // A marker is one small batch: it blocks when the log would roll
-        // or flush, which the size hardly matters for.
-        let offset = self.log_dir.observe(off_runtime(|| {
-            log.append_marker(producer_id, producer_epoch, marker, epoch, now_ms)
-        }))?;
+        let append =
+            |log: &mut Log| log.append_marker(producer_id, producer_epoch, marker, epoch, now_ms);
+        let appended = if log.append_may_block(MARKER_BYTES, now_ms) {
+            off_runtime(|| append(&mut log))
+        } else {
+            append(&mut log)
+        };
+        let offset = self.log_dir.observe(appended)?;
         self.update_gauges(&log);
         let end = log.log_end_offset();
         drop(log);
@@ -671,6 +674,10 @@ impl Partition {
             .delete()
     }
 }
+
+/// At least the size of a transaction marker batch (a batch header and
+/// one control record), for [`Log::append_may_block`].
+const MARKER_BYTES: usize = 128;
 
 /// Runs `f`, which may block on the disk (an fsync, a roll, a lock held by
 /// one), so that it does not hold up the tasks of one of the runtime's few
