@@ -17,6 +17,16 @@
 //!
 //! Nothing locks the directory against a second process; the broker must
 //! not run two nodes on one data dir.
+//!
+//! A full disk is waited out, not fatal: openraft stops a node for good
+//! on any storage error, and a node whose metadata log could not take a
+//! heartbeat while the disk was full would then never follow the cluster
+//! again until restarted. So an append or a vote that fails with `ENOSPC`
+//! or `EDQUOT` is cut back to the last whole frame and retried every
+//! [`FULL_DISK_RETRY`] until it is written or the node stops (see
+//! [`LogStore::stop_waiting_on`]); meanwhile this node's Raft waits, as
+//! it would on a very slow disk: proposals time out with an error, other
+//! voters elect a leader without it, and it catches up once space is freed.
 
 use std::{
     collections::BTreeMap,
@@ -29,6 +39,7 @@ use std::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex, MutexGuard,
     },
+    time::Duration,
 };
 
 use openraft::{
@@ -36,6 +47,7 @@ use openraft::{
     OptionalSend, RaftLogId, RaftLogReader, StorageIOError,
 };
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
 use crate::{
     fsio,
@@ -72,6 +84,20 @@ pub struct LogStore {
     inner: Arc<Mutex<Inner>>,
     /// The commit index as openraft last reported it, for metrics.
     commit_index: Arc<AtomicU64>,
+    /// Becomes true when the node stops: a write waiting for disk space
+    /// gives up then, so shutdown never waits on a full disk.
+    stopped: Arc<Mutex<Option<watch::Receiver<bool>>>>,
+}
+
+/// How often a write that found the disk full is tried again.
+pub const FULL_DISK_RETRY: Duration = Duration::from_millis(500);
+
+/// Whether `e` says the file system is full (so space may come back).
+fn is_disk_full(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    )
 }
 
 fn io_err(e: impl ToString) -> io::Error {
@@ -142,7 +168,55 @@ impl LogStore {
         Ok(Self {
             inner: Arc::new(Mutex::new(inner)),
             commit_index,
+            stopped: Arc::new(Mutex::new(None)),
         })
+    }
+
+    /// Writes waiting for disk space give up (failing as before) once
+    /// `stopped` is true: the node is shutting down.
+    pub fn stop_waiting_on(&self, stopped: watch::Receiver<bool>) {
+        *self.stopped.lock().unwrap_or_else(|e| e.into_inner()) = Some(stopped);
+    }
+
+    /// Runs `write` on the log until it succeeds, fails other than with a
+    /// full disk, or the node stops (see the module docs).
+    async fn until_written<T>(
+        &self,
+        what: &str,
+        mut write: impl FnMut(&mut Inner) -> io::Result<T>,
+    ) -> io::Result<T> {
+        let mut stopped = self
+            .stopped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut waited = false;
+        loop {
+            let result = write(&mut self.lock());
+            match result {
+                Err(e) if is_disk_full(&e) && !stopped.as_ref().is_some_and(|s| *s.borrow()) => {
+                    if !waited {
+                        tracing::warn!(error = %e, what, "metadata log: disk full; waiting for space");
+                        waited = true;
+                    }
+                    match &mut stopped {
+                        Some(s) => {
+                            let _ = tokio::time::timeout(FULL_DISK_RETRY, s.changed()).await;
+                        }
+                        None => tokio::time::sleep(FULL_DISK_RETRY).await,
+                    }
+                }
+                result => {
+                    if waited && result.is_ok() {
+                        tracing::info!(
+                            what,
+                            "metadata log: written after the disk had space again"
+                        );
+                    }
+                    return result;
+                }
+            }
+        }
     }
 
     /// A shared view of the commit index (0 before anything is committed).
@@ -169,6 +243,13 @@ impl LogStore {
     }
 }
 
+/// Replaces `dir/meta` with `meta`, atomically and durably.
+fn save_meta(dir: &Path, meta: &Meta) -> io::Result<()> {
+    let mut buf = META_MAGIC.to_vec();
+    serde_json::to_writer(&mut buf, meta).map_err(io_err)?;
+    fsio::write_atomic(&dir.join("meta"), &buf)
+}
+
 /// Writes a complete log file with `frames` (already encoded), atomically.
 fn write_log_file(path: &Path, frames: &[u8]) -> io::Result<()> {
     let mut buf = Vec::with_capacity(LOG_MAGIC.len() + frames.len());
@@ -179,9 +260,7 @@ fn write_log_file(path: &Path, frames: &[u8]) -> io::Result<()> {
 
 impl Inner {
     fn save_meta(&self) -> io::Result<()> {
-        let mut buf = META_MAGIC.to_vec();
-        serde_json::to_writer(&mut buf, &self.meta).map_err(io_err)?;
-        fsio::write_atomic(&self.dir.join("meta"), &buf)
+        save_meta(&self.dir, &self.meta)
     }
 
     fn append(&mut self, entries: Vec<Entry>) -> io::Result<()> {
@@ -192,8 +271,19 @@ impl Inner {
             let payload = serde_json::to_vec(entry).map_err(io_err)?;
             fsio::encode_frame(&payload, &mut buf);
         }
-        self.file.write_all(&buf)?;
-        self.file.sync_data()?;
+        let written = self
+            .file
+            .write_all(&buf)
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = written {
+            // A short write (a full disk) left part of a frame: cut it, so
+            // the file ends on a whole frame again and a retry appends
+            // right after the last one.
+            if let Err(cut) = self.file.set_len(self.len) {
+                tracing::warn!(error = %cut, "cannot cut a failed metadata log write back");
+            }
+            return Err(e);
+        }
         self.len += buf.len() as u64;
         for (pos, entry) in positions.into_iter().zip(entries) {
             self.entries.insert(entry.get_log_id().index, (pos, entry));
@@ -261,11 +351,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        let mut inner = self.lock();
-        inner.meta.vote = Some(*vote);
-        inner
-            .save_meta()
-            .map_err(|e| StorageIOError::write_vote(&e))?;
+        let vote = *vote;
+        self.until_written("vote", |inner| {
+            let mut meta = inner.meta.clone();
+            meta.vote = Some(vote);
+            save_meta(&inner.dir, &meta)?;
+            inner.meta = meta;
+            Ok(())
+        })
+        .await
+        .map_err(|e| StorageIOError::write_vote(&e))?;
         Ok(())
     }
 
@@ -281,7 +376,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut buf = COMMITTED_MAGIC.to_vec();
         serde_json::to_writer(&mut buf, &committed).map_err(|e| StorageIOError::write(&e))?;
         // Deliberately neither fsync'ed nor atomic-renamed: see module docs.
-        std::fs::write(inner.dir.join("committed"), &buf).map_err(|e| StorageIOError::write(&e))?;
+        // For the same reason a failure (a full disk) is not worth
+        // stopping the node for: the file only gives a restart a head start.
+        if let Err(e) = std::fs::write(inner.dir.join("committed"), &buf) {
+            tracing::debug!(error = %e, "cannot write the metadata commit point");
+        }
         Ok(())
     }
 
@@ -298,7 +397,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let result = self.lock().append(entries.into_iter().collect());
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let result = self
+            .until_written("entries", |inner| inner.append(entries.clone()))
+            .await;
         match result {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));

@@ -307,6 +307,8 @@ pub struct Broker {
     /// Whether this broker may lead now; installed by the cluster
     /// membership, shared with every topic.
     pub lease: LeaderLease,
+    /// The health of `log.dirs`, shared by every hosted partition.
+    pub log_dir: Arc<crate::log_dir::LogDirHealth>,
 }
 
 /// Producer ids are reserved on disk this many at a time.
@@ -388,6 +390,10 @@ impl Broker {
         let restored_hws = crate::hw_checkpoint::read(&config.data_dir);
         let next_pid = meta.producer_id_block_end;
         let quotas = crate::quota::QuotaManager::new(config.quota_window, metrics.quotas.clone());
+        let log_dir = Arc::new(crate::log_dir::LogDirHealth::new(
+            &config.data_dir,
+            metrics.series.offline_log_dirs.clone(),
+        ));
         let broker = Broker {
             config,
             metrics,
@@ -401,6 +407,7 @@ impl Broker {
             restored_hws: Mutex::new(restored_hws),
             checkpoint_lock: Mutex::new(()),
             lease: LeaderLease::default(),
+            log_dir,
         };
         broker.refresh_partition_gauges();
         Ok(Arc::new(broker))
@@ -491,6 +498,7 @@ impl Broker {
             &dir,
             topic.config().log_config(),
             self.metrics.partition(&topic.name, index),
+            self.log_dir.clone(),
         )?;
         let restored = self
             .restored_hws
@@ -500,12 +508,13 @@ impl Broker {
         if let Some(hw) = restored {
             partition.restore_hw(hw);
         }
-        std::fs::write(&id_file, expected).map_err(|source| {
+        let written = std::fs::write(&id_file, expected).map_err(|source| {
             rivulet_storage::StorageError::Checkpoint {
                 path: id_file.clone(),
                 source,
             }
-        })?;
+        });
+        self.log_dir.observe(written)?;
         // The caller refreshes the gauges once for all it opened.
         let partition = Arc::new(partition);
         topic.insert_partition(partition.clone());
@@ -580,6 +589,9 @@ impl Broker {
 
     /// Writes every replica's high watermark to the checkpoint file.
     pub fn checkpoint_hws(&self) {
+        if self.log_dir.is_offline() {
+            return;
+        }
         let _one_writer = self
             .checkpoint_lock
             .lock()
@@ -761,7 +773,11 @@ impl Broker {
             if partition.read_log().config().flush_ms == u64::MAX {
                 return;
             }
-            if let Err(e) = partition.write_log().maybe_flush(now) {
+            if self.log_dir.is_offline() {
+                return;
+            }
+            let flushed = partition.write_log().maybe_flush(now);
+            if let Err(e) = self.log_dir.observe(flushed) {
                 tracing::warn!(
                     topic = %topic.name,
                     partition = partition.index,
@@ -772,8 +788,12 @@ impl Broker {
         });
     }
 
-    /// Flushes and closes every log (clean shutdown).
+    /// Flushes and closes every log (clean shutdown). Nothing is written
+    /// once the log directory failed: the next start recovers from disk.
     pub fn close(&self) {
+        if self.log_dir.is_offline() {
+            return;
+        }
         self.checkpoint_hws();
         let topics = std::mem::take(&mut *self.topics.write().unwrap_or_else(|e| e.into_inner()));
         for (name, topic) in topics {

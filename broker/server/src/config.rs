@@ -83,6 +83,10 @@ pub struct BrokerConfig {
     pub raw: BTreeMap<String, String>,
     /// TLS and SASL of each listener.
     pub security: SecurityConfig,
+    /// Rivulet's `storage.fault.injection.file` (default unset): for tests
+    /// of disk failures only. A file of rules that fail or slow storage I/O
+    /// (see `rivulet_storage::faults`); unset, injection is off entirely.
+    pub storage_fault_injection_file: Option<PathBuf>,
     /// `--add-scram` credentials, stored when the cluster has none.
     pub bootstrap_scram: Vec<(
         String,
@@ -343,6 +347,7 @@ impl BrokerConfig {
                 single: true,
             },
             raw: BTreeMap::new(),
+            storage_fault_injection_file: None,
             security: SecurityConfig::default(),
             bootstrap_scram: Vec::new(),
         };
@@ -406,6 +411,9 @@ impl BrokerConfig {
                         Duration::from_millis(parse_positive(value, &invalid)? as u64)
                 }
                 "acks.all.fsync" => config.acks_all_fsync = parse_bool(value, &invalid)?,
+                "storage.fault.injection.file" => {
+                    config.storage_fault_injection_file = Some(PathBuf::from(value))
+                }
                 "metrics.partition.series.max" => {
                     config.metrics_partition_series_max =
                         parse_non_negative(value, &invalid)? as usize

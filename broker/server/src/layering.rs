@@ -38,6 +38,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("cluster", 5),
     ("broker", 4),
     ("partition", 3),
+    ("partition_tests", 3),
+    ("log_dir", 2),
     ("config", 1),
     ("topic_config", 0),
     ("metrics", 1),

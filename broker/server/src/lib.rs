@@ -24,6 +24,7 @@ pub mod hw_checkpoint;
 pub mod identity;
 mod layering;
 pub mod listeners;
+pub mod log_dir;
 pub mod meta_store;
 pub mod metrics;
 pub mod parallel;

@@ -22,7 +22,7 @@ use std::{
     path::Path,
     sync::{
         atomic::{AtomicI64, Ordering},
-        Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
+        Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError,
     },
     time::Instant,
 };
@@ -35,7 +35,7 @@ use rivulet_storage::{
 };
 use tokio::sync::watch;
 
-use crate::metrics::PartitionMetrics;
+use crate::{log_dir::LogDirHealth, metrics::PartitionMetrics};
 
 /// What this broker is for a partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +143,9 @@ pub struct Partition {
     metrics: PartitionMetrics,
     /// This partition's share of the broker's open-transaction gauge.
     txn_count: TxnCount,
+    /// The log directory's health: every storage error is reported to it,
+    /// and once it is offline nothing here touches the disk.
+    log_dir: Arc<LogDirHealth>,
 }
 
 /// What a partition added to the broker-wide open-transaction gauge, taken
@@ -166,14 +169,17 @@ impl Drop for TxnCount {
 }
 
 impl Partition {
-    /// Opens (recovering if needed) the log in `dir`.
+    /// Opens (recovering if needed) the log in `dir`, a partition of the
+    /// log directory `log_dir`.
     pub fn open(
         index: i32,
         dir: &Path,
         config: LogConfig,
         metrics: PartitionMetrics,
+        log_dir: Arc<LogDirHealth>,
     ) -> Result<Self, StorageError> {
-        let log = Log::open(dir, config)?;
+        log_dir.check()?;
+        let log = log_dir.observe(Log::open(dir, config))?;
         let partition = Partition {
             index,
             flushed_to: AtomicI64::new(log.log_end_offset()),
@@ -190,21 +196,37 @@ impl Partition {
                 reported: AtomicI64::new(0),
             },
             metrics,
+            log_dir,
         };
         partition.update_gauges(&partition.read_log());
         Ok(partition)
     }
 
-    /// Shared access to the log (reads).
+    /// Shared access to the log (reads). While a writer holds the lock
+    /// (possibly waiting on the disk), the wait happens off the runtime's
+    /// worker threads, see [`off_runtime`].
     pub fn read_log(&self) -> RwLockReadGuard<'_, Log> {
         // A panic while holding the lock cannot leave the log half-written in
         // memory (every mutation is a single call), so poisoning is ignored.
-        self.log.read().unwrap_or_else(|e| e.into_inner())
+        match self.log.try_read() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(TryLockError::WouldBlock) => {
+                off_runtime(|| self.log.read().unwrap_or_else(|e| e.into_inner()))
+            }
+        }
     }
 
-    /// Exclusive access to the log (appends, retention, config changes).
+    /// Exclusive access to the log (appends, retention, config changes);
+    /// waits like [`Self::read_log`].
     pub fn write_log(&self) -> RwLockWriteGuard<'_, Log> {
-        self.log.write().unwrap_or_else(|e| e.into_inner())
+        match self.log.try_write() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(TryLockError::WouldBlock) => {
+                off_runtime(|| self.log.write().unwrap_or_else(|e| e.into_inner()))
+            }
+        }
     }
 
     /// The replica state (role, epochs, ISR, follower progress).
@@ -225,9 +247,15 @@ impl Partition {
         mut owned: Vec<u8>,
         now_ms: i64,
     ) -> Result<AppendInfo, StorageError> {
+        self.log_dir.check()?;
         let epoch = self.replica().leader_epoch;
         let mut log = self.write_log();
-        let info = log.append(&mut owned, epoch, now_ms)?;
+        let appended = if log.append_may_block(owned.len(), now_ms) {
+            off_runtime(|| log.append(&mut owned, epoch, now_ms))
+        } else {
+            log.append(&mut owned, epoch, now_ms)
+        };
+        let info = self.log_dir.observe(appended)?;
         self.update_gauges(&log);
         let end = log.log_end_offset();
         drop(log);
@@ -248,11 +276,17 @@ impl Partition {
 
     /// Appends batches fetched from the leader, offsets and epochs kept.
     pub fn append_replicated(&self, batches: &[u8], now_ms: i64) -> Result<(), StorageError> {
+        self.log_dir.check()?;
         if batches.is_empty() {
             return Ok(());
         }
         let mut log = self.write_log();
-        log.append_replicated(batches, now_ms)?;
+        let appended = if log.append_may_block(batches.len(), now_ms) {
+            off_runtime(|| log.append_replicated(batches, now_ms))
+        } else {
+            log.append_replicated(batches, now_ms)
+        };
+        self.log_dir.observe(appended)?;
         self.update_gauges(&log);
         drop(log);
         self.wake_fetches();
@@ -266,9 +300,11 @@ impl Partition {
         max_bytes: usize,
         min_one: bool,
     ) -> Result<ReadResult, StorageError> {
+        self.log_dir.check()?;
         let hw = self.high_watermark();
         let log = self.read_log();
-        log.read(offset, max_bytes, hw.min(log.log_end_offset()), min_one)
+        self.log_dir
+            .observe(log.read(offset, max_bytes, hw.min(log.log_end_offset()), min_one))
     }
 
     /// Appends a transaction marker as leader (WriteTxnMarkers) and returns
@@ -288,8 +324,16 @@ impl Partition {
             commit,
             coordinator_epoch,
         };
+        self.log_dir.check()?;
         let mut log = self.write_log();
-        let offset = log.append_marker(producer_id, producer_epoch, marker, epoch, now_ms)?;
+        let append =
+            |log: &mut Log| log.append_marker(producer_id, producer_epoch, marker, epoch, now_ms);
+        let appended = if log.append_may_block(MARKER_BYTES, now_ms) {
+            off_runtime(|| append(&mut log))
+        } else {
+            append(&mut log)
+        };
+        let offset = self.log_dir.observe(appended)?;
         self.update_gauges(&log);
         let end = log.log_end_offset();
         drop(log);
@@ -313,10 +357,13 @@ impl Partition {
         max_bytes: usize,
         min_one: bool,
     ) -> Result<(ReadResult, Vec<AbortedTxn>, i64), StorageError> {
+        self.log_dir.check()?;
         let hw = self.high_watermark();
         let log = self.read_log();
         let lso = last_stable(&log, hw);
-        let read = log.read(offset, max_bytes, lso, min_one)?;
+        let read = self
+            .log_dir
+            .observe(log.read(offset, max_bytes, lso, min_one))?;
         let aborted = match last_offset_in(&read.bytes) {
             Some(last) => log.aborted_transactions(offset, last + 1),
             None => Vec::new(),
@@ -326,9 +373,10 @@ impl Partition {
 
     /// Whole batches from `offset`, up to the log end (followers).
     pub fn read_replica(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, StorageError> {
+        self.log_dir.check()?;
         let log = self.read_log();
         let end = log.log_end_offset();
-        log.read(offset, max_bytes, end, true)
+        self.log_dir.observe(log.read(offset, max_bytes, end, true))
     }
 
     /// The high watermark: what every in-sync replica has.
@@ -537,14 +585,16 @@ impl Partition {
         if self.flushed_to.load(Ordering::Acquire) >= offset {
             return Ok(());
         }
+        self.log_dir.check()?;
         // Only the handle is taken under the lock: appends continue during
         // the fsync, and the next waiter's fsync covers them all.
-        let handle = self.read_log().sync_handle()?;
+        let handle = self.log_dir.observe(self.read_log().sync_handle())?;
         let end = handle.end_offset();
         let timer = self.metrics.flush.start_timer();
-        tokio::task::spawn_blocking(move || handle.sync())
+        let synced = tokio::task::spawn_blocking(move || handle.sync())
             .await
-            .expect("fsync does not panic")?;
+            .expect("fsync does not panic");
+        self.log_dir.observe(synced)?;
         timer.observe_duration();
         self.flushed_to.fetch_max(end, Ordering::AcqRel);
         Ok(())
@@ -556,9 +606,10 @@ impl Partition {
         now_ms: i64,
         producer_expiration_ms: i64,
     ) -> Result<usize, StorageError> {
+        self.log_dir.check()?;
         let mut log = self.write_log();
-        log.maybe_roll(now_ms)?;
-        let deleted = log.apply_retention(now_ms)?;
+        self.log_dir.observe(log.maybe_roll(now_ms))?;
+        let deleted = self.log_dir.observe(log.apply_retention(now_ms))?;
         log.expire_producers(now_ms.saturating_sub(producer_expiration_ms));
         self.update_gauges(&log);
         Ok(deleted)
@@ -576,9 +627,10 @@ impl Partition {
                 return Ok(None);
             }
         }
+        self.log_dir.check()?;
         let mut log = self.write_log();
         let hw = log.log_end_offset();
-        let stats = log.compact_below(now_ms, hw)?;
+        let stats = self.log_dir.observe(log.compact_below(now_ms, hw))?;
         self.update_gauges(&log);
         Ok(Some(stats))
     }
@@ -623,6 +675,24 @@ impl Partition {
     }
 }
 
+/// At least the size of a transaction marker batch (a batch header and
+/// one control record), for [`Log::append_may_block`].
+const MARKER_BYTES: usize = 128;
+
+/// Runs `f`, which may block on the disk (an fsync, a roll, a lock held by
+/// one), so that it does not hold up the tasks of one of the runtime's few
+/// worker threads: on a multi-threaded runtime's worker, the worker's
+/// other tasks move to another thread first (`block_in_place`); anywhere
+/// else (a blocking-pool thread, a single-threaded runtime in tests) `f`
+/// just runs.
+pub(crate) fn off_runtime<R>(f: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// The last stable offset of `log` under high watermark `hw`.
 fn last_stable(log: &Log, hw: i64) -> i64 {
     let hw = hw.min(log.log_end_offset());
@@ -644,115 +714,8 @@ fn last_offset_in(bytes: &[u8]) -> Option<i64> {
     last
 }
 
-/// One uncompressed v2 batch of `n` keyed records (`k0`/`v0`, ...), for
-/// tests in this crate.
 #[cfg(test)]
-pub(crate) fn test_batch(n: i64) -> bytes::Bytes {
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
-    let records: Vec<Record> = (0..n)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i,
-            sequence: -1,
-            timestamp: 1_700_000_000_000 + i,
-            key: Some(bytes::Bytes::from(format!("k{i}"))),
-            value: Some(bytes::Bytes::from(format!("v{i}"))),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = bytes::BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut buf, &records, &options).expect("v2 batches encode");
-    buf.freeze()
-}
-
-/// A leader's replica state (replicas 0, 1, 2; epochs 1) with the given
-/// ISR and followers as (id, log end, ms since last caught up) at `now`,
-/// for tests in this crate.
+#[path = "partition_tests.rs"]
+mod tests;
 #[cfg(test)]
-pub(crate) fn leader_state(
-    isr: &[i32],
-    followers: &[(i32, i64, u64)],
-    now: Instant,
-) -> ReplicaState {
-    ReplicaState {
-        role: Role::Leader,
-        leader_epoch: 1,
-        partition_epoch: 1,
-        replicas: vec![0, 1, 2],
-        isr: isr.to_vec(),
-        followers: followers
-            .iter()
-            .map(|&(id, end, ago)| {
-                (
-                    id,
-                    FollowerProgress {
-                        log_end: end,
-                        last_caught_up: now - std::time::Duration::from_millis(ago),
-                    },
-                )
-            })
-            .collect(),
-        isr_change_pending: false,
-        isr_retry: None,
-        epoch_start_offset: 0,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn state(isr: &[i32], followers: &[(i32, i64)]) -> ReplicaState {
-        let with_age: Vec<_> = followers.iter().map(|&(id, end)| (id, end, 1)).collect();
-        leader_state(isr, &with_age, Instant::now())
-    }
-
-    #[test]
-    fn high_watermark_is_the_slowest_in_sync_replica() {
-        let s = state(&[0, 1, 2], &[(1, 70), (2, 90)]);
-        assert_eq!(s.high_watermark(100), 70);
-        // Out of the ISR, a slow follower no longer holds it back.
-        let s = state(&[0, 2], &[(1, 10), (2, 90)]);
-        assert_eq!(s.high_watermark(100), 90);
-        // Alone in the ISR, the leader's end is the high watermark.
-        let s = state(&[0], &[(1, 10)]);
-        assert_eq!(s.high_watermark(100), 100);
-        // A follower not heard from yet holds it back.
-        let s = state(&[0, 1], &[(1, -1)]);
-        assert_eq!(s.high_watermark(100), -1);
-    }
-
-    #[test]
-    fn a_replica_just_opened_leads_nothing_and_a_leader_alone_commits_its_end() {
-        let dir = tempfile::tempdir().unwrap();
-        let metrics = crate::metrics::Metrics::new(&[]);
-        let p = Partition::open(
-            0,
-            dir.path(),
-            LogConfig::default(),
-            metrics.partition("t", 0),
-        )
-        .unwrap();
-        assert!(
-            !p.replica().is_leader(),
-            "no role before the image gives one"
-        );
-        p.become_leader(0, 3, 1, &[0], &[0]);
-        let info = p.append(&test_batch(2), 1).unwrap();
-        assert_eq!(p.high_watermark(), info.last_offset + 1);
-        p.become_follower(Some(1), 4, 2, &[0, 1], &[1]);
-        assert!(!p.replica().is_leader());
-    }
-}
+pub(crate) use tests::{leader_state, test_batch};

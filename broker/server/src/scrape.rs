@@ -111,13 +111,15 @@ fn log_dir(node: &Node, s: &ScrapeSeries) {
         .map(|p| p.read_log().size_bytes())
         .sum();
     s.log_dir_size.with_label_values(&[&label]).set(clamp(size));
+    // Offline: taken offline after an I/O error (`log_dir.rs`), or its
+    // file system cannot even be asked for its size.
     match filesystem_space(dir) {
         Some((free, total)) => {
             s.log_dir_free.with_label_values(&[&label]).set(clamp(free));
             s.log_dir_total
                 .with_label_values(&[&label])
                 .set(clamp(total));
-            s.offline_log_dirs.set(0);
+            s.offline_log_dirs.set(i64::from(node.log_dir.is_offline()));
         }
         None => s.offline_log_dirs.set(1),
     }

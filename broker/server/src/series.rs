@@ -266,7 +266,7 @@ impl ScrapeSeries {
             ),
             offline_log_dirs: r.int(
                 "kafka_log_logmanager_offlinelogdirectorycount",
-                "Log directories that cannot be read",
+                "Log directories offline after an I/O error or that cannot be read",
             ),
             log_flush,
             broker_info: r.ints(

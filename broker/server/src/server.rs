@@ -43,6 +43,17 @@ pub enum ServerError {
         #[source]
         source: crate::security::tls::TlsError,
     },
+    /// The log directory failed (a device error or a failed fsync): its
+    /// partitions went offline, leaderships were handed over, and the
+    /// broker stopped without closing its logs, as Kafka stops a broker
+    /// whose last log dir failed.
+    #[error("log directory {dir} failed: {reason}")]
+    LogDirFailed {
+        /// The directory.
+        dir: std::path::PathBuf,
+        /// The error that took it offline.
+        reason: String,
+    },
     /// A listener could not be bound.
     #[error("bind {what} on {addr}: {source}")]
     Bind {
@@ -80,6 +91,10 @@ pub async fn run(
     let listener_configs = config.listeners.clone();
     let runtimes = listener_runtimes(&config)?;
     let metrics_addr = config.metrics_addr;
+    if let Some(file) = &config.storage_fault_injection_file {
+        tracing::warn!(file = %file.display(), "storage fault injection is ON: for tests only");
+        rivulet_storage::faults::watch_file(file);
+    }
     let metrics = crate::metrics::Metrics::new(&crate::handlers::api_names());
     metrics.set_partition_series_max(config.metrics_partition_series_max);
     let broker = tokio::task::spawn_blocking(move || Broker::open(config, metrics))
@@ -138,10 +153,20 @@ pub async fn run(
         background.spawn(http::serve(node.clone(), l, stop_rx.clone()));
         local
     });
+    // A failed log directory stops the broker like a shutdown request,
+    // except that the logs are not closed (see `log_dir.rs`).
+    let log_dir = broker.log_dir.clone();
+    let log_dir_failed = async move { log_dir.failed().await };
+    let mut failure = None;
     tokio::pin!(shutdown);
+    tokio::pin!(log_dir_failed);
     let stopped_while_starting = tokio::select! {
         () = serving(&broker, &cluster) => false,
         () = &mut shutdown => true,
+        reason = &mut log_dir_failed => {
+            failure = Some(reason);
+            true
+        }
     };
 
     background.spawn(housekeeping(broker.clone(), stop_rx.clone()));
@@ -191,6 +216,11 @@ pub async fn run(
                 serving = false;
                 continue;
             }
+            reason = &mut log_dir_failed => {
+                failure = Some(reason);
+                serving = false;
+                continue;
+            }
         };
         let node = node.clone();
         let stop = stop_rx.clone();
@@ -226,6 +256,15 @@ pub async fn run(
         connections.abort_all();
     }
     background.abort_all();
+    if let Some(reason) = failure {
+        // Closing would fsync and mark the logs clean on a disk that just
+        // failed: the next start recovers them from what is on disk.
+        tracing::error!(dir = %broker.log_dir.dir().display(), "stopped: the log directory failed");
+        return Err(ServerError::LogDirFailed {
+            dir: broker.log_dir.dir().to_path_buf(),
+            reason,
+        });
+    }
     let broker_for_close = broker.clone();
     tokio::task::spawn_blocking(move || broker_for_close.close())
         .await

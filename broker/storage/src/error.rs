@@ -116,6 +116,14 @@ pub enum StorageError {
         #[source]
         source: io::Error,
     },
+    /// The log directory was taken offline after an I/O error: nothing in
+    /// it is read or written until the broker restarts (the server's log
+    /// dir failure handling; the storage layer never returns it itself).
+    #[error("log directory {} is offline after an I/O error", path.display())]
+    LogDirOffline {
+        /// The directory.
+        path: PathBuf,
+    },
     /// The log start offset file does not hold a number.
     #[error("{} does not hold an offset: {content:?}", path.display())]
     CorruptCheckpoint {
@@ -198,6 +206,72 @@ pub enum StorageError {
     },
 }
 
+impl StorageError {
+    /// The I/O error underneath, when the failure was the operating
+    /// system's (not a bad batch, a producer check or a range).
+    pub fn io_error(&self) -> Option<&io::Error> {
+        match self {
+            StorageError::CreateDir { source, .. }
+            | StorageError::ListDir { source, .. }
+            | StorageError::OpenFile { source, .. }
+            | StorageError::ReadSegment { source, .. }
+            | StorageError::WriteSegment { source, .. }
+            | StorageError::MapIndex { source, .. }
+            | StorageError::Flush { source, .. }
+            | StorageError::Truncate { source, .. }
+            | StorageError::Delete { source, .. }
+            | StorageError::Checkpoint { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+
+    /// Whether the file system is full (`ENOSPC`, or a quota: `EDQUOT`)
+    /// on a write, an allocation or a file creation. Nothing half done is
+    /// left visible by such a failure (a short write is cut back), so
+    /// writes succeed again once space is freed. A failed fsync is never
+    /// this, whatever its errno: see [`StorageError::is_log_dir_failure`].
+    pub fn is_disk_full(&self) -> bool {
+        !matches!(self, StorageError::Flush { .. })
+            && self
+                .io_error()
+                .and_then(io::Error::raw_os_error)
+                .is_some_and(|e| e == libc::ENOSPC || e == libc::EDQUOT)
+    }
+
+    /// Whether the log directory can no longer be trusted, Kafka's "log
+    /// dir failure": the device reported an error (`EIO` and its kin, or
+    /// the file system went read-only after one), or an fsync failed, after
+    /// which what is on disk is unknown (the kernel may have dropped the
+    /// dirty pages it could not write). Full disks, missing files (a
+    /// partition deleted under a request) and resource limits are not.
+    pub fn is_log_dir_failure(&self) -> bool {
+        let Some(source) = self.io_error() else {
+            return false;
+        };
+        if matches!(self, StorageError::Flush { .. }) {
+            return true;
+        }
+        source.raw_os_error().is_some_and(|e| {
+            matches!(
+                e,
+                libc::EIO | libc::EROFS | libc::ENXIO | libc::ENODEV | libc::EREMOTEIO
+            ) || is_euclean(e)
+        })
+    }
+}
+
+/// `EUCLEAN` ("structure needs cleaning": file system corruption) exists
+/// on Linux only.
+#[cfg(target_os = "linux")]
+fn is_euclean(errno: i32) -> bool {
+    errno == libc::EUCLEAN
+}
+
+#[cfg(not(target_os = "linux"))]
+fn is_euclean(_: i32) -> bool {
+    false
+}
+
 /// Builds `map_err` closures that attach a path to an I/O error, so call
 /// sites read `.map_err(StorageError::read_segment(&path))?`.
 macro_rules! io_constructors {
@@ -223,4 +297,40 @@ io_constructors! {
     truncate => Truncate,
     delete => Delete,
     checkpoint => Checkpoint,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(errno: i32) -> io::Error {
+        io::Error::from_raw_os_error(errno)
+    }
+
+    #[test]
+    fn a_full_disk_is_transient_and_a_device_error_fails_the_log_dir() {
+        let p = Path::new("/d/x.log");
+        let full = StorageError::write_segment(p)(os(libc::ENOSPC));
+        assert!(full.is_disk_full() && !full.is_log_dir_failure());
+        let quota = StorageError::open_file(p)(os(libc::EDQUOT));
+        assert!(quota.is_disk_full() && !quota.is_log_dir_failure());
+        let eio = StorageError::write_segment(p)(os(libc::EIO));
+        assert!(!eio.is_disk_full() && eio.is_log_dir_failure());
+        let read_only = StorageError::checkpoint(p)(os(libc::EROFS));
+        assert!(read_only.is_log_dir_failure());
+        // After a failed fsync nothing on disk can be trusted, whatever
+        // the errno said.
+        let fsync = StorageError::flush(p)(os(libc::ENOSPC));
+        assert!(!fsync.is_disk_full() && fsync.is_log_dir_failure());
+        let gone = StorageError::open_file(p)(os(libc::ENOENT));
+        assert!(!gone.is_disk_full() && !gone.is_log_dir_failure());
+        let files = StorageError::open_file(p)(os(libc::EMFILE));
+        assert!(!files.is_log_dir_failure());
+        let sequence = StorageError::OutOfOrderSequence {
+            producer_id: 1,
+            expected: 2,
+            found: 3,
+        };
+        assert!(!sequence.is_disk_full() && !sequence.is_log_dir_failure());
+    }
 }

@@ -13,7 +13,10 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use crate::error::StorageError;
+use crate::{
+    error::StorageError,
+    faults::{self, Site},
+};
 
 /// Extension of segment data files.
 pub const LOG_EXT: &str = "log";
@@ -68,7 +71,8 @@ pub(crate) fn is_leftover(name: &str) -> bool {
 /// fsyncs a directory so that creates, renames and deletes in it survive a
 /// crash.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
-    File::open(dir)
+    faults::check(Site::Fsync, dir)
+        .and_then(|()| File::open(dir))
         .and_then(|d| d.sync_all())
         .map_err(StorageError::flush(dir))
 }
@@ -78,12 +82,18 @@ pub(crate) fn write_atomically(dir: &Path, name: &str, content: &[u8]) -> Result
     let path = dir.join(name);
     let tmp = dir.join(format!("{name}{TMP_SUFFIX}"));
     let write = || -> std::io::Result<()> {
+        faults::check(Site::Checkpoint, &path)?;
         let mut f = File::create(&tmp)?;
         f.write_all(content)?;
+        faults::check(Site::Fsync, &path)?;
         f.sync_all()?;
         fs::rename(&tmp, &path)
     };
-    write().map_err(StorageError::checkpoint(&path))?;
+    if let Err(e) = write() {
+        // A half-written temp file only takes space (open removes it too).
+        let _ = fs::remove_file(&tmp);
+        return Err(StorageError::checkpoint(&path)(e));
+    }
     sync_dir(dir)
 }
 

@@ -47,6 +47,7 @@ mod cleaner;
 pub mod config;
 mod epochs;
 pub mod error;
+pub mod faults;
 pub mod files;
 mod index;
 mod log;

@@ -26,6 +26,7 @@ use tracing::{info, warn};
 use crate::{
     batch::{check_crc, BatchHeader},
     error::StorageError,
+    faults::{self, Site},
     files::{
         remove_file, segment_path, DELETED_SUFFIX, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT,
         TXN_INDEX_EXT,
@@ -87,6 +88,8 @@ impl Segment {
             // A stale file from a truncated-away segment must not leak in.
             remove_file(&segment_path(dir, base_offset, ext))?;
         }
+        let log_path = segment_path(dir, base_offset, LOG_EXT);
+        faults::check(Site::Roll, &log_path).map_err(StorageError::open_file(&log_path))?;
         let mut segment = Segment::open_files(dir, base_offset)?.0;
         segment.txn_index_lost = false;
         segment.activate(index_bytes)?;
@@ -244,6 +247,7 @@ impl Segment {
                         warn!(path = %self.log_path.display(), pos, "batch offsets go backwards");
                         break pos;
                     }
+                    self.reserve_index(1)?;
                     self.index_batch(&header, pos, interval);
                 }
                 Scanned::End => break end,
@@ -262,13 +266,22 @@ impl Segment {
     }
 
     fn set_log_len(&mut self, len: u64) -> Result<(), StorageError> {
-        self.log
-            .set_len(len)
+        faults::check(Site::Truncate, &self.log_path)
+            .and_then(|()| self.log.set_len(len))
             .map_err(StorageError::truncate(&self.log_path))?;
         self.write_behind.truncated(len);
-        self.log
-            .sync_all()
+        faults::check(Site::Fsync, &self.log_path)
+            .and_then(|()| self.log.sync_all())
             .map_err(StorageError::flush(&self.log_path))
+    }
+
+    /// Makes sure both indexes have disk space for the entries `batches`
+    /// more batches may add (plus the final time-index entry of a seal),
+    /// so writing them through the mapping can never fault on a full disk.
+    /// One comparison per index unless a new chunk must be allocated.
+    fn reserve_index(&mut self, batches: usize) -> Result<(), StorageError> {
+        self.index.reserve(batches)?;
+        self.time_index.reserve(batches + 1)
     }
 
     /// Timestamp to measure `segment.ms` from for a segment loaded from
@@ -317,6 +330,11 @@ impl Segment {
 
     /// Appends `buf` (whole batches with offsets assigned, described by
     /// `headers`) with one write, then writes behind (never fails).
+    ///
+    /// A failed write (a full disk, a device error) changes nothing the
+    /// segment shows: its size, indexes and offsets stay as they were, and
+    /// whatever part of `buf` reached the file is cut off again, so no torn
+    /// batch is left for a later append to follow or for recovery to find.
     pub(crate) fn append(
         &mut self,
         buf: &[u8],
@@ -324,9 +342,14 @@ impl Segment {
         interval: usize,
         now_ms: i64,
     ) -> Result<(), StorageError> {
-        self.log
-            .write_all_at(buf, self.size)
-            .map_err(StorageError::write_segment(&self.log_path))?;
+        self.reserve_index(headers.len())?;
+        if let Err(e) = faults::write_all_at(&self.log, &self.log_path, buf, self.size) {
+            let size = self.size;
+            if let Err(cut) = self.set_log_len(size) {
+                warn!(path = %self.log_path.display(), size, error = %cut, "cannot cut a failed write back");
+            }
+            return Err(StorageError::write_segment(&self.log_path)(e));
+        }
         if self.size == 0 {
             self.rolling_since_ms = Some(now_ms);
         }
@@ -448,14 +471,14 @@ impl Segment {
         let file = self
             .log
             .try_clone()
-            .map_err(StorageError::flush(&self.log_path))?;
+            .map_err(StorageError::open_file(&self.log_path))?;
         Ok((file, self.log_path.clone()))
     }
 
     /// fsyncs the log and writes back the index mappings.
     pub(crate) fn flush(&self) -> Result<(), StorageError> {
-        self.log
-            .sync_data()
+        faults::check(Site::Fsync, &self.log_path)
+            .and_then(|()| self.log.sync_data())
             .map_err(StorageError::flush(&self.log_path))?;
         self.index.flush()?;
         self.time_index.flush()
@@ -547,6 +570,12 @@ impl Segment {
         self.index
             .remaining()
             .min(self.time_index.remaining().saturating_sub(1))
+    }
+
+    /// Whether appending `incoming` bytes would start write-behind calls,
+    /// which may wait for the disk.
+    pub(crate) fn write_behind_due(&self, incoming: usize) -> bool {
+        self.write_behind.due(self.size + incoming as u64)
     }
 
     /// Walks all batch headers from `position` to the end.

@@ -176,6 +176,12 @@ impl WriteBehind {
         self.done(&plan);
     }
 
+    /// Whether [`WriteBehind::appended`] with this end would make calls
+    /// (which may wait for the disk) rather than return at once.
+    pub(crate) fn due(&self, end: u64) -> bool {
+        end >= self.started + self.tuning.chunk
+    }
+
     /// Called when the segment is sealed (fsynced, no more appends): drops
     /// what is more than the lag behind its end. The last `lag` bytes stay
     /// cached for readers at the tail; reclaim evicts them later.

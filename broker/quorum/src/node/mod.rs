@@ -89,6 +89,8 @@ pub async fn new_raft_node(config: QuorumConfig) -> Result<QuorumNode, QuorumErr
     let raft_config = Arc::new(config.raft_config()?);
     let log_store = LogStore::open(&config.data_dir.join("log")).map_err(QuorumError::OpenLog)?;
     let log_reader = log_store.clone();
+    let stopped = watch::Sender::new(false);
+    log_store.stop_waiting_on(stopped.subscribe());
     let commit_index = log_store.commit_index();
     let (state_machine, metadata) = StateMachineStore::open(&config.data_dir.join("state"))
         .map_err(QuorumError::OpenStateMachine)?;
@@ -172,7 +174,6 @@ pub async fn new_raft_node(config: QuorumConfig) -> Result<QuorumNode, QuorumErr
     tracing::info!(node_id = config.node_id, %local_addr, "quorum node started");
     let leader = metrics::follow_leader(&raft);
     let contact = elect::LeaderContact::default();
-    let stopped = watch::Sender::new(false);
     let elections = elect::Elections {
         id: config.node_id,
         raft: raft.clone(),

@@ -329,11 +329,16 @@ mod tests {
     /// the high watermark).
     fn open(dir: &std::path::Path) -> Partition {
         let metrics = Metrics::new(&[]);
+        let health = std::sync::Arc::new(crate::log_dir::LogDirHealth::new(
+            dir,
+            metrics.series.offline_log_dirs.clone(),
+        ));
         let p = Partition::open(
             0,
             dir,
             rivulet_storage::config::LogConfig::default(),
             metrics.partition("__consumer_offsets", 0),
+            health,
         )
         .unwrap();
         p.become_leader(0, 0, 0, &[0], &[0]);

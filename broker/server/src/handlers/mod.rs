@@ -44,6 +44,8 @@ mod delete_topics;
 mod describe_cluster;
 mod describe_groups;
 mod describe_producers;
+#[cfg(test)]
+mod disk_tests;
 mod elect_leaders;
 mod fetch;
 mod find_coordinator;

@@ -371,7 +371,10 @@ fn storage_error(e: StorageError) -> Refusal {
         StorageError::InvalidTxnState { .. } => ResponseError::InvalidTxnState,
         _ => ResponseError::KafkaStorageError,
     };
-    if code == ResponseError::KafkaStorageError {
+    // A full disk and a failed log directory are logged where they are
+    // detected (`log_dir.rs`), once, not for every refused request.
+    let reported = e.is_disk_full() || matches!(e, StorageError::LogDirOffline { .. });
+    if code == ResponseError::KafkaStorageError && !reported {
         tracing::warn!(error = %e, "append failed");
     }
     Refusal::with_message(code, e.to_string())

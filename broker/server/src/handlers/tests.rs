@@ -129,6 +129,41 @@ pub(super) fn name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
 }
 
+/// Creates `__consumer_offsets` with one partition on this broker.
+pub(super) async fn create_offsets_topic(node: &Node) {
+    create(
+        node,
+        OFFSETS_TOPIC,
+        &[&[0]],
+        &[("cleanup.policy", "compact")],
+    )
+    .await;
+}
+
+/// Commits `offset` for partition `partition` of `topic` in group `g`,
+/// retrying while the coordinator loads its partition (in the
+/// background); the partition's error code.
+pub(super) async fn commit_offset(node: &Node, topic: &str, partition: i32, offset: i64) -> i16 {
+    let req = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("g")))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(name(topic))
+            .with_partitions(vec![OffsetCommitRequestPartition::default()
+                .with_partition_index(partition)
+                .with_committed_offset(offset)])]);
+    let mut code = -1;
+    for _ in 0..100 {
+        let resp = offset_commit::handle(node, req.clone()).await;
+        code = resp.topics[0].partitions[0].error_code;
+        if code != ResponseError::CoordinatorLoadInProgress.code() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    code
+}
+
 pub(super) fn produce_request(topic: &str, partitions: &[i32], acks: i16) -> ProduceRequest {
     ProduceRequest::default()
         .with_acks(acks)
@@ -203,38 +238,12 @@ async fn offsets_commit_for_partitions_hosted_elsewhere() {
     let h = harness(&[1], &[("group.initial.rebalance.delay.ms", "0")]);
     let node = &h.node;
     // The group's offsets partition is here; the data partition is not.
-    create(
-        node,
-        OFFSETS_TOPIC,
-        &[&[0]],
-        &[("cleanup.policy", "compact")],
-    )
-    .await;
+    create_offsets_topic(node).await;
     create(node, "remote", &[&[1]], &[]).await;
-    let commit = |partition: i32, offset: i64| {
-        OffsetCommitRequest::default()
-            .with_group_id(GroupId(StrBytes::from_static_str("g")))
-            .with_generation_id_or_member_epoch(-1)
-            .with_topics(vec![OffsetCommitRequestTopic::default()
-                .with_name(name("remote"))
-                .with_partitions(vec![OffsetCommitRequestPartition::default()
-                    .with_partition_index(partition)
-                    .with_committed_offset(offset)])])
-    };
-    // The coordinator loads its partition in the background: bounded retry.
-    let mut code = -1;
-    for _ in 0..100 {
-        let resp = offset_commit::handle(node, commit(0, 5)).await;
-        code = resp.topics[0].partitions[0].error_code;
-        if code != ResponseError::CoordinatorLoadInProgress.code() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let code = commit_offset(node, "remote", 0, 5).await;
     assert_eq!(code, 0, "commit for a partition led by broker 1");
-    let resp = offset_commit::handle(node, commit(9, 5)).await;
     assert_eq!(
-        resp.topics[0].partitions[0].error_code,
+        commit_offset(node, "remote", 9, 5).await,
         ResponseError::UnknownTopicOrPartition.code()
     );
     let fetch = OffsetFetchRequest::default()

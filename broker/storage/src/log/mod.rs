@@ -16,6 +16,8 @@ mod compact_crash_tests;
 mod compact_tests;
 #[cfg(test)]
 mod epoch_tests;
+#[cfg(test)]
+mod fault_tests;
 mod read;
 #[cfg(test)]
 mod recovery_tests;
@@ -302,6 +304,25 @@ impl Log {
         Ok(info)
     }
 
+    /// Whether appending `incoming` bytes now may wait on the disk, beyond
+    /// a buffered write: a roll (which fsyncs the sealed segment), an fsync
+    /// by `flush.messages`/`flush.ms`, or write-behind waiting for older
+    /// data. Conservative (it may say yes when the append will not), and
+    /// cheap: an async caller asks before every append and runs the ones
+    /// that may block where blocking is allowed, so a slow disk under one
+    /// partition does not stall the threads serving all the others.
+    pub fn append_may_block(&self, incoming: usize, now_ms: i64) -> bool {
+        let config = &self.config;
+        let flushes = config.flush_messages != u64::MAX || config.flush_ms != u64::MAX;
+        let active = self.active();
+        let rolls = active.size() > 0
+            && (active.size() + incoming as u64 > config.segment_bytes
+                || self.is_old(active, now_ms)
+                // At most one index entry per batch; a batch is at least a header.
+                || active.index_slots_left() <= incoming / BatchHeader::SIZE);
+        flushes || rolls || active.write_behind_due(incoming)
+    }
+
     /// Counts `records` just appended toward `flush_messages`/`flush_ms`
     /// and flushes if either is reached.
     fn count_unflushed(&mut self, records: u64, now_ms: i64) -> Result<(), StorageError> {
@@ -482,8 +503,8 @@ impl SyncHandle {
 
     /// fsyncs the data (blocking).
     pub fn sync(&self) -> Result<(), StorageError> {
-        self.file
-            .sync_data()
+        crate::faults::check(crate::faults::Site::Fsync, &self.path)
+            .and_then(|()| self.file.sync_data())
             .map_err(StorageError::flush(&self.path))
     }
 }
