@@ -1,11 +1,11 @@
 //! A secured KafkaCluster against real brokers, driven by the operator's
 //! own code: three `rivulet` processes run the config files, arguments and
 //! environment the operator builds for a cluster whose internal listener
-//! is SASL_SSL with SCRAM-SHA-512 and whose ACLs are on. Certificates are
-//! made here with rcgen under the names the certificate authorities use
-//! (`CN=demo-broker-<id>` from the cluster CA, with the broker's DNS name;
-//! `CN=rivulet-operator`), laid out as the `<cluster>-broker-certs` Secret
-//! is mounted.
+//! is SASL_SSL with SCRAM-SHA-512 and whose ACLs are on. The certificates
+//! come from the operator's own certificate code (its CAs, the broker and
+//! operator leaves it issues, and the `<cluster>-broker-certs` and
+//! `<cluster>-operator-certs` Secrets it stores), written out as the
+//! kubelet mounts the Secret.
 //!
 //! Then, as in Kubernetes: the operator's admin target (mutual TLS on
 //! `REPLICATION`, from the `<cluster>-operator-certs` Secret) sees three
@@ -24,13 +24,20 @@
 
 use std::{
     collections::BTreeMap,
-    path::Path,
+    path::{Path, PathBuf},
     process::Command,
     time::{Duration, Instant},
 };
 
-use k8s_openapi::{api::core::v1::Secret, ByteString};
+use k8s_openapi::{api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::OwnerReference};
 use rivulet_operator::{
+    certs::{
+        issue,
+        names::{broker_dns_names, external_ips},
+        new_ca,
+        secrets::{self, broker_common_name, Owner},
+        Issued, LeafRequest,
+    },
     build::{build_config_map, build_statefulset, Observed, CERTS_MOUNT},
     controller::{
         identity::new_cluster_id,
@@ -46,7 +53,7 @@ use rivulet_operator::{
     validate::{validate, OperatorConfig, ValidatedCluster},
 };
 use rivulet_tests::{
-    broker::free_ports, certs::TestPki, last_json, require_py, rivulet_bin, run_py, unique_topic,
+    broker::free_ports, last_json, require_py, rivulet_bin, run_py, unique_topic,
     Background,
 };
 use rivulet_wire::client::{Client, ClientSecurity};
@@ -114,39 +121,95 @@ fn localize(
     out
 }
 
-/// The certificates, laid out as the `<cluster>-broker-certs` Secret is
-/// mounted; returns the cluster CA (which also signs the operator).
-fn broker_certs(cluster: &ValidatedCluster, dir: &Path) -> TestPki {
-    let certs = dir.join("certs");
-    let pki = TestPki::new(&dir.join("cluster-ca"), "demo-cluster-ca");
-    let clients = TestPki::new(&dir.join("clients-ca"), "demo-clients-ca");
-    std::fs::create_dir_all(&certs).unwrap();
-    std::fs::copy(pki.ca_file(), certs.join("ca.crt")).unwrap();
-    std::fs::copy(clients.ca_file(), certs.join("clients-ca.crt")).unwrap();
-    for id in 0..BROKERS {
-        let files = pki.issued(
-            &format!("broker-{id}"),
-            &format!("demo-broker-{id}"),
-            &[cluster.broker_host(id)],
-            true,
-        );
-        std::fs::copy(&files.keystore, certs.join(format!("broker-{id}.pem"))).unwrap();
-    }
-    pki
+/// The cluster's certificate authorities and certificates, made by the
+/// operator's certificate code; the brokers' Secret is written to
+/// `dir/certs` as its volume is mounted.
+struct Pki {
+    cluster_ca: Issued,
+    dir: PathBuf,
 }
 
-/// `<cluster>-operator-certs` as the cluster CA fills it.
-fn operator_certs(pki: &TestPki) -> Secret {
-    let files = pki.issued("operator", "rivulet-operator", &[], false);
-    let read = |p: &Path| ByteString(std::fs::read(p).unwrap());
-    Secret {
-        data: Some(BTreeMap::from([
-            ("tls.crt".to_string(), read(&files.cert)),
-            ("tls.key".to_string(), read(&files.key)),
-            ("ca.crt".to_string(), read(&pki.ca_file())),
-        ])),
-        ..Secret::default()
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn owner(cluster: &ValidatedCluster) -> Owner {
+    Owner {
+        cluster: cluster.name.clone(),
+        namespace: cluster.namespace.clone(),
+        reference: OwnerReference {
+            api_version: "rivulet.dev/v1alpha1".into(),
+            kind: "KafkaCluster".into(),
+            name: cluster.name.clone(),
+            uid: "uid-demo".into(),
+            ..OwnerReference::default()
+        },
     }
+}
+
+fn broker_certs(cluster: &ValidatedCluster, dir: &Path) -> Pki {
+    let certs = dir.join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let cluster_ca = new_ca("demo-cluster-ca", 365, now()).unwrap();
+    let clients_ca = new_ca("demo-clients-ca", 365, now()).unwrap();
+    // The brokers are reached at 127.0.0.1 here: an "external host" to
+    // the operator, so an IP name of each certificate.
+    let hosts = ["127.0.0.1".to_string()];
+    let leaves: BTreeMap<i32, Issued> = (0..BROKERS)
+        .map(|id| {
+            let request = LeafRequest {
+                common_name: broker_common_name(&cluster.name, id),
+                dns_names: broker_dns_names(&cluster.name, &cluster.namespace, id, &hosts),
+                ip_addresses: external_ips(&hosts),
+                server: true,
+                client: true,
+                validity_days: 365,
+            };
+            (id, issue(&cluster_ca, &request, now()).unwrap())
+        })
+        .collect();
+    let secret = secrets::broker_certs(
+        &owner(cluster),
+        &leaves,
+        &cluster_ca.cert_pem,
+        &cluster_ca.cert_pem,
+        &clients_ca.cert_pem,
+    );
+    for (key, value) in secret.data.unwrap() {
+        std::fs::write(certs.join(key), value.0).unwrap();
+    }
+    Pki { cluster_ca, dir: dir.to_path_buf() }
+}
+
+impl Pki {
+    /// The cluster CA bundle as mounted.
+    fn ca_file(&self) -> PathBuf {
+        self.dir.join("certs").join("ca.crt")
+    }
+
+    /// A client certificate for `name` from the cluster CA, as files.
+    fn client(&self, name: &str) -> (PathBuf, PathBuf) {
+        let leaf = issue(&self.cluster_ca, &LeafRequest::client(name, 30), now()).unwrap();
+        let (cert, key) = (self.dir.join(format!("{name}.crt")), self.dir.join(format!("{name}.key")));
+        std::fs::write(&cert, &leaf.cert_pem).unwrap();
+        std::fs::write(&key, &leaf.key_pem).unwrap();
+        (cert, key)
+    }
+}
+
+/// `<cluster>-operator-certs` as the operator stores it.
+fn operator_certs(cluster: &ValidatedCluster, pki: &Pki) -> Secret {
+    let leaf = issue(
+        &pki.cluster_ca,
+        &LeafRequest::client("rivulet-operator", 365),
+        now(),
+    )
+    .unwrap();
+    let ca = &pki.cluster_ca.cert_pem;
+    secrets::operator_certs(&owner(cluster), &leaf, ca, ca)
 }
 
 /// Starts broker `id` with the StatefulSet's arguments and environment.
@@ -251,7 +314,7 @@ fn a_secured_cluster_runs_on_the_operators_config_and_admin() {
     };
 
     // The operator's admin connection, as every controller makes it.
-    let target = admin_target_with(&cluster, Some(&operator_certs(&pki))).expect("a target");
+    let target = admin_target_with(&cluster, Some(&operator_certs(&cluster, &pki))).expect("a target");
     assert!(target.mutual_tls() && target.bootstrap.ends_with(":9091"));
     let target = target.at(format!("127.0.0.1:{}", ports[&(0, 9091)]));
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -364,12 +427,12 @@ fn a_secured_cluster_runs_on_the_operators_config_and_admin() {
     // SaslHandshake with no mechanism at all. A client told to use
     // SCRAM on a TLS-only listener, or sent there by advertised addresses
     // that do not match `listeners`, fails this way.
-    let probe = pki.issued("probe", "probe", &[], false);
+    let (probe_cert, probe_key) = pki.client("probe");
     let sasl_with_cert = props(&[
         ("security.protocol", "SASL_SSL"),
         ("ssl.ca.location", &ca),
-        ("ssl.certificate.location", probe.cert.to_str().unwrap()),
-        ("ssl.key.location", probe.key.to_str().unwrap()),
+        ("ssl.certificate.location", probe_cert.to_str().unwrap()),
+        ("ssl.key.location", probe_key.to_str().unwrap()),
         ("sasl.mechanism", "SCRAM-SHA-512"),
         ("sasl.username", "app"),
         ("sasl.password", &password),

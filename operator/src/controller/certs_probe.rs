@@ -20,7 +20,7 @@ use rustls::{
 };
 use tokio::net::TcpStream;
 
-/// The port probed: the brokers' internal `CONTROLPLANE` listener, which
+/// The port probed: the brokers' internal `REPLICATION` listener, which
 /// serves the broker certificates whenever the cluster has TLS.
 pub const PROBE_PORT: i32 = 9091;
 /// How long one probe may take.

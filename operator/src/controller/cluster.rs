@@ -120,7 +120,8 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
     let running = old_replicas.map_or(target, |r| r.max(target));
     validated.replicas = running;
     // Every step below asks the brokers through this target.
-    if let Some(why) = ctx.resolve_target(&validated).await? {
+    let unresolved = ctx.resolve_target(&validated).await?;
+    if let Some(why) = &unresolved {
         tracing::warn!(cluster = %key, %why, "cannot administer the brokers yet");
     }
     let Surroundings {
@@ -143,7 +144,12 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
     // Certificates, before a broker could start without its own.
     let certificates = if certs::certificates_wanted(&validated) {
         let external = external_addresses(&validated, &observed.load_balancer_hosts);
-        Some(certs::reconcile_certificates(&ctx, &cluster, &validated, &external).await?)
+        let outcome = certs::reconcile_certificates(&ctx, &cluster, &validated, &external).await?;
+        // The operator's own certificate may have been issued just now.
+        if unresolved.is_some() {
+            ctx.resolve_target(&validated).await?;
+        }
+        Some(outcome)
     } else {
         None
     };
