@@ -16,6 +16,8 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod connection;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod group;
 pub mod handlers;
 pub mod http;
