@@ -5,8 +5,8 @@
 //! (`fuzz/seeds/<target>`, `fuzz/corpus/<target>`) through the target's
 //! body, then a few seconds of seeded mutations of them; CI runs them with
 //! `cargo test`. `RIVULET_FUZZ_SEED` replays a mutation run whose seed a
-//! failure printed. Regenerate the seeds (valid inputs that reach deep)
-//! with:
+//! failure printed; `RIVULET_FUZZ_SECONDS` runs the mutations longer.
+//! Regenerate the seeds (valid inputs that reach deep) with:
 //!
 //! ```text
 //! RIVULET_FUZZ_SEEDS=fuzz/seeds cargo test -p rivulet-server \
@@ -82,7 +82,7 @@ fn handshake_survives_its_corpus_and_mutations() {
         "handshake",
         &corpus,
         fuzzing::seed_from_env(),
-        MUTATION_BUDGET,
+        fuzzing::budget_from_env(MUTATION_BUDGET),
         4096,
         |data| handshake(fixture, data),
     );
@@ -96,7 +96,7 @@ fn batch_validator_survives_its_corpus_and_mutations() {
         "batch_validator",
         &corpus,
         fuzzing::seed_from_env(),
-        MUTATION_BUDGET,
+        fuzzing::budget_from_env(MUTATION_BUDGET),
         65536,
         batch_validator,
     );

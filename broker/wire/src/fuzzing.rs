@@ -11,7 +11,8 @@
 //! interesting integers, truncations, deletions, duplications, splices
 //! between corpus files): it is not a coverage-guided fuzzer, only a few
 //! seconds of "near the corpus" inputs on every CI run. Its seed is
-//! printed, and `RIVULET_FUZZ_SEED` replays a run.
+//! printed, and `RIVULET_FUZZ_SEED` replays a run; `RIVULET_FUZZ_SECONDS`
+//! makes it longer.
 
 use std::{
     cell::RefCell,
@@ -160,6 +161,18 @@ pub fn seed_from_env() -> u64 {
         Err(_) => std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64),
+    }
+}
+
+/// How long a mutation loop runs: `RIVULET_FUZZ_SECONDS` when set (for a
+/// longer local run), otherwise `default`.
+pub fn budget_from_env(default: Duration) -> Duration {
+    match std::env::var("RIVULET_FUZZ_SECONDS") {
+        Ok(s) => Duration::from_secs(
+            s.parse()
+                .unwrap_or_else(|_| panic!("RIVULET_FUZZ_SECONDS={s} is not a number of seconds")),
+        ),
+        Err(_) => default,
     }
 }
 

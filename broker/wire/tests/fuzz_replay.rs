@@ -3,7 +3,8 @@
 //! `fuzz/corpus/decode_request`) through the target's body, then a few
 //! seconds of seeded mutations of them. CI runs this with `cargo test`;
 //! the long coverage-guided runs are libFuzzer's (see `fuzz/README.md`).
-//! `RIVULET_FUZZ_SEED` replays a mutation run whose seed a failure printed.
+//! `RIVULET_FUZZ_SEED` replays a mutation run whose seed a failure printed;
+//! `RIVULET_FUZZ_SECONDS` runs the mutations longer.
 
 use std::time::Duration;
 
@@ -27,7 +28,7 @@ fn decode_request_survives_its_corpus_and_mutations() {
         "decode_request",
         &corpus,
         fuzzing::seed_from_env(),
-        Duration::from_secs(3),
+        fuzzing::budget_from_env(Duration::from_secs(3)),
         4096,
         fuzzing::decode_request,
     );
