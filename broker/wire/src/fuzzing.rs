@@ -131,8 +131,8 @@ fn edit(rng: &mut Rng, out: &mut Vec<u8>, other: &[u8]) {
     }
 }
 
-/// Every file directly in `dirs` (missing directories are skipped), sorted
-/// by path so a run is reproducible.
+/// Every file directly in `dirs` (missing directories and files that
+/// vanish meanwhile are skipped), sorted by path so a run is reproducible.
 pub fn read_corpus(dirs: &[PathBuf]) -> Vec<(PathBuf, Vec<u8>)> {
     let mut files: Vec<PathBuf> = dirs
         .iter()
@@ -144,9 +144,11 @@ pub fn read_corpus(dirs: &[PathBuf]) -> Vec<(PathBuf, Vec<u8>)> {
     files.sort();
     files
         .into_iter()
-        .map(|p| {
-            let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
-            (p, bytes)
+        .filter_map(|p| match std::fs::read(&p) {
+            Ok(bytes) => Some((p, bytes)),
+            // A fuzzer running on the same directory replaces files.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => panic!("read {}: {e}", p.display()),
         })
         .collect()
 }
