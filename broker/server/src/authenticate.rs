@@ -406,6 +406,15 @@ fn illegal_state(key: ApiKey, version: i16, correlation_id: i32) -> Bytes {
     encode(key, version, correlation_id, body)
 }
 
+/// The API key, version and correlation id of a frame, as
+/// [`Authenticator::inspect`] wants them: `None` when the frame has no
+/// valid request header or names an unknown API.
+pub fn frame_api(frame: &[u8]) -> Option<(ApiKey, i16, i32)> {
+    let header = rivulet_wire::request::peek_header(frame)?;
+    let key = ApiKey::try_from(header.api_key).ok()?;
+    Some((key, header.api_version, header.correlation_id))
+}
+
 /// The request body, or `None` when it does not decode.
 fn decode(frame: &Bytes) -> Option<RequestKind> {
     rivulet_wire::request::decode_request(frame.clone())

@@ -23,7 +23,7 @@ use tokio::{
 };
 
 use crate::{
-    authenticate::{Authenticator, Step},
+    authenticate::{frame_api, Authenticator, Step},
     handlers::{self, Node},
     quota,
     security::{principal, tls::TlsContext, ListenerSecurity, Principal},
@@ -162,11 +162,7 @@ async fn serve_stream<S>(
                 break;
             }
         };
-        let api = peek_header(&frame).and_then(|h| {
-            ApiKey::try_from(h.api_key)
-                .ok()
-                .map(|k| (k, h.api_version, h.correlation_id))
-        });
+        let api = frame_api(&frame);
         let step = auth.inspect(&frame, api, &lookup);
         if let (Some((key, _, _)), false) = (api, matches!(step, Step::Serve)) {
             // Answered by the authenticator: counted like any other request.

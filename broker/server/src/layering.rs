@@ -5,7 +5,8 @@
 //!
 //! Layers, top to bottom (DESIGN.md's flow: net -> api -> metadata ->
 //! registry -> replica -> storage):
-//! - the composition root and tools: `server`, `cli`;
+//! - the composition root and tools: `server`, `cli`, `fuzzing` (the fuzz
+//!   targets' way in);
 //! - net: `connection`, `listeners`, `http`;
 //! - api: `handlers`;
 //! - coordinators: `group`;
@@ -27,6 +28,7 @@
 const LAYERS: &[(&str, u8)] = &[
     ("server", 9),
     ("cli", 9),
+    ("fuzzing", 9),
     ("connection", 8),
     ("authenticate", 8),
     ("listeners", 8),

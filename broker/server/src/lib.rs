@@ -17,6 +17,8 @@ pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod connection;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod group;
 pub mod handlers;
 pub mod http;

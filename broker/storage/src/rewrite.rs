@@ -47,9 +47,13 @@ use crate::batch::{
     check_stored_fields, BatchError, BatchHeader, CRC_AT, CRC_COVERED_FROM, LENGTH_AT, LOG_OVERHEAD,
 };
 
+#[path = "rewrite_inflate.rs"]
+mod inflate;
 #[cfg(test)]
 #[path = "rewrite_tests.rs"]
 mod tests;
+
+pub use inflate::MAX_DECOMPRESSED_SECTION;
 
 /// Offset of the `attributes` field: the first byte the CRC covers.
 const ATTRIBUTES_AT: usize = CRC_COVERED_FROM;
@@ -419,12 +423,9 @@ impl<'a> Batch<'a> {
         }
         let decompressed = match codec {
             Compression::None => return Ok(Section::InPlace(body)),
-            Compression::Gzip => decompress::<Gzip>(body),
-            Compression::Snappy => {
-                check_snappy_lengths(body).and_then(|()| decompress::<Snappy>(body))
-            }
-            Compression::Lz4 => decompress::<Lz4>(body),
-            Compression::Zstd => decompress::<Zstd>(body),
+            Compression::Snappy => check_snappy_lengths(body, MAX_DECOMPRESSED_SECTION)
+                .and_then(|()| decompress::<Snappy>(body)),
+            codec => inflate::decompress(codec, body, MAX_DECOMPRESSED_SECTION).map(Bytes::from),
         };
         decompressed
             .map(Section::Decompressed)
@@ -516,29 +517,43 @@ const SNAPPY_MAX_EXPANSION: u64 = 22;
 /// `kafka-protocol` sizes its snappy output buffers from the lengths the
 /// stream declares (up to 4 GiB per block) before decoding a byte, so a
 /// hostile 30-byte batch could make it zero gigabytes of memory. A declared
-/// length no valid block of that size can produce is refused first.
-fn check_snappy_lengths(body: &[u8]) -> Result<(), String> {
+/// length no valid block of that size can produce is refused first, and so
+/// is a stream whose blocks together declare more than `limit` bytes.
+fn check_snappy_lengths(body: &[u8], limit: usize) -> Result<(), String> {
     let Some(mut rest) = body.strip_prefix(SNAPPY_XERIAL_MAGIC) else {
-        return check_snappy_block(body);
+        return check_snappy_block(body).and_then(|n| check_snappy_total(n, limit));
     };
+    let mut total = 0;
     while !rest.is_empty() {
         let (len, tail) = rest
             .split_first_chunk::<4>()
             .ok_or("truncated snappy block length")?;
         let len = u32::from_be_bytes(*len) as usize;
         let block = tail.get(..len).ok_or("snappy block past the batch")?;
-        check_snappy_block(block)?;
+        total += check_snappy_block(block)?;
+        check_snappy_total(total, limit)?;
         rest = &tail[len..];
     }
     Ok(())
 }
 
-fn check_snappy_block(block: &[u8]) -> Result<(), String> {
+/// The uncompressed size `block` declares, if a block of its size can
+/// produce that much.
+fn check_snappy_block(block: &[u8]) -> Result<u64, String> {
     let declared = read_unsigned(&mut &block[..], 5).map_err(|e| format!("snappy header: {e}"))?;
     if declared > block.len() as u64 * SNAPPY_MAX_EXPANSION {
         return Err(format!(
             "snappy block of {} bytes claims {declared} uncompressed bytes",
             block.len()
+        ));
+    }
+    Ok(declared)
+}
+
+fn check_snappy_total(total: u64, limit: usize) -> Result<(), String> {
+    if total > limit as u64 {
+        return Err(format!(
+            "the records section decompresses to more than {limit} bytes"
         ));
     }
     Ok(())

@@ -13,6 +13,8 @@
 //! - [`batch`]: a zero-copy view of RecordBatch v2 headers.
 //! - [`process`]: the process's CPU, memory, file descriptors and disk I/O
 //!   from `/proc`, for the `process_*` series of both binaries.
+//! - `fuzzing` (hidden): fuzz target bodies and a seeded mutation loop,
+//!   shared by the cargo-fuzz targets and the stable replay tests.
 //! - [`client`]: a small async client (admin, produce, fetch) for the CLI,
 //!   the operator, tests and benchmarks.
 //!
@@ -25,6 +27,8 @@ pub mod batch;
 pub mod client;
 pub mod error;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod process;
 pub mod request;
 pub mod scram;

@@ -64,7 +64,7 @@ mod offset_commit;
 mod offset_delete;
 mod offset_fetch;
 mod offset_for_leader_epoch;
-mod produce;
+pub(crate) mod produce;
 mod produce_verify;
 mod quorum;
 mod scram_credentials;

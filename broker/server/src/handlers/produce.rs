@@ -196,11 +196,8 @@ fn append(
             }
         }
         let records = p.records.unwrap_or_default();
-        let count = validate(&records, &config)?;
-        if config.cleanup_compact {
-            check_keys(&records, &topic.name, p.index)?;
-        }
-        let info = match recompress(&records, &config)? {
+        let (count, recompressed) = check_records(&records, &config, &topic.name, p.index)?;
+        let info = match recompressed {
             Recompressed::Unchanged => partition.append(&records, now_ms()),
             Recompressed::Rewritten(owned) => partition.append_owned(owned, now_ms()),
         }
@@ -285,6 +282,23 @@ fn respond(index: i32, outcome: Result<Appended, Refusal>) -> PartitionProduceRe
                 .with_record_errors(record_errors)
         }
     }
+}
+
+/// Everything checked in one partition's records before the log sees
+/// them: the batches, keys on a compacted topic, and the topic's
+/// `compression.type`. Returns the record count and what to store. Pure,
+/// so the fuzz targets drive exactly this.
+pub(crate) fn check_records(
+    records: &[u8],
+    config: &TopicConfig,
+    topic: &str,
+    partition: i32,
+) -> Result<(u64, Recompressed), Refusal> {
+    let count = validate(records, config)?;
+    if config.cleanup_compact {
+        check_keys(records, topic, partition)?;
+    }
+    Ok((count, recompress(records, config)?))
 }
 
 /// Checks the batches; returns the number of records.
