@@ -34,7 +34,6 @@ use rivulet_operator::{
         user::{
             admin::AdminTarget,
             plan::validate_user,
-            secret::admin_security,
             sync_with,
             tls::{build_tls_secret, user_request, USER_CRT, USER_KEY},
         },
@@ -195,10 +194,7 @@ fn mtls_broker(dir: &Path, authorizer: bool) -> BrokerProcess {
 }
 
 fn admin_target(broker: &BrokerProcess) -> AdminTarget {
-    AdminTarget {
-        bootstrap: broker.bootstrap(),
-        security: admin_security("PLAINTEXT", None).unwrap(),
-    }
+    AdminTarget::plaintext(broker.bootstrap())
 }
 
 fn create_topics(rt: &tokio::runtime::Runtime, target: &AdminTarget, topics: &[&str]) {

@@ -150,12 +150,12 @@ impl NetCluster {
         fs::write(&config_file, text).map_err(|e| format!("write config: {e}"))?;
 
         let mut format = std::process::Command::new(rivulet_bin());
-        format.args(["format", "--data-dir"]).arg(&data).args([
-            "--node-id",
-            &id.to_string(),
-            "--cluster-id",
-            cluster_id,
-        ]);
+        // `=`: a cluster id may start with `-`, which would read as a flag.
+        format
+            .args(["format", "--data-dir"])
+            .arg(&data)
+            .args(["--node-id", &id.to_string()])
+            .arg(format!("--cluster-id={cluster_id}"));
         if id < voters {
             format.args(["--bootstrap", voter_list]);
         }
