@@ -61,6 +61,10 @@ fn locate(
         .partition(topic, p)
         .and_then(|state| state.leader);
     let leader = leader.ok_or(not_available)?;
+    // A broker without its lease cannot vouch for its own leadership.
+    if leader == cluster.node_id && !broker.broker.lease.held() {
+        return Err(not_available);
+    }
     cluster
         .live_endpoints(listener)
         .into_iter()

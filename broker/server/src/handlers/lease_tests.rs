@@ -154,3 +154,44 @@ async fn a_waiting_acks_all_produce_ends_when_the_lease_runs_out() {
         ResponseError::NotLeaderOrFollower.code()
     );
 }
+
+/// The coordinators answer only while the lease holds: a broker cut off
+/// from the quorum must not serve committed offsets (a stale read of
+/// offsets the new coordinator has moved past) nor name itself coordinator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_its_lease_a_broker_coordinates_nothing() {
+    use kafka_protocol::messages::FindCoordinatorRequest;
+
+    use super::find_coordinator;
+
+    let h = harness(&[], &[]);
+    let node = &h.node;
+    let held = Arc::new(AtomicBool::new(true));
+    let flag = held.clone();
+    node.broker
+        .lease
+        .install(move || flag.load(Ordering::Acquire));
+    let find = || async {
+        let req = FindCoordinatorRequest::default()
+            .with_key_type(0)
+            .with_coordinator_keys(vec![kafka_protocol::protocol::StrBytes::from_static_str("g")]);
+        find_coordinator::handle(node, req, 4, "PLAINTEXT").await.coordinators[0].error_code
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while find().await != 0 || node.groups.check_serving("g").is_err() {
+        assert!(Instant::now() < deadline, "the group coordinator never loaded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    held.store(false, Ordering::Release);
+    assert_eq!(
+        node.groups.check_serving("g"),
+        Err(ResponseError::NotCoordinator)
+    );
+    assert_eq!(find().await, ResponseError::CoordinatorNotAvailable.code());
+    assert_eq!(node.txns.serving("t"), Err(ResponseError::NotCoordinator));
+
+    held.store(true, Ordering::Release);
+    assert_eq!(node.groups.check_serving("g"), Ok(()));
+    assert_eq!(find().await, 0);
+}

@@ -101,6 +101,10 @@ impl TxnCoordinator {
     /// The coordinator epoch when this broker serves `transactional_id`,
     /// or the error that sends the client elsewhere.
     pub fn serving(&self, transactional_id: &str) -> Result<i32, ResponseError> {
+        // Without the lease another broker may coordinate these ids now.
+        if !self.cluster.broker().lease.held() {
+            return Err(ResponseError::NotCoordinator);
+        }
         if self.cluster.broker().topic(TRANSACTION_TOPIC).is_none() {
             self.spawn_create_topic();
             return Err(ResponseError::CoordinatorNotAvailable);

@@ -33,7 +33,11 @@ pub(super) enum Ownership {
 impl Coordinator {
     /// Whether this broker can answer for `group_id` now.
     pub fn check_serving(&self, group_id: &str) -> Result<(), ResponseError> {
-        let _broker = self.cluster.broker();
+        // Cut off from the quorum, this broker's groups may have a new
+        // coordinator already: answering from them would be a stale read.
+        if !self.cluster.broker().lease.held() {
+            return Err(ResponseError::NotCoordinator);
+        }
         let p = self.partition_of(group_id);
         match lock(&self.owned)
             .as_ref()
