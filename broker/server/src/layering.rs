@@ -46,6 +46,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("topic_config", 0),
     ("metrics", 1),
     ("series", 1),
+    ("clock", 1),
     ("meta_store", 1),
     ("hw_checkpoint", 1),
     ("identity", 2),
