@@ -31,6 +31,7 @@ use std::{
 
 use k8s_openapi::{api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::OwnerReference};
 use rivulet_operator::{
+    build::{build_config_map, build_statefulset, Observed, CERTS_MOUNT},
     certs::{
         issue,
         names::{broker_dns_names, external_ips},
@@ -38,7 +39,6 @@ use rivulet_operator::{
         secrets::{self, broker_common_name, Owner},
         Issued, LeafRequest,
     },
-    build::{build_config_map, build_statefulset, Observed, CERTS_MOUNT},
     controller::{
         identity::new_cluster_id,
         kafka::{KafkaAdmin, WireAdmin},
@@ -53,8 +53,7 @@ use rivulet_operator::{
     validate::{validate, OperatorConfig, ValidatedCluster},
 };
 use rivulet_tests::{
-    broker::free_ports, last_json, require_py, rivulet_bin, run_py, unique_topic,
-    Background,
+    broker::free_ports, last_json, require_py, rivulet_bin, run_py, unique_topic, Background,
 };
 use rivulet_wire::client::{Client, ClientSecurity};
 use serde_json::json;
@@ -181,7 +180,10 @@ fn broker_certs(cluster: &ValidatedCluster, dir: &Path) -> Pki {
     for (key, value) in secret.data.unwrap() {
         std::fs::write(certs.join(key), value.0).unwrap();
     }
-    Pki { cluster_ca, dir: dir.to_path_buf() }
+    Pki {
+        cluster_ca,
+        dir: dir.to_path_buf(),
+    }
 }
 
 impl Pki {
@@ -193,7 +195,10 @@ impl Pki {
     /// A client certificate for `name` from the cluster CA, as files.
     fn client(&self, name: &str) -> (PathBuf, PathBuf) {
         let leaf = issue(&self.cluster_ca, &LeafRequest::client(name, 30), now()).unwrap();
-        let (cert, key) = (self.dir.join(format!("{name}.crt")), self.dir.join(format!("{name}.key")));
+        let (cert, key) = (
+            self.dir.join(format!("{name}.crt")),
+            self.dir.join(format!("{name}.key")),
+        );
         std::fs::write(&cert, &leaf.cert_pem).unwrap();
         std::fs::write(&key, &leaf.key_pem).unwrap();
         (cert, key)
@@ -314,7 +319,8 @@ fn a_secured_cluster_runs_on_the_operators_config_and_admin() {
     };
 
     // The operator's admin connection, as every controller makes it.
-    let target = admin_target_with(&cluster, Some(&operator_certs(&cluster, &pki))).expect("a target");
+    let target =
+        admin_target_with(&cluster, Some(&operator_certs(&cluster, &pki))).expect("a target");
     assert!(target.mutual_tls() && target.bootstrap.ends_with(":9091"));
     let target = target.at(format!("127.0.0.1:{}", ports[&(0, 9091)]));
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -47,6 +47,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("metrics", 1),
     ("series", 1),
     ("clock", 1),
+    ("lease", 1),
     ("meta_store", 1),
     ("hw_checkpoint", 1),
     ("identity", 2),

@@ -25,6 +25,7 @@ pub mod http;
 pub mod hw_checkpoint;
 pub mod identity;
 mod layering;
+pub mod lease;
 pub mod listeners;
 pub mod log_dir;
 pub mod meta_store;

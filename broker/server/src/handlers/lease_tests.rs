@@ -174,12 +174,20 @@ async fn without_its_lease_a_broker_coordinates_nothing() {
     let find = || async {
         let req = FindCoordinatorRequest::default()
             .with_key_type(0)
-            .with_coordinator_keys(vec![kafka_protocol::protocol::StrBytes::from_static_str("g")]);
-        find_coordinator::handle(node, req, 4, "PLAINTEXT").await.coordinators[0].error_code
+            .with_coordinator_keys(vec![kafka_protocol::protocol::StrBytes::from_static_str(
+                "g",
+            )]);
+        find_coordinator::handle(node, req, 4, "PLAINTEXT")
+            .await
+            .coordinators[0]
+            .error_code
     };
     let deadline = Instant::now() + Duration::from_secs(20);
     while find().await != 0 || node.groups.check_serving("g").is_err() {
-        assert!(Instant::now() < deadline, "the group coordinator never loaded");
+        assert!(
+            Instant::now() < deadline,
+            "the group coordinator never loaded"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
