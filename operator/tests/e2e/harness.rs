@@ -375,7 +375,7 @@ pub(crate) fn assert_owned_by(object: &impl Resource, cluster: &KafkaCluster, wh
     let owners = object.meta().owner_references.clone().unwrap_or_default();
     assert!(
         owners.iter().any(|o| o.kind == "KafkaCluster"
-            && o.name == CLUSTER
+            && o.name == cluster.name_any()
             && Some(&o.uid) == cluster.metadata.uid.as_ref()
             && o.controller == Some(true)),
         "{what} is not owned by the KafkaCluster: {owners:?}"
