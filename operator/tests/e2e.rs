@@ -81,6 +81,9 @@ mod traffic;
 #[path = "e2e/secured.rs"]
 mod secured;
 
+#[path = "e2e/secured_users.rs"]
+mod secured_users;
+
 use api_mode::api_mode_roll_and_scale;
 use harness::*;
 use kubelet::LocalNode;

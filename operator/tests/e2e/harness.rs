@@ -354,13 +354,23 @@ pub(crate) fn is_waiting_for_brokers(cluster: &KafkaCluster, brokers: i32) -> bo
 /// Waits until the cluster is Ready with `brokers` ready brokers (in api
 /// mode: as far as it gets), playing the kubelet meanwhile in api mode.
 pub(crate) async fn wait_ready(mode: Mode, ns: &TestNamespace, brokers: i32) -> KafkaCluster {
+    wait_cluster_ready(mode, ns, CLUSTER, brokers).await
+}
+
+/// [`wait_ready`] for the cluster `name`.
+pub(crate) async fn wait_cluster_ready(
+    mode: Mode,
+    ns: &TestNamespace,
+    name: &str,
+    brokers: i32,
+) -> KafkaCluster {
     let clusters: Api<KafkaCluster> = ns.api();
     let pods: Api<Pod> = ns.api();
     wait_for(
         &format!("KafkaCluster Ready with {brokers} brokers"),
         mode.patience(),
         || async {
-            let cluster = clusters.get(CLUSTER).await.ok()?;
+            let cluster = clusters.get(name).await.ok()?;
             if mode == Mode::Api {
                 mark_pods_ready(&pods).await;
                 return is_waiting_for_brokers(&cluster, brokers).then_some(cluster);
@@ -375,7 +385,7 @@ pub(crate) fn assert_owned_by(object: &impl Resource, cluster: &KafkaCluster, wh
     let owners = object.meta().owner_references.clone().unwrap_or_default();
     assert!(
         owners.iter().any(|o| o.kind == "KafkaCluster"
-            && o.name == CLUSTER
+            && o.name == cluster.name_any()
             && Some(&o.uid) == cluster.metadata.uid.as_ref()
             && o.controller == Some(true)),
         "{what} is not owned by the KafkaCluster: {owners:?}"

@@ -12,7 +12,11 @@
 //!   to its address, the bootstrap Service's name to broker 0's (no
 //!   load balancing: clients only bootstrap through it). This needs root.
 //! - The container's args and env are taken from the pod itself, with the
-//!   config file read from the ConfigMap as the volume would show it. The
+//!   config file read from the ConfigMap as the volume would show it.
+//!   Secret volumes are projected as files (a directory per pod and
+//!   volume, written again at every start), and their mount paths in the
+//!   config file and args are rewritten to those directories; a pod
+//!   whose Secret does not exist yet waits, as one in ContainerCreating. The
 //!   data directory is the `data` volume's: per claim (its uid, so a
 //!   deleted and recreated claim is a new, empty volume) for a
 //!   PersistentVolumeClaim, per pod (its uid) for an emptyDir, which a
@@ -30,7 +34,7 @@ use std::{
     time::Duration,
 };
 
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret};
 use kube::{
     api::{Api, ListParams, Patch, PatchParams},
     Client, ResourceExt,
@@ -189,7 +193,8 @@ async fn run(
 ) {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
-    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client, &namespace);
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &namespace);
+    let secrets: Api<Secret> = Api::namespaced(client, &namespace);
     let selector =
         format!("app.kubernetes.io/instance={cluster},app.kubernetes.io/component=broker");
     let mut running: BTreeMap<String, Running> = BTreeMap::new();
@@ -229,7 +234,8 @@ async fn run(
                     }
                 }
                 if !running.contains_key(name) {
-                    let started = start(&node, &config_maps, &claims, pod, ordinal, &cluster);
+                    let apis = (&config_maps, &claims, &secrets);
+                    let started = start(&node, apis, pod, ordinal, &cluster);
                     if let Some(child) = started.await {
                         running.insert(
                             name.clone(),
@@ -314,8 +320,7 @@ async fn probe_ready(ip: &str, pod: &Pod) -> bool {
 /// Starts the broker of `pod` as its container would run.
 async fn start(
     node: &LocalNode,
-    config_maps: &Api<ConfigMap>,
-    claims: &Api<PersistentVolumeClaim>,
+    (config_maps, claims, secrets): (&Api<ConfigMap>, &Api<PersistentVolumeClaim>, &Api<Secret>),
     pod: &Pod,
     ordinal: i32,
     cluster: &str,
@@ -326,8 +331,16 @@ async fn start(
     let properties = config_map.data.as_ref()?.get(&file)?;
     let ip = node.pod_ip(ordinal);
     let name = pod.name_any();
+    let mounts = project_secrets(node, secrets, pod, container).await?;
+    let relocate = |text: &str| {
+        mounts
+            .iter()
+            .fold(text.replace("0.0.0.0", &ip), |text, (mount, dir)| {
+                text.replace(mount.as_str(), &dir.display().to_string())
+            })
+    };
     let config_path = node.path(&format!("{name}.properties"));
-    std::fs::write(&config_path, properties.replace("0.0.0.0", &ip)).ok()?;
+    std::fs::write(&config_path, relocate(properties)).ok()?;
     let data = node.path(&data_volume(claims, pod).await?);
     let expand = |arg: &str| {
         arg.replace("$(RIVULET_NODE_ID)", &ordinal.to_string())
@@ -345,7 +358,7 @@ async fn start(
             } else if arg.starts_with("--data-dir=") {
                 format!("--data-dir={}", data.display())
             } else {
-                arg.replace("0.0.0.0", &ip)
+                relocate(&arg)
             }
         })
         .collect();
@@ -369,6 +382,53 @@ async fn start(
         .stderr(log)
         .kill_on_drop(true);
     command.spawn().ok()
+}
+
+/// Writes the files of every Secret volume `container` mounts, as the
+/// kubelet projects them (every key, or the volume's `items`), into a
+/// directory of the node's per pod and volume: (mount path, directory),
+/// longest mount path first so that a nested mount is rewritten before
+/// its parent. `None` while a Secret that is not optional is missing.
+async fn project_secrets(
+    node: &LocalNode,
+    secrets: &Api<Secret>,
+    pod: &Pod,
+    container: &k8s_openapi::api::core::v1::Container,
+) -> Option<Vec<(String, PathBuf)>> {
+    let volumes = pod.spec.as_ref()?.volumes.clone().unwrap_or_default();
+    let mut mounts = Vec::new();
+    for mount in container.volume_mounts.iter().flatten() {
+        let Some(source) = volumes
+            .iter()
+            .find(|v| v.name == mount.name)
+            .and_then(|v| v.secret.as_ref())
+        else {
+            continue;
+        };
+        let secret_name = source.secret_name.as_deref()?;
+        let data = match secrets.get_opt(secret_name).await.ok()? {
+            Some(secret) => secret.data.unwrap_or_default(),
+            None if source.optional == Some(true) => BTreeMap::new(),
+            None => return None,
+        };
+        let dir = node.path(&format!("{}-{}", pod.name_any(), mount.name));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).ok()?;
+        let files: Vec<(String, String)> = match &source.items {
+            Some(items) => items
+                .iter()
+                .map(|i| (i.key.clone(), i.path.clone()))
+                .collect(),
+            None => data.keys().map(|k| (k.clone(), k.clone())).collect(),
+        };
+        for (key, path) in files {
+            let bytes = data.get(&key)?;
+            std::fs::write(dir.join(path), &bytes.0).ok()?;
+        }
+        mounts.push((mount.mount_path.clone(), dir));
+    }
+    mounts.sort_by_key(|(mount, _)| std::cmp::Reverse(mount.len()));
+    Some(mounts)
 }
 
 /// The directory (under the node's) that backs the pod's `data` volume:
