@@ -48,8 +48,8 @@ import time
 from collections import Counter, defaultdict
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
 
+import cluster_random_clients
 from common import Deadline, check, emit, fail
 
 # No client runs longer than this, even if its stop file never comes.
@@ -67,27 +67,6 @@ def line(out, obj):
     obj["t"] = round(time.monotonic(), 3)
     out.write(json.dumps(obj) + "\n")
     out.flush()
-
-
-def create(bootstrap, topic, partitions):
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    new = NewTopic(topic, num_partitions=partitions, replication_factor=3,
-                   config={"min.insync.replicas": "2"})
-    futures = admin.create_topics([new], request_timeout=20, operation_timeout=20)
-    try:
-        futures[topic].result(timeout=30)
-    except KafkaException as e:
-        fail(f"create topic {topic}: {e}")
-    dl = Deadline(60)
-    while True:
-        md = admin.list_topics(topic, timeout=10).topics.get(topic)
-        ready = md is not None and md.error is None and len(md.partitions) == partitions \
-            and all(p.leader >= 0 and len(p.isrs) == 3 for p in md.partitions.values())
-        if ready:
-            break
-        check(not dl.expired(), f"topic {topic} has no leaders or full ISRs after 60 s: {md}")
-        time.sleep(0.2)
-    emit({"created": topic})
 
 
 def produce(bootstrap, topic, partitions, writer, acked_file, stop_file):
@@ -516,7 +495,8 @@ def txn_verify(bootstrap, topic, partitions, log_file):
 def main():
     a = sys.argv[1:]
     if len(a) == 4 and a[0] == "create":
-        create(a[1], a[2], int(a[3]))
+        # Replication factor 3, min.insync.replicas 2, as the random test.
+        cluster_random_clients.create(a[1], a[2], int(a[3]), wait_s=60)
     elif len(a) == 7 and a[0] == "produce":
         produce(a[1], a[2], int(a[3]), a[4], a[5], a[6])
     elif len(a) == 8 and a[0] == "group":

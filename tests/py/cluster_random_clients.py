@@ -46,7 +46,7 @@ FLUSH_S = 60
 EXAMPLES = 8
 
 
-def create(bootstrap, topic, partitions):
+def create(bootstrap, topic, partitions, wait_s=30):
     admin = AdminClient({"bootstrap.servers": bootstrap})
     new = NewTopic(topic, num_partitions=partitions, replication_factor=3,
                    config={"min.insync.replicas": "2"})
@@ -55,14 +55,15 @@ def create(bootstrap, topic, partitions):
         futures[topic].result(timeout=30)
     except KafkaException as e:
         fail(f"create topic {topic}: {e}")
-    dl = Deadline(30)
+    dl = Deadline(wait_s)
     while True:
         md = admin.list_topics(topic, timeout=10).topics.get(topic)
         ready = md is not None and md.error is None and len(md.partitions) == partitions \
             and all(p.leader >= 0 and len(p.isrs) == 3 for p in md.partitions.values())
         if ready:
             break
-        check(not dl.expired(), f"topic {topic} has no leaders or full ISRs after 30 s: {md}")
+        check(not dl.expired(),
+              f"topic {topic} has no leaders or full ISRs after {wait_s} s: {md}")
         time.sleep(0.2)
     emit({"created": topic})
 
