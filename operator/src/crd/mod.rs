@@ -7,13 +7,14 @@
 
 mod certs;
 mod cluster;
+mod listeners;
 mod topic;
 mod user;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-pub use self::{certs::*, cluster::*, topic::*, user::*};
+pub use self::{certs::*, cluster::*, listeners::*, topic::*, user::*};
 
 /// The API group of every Rivulet custom resource.
 pub const GROUP: &str = "rivulet.dev";
