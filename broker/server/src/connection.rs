@@ -146,6 +146,7 @@ async fn serve_stream<S>(
 {
     let (mut reader, writer) = tokio::io::split(stream);
     let mut writer = BufWriter::with_capacity(64 * 1024, writer);
+    let pipeline = handlers::produce_pipeline::Pipeline::default();
     let configured_max = broker.config.socket_request_max_bytes;
     let lookup = |user: &str, mechanism| broker.cluster.scram_credential(user, mechanism);
     loop {
@@ -180,6 +181,7 @@ async fn serve_stream<S>(
                     listener: &listener.name,
                     peer: peer.map(|p| p.ip()),
                     principal: auth.principal(),
+                    pipeline: &pipeline,
                 };
                 handle_frame(&broker, frame, &ctx)
                     .await

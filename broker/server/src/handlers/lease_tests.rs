@@ -203,3 +203,57 @@ async fn without_its_lease_a_broker_coordinates_nothing() {
     assert_eq!(node.groups.check_serving("g"), Ok(()));
     assert_eq!(find().await, 0);
 }
+
+/// A client's pipelined produce requests straddling a lost and regained
+/// lease: the first is refused (nothing written), the second arrives once
+/// the lease is back. It must be refused alike, not with
+/// OUT_OF_ORDER_SEQUENCE_NUMBER: librdkafka answers that gap by bumping
+/// its epoch and renumbering every message it retries, duplicating any
+/// whose earlier send was already in a log (seen in the fault campaign).
+/// Retried in order, both are written once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_pipelined_behind_a_lease_refusal_are_refused_alike() {
+    use super::{produce_pipeline::Pipeline, txn_data_tests::idempotent_batch};
+
+    let h = harness(&[], &[]);
+    let node = &h.node;
+    create(node, "t", &[&[0]], &[]).await;
+    let held = Arc::new(AtomicBool::new(true));
+    let flag = held.clone();
+    node.broker
+        .lease
+        .install(move || flag.load(Ordering::Acquire));
+    let connection = Pipeline::default();
+    let send = |seq: i32| {
+        let req = produce_request("t", &[0], -1);
+        let mut req = req;
+        req.topic_data[0].partition_data[0].records = Some(idempotent_batch(5, 0, seq, 2));
+        let connection = &connection;
+        async move {
+            let resp = produce::handle_in(node, req, 9, connection).await.unwrap();
+            let p = &resp.responses[0].partition_responses[0];
+            (p.error_code, p.base_offset)
+        }
+    };
+    assert_eq!(send(0).await, (0, 0));
+
+    held.store(false, Ordering::Release);
+    let not_leader = ResponseError::NotLeaderOrFollower.code();
+    assert_eq!(send(2).await.0, not_leader, "refused without the lease");
+    held.store(true, Ordering::Release);
+    assert_eq!(
+        send(4).await.0,
+        not_leader,
+        "pipelined behind the refusal: refused alike, not OUT_OF_ORDER_SEQUENCE_NUMBER"
+    );
+    // The client's retries, in order: each written once.
+    assert_eq!(send(2).await, (0, 2));
+    assert_eq!(send(4).await, (0, 4));
+    assert_eq!(send(4).await, (0, 4), "a repeat is deduplicated");
+    // Another connection never saw the refusal.
+    let other = Pipeline::default();
+    let mut req = produce_request("t", &[0], -1);
+    req.topic_data[0].partition_data[0].records = Some(idempotent_batch(5, 0, 6, 2));
+    let resp = produce::handle_in(node, req, 9, &other).await.unwrap();
+    assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
+}

@@ -65,6 +65,7 @@ mod offset_delete;
 mod offset_fetch;
 mod offset_for_leader_epoch;
 pub(crate) mod produce;
+pub mod produce_pipeline;
 mod produce_verify;
 mod quorum;
 mod scram_credentials;
@@ -178,6 +179,8 @@ pub struct RequestContext<'a> {
     pub peer: Option<std::net::IpAddr>,
     /// Who the connection authenticated as.
     pub principal: &'a crate::security::Principal,
+    /// The connection's memory of refused idempotent batches.
+    pub pipeline: &'a produce_pipeline::Pipeline,
 }
 
 /// Runs the handler for one request, after the authorization checks
@@ -215,7 +218,7 @@ async fn run(
             ResponseKind::Metadata(metadata::handle(broker, r, v, ctx.listener).await)
         }
         RequestKind::Produce(r) => {
-            return produce::handle(broker, r, v)
+            return produce::handle_in(broker, r, v, ctx.pipeline)
                 .await
                 .map(ResponseKind::Produce)
         }

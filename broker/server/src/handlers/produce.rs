@@ -39,7 +39,7 @@ use rivulet_storage::{
 };
 use tokio::time::Instant;
 
-use super::Node;
+use super::{produce_pipeline::Pipeline, Node};
 use crate::{
     broker::{now_ms, Topic},
     partition::{Partition, Role},
@@ -86,7 +86,19 @@ struct Appended {
 }
 
 /// Answers Produce (`None` for acks=0).
+#[cfg(test)]
 pub async fn handle(broker: &Node, req: ProduceRequest, version: i16) -> Option<ProduceResponse> {
+    handle_in(broker, req, version, &Pipeline::default()).await
+}
+
+/// [`handle`] on a connection that remembers the idempotent batches it
+/// refused (see [`Pipeline`]).
+pub async fn handle_in(
+    broker: &Node,
+    req: ProduceRequest,
+    version: i16,
+    pipeline: &Pipeline,
+) -> Option<ProduceResponse> {
     let acks = req.acks;
     let transactional = req
         .topic_data
@@ -130,7 +142,10 @@ pub async fn handle(broker: &Node, req: ProduceRequest, version: i16) -> Option<
             .into_iter()
             .map(|p| match refused.get(&(t.name.to_string(), p.index)) {
                 Some(e) => (p.index, Err(Refusal::code(*e))),
-                None => (p.index, append(topic.as_ref(), acks, p)),
+                None => (
+                    p.index,
+                    append_in_order(pipeline, &t.name, topic.as_ref(), acks, p),
+                ),
             })
             .collect();
         names.push(t.name);
@@ -167,6 +182,31 @@ pub async fn handle(broker: &Node, req: ProduceRequest, version: i16) -> Option<
         })
         .collect();
     Some(ProduceResponse::default().with_responses(responses))
+}
+
+/// [`append`], unless the records follow a batch of their producer this
+/// connection refused without writing: those share its refusal, so the
+/// client retries them in order (see [`Pipeline`]).
+fn append_in_order(
+    pipeline: &Pipeline,
+    name: &str,
+    topic: Option<&Arc<Topic>>,
+    acks: i16,
+    p: PartitionProduceData,
+) -> Result<Appended, Refusal> {
+    let (index, records) = (p.index, p.records.clone().unwrap_or_default());
+    if let Some(code) = pipeline.check(name, index, &records) {
+        return Err(Refusal::with_message(
+            code,
+            "an earlier batch of this producer was refused on this connection; retry it first"
+                .to_string(),
+        ));
+    }
+    let outcome = append(topic, acks, p);
+    if let Err(refusal) = &outcome {
+        pipeline.refused(name, index, &records, refusal.code);
+    }
+    outcome
 }
 
 /// Checks, validates and appends one partition's records.

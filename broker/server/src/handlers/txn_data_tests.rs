@@ -30,6 +30,11 @@ pub(super) fn txn_batch(pid: i64, epoch: i16, seq: i32, n: i32) -> bytes::Bytes 
     batch(pid, epoch, seq, n, true)
 }
 
+/// An idempotent (not transactional) batch, as [`txn_batch`].
+pub(super) fn idempotent_batch(pid: i64, epoch: i16, seq: i32, n: i32) -> bytes::Bytes {
+    batch(pid, epoch, seq, n, false)
+}
+
 fn batch(pid: i64, epoch: i16, seq: i32, n: i32, transactional: bool) -> bytes::Bytes {
     let records: Vec<Record> = (0..n)
         .map(|i| Record {

@@ -47,6 +47,7 @@ async fn call(
         listener: "PLAINTEXT",
         peer: Some("127.0.0.1".parse().unwrap()),
         principal: &principal,
+        pipeline: &Default::default(),
     };
     dispatch(&h.node, &header, body, &ctx)
         .await
