@@ -90,6 +90,9 @@ def produce(bootstrap, topic, partitions, writer, acked_file, stop_file):
         "retry.backoff.ms": 100,
         "reconnect.backoff.max.ms": 1000,
         "topic.metadata.refresh.interval.ms": 5000,
+        # Epoch bumps, drains and sequence errors go to stderr, kept with a
+        # failing run: they explain any duplicate.
+        "debug": "eos",
         "error_cb": on_error,
     })
     counts = Counter()

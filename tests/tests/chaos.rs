@@ -151,3 +151,43 @@ fn a_healed_broker_rejoins_without_a_controller_gap() {
         "the controller changed or went missing as the healed broker rejoined: {watch:?}"
     );
 }
+
+/// Disk faults under the same workload and checker: one broker's disk
+/// fills up (it stays up and takes writes again when space returns),
+/// another's turns slow, then a third's log writes fail with EIO (its log
+/// directory fails, it stops and comes back on a healthy disk). Nothing
+/// acknowledged may be lost or duplicated through any of it.
+#[test]
+fn full_slow_and_failing_disks_lose_nothing() {
+    require_py!("confluent_kafka");
+    let Some(_turn) = netns_or_skip() else {
+        return;
+    };
+    let step = |fault, secs| Step {
+        gap: Duration::from_secs(2),
+        fault,
+        hold: Duration::from_secs(secs),
+    };
+    let schedule = Schedule {
+        steps: vec![
+            step(Fault::DiskFull { node: 0 }, 6),
+            step(Fault::SlowDisk { node: 1 }, 5),
+            step(Fault::DiskFailure { node: 2 }, 5),
+        ],
+    };
+    let report = run(&options(3, Duration::from_secs(30), Some(schedule))).expect("run it");
+    assert_clean(&report);
+    for kind in ["disk-full", "slow-disk", "disk-eio"] {
+        assert_eq!(report.faults.get(kind), Some(&1), "{:?}", report.faults);
+    }
+    // The faults reached the brokers: the full disk refused writes and the
+    // failed log dir stopped its broker (restarted by the harness).
+    for kind in ["disk-full", "disk-eio"] {
+        assert_eq!(
+            report.disk_effects.get(kind),
+            Some(&1),
+            "{kind} left no trace in the broker's log: {:?}",
+            report.disk_effects
+        );
+    }
+}

@@ -175,9 +175,13 @@ fn percentile(values: &[f64], q: f64) -> Option<f64> {
 
 fn summary(args: &Args, reports: &[RunReport], took: Duration) -> String {
     let mut faults: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut disk_effects: BTreeMap<&str, usize> = BTreeMap::new();
     for r in reports {
         for (k, v) in &r.faults {
             *faults.entry(k).or_default() += v;
+        }
+        for (k, v) in &r.disk_effects {
+            *disk_effects.entry(k).or_default() += v;
         }
     }
     let acked: u64 = reports.iter().map(|r| r.acked).sum();
@@ -229,10 +233,16 @@ fn summary(args: &Args, reports: &[RunReport], took: Duration) -> String {
         reports.first().map_or(0, |r| r.seed)
     ));
     for kind in Fault::KINDS {
-        t.push_str(&format!(
-            "| faults: {kind} | {} |\n",
-            faults.get(kind).copied().unwrap_or(0)
-        ));
+        let injected = faults.get(kind).copied().unwrap_or(0);
+        // For disk faults: how many the broker's log shows it met.
+        let seen = match kind {
+            "disk-full" | "disk-eio" => format!(
+                " ({} seen by the broker)",
+                disk_effects.get(kind).copied().unwrap_or(0)
+            ),
+            _ => String::new(),
+        };
+        t.push_str(&format!("| faults: {kind} | {injected}{seen} |\n"));
     }
     t.push_str(&format!("| records acknowledged | {acked} |\n"));
     t.push_str(&format!(

@@ -31,6 +31,8 @@ const CONTROLLER_PORT: u16 = 9093;
 const METRICS_PORT: u16 = 9100;
 /// How long a fresh cluster may take until every broker sees every other.
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
+/// Each broker's storage fault rules, beside its config (empty: none).
+const DISK_FAULTS: &str = "disk-faults";
 
 /// One broker's files and process.
 struct NetBroker {
@@ -137,6 +139,10 @@ impl NetCluster {
             ("offsets.topic.replication.factor", replication.clone()),
             ("transaction.state.log.replication.factor", replication),
             ("min.insync.replicas", brokers.min(2).to_string()),
+            (
+                "storage.fault.injection.file",
+                home.join(DISK_FAULTS).display().to_string(),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -145,6 +151,7 @@ impl NetCluster {
             props.retain(|(k, _)| k != key);
             props.push((key.clone(), value.clone()));
         }
+        fs::write(home.join(DISK_FAULTS), "").map_err(|e| format!("write disk faults: {e}"))?;
         let text: String = props.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
         let config_file = home.join("server.properties");
         fs::write(&config_file, text).map_err(|e| format!("write config: {e}"))?;
@@ -306,6 +313,21 @@ impl NetCluster {
     pub fn resume(&mut self, id: usize) {
         self.signal(id, libc::SIGCONT);
         self.brokers[id].paused = false;
+    }
+
+    /// Replaces broker `id`'s storage fault rules (the format of the
+    /// broker's `storage.fault.injection.file`; empty heals). The broker
+    /// applies them within its poll interval.
+    pub fn disk_faults(&self, id: usize, rules: &str) -> Result<(), String> {
+        let file = self
+            .dir
+            .path()
+            .join(format!("broker-{id}"))
+            .join(DISK_FAULTS);
+        // Written whole and renamed, so the broker never reads half a rule.
+        let staged = file.with_extension("next");
+        fs::write(&staged, rules).map_err(|e| format!("write {}: {e}", staged.display()))?;
+        fs::rename(&staged, &file).map_err(|e| format!("rename {}: {e}", file.display()))
     }
 
     /// Starts broker `id` again (killing it first if it still runs).

@@ -74,6 +74,42 @@ pub enum Fault {
         /// The broker.
         node: usize,
     },
+    /// The broker's disk is full: writes, segment rolls, index growth and
+    /// snapshots fail with ENOSPC until the fault ends. The broker must
+    /// stay up and take writes again by itself.
+    DiskFull {
+        /// The broker.
+        node: usize,
+    },
+    /// The broker's disk is slow: every fsync and write waits.
+    SlowDisk {
+        /// The broker.
+        node: usize,
+    },
+    /// Writes to the workload's partition logs fail with EIO: the log
+    /// directory fails and the broker stops (its only log dir); it is
+    /// restarted on a healthy disk when the fault ends.
+    DiskFailure {
+        /// The broker.
+        node: usize,
+    },
+}
+
+impl Fault {
+    /// The storage fault rules (the broker's fault-injection file format)
+    /// of a disk fault; `None` for the other kinds.
+    pub fn disk_rules(&self) -> Option<&'static str> {
+        match self {
+            Fault::DiskFull { .. } => {
+                Some("write enospc\nroll enospc\nindex enospc\ncheckpoint enospc\n")
+            }
+            Fault::SlowDisk { .. } => Some("fsync delay=400\nwrite delay=30\n"),
+            // `/chaos` matches the workload topics' partition directories
+            // (`chaos-N`, `chaos-txn-N`), not the metadata log.
+            Fault::DiskFailure { .. } => Some("write eio /chaos\n"),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for Fault {
@@ -101,6 +137,9 @@ impl fmt::Display for Fault {
             Fault::ClientCut { node } => write!(f, "cut clients off from broker {node}"),
             Fault::Kill { node } => write!(f, "kill -9 broker {node}"),
             Fault::Pause { node } => write!(f, "SIGSTOP broker {node}"),
+            Fault::DiskFull { node } => write!(f, "fill broker {node}'s disk"),
+            Fault::SlowDisk { node } => write!(f, "slow broker {node}'s disk"),
+            Fault::DiskFailure { node } => write!(f, "fail broker {node}'s log writes with EIO"),
         }
     }
 }
@@ -120,11 +159,14 @@ impl Fault {
             Fault::ClientCut { .. } => "client-cut",
             Fault::Kill { .. } => "kill-9",
             Fault::Pause { .. } => "pause",
+            Fault::DiskFull { .. } => "disk-full",
+            Fault::SlowDisk { .. } => "slow-disk",
+            Fault::DiskFailure { .. } => "disk-eio",
         }
     }
 
     /// Every kind, in table order.
-    pub const KINDS: [&'static str; 11] = [
+    pub const KINDS: [&'static str; 14] = [
         "isolate-leader",
         "isolate-controller",
         "isolate-bystander",
@@ -136,6 +178,9 @@ impl Fault {
         "client-cut",
         "kill-9",
         "pause",
+        "disk-full",
+        "slow-disk",
+        "disk-eio",
     ];
 
     /// A random fault on a cluster of `brokers` brokers with `partitions`
@@ -150,7 +195,7 @@ impl Fault {
                 pick
             }
         };
-        match rng.below(10) {
+        match rng.below(11) {
             0 | 1 => Fault::IsolateLeader {
                 partition: rng.below(partitions as u64) as i32,
             },
@@ -195,7 +240,12 @@ impl Fault {
                 _ => Fault::ClientCut { node: node(rng) },
             },
             8 => Fault::Kill { node: node(rng) },
-            _ => Fault::Pause { node: node(rng) },
+            9 => Fault::Pause { node: node(rng) },
+            _ => match rng.below(3) {
+                0 => Fault::DiskFull { node: node(rng) },
+                1 => Fault::SlowDisk { node: node(rng) },
+                _ => Fault::DiskFailure { node: node(rng) },
+            },
         }
     }
 }

@@ -94,6 +94,9 @@ pub struct RunReport {
     pub stale_claims: Vec<String>,
     /// Time from the final heal to a converged cluster.
     pub converged_in: Option<Duration>,
+    /// Disk faults whose effect the broker logged (the full disk refusing
+    /// writes, the failed log dir stopping it), by kind.
+    pub disk_effects: BTreeMap<&'static str, usize>,
     /// Every promise broken.
     pub violations: Vec<String>,
     /// Wall time of the run.
@@ -204,7 +207,15 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, String> {
         }
         thread::sleep(step.gap);
         say(&format!("inject: {} for {:?}", step.fault, step.hold));
+        let logged_before = disk_node(&step.fault).map(|n| cluster.log(n).len());
         let held = hold(&mut cluster, &step.fault, step.hold)?;
+        if let (Some(node), Some(from)) = (disk_node(&step.fault), logged_before) {
+            let log = cluster.log(node);
+            if disk_effect_logged(&step.fault, log.get(from..).unwrap_or_default()) {
+                say(&format!("broker {node} logged the disk fault"));
+                *report.disk_effects.entry(step.fault.kind()).or_default() += 1;
+            }
+        }
         *report.faults.entry(step.fault.kind()).or_default() += 1;
         if let Some((iso, watch)) = held {
             say(&format!("healed; controller after rejoin: {watch:?}"));
@@ -471,6 +482,42 @@ fn hold(
             cluster.resume(*node);
             Ok(None)
         }
+        Fault::DiskFull { node } | Fault::SlowDisk { node } | Fault::DiskFailure { node } => {
+            let rules = fault.disk_rules().unwrap_or_default();
+            cluster.disk_faults(*node, rules)?;
+            thread::sleep(hold);
+            cluster.disk_faults(*node, "")?;
+            // A failed log dir stops the broker; it comes back on a
+            // healthy disk. A full or slow disk must not have stopped it.
+            if !cluster.is_running(*node) {
+                if !matches!(fault, Fault::DiskFailure { .. }) {
+                    return Err(format!("broker {node} stopped under: {fault}"));
+                }
+                cluster.restart(*node)?;
+            }
+            Ok(None)
+        }
+    }
+}
+
+/// The broker a disk fault is injected on.
+fn disk_node(fault: &Fault) -> Option<usize> {
+    match fault {
+        Fault::DiskFull { node } | Fault::SlowDisk { node } | Fault::DiskFailure { node } => {
+            Some(*node)
+        }
+        _ => None,
+    }
+}
+
+/// Whether `log` shows the broker meeting `fault`: a full disk refusing
+/// writes, a failed log dir taking its partitions offline. A slow disk
+/// logs nothing of its own.
+fn disk_effect_logged(fault: &Fault, log: &str) -> bool {
+    match fault {
+        Fault::DiskFull { .. } => log.contains("disk full: refusing writes"),
+        Fault::DiskFailure { .. } => log.contains("log directory failed"),
+        _ => false,
     }
 }
 
