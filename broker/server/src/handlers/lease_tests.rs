@@ -257,3 +257,60 @@ async fn requests_pipelined_behind_a_lease_refusal_are_refused_alike() {
     let resp = produce::handle_in(node, req, 9, &other).await.unwrap();
     assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
 }
+
+/// OffsetFetch reports only offsets every in-sync replica of the group's
+/// `__consumer_offsets` partition has. A commit this coordinator appended
+/// but could not replicate (its follower cut off) may be lost when the
+/// coordinator moves; serving it made a member see its committed offsets
+/// go back (seed 1100 of the campaign: 2636, then 2633 from the new
+/// coordinator).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offset_fetch_never_reports_an_unreplicated_commit() {
+    use kafka_protocol::{
+        messages::{offset_fetch_request::OffsetFetchRequestTopic, GroupId, OffsetFetchRequest},
+        protocol::StrBytes,
+    };
+
+    use super::{offset_fetch, tests::commit_offset};
+    use crate::group::OFFSETS_TOPIC;
+
+    let h = harness(&[1], &[]);
+    let node = Arc::new(Node {
+        broker: h.node.broker.clone(),
+        cluster: h.node.cluster.clone(),
+        groups: h.node.groups.clone(),
+        txns: h.node.txns.clone(),
+    });
+    // Broker 1 is in the offsets partition's ISR and never fetches: every
+    // commit is appended here and never replicated.
+    create(
+        &node,
+        OFFSETS_TOPIC,
+        &[&[0, 1]],
+        &[("cleanup.policy", "compact")],
+    )
+    .await;
+    create(&node, "t", &[&[0]], &[]).await;
+    let committing = {
+        let node = node.clone();
+        tokio::spawn(async move { commit_offset(&node, "t", 0, 9).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let req = OffsetFetchRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("g")))
+        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+            .with_name(name("t"))
+            .with_partition_indexes(vec![0])]));
+    let resp = offset_fetch::handle(&node, req, 7).await;
+    let p = &resp.topics[0].partitions[0];
+    assert_ne!(
+        p.committed_offset, 9,
+        "OffsetFetch reported a commit no follower has (code {})",
+        p.error_code
+    );
+    assert_ne!(
+        committing.await.unwrap(),
+        0,
+        "the unreplicated commit is not acknowledged"
+    );
+}

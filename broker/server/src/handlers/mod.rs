@@ -271,7 +271,7 @@ async fn run(
             ResponseKind::OffsetCommit(offset_commit::handle(broker, r).await)
         }
         RequestKind::OffsetFetch(r) => {
-            ResponseKind::OffsetFetch(offset_fetch::handle(broker, r, v))
+            ResponseKind::OffsetFetch(offset_fetch::handle(broker, r, v).await)
         }
         RequestKind::ListGroups(r) => ResponseKind::ListGroups(list_groups::handle(broker, r, v)),
         RequestKind::DescribeGroups(r) => {

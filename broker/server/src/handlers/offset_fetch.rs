@@ -21,11 +21,15 @@ use crate::group::{coordinator::FetchedTopics, state::CommittedOffset};
 
 type Requested = Option<Vec<(String, Vec<i32>)>>;
 
-fn fetch(broker: &Node, group_id: &str, topics: Requested) -> Result<FetchedTopics, ResponseError> {
+async fn fetch(
+    broker: &Node,
+    group_id: &str,
+    topics: Requested,
+) -> Result<FetchedTopics, ResponseError> {
     if group_id.is_empty() {
         return Err(ResponseError::InvalidGroupId);
     }
-    broker.groups.fetch_offsets(group_id, topics)
+    broker.groups.fetch_offsets(group_id, topics).await
 }
 
 /// (offset, leader epoch, metadata) as reported; -1 and "" when nothing is committed.
@@ -53,20 +57,25 @@ fn stable(
 }
 
 /// Answers OffsetFetch.
-pub fn handle(broker: &Node, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+pub async fn handle(broker: &Node, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
     let require_stable = req.require_stable;
     if version >= 8 {
+        let mut fetched = Vec::with_capacity(req.groups.len());
+        for g in &req.groups {
+            let requested: Requested = g.topics.as_ref().map(|ts| {
+                ts.iter()
+                    .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
+                    .collect()
+            });
+            fetched.push(fetch(broker, &g.group_id, requested).await);
+        }
         let groups = req
             .groups
             .into_iter()
-            .map(|g| {
-                let requested: Requested = g.topics.as_ref().map(|ts| {
-                    ts.iter()
-                        .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
-                        .collect()
-                });
+            .zip(fetched)
+            .map(|(g, fetched)| {
                 let group = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
-                match fetch(broker, &g.group_id, requested) {
+                match fetched {
                     Err(e) => group.with_error_code(e.code()),
                     Ok(found) => group.with_topics(
                         found
@@ -109,7 +118,7 @@ pub fn handle(broker: &Node, req: OffsetFetchRequest, version: i16) -> OffsetFet
             .collect()
     });
     let group_id: &GroupId = &req.group_id;
-    let (found, error) = match fetch(broker, group_id, requested.clone()) {
+    let (found, error) = match fetch(broker, group_id, requested.clone()).await {
         Ok(found) => (found, None),
         // v1 has no group-level error: every partition carries it.
         Err(e) => (

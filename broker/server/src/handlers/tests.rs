@@ -251,7 +251,7 @@ async fn offsets_commit_for_partitions_hosted_elsewhere() {
         .with_topics(Some(vec![OffsetFetchRequestTopic::default()
             .with_name(name("remote"))
             .with_partition_indexes(vec![0])]));
-    let resp = offset_fetch::handle(node, fetch, 7);
+    let resp = offset_fetch::handle(node, fetch, 7).await;
     assert_eq!(resp.topics[0].partitions[0].committed_offset, 5);
 }
 

@@ -222,17 +222,17 @@ async fn transactional_offsets_are_unstable_until_their_marker() {
         (p.committed_offset, p.error_code)
     };
     assert_eq!(
-        p(offset_fetch::handle(node, fetch(true), 7)),
+        p(offset_fetch::handle(node, fetch(true), 7).await),
         (-1, ResponseError::UnstableOffsetCommit.code())
     );
     assert_eq!(
-        p(offset_fetch::handle(node, fetch(false), 7)),
+        p(offset_fetch::handle(node, fetch(false), 7).await),
         (-1, 0),
         "not visible yet"
     );
     // The COMMIT marker lands on the group's offsets partition.
     node.groups.complete_txn(0, 77, true);
-    assert_eq!(p(offset_fetch::handle(node, fetch(true), 7)), (42, 0));
+    assert_eq!(p(offset_fetch::handle(node, fetch(true), 7).await), (42, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,6 +13,10 @@ use crate::{
     },
 };
 
+/// How long OffsetFetch waits for the offsets it reports to be replicated
+/// (what a commit waits, Kafka's `offsets.commit.timeout.ms`).
+const REPLICATED_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A partition's committed offset as OffsetFetch reports it.
 pub type FetchedTopics = Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>;
 
@@ -124,7 +128,16 @@ impl Coordinator {
 
     /// OffsetFetch: the committed offsets of the given partitions, or of
     /// every partition the group has offsets for (`topics == None`).
-    pub fn fetch_offsets(
+    ///
+    /// Only offsets every in-sync replica has are reported, as Kafka keeps
+    /// a commit pending until it is replicated: a commit appended here
+    /// but not replicated (a follower cut off) may be lost when the
+    /// coordinator moves, and a member that saw it would see its offsets
+    /// go back. So the answer waits until the group's `__consumer_offsets`
+    /// partition is replicated up to its end as of reading the offsets,
+    /// and is COORDINATOR_NOT_AVAILABLE (the client looks again) when that
+    /// takes longer than a commit may.
+    pub async fn fetch_offsets(
         &self,
         group_id: &str,
         topics: Option<Vec<(String, Vec<i32>)>>,
@@ -135,6 +148,16 @@ impl Coordinator {
             .slot(group_id, false)
             .map(|s| lock(&s).group.offsets.clone())
             .unwrap_or_default();
+        // Read after the offsets: every record behind them lies below it.
+        let stored = self.offsets_partition(group_id).map(|p| {
+            let end = p.read_log().log_end_offset();
+            (p, end)
+        });
+        if let Ok((partition, end)) = stored {
+            if !partition.wait_for_hw(end, REPLICATED_WITHIN).await {
+                return Err(ResponseError::CoordinatorNotAvailable);
+            }
+        }
         Ok(match topics {
             Some(topics) => topics
                 .into_iter()
