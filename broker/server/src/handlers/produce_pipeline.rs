@@ -16,11 +16,17 @@
 //! their old sequence numbers, which the log deduplicates.
 //!
 //! A batch from the refused one's sequence back (the client's retry), a
-//! new producer id or epoch, ends the memory for that partition. Requests
-//! on one connection are handled one at a time, so the lock is never
-//! contended.
+//! new producer id or epoch, ends the memory for that partition. So do a
+//! new leader epoch of the partition and [`WINDOW`] passing: by then the
+//! client has retried elsewhere, and a later batch that comes back here
+//! with a higher sequence must not be refused for good. Requests on one
+//! connection are handled one at a time, so the lock is never contended.
 
-use std::{collections::HashMap, sync::Mutex};
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
 
 use kafka_protocol::ResponseError;
 use rivulet_storage::batch::BatchHeader;
@@ -31,12 +37,19 @@ pub struct Pipeline {
     refused: Mutex<HashMap<(String, i32), Refused>>,
 }
 
+/// How long a refusal is shared: the requests a client pipelined behind
+/// it are handled right after it (or, after a pause, right after each
+/// other), well within this.
+pub const WINDOW: Duration = Duration::from_secs(10);
+
 #[derive(Debug, Clone, Copy)]
 struct Refused {
     producer_id: i64,
     epoch: i16,
     first_sequence: i32,
     code: ResponseError,
+    leader_epoch: i32,
+    at: Instant,
 }
 
 /// The idempotent producer of a request's first batch: (id, epoch, base
@@ -71,10 +84,17 @@ fn retriable_unwritten(code: ResponseError) -> bool {
 }
 
 impl Pipeline {
-    /// Before a partition's records are appended: the refusal to repeat
-    /// when they follow a batch of the same producer refused on this
-    /// connection. Forgets the refusal when they do not.
-    pub fn check(&self, topic: &str, partition: i32, records: &[u8]) -> Option<ResponseError> {
+    /// Before a partition's records are appended (`leader_epoch` is the
+    /// partition's now, -1 when unknown): the refusal to repeat when they
+    /// follow a batch of the same producer refused on this connection.
+    /// Forgets the refusal when they do not.
+    pub fn check(
+        &self,
+        topic: &str,
+        partition: i32,
+        leader_epoch: i32,
+        records: &[u8],
+    ) -> Option<ResponseError> {
         let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
         let key = (topic.to_string(), partition);
         let earlier = *refused.get(&key)?;
@@ -82,7 +102,9 @@ impl Pipeline {
             Some((id, epoch, seq))
                 if id == earlier.producer_id
                     && epoch == earlier.epoch
-                    && follows(seq, earlier.first_sequence) =>
+                    && follows(seq, earlier.first_sequence)
+                    && leader_epoch == earlier.leader_epoch
+                    && earlier.at.elapsed() < WINDOW =>
             {
                 Some(earlier.code)
             }
@@ -95,7 +117,14 @@ impl Pipeline {
 
     /// After a partition's records were refused with `code` without being
     /// written: remembers it when later batches must share it.
-    pub fn refused(&self, topic: &str, partition: i32, records: &[u8], code: ResponseError) {
+    pub fn refused(
+        &self,
+        topic: &str,
+        partition: i32,
+        leader_epoch: i32,
+        records: &[u8],
+        code: ResponseError,
+    ) {
         if !retriable_unwritten(code) {
             return;
         }
@@ -111,6 +140,8 @@ impl Pipeline {
                 epoch,
                 first_sequence,
                 code,
+                leader_epoch,
+                at: Instant::now(),
             });
     }
 }
@@ -124,21 +155,21 @@ mod tests {
     fn requests_behind_a_refused_batch_share_its_refusal_until_the_retry() {
         let p = Pipeline::default();
         let not_leader = ResponseError::NotLeaderOrFollower;
-        assert_eq!(p.check("t", 0, &idempotent_batch(7, 0, 10, 5)), None);
-        p.refused("t", 0, &idempotent_batch(7, 0, 10, 5), not_leader);
+        assert_eq!(p.check("t", 0, 3, &idempotent_batch(7, 0, 10, 5)), None);
+        p.refused("t", 0, 3, &idempotent_batch(7, 0, 10, 5), not_leader);
         // Pipelined behind it: refused alike, whatever the condition now.
         assert_eq!(
-            p.check("t", 0, &idempotent_batch(7, 0, 15, 5)),
+            p.check("t", 0, 3, &idempotent_batch(7, 0, 15, 5)),
             Some(not_leader)
         );
-        p.refused("t", 0, &idempotent_batch(7, 0, 15, 5), not_leader);
+        p.refused("t", 0, 3, &idempotent_batch(7, 0, 15, 5), not_leader);
         // Other partitions and producers are not affected.
-        assert_eq!(p.check("t", 1, &idempotent_batch(7, 0, 15, 5)), None);
-        assert_eq!(p.check("u", 0, &idempotent_batch(7, 0, 15, 5)), None);
+        assert_eq!(p.check("t", 1, 3, &idempotent_batch(7, 0, 15, 5)), None);
+        assert_eq!(p.check("u", 0, 3, &idempotent_batch(7, 0, 15, 5)), None);
         // The retry from the first refused batch is let through, and the
         // memory ends.
-        assert_eq!(p.check("t", 0, &idempotent_batch(7, 0, 10, 5)), None);
-        assert_eq!(p.check("t", 0, &idempotent_batch(7, 0, 15, 5)), None);
+        assert_eq!(p.check("t", 0, 3, &idempotent_batch(7, 0, 10, 5)), None);
+        assert_eq!(p.check("t", 0, 3, &idempotent_batch(7, 0, 15, 5)), None);
     }
 
     #[test]
@@ -147,26 +178,48 @@ mod tests {
         p.refused(
             "t",
             0,
+            3,
             &idempotent_batch(7, 0, 10, 5),
             ResponseError::OutOfOrderSequenceNumber,
         );
-        assert_eq!(p.check("t", 0, &idempotent_batch(7, 0, 15, 5)), None);
+        assert_eq!(p.check("t", 0, 3, &idempotent_batch(7, 0, 15, 5)), None);
         p.refused(
             "t",
             0,
+            3,
             &crate::partition::test_batch(3),
             ResponseError::NotEnoughReplicas,
         );
-        assert_eq!(p.check("t", 0, &idempotent_batch(7, 0, 15, 5)), None);
+        assert_eq!(p.check("t", 0, 3, &idempotent_batch(7, 0, 15, 5)), None);
         // A new epoch (the client bumped it) starts over.
         p.refused(
             "t",
             0,
+            3,
             &idempotent_batch(7, 0, 10, 5),
             ResponseError::KafkaStorageError,
         );
-        assert_eq!(p.check("t", 0, &idempotent_batch(7, 1, 0, 5)), None);
-        assert_eq!(p.check("t", 0, &idempotent_batch(7, 0, 15, 5)), None);
+        assert_eq!(p.check("t", 0, 3, &idempotent_batch(7, 1, 0, 5)), None);
+        assert_eq!(p.check("t", 0, 3, &idempotent_batch(7, 0, 15, 5)), None);
+    }
+
+    #[test]
+    fn a_new_leader_epoch_or_time_ends_the_memory() {
+        let p = Pipeline::default();
+        let not_leader = ResponseError::NotLeaderOrFollower;
+        p.refused("t", 0, 3, &idempotent_batch(7, 0, 10, 5), not_leader);
+        // The leadership moved away and back: the client retried at the
+        // other leader, and its later batches are welcome here.
+        assert_eq!(p.check("t", 0, 5, &idempotent_batch(7, 0, 400, 5)), None);
+        assert_eq!(p.check("t", 0, 3, &idempotent_batch(7, 0, 405, 5)), None);
+
+        p.refused("t", 0, 3, &idempotent_batch(7, 0, 10, 5), not_leader);
+        if let Some(r) = p.refused.lock().unwrap().get_mut(&("t".to_string(), 0)) {
+            r.at =
+                r.at.checked_sub(WINDOW)
+                    .expect("a clock older than the window");
+        }
+        assert_eq!(p.check("t", 0, 3, &idempotent_batch(7, 0, 15, 5)), None);
     }
 
     #[test]
