@@ -83,6 +83,16 @@ async fn leaders(node: &Node) -> (Vec<(i32, i32, i16)>, i32) {
     (partitions, resp.controller_id.0)
 }
 
+/// The harness's node, shareable with spawned requests.
+fn shared(h: &super::tests::Harness) -> Arc<Node> {
+    Arc::new(Node {
+        broker: h.node.broker.clone(),
+        cluster: h.node.cluster.clone(),
+        groups: h.node.groups.clone(),
+        txns: h.node.txns.clone(),
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_its_lease_a_broker_leads_nothing_until_it_is_back() {
     let h = harness(&[1], &[]);
@@ -121,12 +131,7 @@ async fn without_its_lease_a_broker_leads_nothing_until_it_is_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_acks_all_produce_ends_when_the_lease_runs_out() {
     let h = harness(&[1], &[]);
-    let node = Arc::new(Node {
-        broker: h.node.broker.clone(),
-        cluster: h.node.cluster.clone(),
-        groups: h.node.groups.clone(),
-        txns: h.node.txns.clone(),
-    });
+    let node = shared(&h);
     // Broker 1 is in the ISR but never fetches: acks=all waits.
     create(&node, "t", &[&[0, 1]], &[]).await;
     let held = Arc::new(AtomicBool::new(true));
@@ -275,12 +280,7 @@ async fn offset_fetch_never_reports_an_unreplicated_commit() {
     use crate::group::OFFSETS_TOPIC;
 
     let h = harness(&[1], &[]);
-    let node = Arc::new(Node {
-        broker: h.node.broker.clone(),
-        cluster: h.node.cluster.clone(),
-        groups: h.node.groups.clone(),
-        txns: h.node.txns.clone(),
-    });
+    let node = shared(&h);
     // Broker 1 is in the offsets partition's ISR and never fetches: every
     // commit is appended here and never replicated.
     create(
