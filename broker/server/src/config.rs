@@ -128,6 +128,11 @@ pub struct ReplicationConfig {
     /// Kafka's `broker.session.timeout.ms` (default 9000): a broker whose
     /// heartbeats stop this long is fenced and its leaderships move.
     pub broker_session_timeout: Duration,
+    /// Kafka's `controller.quorum.election.timeout.ms` (default 1000): a
+    /// voter that heard no controller for twice this long (the quorum's
+    /// lease, Kafka's `controller.quorum.fetch.timeout.ms`) asks for an
+    /// election after a further random 1-2 times this.
+    pub quorum_election_timeout: Duration,
     /// Kafka's `auto.leader.rebalance.enable` (default true).
     pub auto_leader_rebalance: bool,
     /// Kafka's `leader.imbalance.check.interval.seconds` (default 300).
@@ -155,6 +160,7 @@ impl Default for ReplicationConfig {
             replica_fetch_max_bytes: 1_048_576,
             broker_heartbeat_interval: Duration::from_millis(2000),
             broker_session_timeout: Duration::from_millis(9000),
+            quorum_election_timeout: Duration::from_millis(1000),
             auto_leader_rebalance: true,
             leader_imbalance_check_interval: Duration::from_secs(300),
             offsets_topic_replication_factor: 3,
@@ -512,6 +518,10 @@ impl BrokerConfig {
                 }
                 "broker.session.timeout.ms" => {
                     config.replication.broker_session_timeout =
+                        Duration::from_millis(parse_positive(value, &invalid)? as u64)
+                }
+                "controller.quorum.election.timeout.ms" => {
+                    config.replication.quorum_election_timeout =
                         Duration::from_millis(parse_positive(value, &invalid)? as u64)
                 }
                 "auto.leader.rebalance.enable" => {

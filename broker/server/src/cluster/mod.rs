@@ -146,6 +146,20 @@ impl Cluster {
             data_dir.join(identity::METADATA_DIR),
         );
         quorum.advertised_addr = config.controller_advertised.clone();
+        let election = replication.quorum_election_timeout;
+        quorum.election_timeout = (election, election * 2);
+        quorum.heartbeat_interval = quorum.heartbeat_interval.min(election / 5);
+        // Noticing a lost controller takes the quorum's lease (2x) plus up
+        // to 2x more before the election; a broker session shorter than
+        // that ends every broker's leader lease in each failover.
+        if replication.broker_session_timeout <= election * 4 {
+            tracing::warn!(
+                broker_session_timeout_ms = replication.broker_session_timeout.as_millis() as u64,
+                election_timeout_ms = election.as_millis() as u64,
+                "broker.session.timeout.ms is not above 4x controller.quorum.election.timeout.ms: \
+                 while a new controller is elected every broker may stop leading"
+            );
+        }
         quorum.cluster_id = identity.meta.cluster_id.clone();
         quorum.directory_id = identity.meta.directory_id;
         quorum.founder = identity.founder;

@@ -109,9 +109,14 @@ fn cluster_settings_take_the_controller_listener() {
             ),
             ("controller.listener.names", "CONTROLLER"),
             ("replica.lag.time.max.ms", "5000"),
+            ("controller.quorum.election.timeout.ms", "400"),
         ]),
     )
     .unwrap();
+    assert_eq!(
+        config.replication.quorum_election_timeout,
+        Duration::from_millis(400)
+    );
     let cluster = config.cluster;
     assert_eq!(config.listeners.len(), 1);
     assert_eq!(cluster.voters.len(), 3);
@@ -128,6 +133,8 @@ fn cluster_settings_take_the_controller_listener() {
     };
     assert!(fails(&[("controller.quorum.voters", "0@a:1,1@b:2")]).contains("1, 3 or 5"));
     assert!(fails(&[("controller.quorum.voters", "0@a")]).contains("no port"));
+    assert!(fails(&[("controller.quorum.election.timeout.ms", "0")])
+        .contains("controller.quorum.election.timeout.ms"));
     assert!(fails(&[("controller.quorum.voters", "0@a:1")]).contains("required"));
     assert!(fails(&[
         ("controller.quorum.voters", "0@a:1"),
