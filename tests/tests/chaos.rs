@@ -46,6 +46,7 @@ fn options(seed: u64, duration: Duration, schedule: Option<Schedule>) -> RunOpti
         seed,
         verbose: true,
         schedule,
+        broker_configs: Vec::new(),
     }
 }
 

@@ -3,7 +3,7 @@
 //! ```text
 //! cargo build -j2 --bins && cargo run -p rivulet-tests --bin rivulet-chaos -- \
 //!     --brokers 3 --runs 100 --duration 60 [--seed N] [--partitions 6] \
-//!     [--max-minutes N]
+//!     [--max-minutes N] [--config key=value ...] [--only isolate-controller]
 //! ```
 //!
 //! Runs `--runs` seeded runs (seeds `N, N+1, ...`; `N` random unless
@@ -11,6 +11,11 @@
 //! line per run and a Markdown summary table (the one in
 //! docs/reliability.md). A run that breaks a promise keeps its directory
 //! and prints its seed; replay it with `--seed SEED --runs 1`. Needs root.
+//!
+//! `--config` sets a broker setting over the harness's own (repeatable);
+//! `--only isolate-controller` (or `isolate-leader`, `isolate-bystander`)
+//! replaces the random faults with that one, held 10 s every 14 s, to
+//! measure one failover.
 
 use std::{
     collections::BTreeMap,
@@ -18,7 +23,10 @@ use std::{
 };
 
 use rivulet_tests::{
-    chaos::{faults::Fault, run, RunOptions, RunReport},
+    chaos::{
+        faults::{Fault, Step},
+        run, RunOptions, RunReport, Schedule,
+    },
     cluster_faults::fault_seed,
     netns::PrivateNet,
 };
@@ -32,6 +40,10 @@ struct Args {
     verbose: bool,
     /// Start no new run after this many minutes.
     max_minutes: Option<u64>,
+    /// Broker settings over the harness's own.
+    configs: Vec<(String, String)>,
+    /// One fault kind instead of random ones.
+    only: Option<Fault>,
 }
 
 fn parse() -> Result<Args, String> {
@@ -43,6 +55,8 @@ fn parse() -> Result<Args, String> {
         seed: None,
         verbose: false,
         max_minutes: None,
+        configs: Vec::new(),
+        only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -63,6 +77,20 @@ fn parse() -> Result<Args, String> {
             "--partitions" => args.partitions = number()? as i32,
             "--seed" => args.seed = Some(number()?),
             "--max-minutes" => args.max_minutes = Some(number()?),
+            "--config" => {
+                let (k, v) = value
+                    .split_once('=')
+                    .ok_or_else(|| format!("--config {value}: expected key=value"))?;
+                args.configs.push((k.to_string(), v.to_string()));
+            }
+            "--only" => {
+                args.only = Some(match value.as_str() {
+                    "isolate-controller" => Fault::IsolateController,
+                    "isolate-leader" => Fault::IsolateLeader { partition: 0 },
+                    "isolate-bystander" => Fault::IsolateBystander,
+                    other => return Err(format!("--only {other}: not a fault this can repeat")),
+                })
+            }
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
@@ -70,6 +98,18 @@ fn parse() -> Result<Args, String> {
         return Err("--brokers must be 3 to 7".to_string());
     }
     Ok(args)
+}
+
+/// `fault` held 10 s after a 4 s gap, as often as `duration` seconds allow.
+fn repeated(fault: &Fault, duration: u64) -> Schedule {
+    let step = Step {
+        gap: Duration::from_secs(4),
+        fault: fault.clone(),
+        hold: Duration::from_secs(10),
+    };
+    Schedule {
+        steps: vec![step; (duration / 14).max(1) as usize],
+    }
 }
 
 fn main() {
@@ -104,7 +144,11 @@ fn main() {
             duration: Duration::from_secs(args.duration),
             seed: first.wrapping_add(n),
             verbose: args.verbose,
-            schedule: None,
+            schedule: args
+                .only
+                .as_ref()
+                .map(|fault| repeated(fault, args.duration)),
+            broker_configs: args.configs.clone(),
         };
         // Each run in its own thread: its private network namespace goes
         // with the thread, and a harness panic ends only this run.

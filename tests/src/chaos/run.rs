@@ -68,6 +68,8 @@ pub struct RunOptions {
     /// A fixed schedule instead of one drawn from the seed (for scenario
     /// tests and regression seeds).
     pub schedule: Option<Schedule>,
+    /// Broker settings over the harness's own (short session timeouts).
+    pub broker_configs: Vec<(String, String)>,
 }
 
 /// What a run did and found.
@@ -117,6 +119,7 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, String> {
     let configs: Vec<(String, String)> = BROKER_CONFIGS
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
+        .chain(opts.broker_configs.iter().cloned())
         .collect();
     let voters = if opts.brokers >= 5 {
         5
