@@ -4,7 +4,13 @@
 //!
 //! On gaining leadership it first applies everything earlier leaders
 //! committed and gives every broker a full session, since it cannot know
-//! when they last heartbeated elsewhere. Then, every `check_interval`:
+//! when they last heartbeated elsewhere. The broker of the controller it
+//! replaces gets no such grace: that controller lost its quorum, so no
+//! heartbeat of its broker was accepted after the last one applied here,
+//! and its leader lease has run out once a session has passed since then
+//! (an isolated controller's partitions move as soon as it stopped
+//! serving them, not a whole session after the election). Then, every
+//! `check_interval`:
 //! - brokers whose session expired (no registration or heartbeat applied
 //!   here for `session_timeout`) are fenced; the state machine moves their
 //!   leaderships and shrinks ISRs as part of the fence;
@@ -47,6 +53,9 @@ struct Leadership {
     /// When the previous check ran: a long gap means this process was
     /// starved, not that the brokers died.
     last_check: Instant,
+    /// The broker of the controller before this one, as this node last saw
+    /// it (no grace for it).
+    previous: Option<BrokerId>,
 }
 
 /// What a fencing check did.
@@ -68,6 +77,7 @@ impl QuorumNode {
         let mut stopped = self.stopped.subscribe();
         tokio::spawn(async move {
             let mut leading = None;
+            let mut seen_leader = None;
             let mut tick = tokio::time::interval(config.check_interval);
             tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
             loop {
@@ -77,20 +87,29 @@ impl QuorumNode {
                 }
                 let Some(node) = node.upgrade() else { return };
                 tokio::select! {
-                    () = node.control(&config, &mut leading) => {}
+                    () = node.control(&config, &mut leading, &mut seen_leader) => {}
                     _ = stopped.wait_for(|s| *s) => return,
                 }
             }
         })
     }
 
-    /// One check of the loop.
-    async fn control(&self, config: &ControllerConfig, leading: &mut Option<Leadership>) {
-        let (state, term) = {
+    /// One check of the loop. `seen_leader` is the last other leader this
+    /// node followed.
+    async fn control(
+        &self,
+        config: &ControllerConfig,
+        leading: &mut Option<Leadership>,
+        seen_leader: &mut Option<u64>,
+    ) {
+        let (state, term, current_leader) = {
             let metrics = self.raft.metrics();
             let m = metrics.borrow();
-            (m.state, m.current_term)
+            (m.state, m.current_term, m.current_leader)
         };
+        if let Some(other) = current_leader.filter(|&l| l != self.id) {
+            *seen_leader = Some(other);
+        }
         if state != ServerState::Leader {
             if leading.take().is_some() {
                 tracing::info!(node_id = self.id, "no longer the active controller");
@@ -108,6 +127,7 @@ impl QuorumNode {
                     caught_up: false,
                     next_rebalance: now + config.leader_imbalance_check_interval,
                     last_check: now,
+                    previous: seen_leader.and_then(|l| BrokerId::try_from(l).ok()),
                 })
             }
         };
@@ -123,7 +143,10 @@ impl QuorumNode {
                 _ => return,
             }
         }
-        match self.fence_expired(config, lead.since, now).await {
+        match self
+            .fence_expired(config, lead.since, lead.previous, now)
+            .await
+        {
             Ok(Fencing::Done) => {}
             Ok(Fencing::Starved) => {
                 // Even this node's own heartbeats were not applied in time:
@@ -153,11 +176,16 @@ impl QuorumNode {
         &self,
         config: &ControllerConfig,
         grace_from: Instant,
+        previous: Option<BrokerId>,
         now: Instant,
     ) -> Result<Fencing, QuorumError> {
         let image = self.metadata.borrow().clone();
         let last_seen = self.liveness.snapshot();
-        let expired = expired_sessions(&image, &last_seen, grace_from, now, config.session_timeout);
+        let grace = Grace {
+            from: grace_from,
+            except: previous,
+        };
+        let expired = expired_sessions(&image, &last_seen, grace, now, config.session_timeout);
         let Some(expired) = to_fence(expired, i32::try_from(self.id).ok()) else {
             return Ok(Fencing::Starved);
         };
@@ -212,22 +240,34 @@ fn to_fence(expired: Vec<BrokerId>, own: Option<BrokerId>) -> Option<Vec<BrokerI
     }
 }
 
+/// The sign of life a new controller counts for every broker when it
+/// takes over, except for the broker of the controller it replaces.
+#[derive(Debug, Clone, Copy)]
+struct Grace {
+    from: Instant,
+    except: Option<BrokerId>,
+}
+
 /// The unfenced brokers whose session expired at `now`: no sign of life
-/// within `session_timeout`, counting a sign at `grace_from` (when this
-/// controller took over) for every broker.
+/// within `session_timeout`, counting the takeover's grace as one.
 fn expired_sessions(
     image: &ClusterMetadata,
     last_seen: &BTreeMap<BrokerId, Instant>,
-    grace_from: Instant,
+    grace: Grace,
     now: Instant,
     session_timeout: Duration,
 ) -> Vec<BrokerId> {
     image
         .live_brokers()
         .filter(|b| {
-            let seen = last_seen
-                .get(&b.id)
-                .map_or(grace_from, |&t| t.max(grace_from));
+            let applied = last_seen.get(&b.id).copied();
+            let seen = match applied {
+                // Its heartbeats were applied here no earlier than they
+                // were sent: once a session passed, its lease is gone.
+                Some(t) if grace.except == Some(b.id) => t,
+                Some(t) => t.max(grace.from),
+                None => grace.from,
+            };
             now.saturating_duration_since(seen) > session_timeout
         })
         .map(|b| b.id)
@@ -259,15 +299,35 @@ mod tests {
         // 1 heartbeated recently, 2 long ago, 3 is fenced already, 4 was
         // never seen by this node.
         let last_seen = BTreeMap::from([(1, s(15)), (2, s(1)), (3, s(0))]);
+        let grace = |secs, except| Grace {
+            from: s(secs),
+            except,
+        };
         assert_eq!(
-            expired_sessions(&image, &last_seen, t0, s(20), timeout),
+            expired_sessions(&image, &last_seen, grace(0, None), s(20), timeout),
             vec![2, 4]
         );
         // Leading since 12 s: everyone has until 21 s at least.
-        assert!(expired_sessions(&image, &last_seen, s(12), s(20), timeout).is_empty());
+        assert!(expired_sessions(&image, &last_seen, grace(12, None), s(20), timeout).is_empty());
         assert_eq!(
-            expired_sessions(&image, &last_seen, s(12), s(22), timeout),
+            expired_sessions(&image, &last_seen, grace(12, None), s(22), timeout),
             vec![2, 4]
+        );
+        // Broker 2 was the previous controller's: last applied at 1 s, its
+        // lease ran out at 10 s, so it is fenced at the first check after
+        // the takeover; the others keep their grace.
+        assert_eq!(
+            expired_sessions(&image, &last_seen, grace(12, Some(2)), s(13), timeout),
+            vec![2]
+        );
+        // Broker 1 was, and heartbeated at 15 s (applied here): a session
+        // from then.
+        assert!(
+            expired_sessions(&image, &last_seen, grace(16, Some(1)), s(23), timeout).is_empty()
+        );
+        assert_eq!(
+            expired_sessions(&image, &last_seen, grace(16, Some(1)), s(25), timeout),
+            vec![1]
         );
     }
 }
