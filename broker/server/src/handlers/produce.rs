@@ -195,9 +195,11 @@ fn append_in_order(
     p: PartitionProduceData,
 ) -> Result<Appended, Refusal> {
     let (index, records) = (p.index, p.records.clone().unwrap_or_default());
-    let leader_epoch = topic
-        .and_then(|t| t.partition(index))
-        .map_or(-1, |p| p.replica().leader_epoch);
+    let leader_epoch = || {
+        topic
+            .and_then(|t| t.partition(index))
+            .map_or(-1, |p| p.replica().leader_epoch)
+    };
     if let Some(code) = pipeline.check(name, index, leader_epoch, &records) {
         return Err(Refusal::with_message(
             code,
@@ -207,7 +209,7 @@ fn append_in_order(
     }
     let outcome = append(topic, acks, p);
     if let Err(refusal) = &outcome {
-        pipeline.refused(name, index, leader_epoch, &records, refusal.code);
+        pipeline.refused(name, index, leader_epoch(), &records, refusal.code);
     }
     outcome
 }
